@@ -1,0 +1,84 @@
+//! Outbound events: what a worker publishes to the outbound exchange.
+//!
+//! Their ids are derived from the causing event (project, id, position in the output list), so a
+//! redelivered inbound event republishes byte-for-byte the same outputs and a consumer can drop
+//! the repeats by id.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::Id;
+
+/// The `source` of every outbound event.
+pub const SOURCE: &str = "switchboard";
+
+/// Namespace of the UUIDv5 output ids (a fixed random UUID: changing it changes every id).
+const OUTPUT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c1c_4a5e_93d2_4f0b_8a77_2f7e_0b1d_5c39);
+
+/// One decision the store made: an event type and its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboundEvent {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub data: Value,
+}
+
+/// The id of the `index`-th output caused by event `causation_id` of `project`.
+pub fn output_id(project: &Id, causation_id: &str, index: usize) -> Uuid {
+    let name = format!("{}\n{}\n{}", project, causation_id, index);
+    Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes())
+}
+
+/// The CloudEvents body of an output.
+pub fn envelope(
+    project: &Id,
+    causation_id: &str,
+    index: usize,
+    time: &str,
+    event: &OutboundEvent,
+) -> Vec<u8> {
+    let body = json!({
+        "specversion": "1.0",
+        "id": output_id(project, causation_id, index).to_string(),
+        "source": SOURCE,
+        "type": event.event_type,
+        "time": time,
+        "datacontenttype": "application/json",
+        "project": project,
+        "causationid": causation_id,
+        "data": event.data,
+    });
+    serde_json::to_vec(&body).expect("a JSON value always serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_deterministic_and_distinct() {
+        let p = Id::parse("acme").unwrap();
+        let q = Id::parse("other").unwrap();
+        assert_eq!(output_id(&p, "e1", 0), output_id(&p, "e1", 0));
+        assert_ne!(output_id(&p, "e1", 0), output_id(&p, "e1", 1));
+        assert_ne!(output_id(&p, "e1", 0), output_id(&p, "e2", 0));
+        assert_ne!(output_id(&p, "e1", 0), output_id(&q, "e1", 0));
+    }
+
+    #[test]
+    fn envelope_carries_causation_and_project() {
+        let p = Id::parse("acme").unwrap();
+        let event = OutboundEvent {
+            event_type: "conversation.queued".into(),
+            data: json!({"conversation_id": "c1", "reason": "new"}),
+        };
+        let body: Value =
+            serde_json::from_slice(&envelope(&p, "e1", 0, "2026-11-22T10:00:00Z", &event)).unwrap();
+        assert_eq!(body["source"], "switchboard");
+        assert_eq!(body["causationid"], "e1");
+        assert_eq!(body["project"], "acme");
+        assert_eq!(body["type"], "conversation.queued");
+        assert_eq!(body["data"]["conversation_id"], "c1");
+    }
+}

@@ -1,0 +1,9 @@
+//! Switchboard: assigns customer conversations to support agents.
+//!
+//! Data flows one way: broker → contract → worker → store → broker. The domain and the contract
+//! are pure; I/O lives in `broker`, `store`, `http` and the clock.
+
+pub mod config;
+pub mod contract;
+pub mod domain;
+pub mod store;

@@ -1,0 +1,55 @@
+//! Redis key names.
+//!
+//! Every key of a project starts with `sb:{<project>}:`. The braces are Redis Cluster's hash
+//! tag: all of a project's keys live on one slot, so one script call can read and change all of
+//! them atomically. Project ids are validated identifiers (no braces), so no project can reach
+//! into another's tag.
+
+use crate::contract::Id;
+
+/// The keys of the `apply` script, in the order its KEYS list expects (see `prelude.lua`).
+pub const APPLY_KEY_NAMES: &[&str] = &[
+    "settings", "agents", "status", "convs", "owned", "waiting", "pool:load", "pool:order",
+    "pool:pass", "meta", "closed", "passes",
+];
+
+/// The prefix of every key of `project`.
+pub fn project_prefix(project: &Id) -> String {
+    format!("sb:{{{project}}}:")
+}
+
+/// A project key by its name in [`APPLY_KEY_NAMES`].
+pub fn project_key(project: &Id, name: &str) -> String {
+    format!("{}{name}", project_prefix(project))
+}
+
+/// The dedupe record of one inbound event. The event id is free text, so it is hashed rather
+/// than put in the key name as it is.
+pub fn event_key(project: &Id, event_id: &str) -> String {
+    let digest = sha1_smol::Sha1::from(event_id.as_bytes()).digest().to_string();
+    format!("{}event:{digest}", project_prefix(project))
+}
+
+/// KEYS of the `apply` script for an event of `project`.
+pub fn apply_keys(project: &Id, event_id: &str) -> Vec<String> {
+    let mut keys = Vec::with_capacity(APPLY_KEY_NAMES.len() + 1);
+    keys.push(event_key(project, event_id));
+    keys.extend(APPLY_KEY_NAMES.iter().map(|name| project_key(project, name)));
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_carries_the_project_hash_tag() {
+        let project = Id::parse("acme").unwrap();
+        let keys = apply_keys(&project, "weird id {other}");
+        assert_eq!(keys.len(), 13);
+        for key in &keys {
+            assert!(key.starts_with("sb:{acme}:"), "{key}");
+            assert_eq!(key.matches('{').count(), 1, "{key}");
+        }
+    }
+}

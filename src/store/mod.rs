@@ -1,0 +1,182 @@
+//! The Redis edge: one connection (a single node or a cluster) and typed calls of the scripts.
+
+pub mod keys;
+pub mod script;
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::{ErrorKind, RedisError, RetryMethod, ServerErrorKind};
+use serde::Deserialize;
+
+use crate::contract::{InboundEvent, OutboundEvent};
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis cannot be reached or is not serving (down, loading, failing over). Worth retrying:
+    /// the event has not been applied, or was applied and will be replayed from its record.
+    #[error("Redis unavailable: {0}")]
+    Unavailable(RedisError),
+    /// The script itself failed. Retrying would fail the same way.
+    #[error("store script failed: {0}")]
+    Script(RedisError),
+    /// The script answered something this worker does not understand.
+    #[error("unexpected store reply: {0}")]
+    Reply(String),
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<RedisError> for StoreError {
+    fn from(error: RedisError) -> Self {
+        let transient = error.is_io_error()
+            || error.is_connection_refusal()
+            || error.is_connection_dropped()
+            || error.is_timeout()
+            || matches!(
+                error.kind(),
+                ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                        | ServerErrorKind::Moved
+                        | ServerErrorKind::Ask
+                )
+            )
+            || matches!(
+                error.retry_method(),
+                RetryMethod::Reconnect
+                    | RetryMethod::ReconnectFromInitialConnections
+                    | RetryMethod::WaitAndRetry
+                    | RetryMethod::RefreshSlotsAndRetry
+            )
+            || error.to_string().contains("BUSY");
+        if transient {
+            StoreError::Unavailable(error)
+        } else {
+            StoreError::Script(error)
+        }
+    }
+}
+
+/// What applying one event did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The event had been applied before: these are the outputs recorded then.
+    pub replayed: bool,
+    /// When the event was first applied, ms since the epoch (the `time` of its outputs).
+    pub time_ms: i64,
+    pub outputs: Vec<OutboundEvent>,
+}
+
+#[derive(Deserialize)]
+struct Record {
+    t: i64,
+    o: Vec<OutboundEvent>,
+}
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Store-level knobs.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub dedupe_ttl: Duration,
+    pub closed_retention: Duration,
+}
+
+/// The Redis store. Cheap to clone: connections are multiplexed.
+#[derive(Clone)]
+pub struct Store {
+    connection: Connection,
+    apply: redis::Script,
+    options: StoreOptions,
+}
+
+impl Store {
+    /// Connects to one node, or to a cluster when several node URLs are given. A single node is
+    /// connected lazily, so a worker starts (and reports not ready) while Redis is down.
+    pub async fn connect(nodes: &[String], options: StoreOptions) -> Result<Store, StoreError> {
+        let connection = match nodes {
+            [] => return Err(StoreError::Reply("no Redis URL configured".into())),
+            [url] => {
+                let client = redis::Client::open(url.as_str()).map_err(StoreError::Script)?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(Duration::from_secs(5)))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_secs(2));
+                Connection::Single(ConnectionManager::new_lazy_with_config(client, config)?)
+            }
+            urls => {
+                let client = redis::cluster::ClusterClient::builder(urls.to_vec())
+                    .connection_timeout(Duration::from_secs(2))
+                    .response_timeout(Duration::from_secs(5))
+                    .build()
+                    .map_err(StoreError::Script)?;
+                Connection::Cluster(client.get_async_connection().await?)
+            }
+        };
+        Ok(Store {
+            connection,
+            apply: redis::Script::new(script::APPLY),
+            options,
+        })
+    }
+
+    /// Applies one event atomically and returns the outputs it causes (or caused before).
+    pub async fn apply(&self, event: &InboundEvent, now_ms: i64) -> Result<Applied, StoreError> {
+        let data = serde_json::to_string(&event.kind).expect("event data serializes");
+        let mut invocation = self.apply.prepare_invoke();
+        for key in keys::apply_keys(&event.project, &event.id) {
+            invocation.key(key);
+        }
+        invocation
+            .arg(event.kind.type_name())
+            .arg(data)
+            .arg(now_ms)
+            .arg(rand::random::<u32>())
+            .arg(self.options.dedupe_ttl.as_secs().max(1))
+            .arg(self.options.closed_retention.as_millis() as u64);
+        let (replayed, record): (i64, String) = match &self.connection {
+            Connection::Single(c) => invocation.invoke_async(&mut c.clone()).await?,
+            Connection::Cluster(c) => invocation.invoke_async(&mut c.clone()).await?,
+        };
+        let record: Record = serde_json::from_str(&record)
+            .map_err(|e| StoreError::Reply(format!("{e}: {record}")))?;
+        Ok(Applied {
+            replayed: replayed == 1,
+            time_ms: record.t,
+            outputs: record.o,
+        })
+    }
+
+    /// Is Redis answering?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let cmd = redis::cmd("PING");
+        let _: String = match &self.connection {
+            Connection::Single(c) => cmd.query_async(&mut c.clone()).await?,
+            Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await?,
+        };
+        Ok(())
+    }
+
+    /// Runs an arbitrary command (the CLI's `inspect` and the tests read state with it).
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        Ok(match &self.connection {
+            Connection::Single(c) => cmd.query_async(&mut c.clone()).await?,
+            Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await?,
+        })
+    }
+}

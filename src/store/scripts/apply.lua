@@ -1,0 +1,22 @@
+-- apply.lua: the entry point. Dedupe, dispatch to the event's handler, hand waiting
+-- conversations to any capacity the event opened, and record the outputs.
+-- Last part of the `apply` script; uses KEYS event and ARGV event type, data and dedupe TTL.
+--
+-- Returns {replayed, record}: record is '{"t": now_ms, "o": [outputs]}'. An event seen before
+-- returns the record stored the first time (replayed = 1), so a redelivery publishes exactly
+-- the same outputs again and changes nothing else.
+
+local recorded = redis.call('GET', K.event)
+if recorded then return { 1, recorded } end
+
+local handler = handlers[EVENT_TYPE]
+if not handler then return redis.error_reply('unknown event type ' .. EVENT_TYPE) end
+handler(cjson.decode(ARGV[2]))
+drain()
+forget_old_closed()
+
+local encoded = '[]'
+if #outputs > 0 then encoded = cjson.encode(outputs) end
+local record = '{"t":' .. string.format('%d', NOW) .. ',"o":' .. encoded .. '}'
+redis.call('SET', K.event, record, 'EX', DEDUPE_TTL)
+return { 0, record }

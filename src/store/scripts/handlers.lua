@@ -1,0 +1,137 @@
+-- handlers.lua: one function per inbound event type, called with the event's checked data.
+-- Part of the `apply` script; uses every KEY through the functions above and ARGV now.
+
+local handlers = {}
+
+handlers['project.configured'] = function(patch)
+  local current = settings()
+  for field, value in pairs(patch) do
+    if value == NULL then current[field] = nil else current[field] = value end
+  end
+  if next(current) == nil then
+    redis.call('DEL', K.settings)
+  else
+    redis.call('SET', K.settings, cjson.encode(current))
+  end
+  settings_cache = current
+  -- include_busy / include_offline change who is eligible: rebuild the pools once.
+  refresh_all()
+end
+
+handlers['agent.upserted'] = function(data)
+  for _, patch in ipairs(data.agents) do
+    local agent_id = patch.agent_id
+    local cfg = agent(agent_id)
+    if not cfg then
+      cfg = { seq = redis.call('HINCRBY', K.meta, 'agent_seq', 1) }
+    end
+    for field, value in pairs(patch) do
+      if field ~= 'agent_id' then
+        if value == NULL then cfg[field] = nil else cfg[field] = value end
+      end
+    end
+    save_agent(agent_id, cfg)
+    refresh(agent_id)
+  end
+end
+
+handlers['agent.status_changed'] = function(data)
+  redis.call('HSET', K.status, data.agent_id, data.status)
+  refresh(data.agent_id)
+end
+
+handlers['agent.removed'] = function(data)
+  local agent_id = data.agent_id
+  redis.call('HDEL', K.agents, agent_id)
+  redis.call('HDEL', K.status, agent_id)
+  redis.call('HDEL', K.passes, agent_id)
+  agent_cache[agent_id] = false
+  leave_pools(agent_id)
+  local members = redis.call('ZRANGE', K.owned, '[' .. agent_id .. '|',
+    '[' .. agent_id .. '|\255', 'BYLEX')
+  for _, member in ipairs(members) do
+    redis.call('ZREM', K.owned, member)
+    local conversation_id = after_bar(member)
+    local record = conversation(conversation_id)
+    if record then allocate(conversation_id, record, 'agent_removed', agent_id) end
+  end
+end
+
+local function start_conversation(data)
+  if conversation(data.conversation_id) then
+    -- Known already (a repeat, or closed before its creation was processed): no effect here.
+    return false
+  end
+  allocate(data.conversation_id, new_record(data), 'new')
+  return true
+end
+
+handlers['conversation.created'] = start_conversation
+
+handlers['message.received'] = start_conversation
+
+handlers['conversation.closed'] = function(data)
+  local conversation_id = data.conversation_id
+  local record = conversation(conversation_id)
+  if not record then
+    record = { s = 'closed' }  -- a tombstone: its creation, when it comes, changes nothing
+  elseif record.s == 'closed' then
+    return
+  end
+  close(conversation_id, record)
+end
+
+handlers['agent.replied'] = function(_)
+  -- Nothing to do until reply timeouts exist: a reply stops a clock that is not running.
+end
+
+local function rejected(reason, data)
+  emit('command.rejected', {
+    reason = reason, conversation_id = data.conversation_id,
+    agent_id = data.agent_id or data.to_agent_id,
+  })
+end
+
+-- A claim or transfer may not take an agent past its `max_concurrent` (0 means no automatic
+-- assignment, and sets no bound on what the agent takes by hand).
+local function at_limit(agent_id, cfg)
+  local max = max_concurrent(cfg)
+  return max > 0 and load_of(agent_id) >= max
+end
+
+handlers['agent.claim_requested'] = function(data)
+  if not setting('agent_can_claim') then return rejected('claiming_disabled', data) end
+  local cfg = agent(data.agent_id)
+  if not cfg then return rejected('unknown_agent', data) end
+  if at_limit(data.agent_id, cfg) then return rejected('agent_at_limit', data) end
+  local conversation_id = data.conversation_id
+  if not conversation_id then
+    local head = redis.call('ZRANGE', K.waiting, 0, 0)[1]
+    if not head then return rejected('nothing_waiting', data) end
+    conversation_id = after_bar(head)
+  end
+  local record = conversation(conversation_id)
+  if not record or not record.v then return rejected('unknown_conversation', data) end
+  if record.s == 'closed' then return rejected('conversation_closed', data) end
+  if record.s ~= 'waiting' then return rejected('already_assigned', data) end
+  redis.call('ZREM', K.waiting, record.w)
+  assign(conversation_id, record, data.agent_id, 'claimed', nil)
+end
+
+handlers['conversation.transfer_requested'] = function(data)
+  if not setting('agent_can_transfer') then return rejected('transfer_disabled', data) end
+  local record = conversation(data.conversation_id)
+  if not record or record.s ~= 'open' then return rejected('conversation_not_open', data) end
+  local cfg = agent(data.to_agent_id)
+  if not cfg then return rejected('unknown_agent', data) end
+  if record.a == data.to_agent_id then return rejected('already_assigned', data) end
+  if at_limit(data.to_agent_id, cfg) then return rejected('agent_at_limit', data) end
+  local previous_agent_id = record.a
+  release(data.conversation_id, record)
+  assign(data.conversation_id, record, data.to_agent_id, 'transferred', nil, previous_agent_id)
+end
+
+handlers['allocation.decided'] = function(data)
+  -- Custom allocation is not built yet: no conversation ever waits for a decision.
+  rejected('no_allocation_pending', data)
+end

@@ -1,0 +1,74 @@
+-- prelude.lua: names for KEYS and ARGV, per-call caches, settings and output helpers.
+-- First part of the `apply` script (see store/script.rs); later parts use the names bound here.
+--
+-- KEYS (every key carries the project's hash tag, so one script call stays on one cluster slot)
+--   1  event     string  outputs recorded for this (project, event id): the dedupe record
+--   2  settings  string  the project's settings, JSON (merge-patched by project.configured)
+--   3  agents    hash    agent id -> agent configuration, JSON
+--   4  status    hash    agent id -> online | busy | offline
+--   5  convs     hash    conversation id -> conversation record, JSON
+--   6  owned     zset    "agent|conversation" for every open assignment (score 0, by lex);
+--                        an agent's load is the count of its members, so it cannot drift
+--   7  waiting   zset    "<arrival, 16 digits>|conversation", score = -priority
+--   8  by_load   zset    eligible agents, score = open conversations + random tie-breaker
+--   9  by_order  zset    eligible agents, score = round-robin position
+--   10 by_pass   zset    eligible agents, score = weighted-fair virtual pass
+--   11 meta      hash    counters: agent_seq, arrival_seq, rr_last, vtime
+--   12 closed    zset    conversation id -> closing time in ms (forgotten after retention)
+--   13 passes    hash    agent id -> virtual pass, kept while the agent is out of the pool
+-- ARGV
+--   1  event type          2  event data, JSON (checked by the worker)
+--   3  now, ms since epoch 4  random seed
+--   5  dedupe TTL, s       6  closed-conversation retention, ms
+
+local K = {
+  event = KEYS[1], settings = KEYS[2], agents = KEYS[3], status = KEYS[4], convs = KEYS[5],
+  owned = KEYS[6], waiting = KEYS[7], by_load = KEYS[8], by_order = KEYS[9],
+  by_pass = KEYS[10], meta = KEYS[11], closed = KEYS[12], passes = KEYS[13],
+}
+local EVENT_TYPE = ARGV[1]
+local NOW = tonumber(ARGV[3])
+local DEDUPE_TTL = tonumber(ARGV[5])
+local CLOSED_RETENTION = tonumber(ARGV[6])
+math.randomseed(tonumber(ARGV[4]))
+
+local NULL = cjson.null
+
+local DEFAULT_SETTINGS = {
+  mode = 'auto', new_visitors = 'least_loaded',
+  returning_visitors = 'original_agent_if_available',
+  include_busy = false, include_offline = false,
+  reassign_reopened_if_unavailable = true, reassign_if_owner_offline = true,
+  agent_can_claim = true, agent_can_transfer = true,
+  reply_timeout_seconds = 0, priority_overflow = 'when_offline', timezone = 'UTC',
+  custom_timeout_seconds = 10,
+}
+
+local settings_cache
+local function settings()
+  if settings_cache == nil then
+    local raw = redis.call('GET', K.settings)
+    settings_cache = raw and cjson.decode(raw) or {}
+  end
+  return settings_cache
+end
+
+local function setting(name)
+  local value = settings()[name]
+  if value == nil then return DEFAULT_SETTINGS[name] end
+  return value
+end
+
+local outputs = {}
+local function emit(event_type, data)
+  outputs[#outputs + 1] = { type = event_type, data = data }
+end
+
+-- "agent|conversation" members of `owned`; '|' cannot appear in an identifier.
+local function owned_member(agent_id, conversation_id)
+  return agent_id .. '|' .. conversation_id
+end
+
+local function after_bar(member)
+  return string.sub(member, string.find(member, '|', 1, true) + 1)
+end

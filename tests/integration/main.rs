@@ -1,0 +1,5 @@
+//! One integration-test binary, against the machine's real RabbitMQ and Redis.
+//! Every test isolates itself: its own project id, its own exchange and queue names.
+
+mod helpers;
+mod store;
