@@ -1,1 +1,42 @@
-fn main(){}
+//! The `switchboard` binary: parse the command line, hand over.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use switchboard::cli;
+use switchboard::config::Config;
+
+#[derive(Parser)]
+#[command(version, about = "Assigns customer conversations to support agents")]
+struct Args {
+    /// A TOML configuration file; SWITCHBOARD_* environment variables override it.
+    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a worker until SIGTERM or SIGINT.
+    Run,
+    /// Publish a demo stream (agents, conversations arriving and closing) and print decisions.
+    Demo(cli::demo::DemoArgs),
+    /// Publish events from a file: one JSON event, or one per line (NDJSON), with confirms.
+    Publish {
+        /// The file to read (`-` for standard input).
+        file: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = Config::load(args.config.as_deref())?;
+    switchboard::telemetry::init_logging(&config.log_format);
+    match args.command {
+        Command::Run => cli::run::run(config).await,
+        Command::Demo(demo) => cli::demo::run(config, demo).await,
+        Command::Publish { file } => cli::publish::run(config, &file).await,
+    }
+}

@@ -1,0 +1,209 @@
+//! A running worker: the consumer loop with reconnection, the HTTP server and a Redis watcher.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::Session;
+use crate::clock::Clock;
+use crate::config::{redact_url, Config};
+use crate::http::{self, Readiness};
+use crate::store::{Store, StoreOptions};
+use crate::telemetry::{self, Reconnecting};
+use crate::worker::{DeliveryContext, Worker};
+
+/// A worker, built and ready to run.
+pub struct Application {
+    worker: Arc<Worker>,
+    listener: TcpListener,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    consumer_tag: String,
+}
+
+impl Application {
+    /// Binds the HTTP address and connects to Redis (a single node lazily, so a worker started
+    /// while Redis is down waits for it instead of failing).
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        let metrics = telemetry::init_metrics();
+        let listener = TcpListener::bind(&config.http_addr).await?;
+        let options = StoreOptions {
+            dedupe_ttl: config.dedupe_ttl(),
+            closed_retention: Duration::from_secs(config.closed_retention_seconds),
+        };
+        let store = connect_store(&config, options).await;
+        tracing::info!(
+            amqp = %redact_url(&config.amqp_url),
+            redis = %redact_url(&config.redis_url),
+            http = %listener.local_addr()?,
+            queue = config.work_queue,
+            prefetch = config.prefetch,
+            "worker starting"
+        );
+        let consumer_tag = format!("switchboard-{}", uuid::Uuid::new_v4().simple());
+        Ok(Application {
+            worker: Arc::new(Worker {
+                config: Arc::new(config),
+                store,
+                clock,
+                readiness: Arc::new(Readiness::default()),
+                shutdown: CancellationToken::new(),
+            }),
+            listener,
+            metrics,
+            consumer_tag,
+        })
+    }
+
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn readiness(&self) -> Arc<Readiness> {
+        self.worker.readiness.clone()
+    }
+
+    /// Consumes until `stop` completes, then stops taking events, finishes those in flight and
+    /// returns.
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let shutdown = self.worker.shutdown.clone();
+        let background = TaskTracker::new();
+        background.spawn(http::serve(
+            self.listener,
+            self.metrics,
+            self.worker.readiness.clone(),
+            shutdown.clone(),
+        ));
+        background.spawn(watch_redis(self.worker.clone()));
+        let consuming = tokio::spawn(consume(self.worker.clone(), self.consumer_tag));
+        stop.await;
+        tracing::info!("stopping: no new events; finishing those in flight");
+        shutdown.cancel();
+        consuming.await?;
+        background.close();
+        background.wait().await;
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+}
+
+async fn connect_store(config: &Config, options: StoreOptions) -> Store {
+    let nodes = config.redis_nodes();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match Store::connect(&nodes, options.clone()).await {
+            Ok(store) => return store,
+            Err(error) => {
+                Reconnecting { target: "redis", error: &error, retry_in: backoff }.emit();
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Keeps `/readyz` honest about Redis while no event is flowing.
+async fn watch_redis(worker: Arc<Worker>) {
+    loop {
+        let up = worker.store.ping().await.is_ok();
+        worker.readiness.set_redis(up);
+        tokio::select! {
+            _ = worker.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(if up { 5 } else { 1 })) => {}
+        }
+    }
+}
+
+/// The consumer loop: open a session, consume until it breaks or the worker stops, repeat.
+async fn consume(worker: Arc<Worker>, tag: String) {
+    let config = worker.config.clone();
+    let shutdown = worker.shutdown.clone();
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        let session = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            opened = Session::open(&config, &tag) => opened,
+        };
+        let session = match session {
+            Ok(session) => session,
+            Err(error) => {
+                worker.readiness.set_broker(false);
+                Reconnecting { target: "broker", error: &error, retry_in: backoff }.emit();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let mut consumer = match session.consume(&config.work_queue, &tag).await {
+            Ok(consumer) => consumer,
+            Err(error) => {
+                Reconnecting { target: "broker", error: &error, retry_in: backoff }.emit();
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        worker.readiness.set_broker(true);
+        worker.readiness.set_consuming(true);
+        tracing::info!(queue = config.work_queue, "consuming");
+
+        let in_flight = TaskTracker::new();
+        let context = Arc::new(DeliveryContext {
+            publisher: session.publisher(),
+            session_failed: CancellationToken::new(),
+        });
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = context.session_failed.cancelled() => break,
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => {
+                        let worker = worker.clone();
+                        let context = context.clone();
+                        telemetry::in_flight(1.0);
+                        in_flight.spawn(async move {
+                            worker.handle(delivery, &context).await;
+                            telemetry::in_flight(-1.0);
+                        });
+                    }
+                    Some(Err(error)) => {
+                        Reconnecting { target: "broker", error: &error, retry_in: backoff }.emit();
+                        break;
+                    }
+                    None => {
+                        let error = "the consumer was cancelled by the broker";
+                        Reconnecting { target: "broker", error: &error, retry_in: backoff }.emit();
+                        break;
+                    }
+                },
+            }
+        }
+        worker.readiness.set_consuming(false);
+        if shutdown.is_cancelled() {
+            // Stop deliveries, finish what is in flight (each acks after its outputs are
+            // confirmed), then close: anything still unacked is requeued by the broker.
+            session.cancel(&tag).await;
+            in_flight.close();
+            in_flight.wait().await;
+            session.close().await;
+            worker.readiness.set_broker(false);
+            return;
+        }
+        worker.readiness.set_broker(false);
+        // The session is broken: in-flight events cannot be acked on it any more. Drop it; the
+        // broker requeues them and they are replayed (not decided again) on redelivery.
+        in_flight.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), in_flight.wait()).await;
+        drop(session);
+        tokio::time::sleep(backoff).await;
+    }
+}

@@ -1,0 +1,191 @@
+//! The RabbitMQ edge: a session (one connection, a consuming channel and a confirming
+//! publishing channel), the topology, and publishing with confirms.
+//!
+//! Recovery is by rebuilding: when anything on the connection fails, the session is dropped
+//! (RabbitMQ requeues every unacknowledged event) and a new one is opened with backoff. lapin's
+//! own auto-recovery is young; a fresh connection is simple and always correct, because every
+//! event is idempotent.
+
+pub mod topology;
+
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+
+use crate::config::Config;
+
+/// Header carrying the reason an event was dead-lettered.
+pub const ERROR_HEADER: &str = "x-switchboard-error";
+
+/// Why a broker operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("broker error: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("the broker refused (nacked) a publish")]
+    Nacked,
+}
+
+/// One connection to RabbitMQ with its two channels.
+pub struct Session {
+    connection: Connection,
+    consume_channel: Channel,
+    publisher: Publisher,
+}
+
+impl Session {
+    /// Connects, declares the topology and prepares both channels.
+    pub async fn open(config: &Config, name: &str) -> Result<Session, BrokerError> {
+        let properties = ConnectionProperties::default()
+            .with_connection_name(LongString::from(name.to_string()));
+        let connection = Connection::connect(&config.amqp_url, properties).await?;
+        let consume_channel = connection.create_channel().await?;
+        topology::declare(&consume_channel, config).await?;
+        consume_channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await?;
+        let publish_channel = connection.create_channel().await?;
+        publish_channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Session {
+            connection,
+            consume_channel,
+            publisher: Publisher {
+                channel: publish_channel,
+            },
+        })
+    }
+
+    /// Starts consuming `queue` (manual acks).
+    pub async fn consume(&self, queue: &str, tag: &str) -> Result<Consumer, BrokerError> {
+        Ok(self
+            .consume_channel
+            .basic_consume(
+                queue.into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?)
+    }
+
+    /// Follows everything published to `exchange` through a private, temporary queue (the
+    /// demo and the tests watch the outbound exchange this way). Deliveries need no ack.
+    pub async fn tap(&self, exchange: &str) -> Result<Consumer, BrokerError> {
+        let queue = self
+            .consume_channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        self.consume_channel
+            .queue_bind(
+                queue.name().clone(),
+                exchange.into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(self
+            .consume_channel
+            .basic_consume(
+                queue.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?)
+    }
+
+    /// Stops the consumer: no new deliveries; those in flight can still be acked.
+    pub async fn cancel(&self, tag: &str) {
+        let _ = self
+            .consume_channel
+            .basic_cancel(tag.into(), Default::default())
+            .await;
+    }
+
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connection.status().connected()
+    }
+
+    pub async fn close(self) {
+        let _ = self.connection.close(200, "worker stopping".into()).await;
+    }
+}
+
+/// Publishes on a channel in confirm mode.
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Channel,
+}
+
+/// One message to publish.
+pub struct Message<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub body: &'a [u8],
+    pub properties: BasicProperties,
+}
+
+impl Publisher {
+    /// Publishes every message, then waits until the broker has confirmed all of them.
+    /// Publishing them all before waiting lets the confirms of one batch arrive together.
+    pub async fn publish_all(&self, messages: Vec<Message<'_>>) -> Result<(), BrokerError> {
+        let mut confirms = Vec::with_capacity(messages.len());
+        for message in messages {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    message.exchange.into(),
+                    message.routing_key.into(),
+                    BasicPublishOptions::default(),
+                    message.body,
+                    message.properties,
+                )
+                .await?;
+            confirms.push(confirm);
+        }
+        for confirm in confirms {
+            if confirm.await?.is_nack() {
+                return Err(BrokerError::Nacked);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Persistent JSON message properties.
+pub fn json_properties() -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type(ShortString::from("application/json"))
+        .with_delivery_mode(2)
+}
+
+/// The original properties plus the dead-letter reason header, persistent.
+pub fn dead_letter_properties(original: &BasicProperties, reason: &str) -> BasicProperties {
+    let mut headers = original.headers().clone().unwrap_or_default();
+    headers.insert(
+        ERROR_HEADER.into(),
+        AMQPValue::LongString(LongString::from(reason.to_string())),
+    );
+    original.clone().with_headers(headers).with_delivery_mode(2)
+}

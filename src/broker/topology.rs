@@ -1,0 +1,82 @@
+//! The exchanges and queues of the contract, declared idempotently by every worker at start and
+//! after every reconnection.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+
+use crate::config::Config;
+
+/// The work queue's arguments: a quorum queue that dead-letters (at least once) into the dead
+/// letter queue after `delivery_limit` deliveries, so a poison event cannot loop forever.
+pub fn work_queue_arguments(config: &Config) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), long_string("quorum"));
+    args.insert("x-dead-letter-exchange".into(), long_string(""));
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        long_string(&config.dead_letter_queue),
+    );
+    args.insert("x-dead-letter-strategy".into(), long_string("at-least-once"));
+    // At-least-once dead-lettering requires rejecting publishes rather than dropping heads.
+    args.insert("x-overflow".into(), long_string("reject-publish"));
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(config.delivery_limit as i64),
+    );
+    args
+}
+
+fn long_string(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+fn durable_exchange() -> ExchangeDeclareOptions {
+    ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    }
+}
+
+fn durable_queue() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+/// Declares both exchanges, both queues and the binding.
+pub async fn declare(channel: &Channel, config: &Config) -> lapin::Result<()> {
+    for exchange in [&config.inbound_exchange, &config.outbound_exchange] {
+        channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Topic,
+                durable_exchange(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    let mut dead_args = FieldTable::default();
+    dead_args.insert("x-queue-type".into(), long_string("quorum"));
+    channel
+        .queue_declare(config.dead_letter_queue.as_str().into(), durable_queue(), dead_args)
+        .await?;
+    channel
+        .queue_declare(
+            config.work_queue.as_str().into(),
+            durable_queue(),
+            work_queue_arguments(config),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            config.work_queue.as_str().into(),
+            config.inbound_exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! The subcommands of the `switchboard` binary.
+
+pub mod demo;
+pub mod publish;
+pub mod run;

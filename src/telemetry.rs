@@ -1,0 +1,174 @@
+//! Logs and metrics set-up, and the typed internal events that emit both.
+//!
+//! Each internal event writes one log line and updates its metrics together (the pattern of
+//! Vector's `internal_events`), so a dashboard and a log search always tell the same story.
+//! Nothing here logs a URL with its password or an event body.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+
+use crate::contract::OutboundEvent;
+
+/// Installs the global tracing subscriber (`RUST_LOG` filters, `info` by default).
+pub fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,lapin=warn,amq_protocol=warn"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let result = if format == "json" {
+        registry
+            .with(fmt::layer().json().flatten_event(true).with_writer(std::io::stderr))
+            .try_init()
+    } else {
+        registry
+            .with(fmt::layer().with_target(false).with_ansi(ansi).with_writer(std::io::stderr))
+            .try_init()
+    };
+    // A second initialisation (tests spawning several workers) keeps the first subscriber.
+    let _ = result;
+}
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+pub fn init_metrics() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("switchboard_decision_seconds".into()),
+                    &[0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0],
+                )
+                .expect("static buckets are valid")
+                .install_recorder()
+                .expect("the metrics recorder is installed once")
+        })
+        .clone()
+}
+
+/// An inbound event was applied (or replayed) and its outputs confirmed by the broker.
+pub struct EventApplied<'a> {
+    pub project: &'a str,
+    pub event_id: &'a str,
+    pub event_type: &'static str,
+    pub conversation_id: Option<&'a str>,
+    pub replayed: bool,
+    pub decision: Duration,
+    pub outputs: &'a [OutboundEvent],
+}
+
+impl EventApplied<'_> {
+    pub fn emit(&self) {
+        let outcome = if self.replayed { "replayed" } else { "applied" };
+        counter!("switchboard_events_total", "type" => self.event_type, "outcome" => outcome)
+            .increment(1);
+        histogram!("switchboard_decision_seconds").record(self.decision.as_secs_f64());
+        for output in self.outputs {
+            let reason = output.data["reason"].as_str().unwrap_or("").to_string();
+            match output.event_type.as_str() {
+                "conversation.assigned" => {
+                    counter!("switchboard_assignments_total", "reason" => reason).increment(1)
+                }
+                "conversation.queued" => {
+                    counter!("switchboard_queued_total", "reason" => reason).increment(1)
+                }
+                _ => {}
+            }
+            tracing::info!(
+                project = self.project,
+                event_id = self.event_id,
+                output = output.event_type.as_str(),
+                conversation_id = output.data["conversation_id"].as_str(),
+                agent_id = output.data["agent_id"].as_str(),
+                reason = output.data["reason"].as_str(),
+                replayed = self.replayed,
+                "decision"
+            );
+        }
+        tracing::debug!(
+            project = self.project,
+            event_id = self.event_id,
+            event_type = self.event_type,
+            conversation_id = self.conversation_id,
+            outcome,
+            decision_us = self.decision.as_micros() as u64,
+            "event applied"
+        );
+    }
+}
+
+/// An inbound event went to dead letters.
+pub struct EventDeadLettered<'a> {
+    pub kind: &'static str,
+    pub reason: &'a str,
+    pub event_type: Option<&'a str>,
+    pub project: Option<&'a str>,
+    pub event_id: Option<&'a str>,
+}
+
+impl EventDeadLettered<'_> {
+    pub fn emit(&self) {
+        counter!("switchboard_dead_letters_total", "kind" => self.kind).increment(1);
+        counter!("switchboard_events_total",
+            "type" => self.event_type.map(known_type).unwrap_or("unknown"),
+            "outcome" => "rejected")
+        .increment(1);
+        tracing::warn!(
+            kind = self.kind,
+            reason = self.reason,
+            project = self.project,
+            event_id = self.event_id,
+            "event dead-lettered"
+        );
+    }
+}
+
+/// Metric labels take only contract types, so a hostile `type` cannot grow the label set.
+fn known_type(event_type: &str) -> &'static str {
+    crate::contract::inbound::INBOUND_TYPES
+        .iter()
+        .find(|t| **t == event_type)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// Redis could not apply an event now; the worker keeps it and tries again.
+pub struct StoreUnavailable<'a> {
+    pub error: &'a dyn std::fmt::Display,
+    pub retry_in: Duration,
+}
+
+impl StoreUnavailable<'_> {
+    pub fn emit(&self) {
+        counter!("switchboard_events_total", "type" => "any", "outcome" => "failed").increment(1);
+        tracing::warn!(error = %self.error, retry_in_ms = self.retry_in.as_millis() as u64,
+            "Redis unavailable; holding the event and retrying");
+    }
+}
+
+/// A (re)connection to a dependency.
+pub struct Reconnecting<'a> {
+    pub target: &'static str,
+    pub error: &'a dyn std::fmt::Display,
+    pub retry_in: Duration,
+}
+
+impl Reconnecting<'_> {
+    pub fn emit(&self) {
+        counter!("switchboard_reconnects_total", "target" => self.target).increment(1);
+        tracing::warn!(target_service = self.target, error = %self.error,
+            retry_in_ms = self.retry_in.as_millis() as u64, "connection lost; reconnecting");
+    }
+}
+
+/// Events being processed right now.
+pub fn in_flight(delta: f64) {
+    gauge!("switchboard_in_flight_events").increment(delta);
+}
+
+/// Whether this worker is connected and consuming.
+pub fn ready(ready: bool) {
+    gauge!("switchboard_ready").set(if ready { 1.0 } else { 0.0 });
+}
