@@ -133,3 +133,286 @@ pub fn assigned_agents(outputs: &[OutboundEvent]) -> Vec<String> {
 pub fn types(outputs: &[OutboundEvent]) -> Vec<&str> {
     outputs.iter().map(|o| o.event_type.as_str()).collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Broker-level helpers: a private topology per test, workers in-process or as processes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use switchboard::application::Application;
+use switchboard::broker::{self, Message, Session};
+use switchboard::clock::SystemClock;
+use switchboard::config::Config;
+
+/// A test's own exchanges and queues, a publisher, and a tap on its outbound exchange.
+pub struct Env {
+    pub config: Config,
+    session: Session,
+    outputs: lapin::Consumer,
+    channel: lapin::Channel,
+}
+
+/// A dead-lettered event: its body and its `x-switchboard-error` header.
+pub struct DeadLetter {
+    pub body: Vec<u8>,
+    pub reason: Option<String>,
+}
+
+impl Env {
+    pub async fn new() -> Env {
+        let tag = unique("t");
+        let config = Config {
+            amqp_url: amqp_url(),
+            redis_url: redis_url(),
+            http_addr: "127.0.0.1:0".into(),
+            inbound_exchange: format!("{tag}.in"),
+            work_queue: format!("{tag}.work"),
+            outbound_exchange: format!("{tag}.out"),
+            dead_letter_queue: format!("{tag}.dead"),
+            prefetch: 32,
+            delivery_limit: 5,
+            ..Config::default()
+        };
+        let session = Session::open(&config, "tests").await.expect("RabbitMQ is reachable");
+        let outputs = session.tap(&config.outbound_exchange).await.unwrap();
+        let connection = lapin::Connection::connect(&config.amqp_url, Default::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        Env { config, session, outputs, channel }
+    }
+
+    /// A worker in this process, stopped when the handle is dropped or stopped.
+    pub async fn spawn_worker(&self) -> WorkerHandle {
+        let application = Application::build(self.config.clone(), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let http_addr = application.http_addr();
+        let readiness = application.readiness();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            application
+                .run_until_stopped(async move { stopped.cancelled().await })
+                .await
+                .unwrap()
+        });
+        for _ in 0..100 {
+            if readiness.is_ready() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(readiness.is_ready(), "the worker became ready");
+        WorkerHandle { stop, task: Some(task), http_addr }
+    }
+
+    /// A worker as a separate `switchboard run` process (for SIGKILL and SIGTERM tests).
+    pub fn spawn_process(&self) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("run")
+            .env("SWITCHBOARD_AMQP_URL", &self.config.amqp_url)
+            .env("SWITCHBOARD_REDIS_URL", &self.config.redis_url)
+            .env("SWITCHBOARD_HTTP_ADDR", "127.0.0.1:0")
+            .env("SWITCHBOARD_INBOUND_EXCHANGE", &self.config.inbound_exchange)
+            .env("SWITCHBOARD_WORK_QUEUE", &self.config.work_queue)
+            .env("SWITCHBOARD_OUTBOUND_EXCHANGE", &self.config.outbound_exchange)
+            .env("SWITCHBOARD_DEAD_LETTER_QUEUE", &self.config.dead_letter_queue)
+            .env("SWITCHBOARD_PREFETCH", self.config.prefetch.to_string())
+            .env("SWITCHBOARD_DELIVERY_LIMIT", self.config.delivery_limit.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the switchboard binary starts")
+    }
+
+    pub async fn publish(&self, body: &[u8]) {
+        self.publish_many(&[body.to_vec()]).await;
+    }
+
+    /// Publishes as a platform does: persistent, routing key = the event's type.
+    pub async fn publish_many(&self, bodies: &[Vec<u8>]) {
+        let keys: Vec<String> = bodies
+            .iter()
+            .map(|b| {
+                serde_json::from_slice::<Value>(b)
+                    .ok()
+                    .and_then(|v| v["type"].as_str().map(String::from))
+                    .unwrap_or_else(|| "garbage".into())
+            })
+            .collect();
+        let messages = bodies
+            .iter()
+            .zip(&keys)
+            .map(|(body, key)| Message {
+                exchange: &self.config.inbound_exchange,
+                routing_key: key,
+                body,
+                properties: broker::json_properties(),
+            })
+            .collect();
+        self.session.publisher().publish_all(messages).await.unwrap();
+    }
+
+    /// The next `n` outbound events, in the order they arrived; fewer if `wait` runs out.
+    pub async fn outputs(&mut self, n: usize, wait: Duration) -> Vec<Value> {
+        let mut received = vec![];
+        let deadline = tokio::time::Instant::now() + wait;
+        while received.len() < n {
+            match tokio::time::timeout_at(deadline, self.outputs.next()).await {
+                Ok(Some(Ok(delivery))) => {
+                    received.push(serde_json::from_slice(&delivery.data).unwrap())
+                }
+                _ => break,
+            }
+        }
+        received
+    }
+
+    /// Whatever arrives within `wait`.
+    pub async fn outputs_for(&mut self, wait: Duration) -> Vec<Value> {
+        self.outputs(usize::MAX, wait).await
+    }
+
+    /// Messages in a queue right now (ready, not unacked).
+    pub async fn depth(&self, queue: &str) -> u32 {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        let declared = self
+            .channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions { passive: true, durable: true, ..Default::default() },
+                args,
+            )
+            .await
+            .unwrap();
+        declared.message_count()
+    }
+
+    /// Takes up to `n` dead letters, waiting up to `wait` for them.
+    pub async fn dead_letters(&self, n: usize, wait: Duration) -> Vec<DeadLetter> {
+        let mut letters = vec![];
+        let deadline = tokio::time::Instant::now() + wait;
+        while letters.len() < n && tokio::time::Instant::now() < deadline {
+            let got = self
+                .channel
+                .basic_get(
+                    self.config.dead_letter_queue.as_str().into(),
+                    BasicGetOptions { no_ack: true },
+                )
+                .await
+                .unwrap();
+            match got {
+                Some(message) => {
+                    let reason = message
+                        .delivery
+                        .properties
+                        .headers()
+                        .as_ref()
+                        .and_then(|h| h.inner().get(broker::ERROR_HEADER).cloned())
+                        .and_then(|v| match v {
+                            AMQPValue::LongString(s) => Some(s.to_string()),
+                            _ => None,
+                        });
+                    letters.push(DeadLetter { body: message.delivery.data, reason });
+                }
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        letters
+    }
+
+    /// Deletes the test's queues and exchanges.
+    pub async fn cleanup(self) {
+        for queue in [&self.config.work_queue, &self.config.dead_letter_queue] {
+            let _ = self.channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+        }
+        for exchange in [&self.config.inbound_exchange, &self.config.outbound_exchange] {
+            let _ = self.channel.exchange_delete(exchange.as_str().into(), Default::default()).await;
+        }
+        self.session.close().await;
+    }
+}
+
+/// An in-process worker.
+pub struct WorkerHandle {
+    stop: tokio_util::sync::CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub http_addr: std::net::SocketAddr,
+}
+
+impl WorkerHandle {
+    /// Stops it as SIGTERM would and waits until it has finished its in-flight events.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Outbound events of one type.
+pub fn of_type<'a>(outputs: &'a [Value], event_type: &str) -> Vec<&'a Value> {
+    outputs.iter().filter(|o| o["type"] == event_type).collect()
+}
+
+/// Reads the open load of an agent of `project` straight from Redis.
+pub async fn load_of(store: &Store, project: &str, agent: &str) -> i64 {
+    let cmd = redis::cmd("ZLEXCOUNT")
+        .arg(format!("sb:{{{project}}}:owned"))
+        .arg(format!("[{agent}|"))
+        .arg(format!("[{agent}|\u{ff}"))
+        .clone();
+    store.query(&cmd).await.unwrap()
+}
+
+/// Builds the events a platform would send for a project.
+pub struct Platform {
+    pub project: String,
+    next: u64,
+}
+
+impl Platform {
+    pub fn new() -> Platform {
+        Platform { project: unique("p"), next: 0 }
+    }
+
+    pub fn event(&mut self, event_type: &str, data: Value) -> Vec<u8> {
+        self.next += 1;
+        body(&self.project, &format!("ev-{}", self.next), event_type, data)
+    }
+
+    pub fn agents(&mut self, agents: &[(&str, u64)]) -> Vec<Vec<u8>> {
+        let patches: Vec<Value> = agents
+            .iter()
+            .map(|(id, max)| json!({"agent_id": id, "max_concurrent": max}))
+            .collect();
+        let mut events = vec![self.event("agent.upserted", json!({ "agents": patches }))];
+        for (id, _) in agents {
+            events.push(self.event("agent.status_changed", json!({"agent_id": id, "status": "online"})));
+        }
+        events
+    }
+
+    pub fn created(&mut self, conversation: &str) -> Vec<u8> {
+        self.event(
+            "conversation.created",
+            json!({"conversation_id": conversation, "visitor_id": format!("v-{conversation}")}),
+        )
+    }
+
+    pub fn closed(&mut self, conversation: &str) -> Vec<u8> {
+        self.event("conversation.closed", json!({"conversation_id": conversation}))
+    }
+}

@@ -1,0 +1,273 @@
+//! The worker through the broker: dead letters, confirms and acks, idempotency, several
+//! workers at once, and workers that die or stop.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn every_rejection_reaches_dead_letters_with_its_reason_and_body_untouched() {
+    let env = Env::new().await;
+    let _worker = env.spawn_worker().await;
+    let mut platform = Platform::new();
+    let oversized = platform.event(
+        "conversation.created",
+        json!({"conversation_id": "c1", "visitor_id": "v", "padding": "x".repeat(70_000)}),
+    );
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"{definitely not json".to_vec(), "invalid JSON"),
+        (oversized, "larger than the 64 KiB limit"),
+        (platform.event("conversation.exploded", json!({})), "unknown event type"),
+        (platform.event("conversation.created", json!({"visitor_id": "v"})), "missing required field `conversation_id`"),
+        (platform.event("conversation.created", json!({"conversation_id": "c}1", "visitor_id": "v"})), "invalid field `conversation_id`"),
+        (platform.event("agent.status_changed", json!({"agent_id": "a", "status": "sleeping"})), "invalid field `status`"),
+        (platform.event("project.configured", json!({"mode": "chaos"})), "invalid field `mode`"),
+        (body("bad project!", "e1", "conversation.closed", json!({"conversation_id": "c"})), "invalid field `project`"),
+    ];
+    for (body, _) in &cases {
+        env.publish(body).await;
+    }
+    let letters = env.dead_letters(cases.len(), WAIT).await;
+    assert_eq!(letters.len(), cases.len());
+    for (letter, (body, expected)) in letters.iter().zip(&cases) {
+        assert_eq!(&letter.body, body, "the body is untouched");
+        let reason = letter.reason.as_deref().unwrap_or("");
+        assert!(reason.contains(expected), "{reason:?} should contain {expected:?}");
+    }
+    // The worker kept going: a valid event after them is applied.
+    let mut env = env;
+    let events = platform.agents(&[("a", 1)]);
+    env.publish_many(&events).await;
+    env.publish(&platform.created("ok")).await;
+    let out = env.outputs(1, WAIT).await;
+    assert_eq!(out[0]["type"], "conversation.assigned");
+    assert_eq!(env.depth(&env.config.work_queue.clone()).await, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn outputs_are_cloudevents_caused_by_the_inbound_event() {
+    let mut env = Env::new().await;
+    let _worker = env.spawn_worker().await;
+    let mut platform = Platform::new();
+    env.publish_many(&platform.agents(&[("a", 1)])).await;
+    let created = platform.created("c1");
+    env.publish(&created).await;
+    let out = env.outputs(1, WAIT).await;
+    let event = &out[0];
+    let inbound: Value = serde_json::from_slice(&created).unwrap();
+    assert_eq!(event["specversion"], "1.0");
+    assert_eq!(event["source"], "switchboard");
+    assert_eq!(event["type"], "conversation.assigned");
+    assert_eq!(event["project"], json!(platform.project));
+    assert_eq!(event["causationid"], inbound["id"]);
+    assert_eq!(event["data"], json!({"conversation_id": "c1", "agent_id": "a", "reason": "new", "strategy": "least_loaded"}));
+    assert!(event["id"].as_str().is_some_and(|id| !id.is_empty()));
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_event_publishes_the_same_outputs_and_nothing_new() {
+    let mut env = Env::new().await;
+    let _worker = env.spawn_worker().await;
+    let mut platform = Platform::new();
+    env.publish_many(&platform.agents(&[("a", 5)])).await;
+    let created = platform.created("c1");
+    env.publish(&created).await;
+    env.publish(&created).await; // a platform retry: same project, same id
+    let out = env.outputs(2, WAIT).await;
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0], out[1], "the repeat carries the same id and content");
+    let store = store().await;
+    assert_eq!(load_of(&store, &platform.project, "a").await, 1);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_burst_through_three_workers_fills_exactly_the_capacity() {
+    let mut env = Env::new().await;
+    let workers = [env.spawn_worker().await, env.spawn_worker().await, env.spawn_worker().await];
+    let mut platform = Platform::new();
+    let capacity = [("a", 3u64), ("b", 5), ("c", 2), ("d", 7)];
+    env.publish_many(&platform.agents(&capacity)).await;
+    // Let the team exist before the burst (the events may be processed in any order).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let burst: Vec<Vec<u8>> = (0..60).map(|i| platform.created(&format!("c{i}"))).collect();
+    env.publish_many(&burst).await;
+    let out = env.outputs(60, WAIT).await;
+    assert_eq!(out.len(), 60);
+    let assigned = of_type(&out, "conversation.assigned");
+    let queued = of_type(&out, "conversation.queued");
+    assert_eq!(assigned.len(), 17, "exactly sum(max_concurrent) assigned");
+    assert_eq!(queued.len(), 43);
+    let mut per_agent: HashMap<&str, u64> = HashMap::new();
+    for a in &assigned {
+        *per_agent.entry(a["data"]["agent_id"].as_str().unwrap()).or_default() += 1;
+    }
+    let store = store().await;
+    for (agent, max) in capacity {
+        assert_eq!(per_agent.get(agent).copied().unwrap_or(0), max, "{agent}");
+        assert_eq!(load_of(&store, &platform.project, agent).await, max as i64);
+    }
+    for worker in workers {
+        worker.stop().await;
+    }
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn created_and_closed_interleaved_across_workers_leave_no_load() {
+    let mut env = Env::new().await;
+    let _w1 = env.spawn_worker().await;
+    let _w2 = env.spawn_worker().await;
+    let mut platform = Platform::new();
+    env.publish_many(&platform.agents(&[("a", 1000), ("b", 1000)])).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Half the conversations have their close published before their creation.
+    let mut events = vec![];
+    for i in 0..100 {
+        let id = format!("c{i}");
+        if i % 2 == 0 {
+            events.push(platform.closed(&id));
+            events.push(platform.created(&id));
+        } else {
+            events.push(platform.created(&id));
+            events.push(platform.closed(&id));
+        }
+    }
+    env.publish_many(&events).await;
+    // Wait until the work queue is drained and nothing is in flight.
+    let store = store().await;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if env.depth(&env.config.work_queue.clone()).await == 0 {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a = load_of(&store, &platform.project, "a").await;
+    let b = load_of(&store, &platform.project, "b").await;
+    assert_eq!((a, b), (0, 0), "no capacity leaked");
+    // No conversation was assigned twice.
+    let out = env.outputs_for(Duration::from_millis(500)).await;
+    let assigned: Vec<&str> = of_type(&out, "conversation.assigned")
+        .iter()
+        .map(|o| o["data"]["conversation_id"].as_str().unwrap())
+        .collect();
+    let distinct: HashSet<&str> = assigned.iter().copied().collect();
+    assert_eq!(assigned.len(), distinct.len());
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_burst_loses_nothing_and_assigns_nothing_twice() {
+    let mut env = Env::new().await;
+    let mut platform = Platform::new();
+    let mut victim = env.spawn_process();
+    let survivor = env.spawn_process();
+    env.publish_many(&platform.agents(&[("a", 40), ("b", 40)])).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let burst: Vec<Vec<u8>> = (0..300).map(|i| platform.created(&format!("c{i}"))).collect();
+    let (first, second) = burst.split_at(150);
+    env.publish_many(first).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    victim.kill().expect("SIGKILL");
+    victim.wait().unwrap();
+    env.publish_many(second).await;
+    // Every conversation ends up either assigned or queued, exactly once as a decision
+    // (a replayed decision repeats the same output id).
+    let out = env.outputs_for(Duration::from_secs(8)).await;
+    let mut decided: HashMap<String, HashSet<String>> = HashMap::new();
+    for o in &out {
+        if o["type"] == "conversation.assigned" || o["type"] == "conversation.queued" {
+            decided
+                .entry(o["data"]["conversation_id"].as_str().unwrap().to_string())
+                .or_default()
+                .insert(o["id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(decided.len(), 300, "no conversation lost");
+    for (conversation, ids) in &decided {
+        assert_eq!(ids.len(), 1, "{conversation} decided more than once");
+    }
+    let assigned: HashSet<&str> = of_type(&out, "conversation.assigned")
+        .iter()
+        .map(|o| o["data"]["conversation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(assigned.len(), 80, "exactly the capacity assigned");
+    let store = store().await;
+    assert_eq!(load_of(&store, &platform.project, "a").await, 40);
+    assert_eq!(load_of(&store, &platform.project, "b").await, 40);
+    kill_and_wait(survivor);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_events_and_exits_zero() {
+    let mut env = Env::new().await;
+    let mut platform = Platform::new();
+    let mut worker = env.spawn_process();
+    env.publish_many(&platform.agents(&[("a", 500)])).await;
+    let burst: Vec<Vec<u8>> = (0..200).map(|i| platform.created(&format!("c{i}"))).collect();
+    env.publish_many(&burst).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let status = worker.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    // Whatever it did not finish is still in the queue; whatever it acked was published.
+    let out = env.outputs_for(Duration::from_secs(2)).await;
+    let left = env.depth(&env.config.work_queue.clone()).await as usize;
+    let published = of_type(&out, "conversation.assigned").len();
+    assert_eq!(published + left, 200, "published {published} + queued {left}");
+    let store = store().await;
+    assert_eq!(load_of(&store, &platform.project, "a").await as usize, published);
+    // A new worker finishes the rest.
+    let _worker = env.spawn_worker().await;
+    let rest = env.outputs(left, WAIT).await;
+    assert_eq!(rest.len(), left);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn readiness_and_metrics_are_served() {
+    let mut env = Env::new().await;
+    let worker = env.spawn_worker().await;
+    let mut platform = Platform::new();
+    env.publish_many(&platform.agents(&[("a", 1)])).await;
+    env.publish(&platform.created("c1")).await;
+    env.outputs(1, WAIT).await;
+    let ready = http_get(worker.http_addr, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(http_get(worker.http_addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+    let metrics = http_get(worker.http_addr, "/metrics").await;
+    assert!(metrics.contains("switchboard_events_total"), "{metrics}");
+    assert!(metrics.contains("switchboard_assignments_total{reason=\"new\"}"), "{metrics}");
+    assert!(metrics.contains("switchboard_decision_seconds_bucket"));
+    env.cleanup().await;
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+fn kill_and_wait(mut child: std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
