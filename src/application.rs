@@ -65,6 +65,11 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// The name this worker gives its broker connection (and its consumer tag).
+    pub fn connection_name(&self) -> &str {
+        &self.consumer_tag
+    }
+
     pub fn readiness(&self) -> Arc<Readiness> {
         self.worker.readiness.clone()
     }

@@ -193,6 +193,7 @@ impl Env {
             .unwrap();
         let http_addr = application.http_addr();
         let readiness = application.readiness();
+        let connection_name = application.connection_name().to_string();
         let stop = tokio_util::sync::CancellationToken::new();
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
@@ -208,7 +209,7 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(readiness.is_ready(), "the worker became ready");
-        WorkerHandle { stop, task: Some(task), http_addr }
+        WorkerHandle { stop, task: Some(task), http_addr, readiness, connection_name }
     }
 
     /// A worker as a separate `switchboard run` process (for SIGKILL and SIGTERM tests).
@@ -344,6 +345,8 @@ pub struct WorkerHandle {
     stop: tokio_util::sync::CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
     pub http_addr: std::net::SocketAddr,
+    pub readiness: Arc<switchboard::http::Readiness>,
+    pub connection_name: String,
 }
 
 impl WorkerHandle {
@@ -354,6 +357,85 @@ impl WorkerHandle {
             task.await.unwrap();
         }
     }
+}
+
+/// A private `redis-server` on a free loopback port, persisting to a temporary directory so
+/// that a restart keeps its data (like a production Redis with AOF).
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(unique("redis"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = PrivateRedis { port, dir, child: None };
+        redis.restart();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Closes a worker's broker connection from the broker's side, as a broker restart or a
+/// network cut would.
+pub fn close_broker_connection(connection_name: &str) {
+    let listing = std::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "-q", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let pid = listing
+        .lines()
+        .find(|line| line.contains(connection_name))
+        .and_then(|line| line.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no connection named {connection_name} in {listing}"))
+        .to_string();
+    let closed = std::process::Command::new("rabbitmqctl")
+        .args(["close_connection", &pid, "test: connection cut"])
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(closed.status.success(), "{closed:?}");
 }
 
 impl Drop for WorkerHandle {

@@ -3,4 +3,5 @@
 
 mod helpers;
 mod store;
+mod outages;
 mod worker;

@@ -1,0 +1,83 @@
+//! Redis and the broker going away: work pauses, nothing is acked that was not applied, and
+//! everything resumes when they return.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::helpers::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn decided_conversations(outputs: &[serde_json::Value]) -> HashSet<String> {
+    outputs
+        .iter()
+        .filter(|o| o["type"] == "conversation.assigned" || o["type"] == "conversation.queued")
+        .map(|o| o["data"]["conversation_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_redis_crash_pauses_work_and_loses_nothing() {
+    let mut redis = PrivateRedis::start();
+    let mut env = Env::new().await;
+    env.config.redis_url = redis.url();
+    let worker = env.spawn_worker().await;
+    let mut platform = Platform::new();
+    env.publish_many(&platform.agents(&[("a", 5)])).await;
+    // Events are processed concurrently: let the team exist before the first conversation.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.publish(&platform.created("before")).await;
+    assert_eq!(env.outputs(1, WAIT).await[0]["type"], "conversation.assigned");
+
+    redis.kill();
+    let during: Vec<Vec<u8>> = (0..20).map(|i| platform.created(&format!("c{i}"))).collect();
+    env.publish_many(&during).await;
+    // Nothing can be decided, so nothing is published, and the worker says it is not ready.
+    assert!(env.outputs_for(Duration::from_secs(2)).await.is_empty());
+    assert!(!worker.readiness.is_ready());
+
+    redis.restart();
+    let out = env.outputs(20, WAIT).await;
+    assert_eq!(decided_conversations(&out).len(), 20, "every event applied once Redis is back");
+    assert_eq!(of_type(&out, "conversation.assigned").len(), 4, "the capacity left: 5 - 1");
+    let store = switchboard::store::Store::connect(
+        &[redis.url()],
+        switchboard::store::StoreOptions {
+            dedupe_ttl: Duration::from_secs(60),
+            closed_retention: Duration::from_secs(60),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(load_of(&store, &platform.project, "a").await, 5);
+    assert_eq!(env.depth(&env.config.work_queue.clone()).await, 0);
+    worker.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_cut_broker_connection_is_rebuilt_and_nothing_is_lost() {
+    let mut env = Env::new().await;
+    let worker = env.spawn_worker().await;
+    let mut platform = Platform::new();
+    env.publish_many(&platform.agents(&[("a", 50)])).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first: Vec<Vec<u8>> = (0..100).map(|i| platform.created(&format!("c{i}"))).collect();
+    env.publish_many(&first).await;
+    close_broker_connection(&worker.connection_name);
+    let second: Vec<Vec<u8>> = (100..200).map(|i| platform.created(&format!("c{i}"))).collect();
+    env.publish_many(&second).await;
+    let out = env.outputs_for(Duration::from_secs(6)).await;
+    assert_eq!(decided_conversations(&out).len(), 200, "no event lost");
+    // Replays after the cut repeat earlier outputs with the same ids, never new decisions.
+    let assigned: HashSet<&str> = of_type(&out, "conversation.assigned")
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(assigned.len(), 50);
+    let store = store().await;
+    assert_eq!(load_of(&store, &platform.project, "a").await, 50);
+    assert!(worker.readiness.is_ready(), "reconnected and consuming again");
+    worker.stop().await;
+    env.cleanup().await;
+}
