@@ -72,7 +72,22 @@ impl Worker {
             .enumerate()
             .map(|(i, output)| outbound::envelope(&event.project, &event.id, i, &time, output))
             .collect();
-        let messages = applied
+        let timers: Vec<(String, Vec<u8>)> = applied
+            .timers
+            .iter()
+            .map(|timer| {
+                let queue = broker::delay::queue_name(&self.config.work_queue, timer.delay_ms);
+                (queue, outbound::timer_event(&event.project, timer, &time))
+            })
+            .collect();
+        for timer in &applied.timers {
+            if let Err(error) = broker.publisher.ensure_delay_queue(&self.config.work_queue, timer.delay_ms).await {
+                tracing::warn!(%error, "declaring a delay queue failed; the event will be redelivered");
+                broker.session_failed.cancel();
+                return;
+            }
+        }
+        let mut messages: Vec<Message> = applied
             .outputs
             .iter()
             .zip(&bodies)
@@ -88,6 +103,12 @@ impl Worker {
                     .with_type(ShortString::from(output.event_type.as_str())),
             })
             .collect();
+        messages.extend(timers.iter().map(|(queue, body)| Message {
+            exchange: "",
+            routing_key: queue,
+            body,
+            properties: broker::json_properties(),
+        }));
         if let Err(error) = broker.publisher.publish_all(messages).await {
             tracing::warn!(%error, event_id = event.id, "publishing outputs failed; the event will be redelivered");
             broker.session_failed.cancel();

@@ -6,7 +6,11 @@
 //! own auto-recovery is young; a fresh connection is simple and always correct, because every
 //! event is idempotent.
 
+pub mod delay;
 pub mod topology;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -56,6 +60,7 @@ impl Session {
             consume_channel,
             publisher: Publisher {
                 channel: publish_channel,
+                delay_queues: Arc::default(),
             },
         })
     }
@@ -136,6 +141,8 @@ impl Session {
 #[derive(Clone)]
 pub struct Publisher {
     channel: Channel,
+    /// Delay queues this session has declared already.
+    delay_queues: Arc<Mutex<HashSet<u64>>>,
 }
 
 /// One message to publish.
@@ -147,6 +154,16 @@ pub struct Message<'a> {
 }
 
 impl Publisher {
+    /// Declares the delay queue for `delay_ms` unless this session already did.
+    pub async fn ensure_delay_queue(&self, work_queue: &str, delay_ms: u64) -> Result<(), BrokerError> {
+        if self.delay_queues.lock().expect("not poisoned").contains(&delay_ms) {
+            return Ok(());
+        }
+        delay::declare(&self.channel, work_queue, delay_ms).await?;
+        self.delay_queues.lock().expect("not poisoned").insert(delay_ms);
+        Ok(())
+    }
+
     /// Publishes every message, then waits until the broker has confirmed all of them.
     /// Publishing them all before waiting lets the confirms of one batch arrive together.
     pub async fn publish_all(&self, messages: Vec<Message<'_>>) -> Result<(), BrokerError> {

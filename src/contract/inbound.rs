@@ -53,6 +53,8 @@ pub enum EventKind {
         by_agent_id: Option<Id>,
     },
     AllocationDecided { conversation_id: Id, agent_id: Id },
+    /// Internal: a timer armed by an earlier decision is due (see `broker::delay`).
+    TimerFired { timer: String, conversation_id: Id, token: u64 },
 }
 
 /// The conversation data of `conversation.created` and `message.received`.
@@ -86,7 +88,16 @@ pub const INBOUND_TYPES: &[&str] = &[
     "agent.claim_requested",
     "conversation.transfer_requested",
     "allocation.decided",
+    TIMER_FIRED,
 ];
+
+/// The internal event a due timer comes back as. Its id is the timer's, so a timer that fires
+/// twice (redelivered) has one effect; its `token` must match the conversation's current
+/// assignment, so a stale or forged timer changes nothing.
+pub const TIMER_FIRED: &str = "timer.fired";
+
+/// Timers the store may arm.
+pub const TIMERS: &[&str] = &["reply_timeout"];
 
 impl EventKind {
     /// The CloudEvents `type` of this event.
@@ -103,6 +114,7 @@ impl EventKind {
             EventKind::AgentClaimRequested { .. } => "agent.claim_requested",
             EventKind::ConversationTransferRequested { .. } => "conversation.transfer_requested",
             EventKind::AllocationDecided { .. } => "allocation.decided",
+            EventKind::TimerFired { .. } => TIMER_FIRED,
         }
     }
 
@@ -115,7 +127,8 @@ impl EventKind {
             EventKind::AgentReplied { conversation_id, .. }
             | EventKind::ConversationClosed { conversation_id }
             | EventKind::ConversationTransferRequested { conversation_id, .. }
-            | EventKind::AllocationDecided { conversation_id, .. } => Some(conversation_id),
+            | EventKind::AllocationDecided { conversation_id, .. }
+            | EventKind::TimerFired { conversation_id, .. } => Some(conversation_id),
             EventKind::AgentClaimRequested { conversation_id, .. } => conversation_id.as_ref(),
             _ => None,
         }
@@ -162,6 +175,17 @@ pub fn decode(body: &[u8]) -> Result<InboundEvent, Rejection> {
         "allocation.decided" => EventKind::AllocationDecided {
             conversation_id: data.id("conversation_id")?,
             agent_id: data.id("agent_id")?,
+        },
+        TIMER_FIRED => EventKind::TimerFired {
+            timer: match data.required("timer")?.as_str() {
+                Some(timer) if TIMERS.contains(&timer) => timer.to_string(),
+                _ => return Err(Rejection::invalid("timer", "is not a known timer")),
+            },
+            conversation_id: data.id("conversation_id")?,
+            token: data
+                .required("token")?
+                .as_u64()
+                .ok_or_else(|| Rejection::invalid("token", "must be a whole number"))?,
         },
         other => return Err(Rejection::UnknownType(quote(other))),
     };
@@ -310,6 +334,7 @@ mod tests {
             ("agent.claim_requested", json!({"agent_id": "a1"})),
             ("conversation.transfer_requested", json!({"conversation_id": "c1", "to_agent_id": "a2"})),
             ("allocation.decided", json!({"conversation_id": "c1", "agent_id": "a1"})),
+            ("timer.fired", json!({"timer": "reply_timeout", "conversation_id": "c1", "token": 2})),
         ];
         assert_eq!(samples.len(), INBOUND_TYPES.len());
         for (event_type, data) in samples {

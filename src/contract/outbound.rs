@@ -52,6 +52,29 @@ pub fn envelope(
     serde_json::to_vec(&body).expect("a JSON value always serializes")
 }
 
+/// A timer a decision arms: after `delay_ms`, a `timer.fired` event with this id and data comes
+/// back through the work queue.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TimerRequest {
+    pub delay_ms: u64,
+    pub id: String,
+    pub data: Value,
+}
+
+/// The `timer.fired` event a timer comes back as, after its delay.
+pub fn timer_event(project: &Id, timer: &TimerRequest, time: &str) -> Vec<u8> {
+    let body = json!({
+        "specversion": "1.0",
+        "id": timer.id,
+        "source": SOURCE,
+        "type": super::inbound::TIMER_FIRED,
+        "time": time,
+        "project": project,
+        "data": timer.data,
+    });
+    serde_json::to_vec(&body).expect("a JSON value always serializes")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,6 +65,8 @@ fn is_known(field: &str) -> bool {
             | "timezone"
             | "rules"
             | "custom_timeout_seconds"
+            | "release_on_offline"
+            | "visitor_memory_days"
     )
 }
 
@@ -83,7 +85,8 @@ fn check_field(field: &str, value: &Value) -> Result<(), Rejection> {
         | "reassign_reopened_if_unavailable"
         | "reassign_if_owner_offline"
         | "agent_can_claim"
-        | "agent_can_transfer" => {
+        | "agent_can_transfer"
+        | "release_on_offline" => {
             if value.is_boolean() {
                 Ok(())
             } else {
@@ -92,6 +95,10 @@ fn check_field(field: &str, value: &Value) -> Result<(), Rejection> {
         }
         "reply_timeout_seconds" | "custom_timeout_seconds" => seconds(field, value).map(|_| ()),
         "timezone" => timezone(field, value).map(|_| ()),
+        "visitor_memory_days" => match value.as_u64() {
+            Some(days) if (1..=3650).contains(&days) => Ok(()),
+            _ => Err(Rejection::invalid(field, "must be a whole number of days from 1 to 3650")),
+        },
         "rules" => check_rules(value),
         other => Err(unknown(other)),
     }
@@ -211,10 +218,10 @@ mod tests {
             "priority_overflow": "when_full", "timezone": "Europe/Paris",
             "rules": [{"when": {"language": ["es", "pt"], "vip": true},
                        "route_to": [{"skills": ["spanish"], "wait_seconds": 30}, {"skills": []}]}],
-            "custom_timeout_seconds": 10
+            "custom_timeout_seconds": 10, "release_on_offline": true, "visitor_memory_days": 90
         }))
         .unwrap();
-        assert_eq!(patch.0.len(), 14);
+        assert_eq!(patch.0.len(), 16);
         assert!(parse(json!({"mode": null, "rules": null})).is_ok());
     }
 

@@ -10,7 +10,7 @@ use crate::contract::Id;
 /// The keys of the `apply` script, in the order its KEYS list expects (see `prelude.lua`).
 pub const APPLY_KEY_NAMES: &[&str] = &[
     "settings", "agents", "status", "convs", "owned", "waiting", "pool:load", "pool:order",
-    "pool:pass", "meta", "closed", "passes",
+    "pool:pass", "meta", "closed", "passes", "visitors", "visitor_seen",
 ];
 
 /// The prefix of every key of `project`.
@@ -46,7 +46,7 @@ mod tests {
     fn every_key_carries_the_project_hash_tag() {
         let project = Id::parse("acme").unwrap();
         let keys = apply_keys(&project, "weird id {other}");
-        assert_eq!(keys.len(), 13);
+        assert_eq!(keys.len(), APPLY_KEY_NAMES.len() + 1);
         for key in &keys {
             assert!(key.starts_with("sb:{acme}:"), "{key}");
             assert_eq!(key.matches('{').count(), 1, "{key}");

@@ -10,6 +10,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{ErrorKind, RedisError, RetryMethod, ServerErrorKind};
 use serde::Deserialize;
 
+use crate::contract::outbound::TimerRequest;
 use crate::contract::{InboundEvent, OutboundEvent};
 
 /// Why a store call failed.
@@ -75,12 +76,16 @@ pub struct Applied {
     /// When the event was first applied, ms since the epoch (the `time` of its outputs).
     pub time_ms: i64,
     pub outputs: Vec<OutboundEvent>,
+    /// Timers to arm, published (and confirmed) together with the outputs.
+    pub timers: Vec<TimerRequest>,
 }
 
 #[derive(Deserialize)]
 struct Record {
     t: i64,
     o: Vec<OutboundEvent>,
+    #[serde(default)]
+    timers: Vec<TimerRequest>,
 }
 
 #[derive(Clone)]
@@ -159,6 +164,7 @@ impl Store {
             replayed: replayed == 1,
             time_ms: record.t,
             outputs: record.o,
+            timers: record.timers,
         })
     }
 

@@ -328,9 +328,13 @@ impl Env {
         letters
     }
 
-    /// Deletes the test's queues and exchanges.
+    /// Deletes the test's queues (delay queues of the delays tests use included) and exchanges.
     pub async fn cleanup(self) {
-        for queue in [&self.config.work_queue, &self.config.dead_letter_queue] {
+        let delay_queues: Vec<String> = [1000, 2000, 3000]
+            .iter()
+            .map(|ms| switchboard::broker::delay::queue_name(&self.config.work_queue, *ms))
+            .collect();
+        for queue in [&self.config.work_queue, &self.config.dead_letter_queue].into_iter().chain(&delay_queues) {
             let _ = self.channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
         }
         for exchange in [&self.config.inbound_exchange, &self.config.outbound_exchange] {

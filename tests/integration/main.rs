@@ -3,5 +3,6 @@
 
 mod helpers;
 mod store;
+mod lifecycle;
 mod outages;
 mod worker;

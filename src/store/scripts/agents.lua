@@ -107,6 +107,38 @@ local function pick(strategy)
   return redis.call('ZRANGE', K.by_load, 0, 0)[1]
 end
 
+-- Is the agent eligible right now? (The pools hold exactly the eligible agents.)
+local function available(agent_id)
+  return redis.call('ZSCORE', K.by_load, agent_id) ~= false
+end
+
+-- Like `pick`, skipping the agents in `excluded` (a set): the few agents a conversation must
+-- not go back to. Scans only as far as the excluded agents reach.
+local function pick_excluding(strategy, excluded)
+  if next(excluded) == nil then return pick(strategy) end
+  local function first_allowed(key, min, max, by_score)
+    for offset = 0, 1000 do
+      local found
+      if by_score then
+        found = redis.call('ZRANGE', key, min, max, 'BYSCORE', 'LIMIT', offset, 1)[1]
+      else
+        found = redis.call('ZRANGE', key, offset, offset)[1]
+      end
+      if not found then return nil end
+      if not excluded[found] then return found end
+    end
+  end
+  if strategy == 'round_robin' then
+    local last = redis.call('HGET', K.meta, 'rr_last')
+    local found
+    if last then found = first_allowed(K.by_order, '(' .. last, '+inf', true) end
+    return found or first_allowed(K.by_order, '-inf', '+inf', true)
+  elseif strategy == 'weighted' then
+    return first_allowed(K.by_pass)
+  end
+  return first_allowed(K.by_load)
+end
+
 -- Advances the strategy's state once `agent_id` was chosen by it.
 local function served(agent_id, strategy)
   if strategy == 'round_robin' then

@@ -2,7 +2,7 @@
 -- conversations to any capacity the event opened, and record the outputs.
 -- Last part of the `apply` script; uses KEYS event and ARGV event type, data and dedupe TTL.
 --
--- Returns {replayed, record}: record is '{"t": now_ms, "o": [outputs]}'. An event seen before
+-- Returns {replayed, record}: record is '{"t": now_ms, "o": [outputs], "timers": [timers]}'. An event seen before
 -- returns the record stored the first time (replayed = 1), so a redelivery publishes exactly
 -- the same outputs again and changes nothing else.
 
@@ -13,10 +13,13 @@ local handler = handlers[EVENT_TYPE]
 if not handler then return redis.error_reply('unknown event type ' .. EVENT_TYPE) end
 handler(cjson.decode(ARGV[2]))
 drain()
-forget_old_closed()
+forget_old()
 
-local encoded = '[]'
-if #outputs > 0 then encoded = cjson.encode(outputs) end
-local record = '{"t":' .. string.format('%d', NOW) .. ',"o":' .. encoded .. '}'
+local function encode_list(list)
+  if #list == 0 then return '[]' end
+  return cjson.encode(list)
+end
+local record = '{"t":' .. string.format('%d', NOW) .. ',"o":' .. encode_list(outputs)
+  .. ',"timers":' .. encode_list(timers) .. '}'
 redis.call('SET', K.event, record, 'EX', DEDUPE_TTL)
 return { 0, record }

@@ -35,9 +35,28 @@ handlers['agent.upserted'] = function(data)
   end
 end
 
+-- Takes every open conversation from the agent and assigns each to another agent, or queues it
+-- (publishing `conversation.unassigned`).
+local function hand_over(agent_id, reason)
+  local members = redis.call('ZRANGE', K.owned, '[' .. agent_id .. '|',
+    '[' .. agent_id .. '|\255', 'BYLEX')
+  for _, member in ipairs(members) do
+    redis.call('ZREM', K.owned, member)
+    local conversation_id = after_bar(member)
+    local record = conversation(conversation_id)
+    if record then
+      allocate(conversation_id, record, reason, agent_id, { [agent_id] = true })
+    end
+  end
+  refresh(agent_id)
+end
+
 handlers['agent.status_changed'] = function(data)
   redis.call('HSET', K.status, data.agent_id, data.status)
   refresh(data.agent_id)
+  if data.status == 'offline' and setting('release_on_offline') and agent(data.agent_id) then
+    hand_over(data.agent_id, 'owner_unavailable')
+  end
 end
 
 handlers['agent.removed'] = function(data)
@@ -47,28 +66,56 @@ handlers['agent.removed'] = function(data)
   redis.call('HDEL', K.passes, agent_id)
   agent_cache[agent_id] = false
   leave_pools(agent_id)
-  local members = redis.call('ZRANGE', K.owned, '[' .. agent_id .. '|',
-    '[' .. agent_id .. '|\255', 'BYLEX')
-  for _, member in ipairs(members) do
-    redis.call('ZREM', K.owned, member)
-    local conversation_id = after_bar(member)
-    local record = conversation(conversation_id)
-    if record then allocate(conversation_id, record, 'agent_removed', agent_id) end
-  end
+  hand_over(agent_id, 'agent_removed')
 end
 
 local function start_conversation(data)
   if conversation(data.conversation_id) then
     -- Known already (a repeat, or closed before its creation was processed): no effect here.
-    return false
+    return
   end
-  allocate(data.conversation_id, new_record(data), 'new')
-  return true
+  allocate_new(data.conversation_id, new_record(data))
 end
 
 handlers['conversation.created'] = start_conversation
 
-handlers['message.received'] = start_conversation
+-- A closed conversation comes back: to its agent if available (or if the settings say to
+-- keep it regardless), else to another agent.
+local function reopen(conversation_id, record)
+  redis.call('ZREM', K.closed, conversation_id)
+  local previous = record.a
+  local keep = previous and agent(previous)
+    and (available(previous) or not setting('reassign_reopened_if_unavailable'))
+  if keep then
+    assign(conversation_id, record, previous, 'reopened', nil)
+  else
+    allocate(conversation_id, record, 'reopened', previous, previous and { [previous] = true })
+  end
+end
+
+-- The visitor writes while the owner is offline: the conversation moves to someone available.
+local function owner_gone(conversation_id, record)
+  local owner = record.a
+  if not setting('reassign_if_owner_offline') or status_of(owner) ~= 'offline' then return end
+  release(conversation_id, record)
+  allocate(conversation_id, record, 'owner_unavailable', owner, { [owner] = true })
+end
+
+handlers['message.received'] = function(data)
+  local conversation_id = data.conversation_id
+  local record = conversation(conversation_id)
+  if not record then
+    return start_conversation(data)
+  end
+  if record.s == 'closed' and not record.v then
+    -- Closed before we saw it created; the visitor's message starts it for real.
+    local fresh = new_record(data)
+    redis.call('ZREM', K.closed, conversation_id)
+    return allocate_new(conversation_id, fresh)
+  end
+  if record.s == 'closed' then return reopen(conversation_id, record) end
+  if record.s == 'open' and record.a then return owner_gone(conversation_id, record) end
+end
 
 handlers['conversation.closed'] = function(data)
   local conversation_id = data.conversation_id
@@ -81,8 +128,41 @@ handlers['conversation.closed'] = function(data)
   close(conversation_id, record)
 end
 
-handlers['agent.replied'] = function(_)
-  -- Nothing to do until reply timeouts exist: a reply stops a clock that is not running.
+-- The assigned agent answered: the reply clock of this assignment stops. A reply from an
+-- agent the conversation has moved away from changes nothing.
+handlers['agent.replied'] = function(data)
+  local record = conversation(data.conversation_id)
+  if record and record.s == 'open' and record.a == data.agent_id then
+    record.rp = record.an
+    save_conversation(data.conversation_id, record)
+  end
+end
+
+local timer_handlers = {}
+
+-- No reply in time: move to the next eligible agent that has not timed out on it yet; with
+-- nobody else eligible the conversation stays where it is.
+timer_handlers['reply_timeout'] = function(data)
+  local conversation_id = data.conversation_id
+  local record = conversation(conversation_id)
+  if not record or record.s ~= 'open' or tonumber(record.an) ~= tonumber(data.token) then return end
+  if tonumber(record.rp) == tonumber(data.token) then return end
+  if setting('mode') ~= 'auto' then return end
+  local current = record.a
+  local excluded = { [current] = true }
+  for _, agent_id in ipairs(record.x or {}) do excluded[agent_id] = true end
+  local strategy = setting('new_visitors')
+  local next_agent = pick_excluding(strategy, excluded)
+  if not next_agent then return end
+  record.x = record.x or {}
+  record.x[#record.x + 1] = current
+  release(conversation_id, record)
+  assign(conversation_id, record, next_agent, 'reply_timeout', strategy, current)
+end
+
+handlers['timer.fired'] = function(data)
+  local handler = timer_handlers[data.timer]
+  if handler then handler(data) end
 end
 
 local function rejected(reason, data)

@@ -16,6 +16,9 @@
 --   11 meta      hash    counters: agent_seq, arrival_seq, rr_last, vtime
 --   12 closed    zset    conversation id -> closing time in ms (forgotten after retention)
 --   13 passes    hash    agent id -> virtual pass, kept while the agent is out of the pool
+--   14 visitors  hash    visitor id -> agent that last served the visitor
+--   15 visitor_seen zset visitor id -> when that agent last served, ms (forgotten after
+--                        `visitor_memory_days`)
 -- ARGV
 --   1  event type          2  event data, JSON (checked by the worker)
 --   3  now, ms since epoch 4  random seed
@@ -25,6 +28,7 @@ local K = {
   event = KEYS[1], settings = KEYS[2], agents = KEYS[3], status = KEYS[4], convs = KEYS[5],
   owned = KEYS[6], waiting = KEYS[7], by_load = KEYS[8], by_order = KEYS[9],
   by_pass = KEYS[10], meta = KEYS[11], closed = KEYS[12], passes = KEYS[13],
+  visitors = KEYS[14], visitor_seen = KEYS[15],
 }
 local EVENT_TYPE = ARGV[1]
 local NOW = tonumber(ARGV[3])
@@ -42,6 +46,7 @@ local DEFAULT_SETTINGS = {
   agent_can_claim = true, agent_can_transfer = true,
   reply_timeout_seconds = 0, priority_overflow = 'when_offline', timezone = 'UTC',
   custom_timeout_seconds = 10,
+  release_on_offline = false, visitor_memory_days = 30,
 }
 
 local settings_cache
@@ -62,6 +67,13 @@ end
 local outputs = {}
 local function emit(event_type, data)
   outputs[#outputs + 1] = { type = event_type, data = data }
+end
+
+-- Timers the worker arms after this call (RabbitMQ delay queues): each comes back later as a
+-- `timer.fired` event with this id and data, and is applied like any other event.
+local timers = {}
+local function arm_timer(delay_ms, id, data)
+  timers[#timers + 1] = { delay_ms = delay_ms, id = id, data = data }
 end
 
 -- "agent|conversation" members of `owned`; '|' cannot appear in an identifier.
