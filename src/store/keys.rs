@@ -10,7 +10,8 @@ use crate::contract::Id;
 /// The keys of the `apply` script, in the order its KEYS list expects (see `prelude.lua`).
 pub const APPLY_KEY_NAMES: &[&str] = &[
     "settings", "agents", "status", "convs", "owned", "waiting", "pool:load", "pool:order",
-    "pool:pass", "meta", "closed", "passes", "visitors", "visitor_seen",
+    "pool:pass", "meta", "closed", "passes", "visitors", "visitor_seen", "held",
+    "offers",
 ];
 
 /// The prefix of every key of `project`.

@@ -8,6 +8,7 @@ pub const APPLY: &str = concat!(
     include_str!("scripts/prelude.lua"),
     include_str!("scripts/agents.lua"),
     include_str!("scripts/conversations.lua"),
+    include_str!("scripts/modes.lua"),
     include_str!("scripts/handlers.lua"),
     include_str!("scripts/apply.lua"),
 );

@@ -4,5 +4,6 @@
 mod helpers;
 mod store;
 mod lifecycle;
+mod modes;
 mod outages;
 mod worker;

@@ -48,6 +48,9 @@ local function remember_visitor(visitor_id, agent_id)
   redis.call('ZADD', K.visitor_seen, NOW, visitor_id)
 end
 
+-- Defined in modes.lua (broadcast and custom modes), used here first.
+local hold_for_mode, release_hold
+
 -- Assignments a human asked for are not timed: the reply timeout rotates automatic ones.
 local UNTIMED = { claimed = true, transferred = true }
 
@@ -102,7 +105,8 @@ end
 -- eligible; otherwise it waits. `previous_agent_id` is the agent it is taken from, if any:
 -- when it has to wait, that agent's loss is published as `conversation.unassigned`.
 local function allocate(conversation_id, record, reason, previous_agent_id, excluded)
-  if setting('mode') == 'auto' then
+  local mode = setting('mode')
+  if mode == 'auto' then
     local strategy = setting('new_visitors')
     local agent_id = pick_excluding(strategy, excluded or {})
     if agent_id then
@@ -115,7 +119,19 @@ local function allocate(conversation_id, record, reason, previous_agent_id, excl
       conversation_id = conversation_id, previous_agent_id = previous_agent_id, reason = reason,
     })
   end
+  if mode ~= 'auto' and hold_for_mode(conversation_id, record, excluded or {}) then return end
   enqueue(conversation_id, record, why_waiting())
+end
+
+-- Assigns with the new-visitor strategy whatever the mode (custom mode's fallback), else waits.
+local function assign_by_strategy(conversation_id, record, reason)
+  local strategy = setting('new_visitors')
+  local agent_id = pick(strategy)
+  if agent_id then
+    assign(conversation_id, record, agent_id, reason, strategy)
+  else
+    enqueue(conversation_id, record, 'no_eligible_agent')
+  end
 end
 
 -- A new conversation: a returning visitor may go back to the agent who served them.
@@ -146,7 +162,26 @@ end
 -- Hands waiting conversations to eligible agents, head of the queue first, for as long as
 -- both exist. Called after every event, so capacity never sits idle beside a waiting chat.
 local function drain()
-  if setting('mode') ~= 'auto' then return end
+  local mode = setting('mode')
+  if mode == 'broadcast' or mode == 'custom' then
+    -- Offer or request, a bounded number per event: holding does not use capacity up.
+    for _ = 1, 50 do
+      local head = redis.call('ZRANGE', K.waiting, 0, 0)[1]
+      if not head or redis.call('ZCARD', K.by_load) == 0 then return end
+      redis.call('ZREM', K.waiting, head)
+      local conversation_id = after_bar(head)
+      local record = conversation(conversation_id)
+      if record and record.s == 'waiting' then
+        record.w = nil
+        if not hold_for_mode(conversation_id, record, {}) then
+          enqueue(conversation_id, record, why_waiting())
+          return
+        end
+      end
+    end
+    return
+  end
+  if mode ~= 'auto' then return end
   local strategy = setting('new_visitors')
   while true do
     local head = redis.call('ZRANGE', K.waiting, 0, 0)[1]
@@ -166,6 +201,7 @@ local function close(conversation_id, record)
   if record.s == 'waiting' and record.w then
     redis.call('ZREM', K.waiting, record.w)
   end
+  release_hold(conversation_id, record)
   release(conversation_id, record)
   record.s = 'closed'
   record.w = nil

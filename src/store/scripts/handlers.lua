@@ -4,6 +4,7 @@
 local handlers = {}
 
 handlers['project.configured'] = function(patch)
+  local previous_mode = setting('mode')
   local current = settings()
   for field, value in pairs(patch) do
     if value == NULL then current[field] = nil else current[field] = value end
@@ -16,6 +17,7 @@ handlers['project.configured'] = function(patch)
   settings_cache = current
   -- include_busy / include_offline change who is eligible: rebuild the pools once.
   refresh_all()
+  if setting('mode') ~= previous_mode then requeue_held() end
 end
 
 handlers['agent.upserted'] = function(data)
@@ -54,6 +56,7 @@ end
 handlers['agent.status_changed'] = function(data)
   redis.call('HSET', K.status, data.agent_id, data.status)
   refresh(data.agent_id)
+  if not available(data.agent_id) then withdraw_offers(data.agent_id) end
   if data.status == 'offline' and setting('release_on_offline') and agent(data.agent_id) then
     hand_over(data.agent_id, 'owner_unavailable')
   end
@@ -66,6 +69,7 @@ handlers['agent.removed'] = function(data)
   redis.call('HDEL', K.passes, agent_id)
   agent_cache[agent_id] = false
   leave_pools(agent_id)
+  withdraw_offers(agent_id)
   hand_over(agent_id, 'agent_removed')
 end
 
@@ -160,6 +164,17 @@ timer_handlers['reply_timeout'] = function(data)
   assign(conversation_id, record, next_agent, 'reply_timeout', strategy, current)
 end
 
+-- No decision from the external allocator in time: the new-visitor strategy decides.
+timer_handlers['custom_timeout'] = function(data)
+  local conversation_id = data.conversation_id
+  local record = conversation(conversation_id)
+  if not record or record.s ~= 'pending' or tonumber(record.rq) ~= tonumber(data.token) then
+    return
+  end
+  release_hold(conversation_id, record)
+  assign_by_strategy(conversation_id, record, 'new')
+end
+
 handlers['timer.fired'] = function(data)
   local handler = timer_handlers[data.timer]
   if handler then handler(data) end
@@ -186,15 +201,21 @@ handlers['agent.claim_requested'] = function(data)
   if at_limit(data.agent_id, cfg) then return rejected('agent_at_limit', data) end
   local conversation_id = data.conversation_id
   if not conversation_id then
+    -- Get next: the head of the waiting queue, else the oldest offer made to this agent.
     local head = redis.call('ZRANGE', K.waiting, 0, 0)[1]
+    if not head then
+      head = redis.call('ZRANGE', K.offers, '[' .. data.agent_id .. '|',
+        '[' .. data.agent_id .. '|\255', 'BYLEX', 'LIMIT', 0, 1)[1]
+    end
     if not head then return rejected('nothing_waiting', data) end
     conversation_id = after_bar(head)
   end
   local record = conversation(conversation_id)
   if not record or not record.v then return rejected('unknown_conversation', data) end
   if record.s == 'closed' then return rejected('conversation_closed', data) end
-  if record.s ~= 'waiting' then return rejected('already_assigned', data) end
-  redis.call('ZREM', K.waiting, record.w)
+  if record.s == 'open' then return rejected('already_assigned', data) end
+  if record.s == 'waiting' then redis.call('ZREM', K.waiting, record.w) end
+  release_hold(conversation_id, record)
   assign(conversation_id, record, data.agent_id, 'claimed', nil)
 end
 
@@ -211,7 +232,13 @@ handlers['conversation.transfer_requested'] = function(data)
   assign(data.conversation_id, record, data.to_agent_id, 'transferred', nil, previous_agent_id)
 end
 
+-- The external allocator's answer, applied if the conversation still awaits it and the agent
+-- may take it now; a late answer (after the fallback) is rejected.
 handlers['allocation.decided'] = function(data)
-  -- Custom allocation is not built yet: no conversation ever waits for a decision.
-  rejected('no_allocation_pending', data)
+  local record = conversation(data.conversation_id)
+  if not record or record.s ~= 'pending' then return rejected('no_allocation_pending', data) end
+  if not agent(data.agent_id) then return rejected('unknown_agent', data) end
+  if not available(data.agent_id) then return rejected('agent_unavailable', data) end
+  release_hold(data.conversation_id, record)
+  assign(data.conversation_id, record, data.agent_id, 'custom', nil)
 end

@@ -19,6 +19,9 @@
 --   14 visitors  hash    visitor id -> agent that last served the visitor
 --   15 visitor_seen zset visitor id -> when that agent last served, ms (forgotten after
 --                        `visitor_memory_days`)
+--   16 held      zset    conversations offered to agents (broadcast) or awaiting an external
+--                        decision (custom), score 0
+--   17 offers    zset    "agent|conversation" for every standing offer (score 0, by lex)
 -- ARGV
 --   1  event type          2  event data, JSON (checked by the worker)
 --   3  now, ms since epoch 4  random seed
@@ -28,7 +31,7 @@ local K = {
   event = KEYS[1], settings = KEYS[2], agents = KEYS[3], status = KEYS[4], convs = KEYS[5],
   owned = KEYS[6], waiting = KEYS[7], by_load = KEYS[8], by_order = KEYS[9],
   by_pass = KEYS[10], meta = KEYS[11], closed = KEYS[12], passes = KEYS[13],
-  visitors = KEYS[14], visitor_seen = KEYS[15],
+  visitors = KEYS[14], visitor_seen = KEYS[15], held = KEYS[16], offers = KEYS[17],
 }
 local EVENT_TYPE = ARGV[1]
 local NOW = tonumber(ARGV[3])
