@@ -34,7 +34,11 @@ pub fn event(project: &str, event_type: &str, data: Value) -> InboundEvent {
 }
 
 pub async fn store() -> Store {
-    let nodes: Vec<String> = redis_url().split(',').map(|s| s.trim().to_string()).collect();
+    store_at(&redis_url()).await
+}
+
+pub async fn store_at(url: &str) -> Store {
+    let nodes: Vec<String> = url.split(',').map(|s| s.trim().to_string()).collect();
     Store::connect(
         &nodes,
         StoreOptions {
@@ -257,6 +261,39 @@ impl Env {
             })
             .collect();
         self.session.publisher().publish_all(messages).await.unwrap();
+    }
+
+    /// Publishes a team (agents upserted, then online) and waits until a worker has applied it,
+    /// so that what the test publishes next meets the team (events are handled concurrently).
+    pub async fn team(&self, platform: &mut Platform, agents: &[(&str, u64)]) {
+        self.publish_many(&platform.agents(agents)).await;
+        let store = store_at(&self.config.redis_url).await;
+        let key = format!("sb:{{{}}}:pool:load", platform.project);
+        let online = agents.iter().filter(|(_, max)| *max > 0).count();
+        for _ in 0..400 {
+            let n: usize = store.query(redis::cmd("ZCARD").arg(&key)).await.unwrap();
+            if n >= online {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the team of {} was not applied within 10 s", platform.project);
+    }
+
+    /// Publishes a `project.configured` and waits until a worker has stored it.
+    pub async fn configure(&self, platform: &mut Platform, settings: Value) {
+        self.publish(&platform.event("project.configured", settings.clone())).await;
+        let store = store_at(&self.config.redis_url).await;
+        let key = format!("sb:{{{}}}:settings", platform.project);
+        for _ in 0..400 {
+            let stored: Option<String> = store.query(redis::cmd("GET").arg(&key)).await.unwrap();
+            let stored: Value = stored.map(|s| serde_json::from_str(&s).unwrap()).unwrap_or(Value::Null);
+            if settings.as_object().unwrap().iter().all(|(k, v)| &stored[k] == v) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the settings of {} were not applied within 10 s", platform.project);
     }
 
     /// The next `n` outbound events, in the order they arrived; fewer if `wait` runs out.

@@ -192,9 +192,8 @@ async fn reply_timeouts_fire_through_the_broker_even_while_their_worker_is_down(
     let mut env = Env::new().await;
     let worker = env.spawn_worker().await;
     let mut platform = Platform::new();
-    env.publish(&platform.event("project.configured", json!({"reply_timeout_seconds": 1}))).await;
-    env.publish_many(&platform.agents(&[("a", 5), ("b", 5)])).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.configure(&mut platform, json!({"reply_timeout_seconds": 1})).await;
+    env.team(&mut platform, &[("a", 5), ("b", 5)]).await;
     env.publish(&platform.created("c1")).await;
     let first = env.outputs(1, WAIT).await;
     let owner = first[0]["data"]["agent_id"].as_str().unwrap().to_string();
@@ -217,9 +216,8 @@ async fn a_reply_racing_the_timeout_leaves_one_consistent_owner() {
     let _w1 = env.spawn_worker().await;
     let _w2 = env.spawn_worker().await;
     let mut platform = Platform::new();
-    env.publish(&platform.event("project.configured", json!({"reply_timeout_seconds": 1}))).await;
-    env.publish_many(&platform.agents(&[("a", 50), ("b", 50)])).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.configure(&mut platform, json!({"reply_timeout_seconds": 1})).await;
+    env.team(&mut platform, &[("a", 50), ("b", 50)]).await;
     let conversations: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
     let events: Vec<Vec<u8>> = conversations.iter().map(|c| platform.created(c)).collect();
     env.publish_many(&events).await;

@@ -145,9 +145,8 @@ async fn three_agents_claiming_one_conversation_through_two_workers_one_wins() {
     let _w1 = env.spawn_worker().await;
     let _w2 = env.spawn_worker().await;
     let mut platform = Platform::new();
-    env.publish(&platform.event("project.configured", json!({"mode": "manual"}))).await;
-    env.publish_many(&platform.agents(&[("a", 20), ("b", 20), ("c", 20)])).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.configure(&mut platform, json!({"mode": "manual"})).await;
+    env.team(&mut platform, &[("a", 20), ("b", 20), ("c", 20)]).await;
     for round in 0..10 {
         let conversation = format!("c{round}");
         env.publish(&platform.created(&conversation)).await;
@@ -177,9 +176,8 @@ async fn a_silent_custom_allocator_is_replaced_by_the_strategy_after_its_timeout
     let mut env = Env::new().await;
     let _worker = env.spawn_worker().await;
     let mut platform = Platform::new();
-    env.publish(&platform.event("project.configured", json!({"mode": "custom", "custom_timeout_seconds": 1}))).await;
-    env.publish_many(&platform.agents(&[("a", 5)])).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.configure(&mut platform, json!({"mode": "custom", "custom_timeout_seconds": 1})).await;
+    env.team(&mut platform, &[("a", 5)]).await;
     env.publish(&platform.created("c1")).await;
     let out = env.outputs(2, WAIT).await;
     assert_eq!(out[0]["type"], "allocation.requested");

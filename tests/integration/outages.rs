@@ -23,9 +23,7 @@ async fn a_redis_crash_pauses_work_and_loses_nothing() {
     env.config.redis_url = redis.url();
     let worker = env.spawn_worker().await;
     let mut platform = Platform::new();
-    env.publish_many(&platform.agents(&[("a", 5)])).await;
-    // Events are processed concurrently: let the team exist before the first conversation.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.team(&mut platform, &[("a", 5)]).await;
     env.publish(&platform.created("before")).await;
     assert_eq!(env.outputs(1, WAIT).await[0]["type"], "conversation.assigned");
 
@@ -60,8 +58,7 @@ async fn a_cut_broker_connection_is_rebuilt_and_nothing_is_lost() {
     let mut env = Env::new().await;
     let worker = env.spawn_worker().await;
     let mut platform = Platform::new();
-    env.publish_many(&platform.agents(&[("a", 50)])).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.team(&mut platform, &[("a", 50)]).await;
     let first: Vec<Vec<u8>> = (0..100).map(|i| platform.created(&format!("c{i}"))).collect();
     env.publish_many(&first).await;
     close_broker_connection(&worker.connection_name);

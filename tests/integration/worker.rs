@@ -41,8 +41,7 @@ async fn every_rejection_reaches_dead_letters_with_its_reason_and_body_untouched
     }
     // The worker kept going: a valid event after them is applied.
     let mut env = env;
-    let events = platform.agents(&[("a", 1)]);
-    env.publish_many(&events).await;
+    env.team(&mut platform, &[("a", 1)]).await;
     env.publish(&platform.created("ok")).await;
     let out = env.outputs(1, WAIT).await;
     assert_eq!(out[0]["type"], "conversation.assigned");
@@ -55,7 +54,7 @@ async fn outputs_are_cloudevents_caused_by_the_inbound_event() {
     let mut env = Env::new().await;
     let _worker = env.spawn_worker().await;
     let mut platform = Platform::new();
-    env.publish_many(&platform.agents(&[("a", 1)])).await;
+    env.team(&mut platform, &[("a", 1)]).await;
     let created = platform.created("c1");
     env.publish(&created).await;
     let out = env.outputs(1, WAIT).await;
@@ -76,7 +75,7 @@ async fn a_redelivered_event_publishes_the_same_outputs_and_nothing_new() {
     let mut env = Env::new().await;
     let _worker = env.spawn_worker().await;
     let mut platform = Platform::new();
-    env.publish_many(&platform.agents(&[("a", 5)])).await;
+    env.team(&mut platform, &[("a", 5)]).await;
     let created = platform.created("c1");
     env.publish(&created).await;
     env.publish(&created).await; // a platform retry: same project, same id
@@ -94,9 +93,7 @@ async fn a_burst_through_three_workers_fills_exactly_the_capacity() {
     let workers = [env.spawn_worker().await, env.spawn_worker().await, env.spawn_worker().await];
     let mut platform = Platform::new();
     let capacity = [("a", 3u64), ("b", 5), ("c", 2), ("d", 7)];
-    env.publish_many(&platform.agents(&capacity)).await;
-    // Let the team exist before the burst (the events may be processed in any order).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.team(&mut platform, &capacity).await;
     let burst: Vec<Vec<u8>> = (0..60).map(|i| platform.created(&format!("c{i}"))).collect();
     env.publish_many(&burst).await;
     let out = env.outputs(60, WAIT).await;
@@ -126,8 +123,7 @@ async fn created_and_closed_interleaved_across_workers_leave_no_load() {
     let _w1 = env.spawn_worker().await;
     let _w2 = env.spawn_worker().await;
     let mut platform = Platform::new();
-    env.publish_many(&platform.agents(&[("a", 1000), ("b", 1000)])).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.team(&mut platform, &[("a", 1000), ("b", 1000)]).await;
     // Half the conversations have their close published before their creation.
     let mut events = vec![];
     for i in 0..100 {
@@ -170,8 +166,7 @@ async fn a_worker_killed_mid_burst_loses_nothing_and_assigns_nothing_twice() {
     let mut platform = Platform::new();
     let mut victim = env.spawn_process();
     let survivor = env.spawn_process();
-    env.publish_many(&platform.agents(&[("a", 40), ("b", 40)])).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.team(&mut platform, &[("a", 40), ("b", 40)]).await;
     let burst: Vec<Vec<u8>> = (0..300).map(|i| platform.created(&format!("c{i}"))).collect();
     let (first, second) = burst.split_at(150);
     env.publish_many(first).await;
@@ -212,7 +207,7 @@ async fn sigterm_finishes_in_flight_events_and_exits_zero() {
     let mut env = Env::new().await;
     let mut platform = Platform::new();
     let mut worker = env.spawn_process();
-    env.publish_many(&platform.agents(&[("a", 500)])).await;
+    env.team(&mut platform, &[("a", 500)]).await;
     let burst: Vec<Vec<u8>> = (0..200).map(|i| platform.created(&format!("c{i}"))).collect();
     env.publish_many(&burst).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -242,7 +237,7 @@ async fn readiness_and_metrics_are_served() {
     let mut env = Env::new().await;
     let worker = env.spawn_worker().await;
     let mut platform = Platform::new();
-    env.publish_many(&platform.agents(&[("a", 1)])).await;
+    env.team(&mut platform, &[("a", 1)]).await;
     env.publish(&platform.created("c1")).await;
     env.outputs(1, WAIT).await;
     let ready = http_get(worker.http_addr, "/readyz").await;
