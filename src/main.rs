@@ -27,6 +27,12 @@ enum Command {
         /// The file to read (`-` for standard input).
         file: PathBuf,
     },
+    /// Write the JSON Schemas of every event and the AsyncAPI document.
+    Schemas {
+        /// Folder to write into.
+        #[arg(long, default_value = "docs")]
+        out: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -38,5 +44,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Run => cli::run::run(config).await,
         Command::Demo(demo) => cli::demo::run(config, demo).await,
         Command::Publish { file } => cli::publish::run(config, &file).await,
+        Command::Schemas { out } => cli::schemas::run(&out),
     }
 }

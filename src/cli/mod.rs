@@ -3,3 +3,4 @@
 pub mod demo;
 pub mod publish;
 pub mod run;
+pub mod schemas;

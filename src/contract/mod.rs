@@ -4,10 +4,12 @@
 //! what ends up in the `x-switchboard-error` header of the dead-lettered event, so it is short and
 //! says what a platform developer has to fix.
 
+pub mod asyncapi;
 pub mod envelope;
 pub mod ids;
 pub mod inbound;
 pub mod outbound;
+pub mod schema;
 
 pub use envelope::MAX_EVENT_BYTES;
 pub use ids::Id;

@@ -67,7 +67,13 @@ impl Project {
     }
 
     pub async fn apply_event(&self, event: &InboundEvent) -> Applied {
-        self.store.apply(event, self.now_ms).await.expect("store applies the event")
+        let applied = self.store.apply(event, self.now_ms).await.expect("store applies the event");
+        for (i, output) in applied.outputs.iter().enumerate() {
+            let body = switchboard::contract::outbound::envelope(
+                &event.project, &event.id, i, "2026-11-22T10:00:00Z", output);
+            assert_valid_output(&serde_json::from_slice(&body).unwrap());
+        }
+        applied
     }
 
     pub async fn configure(&self, settings: Value) {
@@ -303,7 +309,9 @@ impl Env {
         while received.len() < n {
             match tokio::time::timeout_at(deadline, self.outputs.next()).await {
                 Ok(Some(Ok(delivery))) => {
-                    received.push(serde_json::from_slice(&delivery.data).unwrap())
+                    let output: Value = serde_json::from_slice(&delivery.data).unwrap();
+                    assert_valid_output(&output);
+                    received.push(output)
                 }
                 _ => break,
             }
@@ -537,5 +545,27 @@ impl Platform {
 
     pub fn closed(&mut self, conversation: &str) -> Vec<u8> {
         self.event("conversation.closed", json!({"conversation_id": conversation}))
+    }
+}
+
+/// Fails the test when an outbound event does not match its JSON Schema.
+pub fn assert_valid_output(output: &Value) {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    use switchboard::contract::schema::{events, Direction};
+    static VALIDATORS: OnceLock<HashMap<&'static str, jsonschema::Validator>> = OnceLock::new();
+    let validators = VALIDATORS.get_or_init(|| {
+        events()
+            .into_iter()
+            .filter(|e| e.direction == Direction::Outbound)
+            .map(|e| (e.event_type, jsonschema::validator_for(&e.schema()).unwrap()))
+            .collect()
+    });
+    let event_type = output["type"].as_str().unwrap_or("");
+    let validator = validators
+        .get(event_type)
+        .unwrap_or_else(|| panic!("no schema for outbound {event_type}"));
+    if let Err(error) = validator.validate(output) {
+        panic!("outbound event does not match its schema: {error}\n{output}");
     }
 }

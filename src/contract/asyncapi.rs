@@ -1,0 +1,115 @@
+//! The AsyncAPI 3.0 document of the contract, built from the same event list as the JSON
+//! Schemas (`schema::events`), so the two cannot disagree. Messages reference the schema files.
+
+use serde_json::{json, Map, Value};
+
+use super::schema::{events, Direction};
+use crate::config::Config;
+
+/// The id of an event's message in `components.messages`.
+pub fn message_id(event_type: &str, direction: Direction) -> String {
+    let prefix = match direction {
+        Direction::Inbound => "in",
+        Direction::Outbound => "out",
+        Direction::Internal => "internal",
+    };
+    format!("{prefix}_{}", event_type.replace('.', "_"))
+}
+
+/// The document, with the default exchange and queue names.
+pub fn document() -> Value {
+    let names = Config::default();
+    let mut messages = Map::new();
+    let mut by_direction: [Map<String, Value>; 3] = Default::default();
+    for event in events() {
+        let id = message_id(event.event_type, event.direction);
+        messages.insert(id.clone(), json!({
+            "name": event.event_type,
+            "title": event.event_type,
+            "summary": event.summary,
+            "contentType": "application/json",
+            "payload": {"$ref": format!("schemas/{}", event.file_name())},
+            "bindings": {"amqp": {"deliveryMode": 2, "bindingVersion": "0.3.0"}},
+        }));
+        let slot = match event.direction {
+            Direction::Inbound => 0,
+            Direction::Outbound => 1,
+            Direction::Internal => 2,
+        };
+        by_direction[slot].insert(id.clone(), json!({"$ref": format!("#/components/messages/{id}")}));
+    }
+    let [inbound, outbound, internal] = by_direction;
+    let exchange = |name: &str| json!({"amqp": {
+        "is": "routingKey",
+        "exchange": {"name": name, "type": "topic", "durable": true, "autoDelete": false, "vhost": "/"},
+        "bindingVersion": "0.3.0"
+    }});
+    let queue = |name: &str| json!({"amqp": {
+        "is": "queue",
+        "queue": {"name": name, "durable": true, "exclusive": false, "autoDelete": false, "vhost": "/"},
+        "bindingVersion": "0.3.0"
+    }});
+    let mut dead_messages = inbound.clone();
+    dead_messages.extend(internal.clone());
+    json!({
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Switchboard",
+            "version": "1.0.0",
+            "description": "Assigns customer conversations to support agents. Platforms publish CloudEvents 1.0 (structured JSON, routing key = type) to the inbound exchange; workers publish their decisions to the outbound exchange. Every event carries the tenant in the `project` extension attribute; outbound events carry `causationid` (the inbound event's id) and an id derived from it.",
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "local": {"host": "127.0.0.1:5672", "protocol": "amqp", "protocolVersion": "0-9-1"}
+        },
+        "channels": {
+            "inbound": {
+                "address": names.inbound_exchange,
+                "description": "Platforms publish here; bound to the work queue with `#`.",
+                "messages": inbound,
+                "bindings": exchange(&names.inbound_exchange),
+            },
+            "outbound": {
+                "address": names.outbound_exchange,
+                "description": "Decisions. A redelivered inbound event republishes the same outputs with the same ids.",
+                "messages": outbound,
+                "bindings": exchange(&names.outbound_exchange),
+            },
+            "work": {
+                "address": names.work_queue,
+                "description": "Quorum queue all workers consume; due timers arrive here from the delay queues.",
+                "messages": internal,
+                "bindings": queue(&names.work_queue),
+            },
+            "dead": {
+                "address": names.dead_letter_queue,
+                "description": "Events that cannot be processed, body untouched, reason in the `x-switchboard-error` header.",
+                "messages": dead_messages,
+                "bindings": queue(&names.dead_letter_queue),
+            },
+        },
+        "operations": {
+            "publishEvent": {
+                "action": "receive",
+                "summary": "Workers receive what platforms publish.",
+                "channel": {"$ref": "#/channels/inbound"},
+            },
+            "publishDecision": {
+                "action": "send",
+                "summary": "Workers send their decisions.",
+                "channel": {"$ref": "#/channels/outbound"},
+            },
+            "fireTimer": {
+                "action": "receive",
+                "summary": "Workers receive due timers.",
+                "channel": {"$ref": "#/channels/work"},
+            },
+            "deadLetter": {
+                "action": "send",
+                "summary": "Workers dead-letter what they cannot process.",
+                "channel": {"$ref": "#/channels/dead"},
+            },
+        },
+        "components": {"messages": messages},
+    })
+}
