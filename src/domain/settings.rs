@@ -28,6 +28,33 @@ pub const PRIORITY_OVERFLOWS: &[&str] = &["when_offline", "when_full"];
 /// Conversation fields a rule may test; any other name is an attribute.
 pub const RULE_FIELDS: &[&str] = &["channel", "channel_account", "language", "category"];
 
+/// Every setting and its default: the one source of the defaults, for the store's script (which
+/// gets them as a Lua table) and for `switchboard inspect`.
+pub fn defaults() -> Map<String, Value> {
+    let defaults = serde_json::json!({
+        "mode": "auto",
+        "new_visitors": "least_loaded",
+        "returning_visitors": "original_agent_if_available",
+        "include_busy": false,
+        "include_offline": false,
+        "reassign_reopened_if_unavailable": true,
+        "reassign_if_owner_offline": true,
+        "agent_can_claim": true,
+        "agent_can_transfer": true,
+        "reply_timeout_seconds": 0,
+        "priority_overflow": "when_offline",
+        "timezone": "UTC",
+        "rules": [],
+        "custom_timeout_seconds": 10,
+        "release_on_offline": false,
+        "visitor_memory_days": 30,
+    });
+    match defaults {
+        Value::Object(map) => map,
+        _ => unreachable!("an object literal"),
+    }
+}
+
 /// A checked settings patch, serialized as it came (nulls kept: they mean "back to default").
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(transparent)]
@@ -222,6 +249,11 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(patch.0.len(), 16);
+        // Every setting has a default, and only settings have one.
+        for field in patch.0.keys() {
+            assert!(defaults().contains_key(field), "{field} has no default");
+        }
+        assert_eq!(defaults().len(), 16);
         assert!(parse(json!({"mode": null, "rules": null})).is_ok());
     }
 

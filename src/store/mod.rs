@@ -135,7 +135,7 @@ impl Store {
         };
         Ok(Store {
             connection,
-            apply: redis::Script::new(script::APPLY),
+            apply: redis::Script::new(&script::APPLY),
             options,
         })
     }

@@ -41,16 +41,8 @@ math.randomseed(tonumber(ARGV[4]))
 
 local NULL = cjson.null
 
-local DEFAULT_SETTINGS = {
-  mode = 'auto', new_visitors = 'least_loaded',
-  returning_visitors = 'original_agent_if_available',
-  include_busy = false, include_offline = false,
-  reassign_reopened_if_unavailable = true, reassign_if_owner_offline = true,
-  agent_can_claim = true, agent_can_transfer = true,
-  reply_timeout_seconds = 0, priority_overflow = 'when_offline', timezone = 'UTC',
-  custom_timeout_seconds = 10,
-  release_on_offline = false, visitor_memory_days = 30,
-}
+-- Filled in when the script is assembled, from domain::settings::defaults() (store/script.rs).
+local DEFAULT_SETTINGS = {}
 
 local settings_cache
 local function settings()
