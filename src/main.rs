@@ -27,6 +27,11 @@ enum Command {
         /// The file to read (`-` for standard input).
         file: PathBuf,
     },
+    /// Show a project's agents (status, open/limit, eligibility), waiting queue and settings.
+    Inspect {
+        /// The project id.
+        project: String,
+    },
     /// Write the JSON Schemas of every event and the AsyncAPI document.
     Schemas {
         /// Folder to write into.
@@ -44,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run => cli::run::run(config).await,
         Command::Demo(demo) => cli::demo::run(config, demo).await,
         Command::Publish { file } => cli::publish::run(config, &file).await,
+        Command::Inspect { project } => cli::inspect::run(config, &project).await,
         Command::Schemas { out } => cli::schemas::run(&out),
     }
 }

@@ -1,6 +1,7 @@
 //! The subcommands of the `switchboard` binary.
 
 pub mod demo;
+pub mod inspect;
 pub mod publish;
 pub mod run;
 pub mod schemas;

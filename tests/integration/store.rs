@@ -246,3 +246,26 @@ async fn projects_do_not_see_each_other() {
     assert_eq!(types(&q.create("c1").await), ["conversation.queued"]);
     assert_eq!(assigned_agents(&p.create("c1").await), ["shared-name"]);
 }
+
+#[tokio::test]
+async fn inspect_shows_agents_loads_the_waiting_queue_and_settings() {
+    let p = Project::new().await;
+    p.configure(json!({"new_visitors": "round_robin"})).await;
+    p.online_agents(&[("alice", 2), ("bob", 1)]).await;
+    p.apply("agent.upserted", json!({"agents": [{"agent_id": "carol", "max_concurrent": 3, "skills": ["es"], "channels": ["whatsapp"]}]})).await;
+    for i in 0..5 {
+        p.create(&format!("c{i}")).await;
+    }
+    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let report = switchboard::cli::inspect::render(&p.store, &project).await.unwrap();
+    let line = |start: &str| report.lines().find(|l| l.trim_start().starts_with(start)).unwrap_or_else(|| panic!("no {start} line in\n{report}")).to_string();
+    let words = |l: String| l.split_whitespace().map(String::from).collect::<Vec<_>>();
+    assert_eq!(&words(line("alice"))[..4], ["alice", "online", "2/2", "no"]);
+    assert_eq!(&words(line("bob"))[..4], ["bob", "online", "1/1", "no"]);
+    assert_eq!(&words(line("carol"))[..4], ["carol", "offline", "0/3", "no"]);
+    assert!(line("carol").contains("es") && line("carol").contains("whatsapp"));
+    assert!(report.contains("waiting (2)"), "{report}");
+    assert_eq!(&words(line("1 "))[..2], ["1", "c3"]);
+    assert!(line("new_visitors*").contains("round_robin"));
+    assert!(line("mode ").contains("auto"));
+}
