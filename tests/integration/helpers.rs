@@ -114,13 +114,7 @@ impl Project {
 
     /// Open conversations per agent, read from Redis.
     pub async fn load(&self, agent: &str) -> i64 {
-        let key = format!("sb:{{{}}}:owned", self.id);
-        let cmd = redis::cmd("ZLEXCOUNT")
-            .arg(key)
-            .arg(format!("[{agent}|"))
-            .arg(format!("[{agent}|\u{ff}"))
-            .clone();
-        self.store.query(&cmd).await.unwrap()
+        load_of(&self.store, &self.id, agent).await
     }
 
     pub async fn waiting(&self) -> Vec<String> {

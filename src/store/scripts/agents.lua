@@ -23,7 +23,7 @@ local function save_agent(agent_id, cfg)
 end
 
 local function load_of(agent_id)
-  return redis.call('ZLEXCOUNT', K.owned, '[' .. agent_id .. '|', '[' .. agent_id .. '|\255')
+  return redis.call('ZLEXCOUNT', K.owned, agent_range(agent_id))
 end
 
 local function status_of(agent_id)

@@ -40,11 +40,7 @@ end
 -- Takes every open conversation from the agent and assigns each to another agent, or queues it
 -- (publishing `conversation.unassigned`).
 local function hand_over(agent_id, reason)
-  local members = redis.call('ZRANGE', K.owned, '[' .. agent_id .. '|',
-    '[' .. agent_id .. '|\255', 'BYLEX')
-  for _, member in ipairs(members) do
-    redis.call('ZREM', K.owned, member)
-    local conversation_id = after_bar(member)
+  for _, conversation_id in ipairs(take_agent_members(K.owned, agent_id)) do
     local record = conversation(conversation_id)
     if record then
       allocate(conversation_id, record, reason, agent_id, { [agent_id] = true })
@@ -204,8 +200,8 @@ handlers['agent.claim_requested'] = function(data)
     -- Get next: the head of the waiting queue, else the oldest offer made to this agent.
     local head = redis.call('ZRANGE', K.waiting, 0, 0)[1]
     if not head then
-      head = redis.call('ZRANGE', K.offers, '[' .. data.agent_id .. '|',
-        '[' .. data.agent_id .. '|\255', 'BYLEX', 'LIMIT', 0, 1)[1]
+      local min, max = agent_range(data.agent_id)
+      head = redis.call('ZRANGE', K.offers, min, max, 'BYLEX', 'LIMIT', 0, 1)[1]
     end
     if not head then return rejected('nothing_waiting', data) end
     conversation_id = after_bar(head)

@@ -61,11 +61,7 @@ end
 -- The agent can no longer take offers: its offers are withdrawn, and a conversation left with
 -- no agent offered goes back to waiting.
 local function withdraw_offers(agent_id)
-  local members = redis.call('ZRANGE', K.offers, '[' .. agent_id .. '|',
-    '[' .. agent_id .. '|\255', 'BYLEX')
-  for _, member in ipairs(members) do
-    redis.call('ZREM', K.offers, member)
-    local conversation_id = after_bar(member)
+  for _, conversation_id in ipairs(take_agent_members(K.offers, agent_id)) do
     local record = conversation(conversation_id)
     if record and record.s == 'offered' then
       local left = {}

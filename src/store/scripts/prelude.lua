@@ -79,3 +79,19 @@ end
 local function after_bar(member)
   return string.sub(member, string.find(member, '|', 1, true) + 1)
 end
+
+-- The lex range of one agent's "agent|conversation" members.
+local function agent_range(agent_id)
+  return '[' .. agent_id .. '|', '[' .. agent_id .. '|\255'
+end
+
+-- Removes one agent's members from `key` (owned or offers); returns their conversation ids.
+local function take_agent_members(key, agent_id)
+  local min, max = agent_range(agent_id)
+  local conversation_ids = {}
+  for i, member in ipairs(redis.call('ZRANGE', key, min, max, 'BYLEX')) do
+    redis.call('ZREM', key, member)
+    conversation_ids[i] = after_bar(member)
+  end
+  return conversation_ids
+end
