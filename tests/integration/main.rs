@@ -2,6 +2,7 @@
 //! Every test isolates itself: its own project id, its own exchange and queue names.
 
 mod contract_docs;
+mod deploy;
 mod helpers;
 mod store;
 mod lifecycle;

@@ -1,0 +1,87 @@
+"""Plays a chat platform against Switchboard: configures a project, adds three agents, brings
+them online, opens conversations, and prints every decision the workers publish.
+
+    pip install -r examples/python/requirements.txt
+    python3 examples/python/chat_platform.py --conversations 10 --seconds 5
+
+A worker must be running (`switchboard run`, or `bash scripts/demo.sh`).
+"""
+
+import argparse
+import json
+import time
+import uuid
+from datetime import datetime, timezone
+
+import pika
+
+IN, OUT = "switchboard.in", "switchboard.out"
+
+
+def cloudevent(project, event_type, data):
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/examples/python",
+        "type": event_type,
+        "time": datetime.now(timezone.utc).isoformat(),
+        "project": project,
+        "data": data,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="amqp://guest:guest@127.0.0.1:5672/%2f")
+    parser.add_argument("--project", default="example")
+    parser.add_argument("--conversations", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+
+    connection = pika.BlockingConnection(pika.URLParameters(args.url))
+    channel = connection.channel()
+    channel.confirm_delivery()  # every publish waits for the broker's confirm
+    for exchange in (IN, OUT):
+        channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+    # A private queue that sees every decision.
+    decisions = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+    channel.queue_bind(decisions, OUT, routing_key="#")
+
+    def publish(event_type, data):
+        body = json.dumps(cloudevent(args.project, event_type, data))
+        channel.basic_publish(
+            IN, event_type, body,
+            pika.BasicProperties(content_type="application/json", delivery_mode=2),
+        )
+
+    publish("project.configured", {"mode": "auto", "new_visitors": "least_loaded"})
+    agents = [{"agent_id": name, "max_concurrent": 2} for name in ("ana", "ben", "chloe")]
+    publish("agent.upserted", {"agents": agents})
+    for agent in agents:
+        publish("agent.status_changed", {"agent_id": agent["agent_id"], "status": "online"})
+    time.sleep(0.3)  # workers handle events concurrently: let the team exist first
+    run = uuid.uuid4().hex[:6]
+    for i in range(args.conversations):
+        publish("conversation.created", {
+            "conversation_id": f"conv-{run}-{i}", "visitor_id": f"visitor-{run}-{i}",
+            "channel": "web",
+        })
+    print(f"published {args.conversations} conversations to project {args.project!r}")
+
+    deadline = time.monotonic() + args.seconds
+    while time.monotonic() < deadline:
+        method, _, body = channel.basic_get(decisions, auto_ack=True)
+        if method is None:
+            time.sleep(0.05)
+            continue
+        event = json.loads(body)
+        if event.get("project") != args.project:
+            continue
+        data = event["data"]
+        print(f'{event["type"]:<24} {data.get("conversation_id", ""):<22} '
+              f'{data.get("agent_id", "-"):<8} {data.get("reason", "")}')
+    connection.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+//! The deployment files agree with the code. No container engine runs here, so this checks what
+//! can be checked without one, and loads the RabbitMQ definitions into the real broker.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+use switchboard::config::Config;
+
+fn file(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn yaml(path: &str) -> Vec<serde_yaml::Value> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(&file(path))
+        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        .collect()
+}
+
+/// The `SWITCHBOARD_*` variables the worker reads: one per configuration field.
+fn known_variables() -> BTreeSet<String> {
+    let fields = serde_json::to_value(ConfigFields::from(Config::default())).unwrap();
+    fields
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| format!("SWITCHBOARD_{}", k.to_uppercase()))
+        .chain(["SWITCHBOARD_CONFIG".to_string()])
+        .collect()
+}
+
+/// Config's field names, through serde (Config derives only Deserialize).
+#[derive(serde::Serialize)]
+struct ConfigFields {
+    amqp_url: String, redis_url: String, http_addr: String, inbound_exchange: String,
+    work_queue: String, outbound_exchange: String, dead_letter_queue: String, prefetch: u16,
+    delivery_limit: u32, dedupe_ttl_seconds: u64, closed_retention_seconds: u64, log_format: String,
+}
+
+impl From<Config> for ConfigFields {
+    fn from(c: Config) -> Self {
+        // Destructuring without `..` fails to compile when Config gains or loses a field.
+        let Config { amqp_url, redis_url, http_addr, inbound_exchange, work_queue, outbound_exchange,
+            dead_letter_queue, prefetch, delivery_limit, dedupe_ttl_seconds, closed_retention_seconds,
+            log_format } = c;
+        ConfigFields { amqp_url, redis_url, http_addr, inbound_exchange, work_queue, outbound_exchange,
+            dead_letter_queue, prefetch, delivery_limit, dedupe_ttl_seconds, closed_retention_seconds,
+            log_format }
+    }
+}
+
+fn variables_in(value: &serde_yaml::Value, found: &mut BTreeSet<String>) {
+    match value {
+        serde_yaml::Value::Mapping(map) => {
+            for (k, v) in map {
+                if let Some(k) = k.as_str().filter(|k| k.starts_with("SWITCHBOARD_")) {
+                    found.insert(k.to_string());
+                }
+                variables_in(v, found);
+            }
+        }
+        serde_yaml::Value::Sequence(items) => items.iter().for_each(|i| variables_in(i, found)),
+        _ => {}
+    }
+}
+
+#[test]
+fn compose_runs_two_workers_after_healthy_services() {
+    let compose = &yaml("docker-compose.yml")[0];
+    let services = &compose["services"];
+    for name in ["rabbitmq", "redis", "worker", "demo"] {
+        assert!(services.get(name).is_some(), "service {name}");
+    }
+    let worker = &services["worker"];
+    assert_eq!(worker["build"]["dockerfile"].as_str(), Some("deploy/Dockerfile"));
+    assert_eq!(worker["deploy"]["replicas"].as_u64(), Some(2));
+    for dependency in ["rabbitmq", "redis"] {
+        assert_eq!(worker["depends_on"][dependency]["condition"].as_str(), Some("service_healthy"));
+        assert!(services[dependency]["healthcheck"]["test"].is_sequence(), "{dependency} healthcheck");
+    }
+    assert!(services["rabbitmq"]["image"].as_str().unwrap().contains("management"));
+    assert_eq!(services["demo"]["command"][0].as_str(), Some("demo"));
+}
+
+#[test]
+fn every_variable_in_compose_and_kubernetes_is_one_the_worker_reads() {
+    let known = known_variables();
+    let mut found = BTreeSet::new();
+    for path in ["docker-compose.yml", "deploy/kubernetes/configmap.yaml", "deploy/kubernetes/secret.yaml"] {
+        for doc in yaml(path) {
+            variables_in(&doc, &mut found);
+        }
+    }
+    for line in file("deploy/Dockerfile").lines() {
+        for word in line.split(|c: char| c.is_whitespace() || c == '=') {
+            if word.starts_with("SWITCHBOARD_") {
+                found.insert(word.to_string());
+            }
+        }
+    }
+    assert!(found.contains("SWITCHBOARD_AMQP_URL") && found.contains("SWITCHBOARD_REDIS_URL"));
+    let unknown: Vec<_> = found.difference(&known).collect();
+    assert!(unknown.is_empty(), "variables the worker does not read: {unknown:?}");
+}
+
+#[test]
+fn the_image_runs_as_a_non_root_user() {
+    let dockerfile = file("deploy/Dockerfile");
+    let final_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
+    let user = final_stage
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("the final stage sets USER");
+    assert!(user.trim() != "root" && user.trim() != "0", "USER {user}");
+    assert!(final_stage.contains("ENTRYPOINT [\"switchboard\"]"));
+}
+
+#[test]
+fn kubernetes_probes_keda_and_disruption_budget_fit_the_worker() {
+    let deployment = &yaml("deploy/kubernetes/deployment.yaml")[0];
+    let spec = &deployment["spec"]["template"]["spec"];
+    assert_eq!(spec["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let container = &spec["containers"][0];
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
+    let name = deployment["metadata"]["name"].as_str().unwrap();
+    let keda = yaml("deploy/kubernetes/keda-scaledobject.yaml");
+    let scaled = keda.iter().find(|d| d["kind"].as_str() == Some("ScaledObject")).unwrap();
+    assert_eq!(scaled["spec"]["scaleTargetRef"]["name"].as_str(), Some(name));
+    let trigger = &scaled["spec"]["triggers"][0];
+    assert_eq!(trigger["type"].as_str(), Some("rabbitmq"));
+    assert_eq!(trigger["metadata"]["queueName"].as_str(), Some(Config::default().work_queue.as_str()));
+    let pdb = &yaml("deploy/kubernetes/pdb.yaml")[0];
+    assert_eq!(pdb["kind"].as_str(), Some("PodDisruptionBudget"));
+    let kustomization = file("deploy/kubernetes/kustomization.yaml");
+    for resource in ["configmap", "secret", "deployment", "service", "pdb", "keda-scaledobject"] {
+        assert!(kustomization.contains(&format!("{resource}.yaml")), "{resource}");
+    }
+}
+
+#[test]
+fn the_dashboard_uses_only_exported_metrics() {
+    let exported: BTreeSet<&str> = [
+        "switchboard_events_total", "switchboard_decision_seconds", "switchboard_assignments_total",
+        "switchboard_queued_total", "switchboard_dead_letters_total", "switchboard_reconnects_total",
+        "switchboard_in_flight_events", "switchboard_ready",
+    ]
+    .into();
+    // Each of these is also emitted somewhere in the code.
+    let telemetry = file("src/telemetry.rs");
+    for metric in &exported {
+        assert!(telemetry.contains(&format!("\"{metric}\"")), "{metric} is not emitted");
+    }
+    let dashboard: Value = serde_json::from_str(&file("deploy/grafana/switchboard-dashboard.json")).unwrap();
+    let mut used = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("switchboard_") {
+                    let base = word.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count");
+                    assert!(exported.contains(base), "unknown metric {word} in {expr}");
+                    used += 1;
+                }
+            }
+        }
+    }
+    assert!(used >= exported.len());
+}
+
+/// RabbitMQ accepts the definitions file, and a worker then declares its topology on top of it
+/// without an "inequivalent argument" conflict.
+#[tokio::test]
+async fn rabbitmq_loads_the_definitions_and_workers_agree_with_them() {
+    let vhost = crate::helpers::unique("defs");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl");
+        assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["add_vhost", &vhost]);
+    run(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+    let definitions = file("deploy/rabbitmq/definitions.json").replace("\"vhost\": \"/\"", &format!("\"vhost\": \"{vhost}\""));
+    let mut parsed: Value = serde_json::from_str(&definitions).unwrap();
+    parsed["vhosts"] = serde_json::json!([{"name": vhost}]);
+    let path = std::env::temp_dir().join(format!("{vhost}.json"));
+    std::fs::write(&path, parsed.to_string()).unwrap();
+    run(&["import_definitions", path.to_str().unwrap()]);
+    let config = Config {
+        amqp_url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+        ..Config::default()
+    };
+    let declared = switchboard::broker::Session::open(&config, "definitions-test").await;
+    run(&["delete_vhost", &vhost]);
+    let _ = std::fs::remove_file(path);
+    assert!(declared.is_ok(), "the worker's declarations conflict: {:?}", declared.err());
+}
