@@ -32,6 +32,8 @@ enum Command {
         /// The project id.
         project: String,
     },
+    /// Drive a worker through a synthetic day and report fairness, loads and waits (+ SVG chart).
+    Simulate(cli::simulate::SimulateArgs),
     /// Write the JSON Schemas of every event and the AsyncAPI document.
     Schemas {
         /// Folder to write into.
@@ -44,12 +46,14 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = Config::load(args.config.as_deref())?;
-    switchboard::telemetry::init_logging(&config.log_format);
+    let level = if matches!(args.command, Command::Run) { "info" } else { "warn" };
+    switchboard::telemetry::init_logging(&config.log_format, level);
     match args.command {
         Command::Run => cli::run::run(config).await,
         Command::Demo(demo) => cli::demo::run(config, demo).await,
         Command::Publish { file } => cli::publish::run(config, &file).await,
         Command::Inspect { project } => cli::inspect::run(config, &project).await,
+        Command::Simulate(simulate) => cli::simulate::run(config, simulate).await,
         Command::Schemas { out } => cli::schemas::run(&out),
     }
 }

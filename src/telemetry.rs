@@ -12,10 +12,12 @@ use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
 use crate::contract::OutboundEvent;
 
-/// Installs the global tracing subscriber (`RUST_LOG` filters, `info` by default).
-pub fn init_logging(format: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,lapin=warn,amq_protocol=warn"));
+/// Installs the global tracing subscriber: `RUST_LOG` filters, else `default_level` for
+/// Switchboard's own lines (`info` for a worker, `warn` for the CLI tools).
+pub fn init_logging(format: &str, default_level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("{default_level},lapin=warn,amq_protocol=warn"))
+    });
     let registry = tracing_subscriber::registry().with(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let result = if format == "json" {

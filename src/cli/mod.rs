@@ -5,3 +5,4 @@ pub mod inspect;
 pub mod publish;
 pub mod run;
 pub mod schemas;
+pub mod simulate;

@@ -8,4 +8,5 @@ mod store;
 mod lifecycle;
 mod modes;
 mod outages;
+mod simulate;
 mod worker;
