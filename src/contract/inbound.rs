@@ -97,7 +97,7 @@ pub const INBOUND_TYPES: &[&str] = &[
 pub const TIMER_FIRED: &str = "timer.fired";
 
 /// Timers the store may arm.
-pub const TIMERS: &[&str] = &["reply_timeout", "custom_timeout"];
+pub const TIMERS: &[&str] = &["reply_timeout", "custom_timeout", "rule_step"];
 
 impl EventKind {
     /// The CloudEvents `type` of this event.

@@ -11,6 +11,8 @@ use serde_json::Value;
 const PARTS: &str = concat!(
     include_str!("scripts/prelude.lua"),
     include_str!("scripts/agents.lua"),
+    include_str!("scripts/pools.lua"),
+    include_str!("scripts/routing.lua"),
     include_str!("scripts/conversations.lua"),
     include_str!("scripts/modes.lua"),
     include_str!("scripts/handlers.lua"),

@@ -8,5 +8,6 @@ mod store;
 mod lifecycle;
 mod modes;
 mod outages;
+mod routing;
 mod simulate;
 mod worker;

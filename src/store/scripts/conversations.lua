@@ -1,13 +1,13 @@
--- conversations.lua: conversation records, assignment, the waiting queue and its draining,
--- returning visitors and reply timers.
+-- conversations.lua: conversation records, assignment, the waiting queues and their draining,
+-- returning visitors, reply timers and rule-step escalation.
 -- Part of the `apply` script; uses KEYS convs, owned, waiting, meta, closed, visitors,
--- visitor_seen and ARGV now and closed-conversation retention (through the prelude's names).
+-- visitor_seen, the pools' keys, and ARGV now and closed-conversation retention.
 --
 -- A conversation record is JSON: s = state (waiting | open | closed), a = agent (while open, and
 -- kept after closing), v = visitor, p = priority, n = arrival number, w = member in `waiting`,
 -- an = assignment number (bumped by every assignment), rp = the assignment number the agent
--- replied to, x = agents that let it time out, plus the routing fields (ch, ca, lang, cat,
--- attrs). A record with state closed and no visitor is a tombstone: the conversation was closed
+-- replied to, x = agents that let it time out, ri/si = rule and step, pw = the pool whose
+-- queue it waits in, tn = timer number, plus the routing fields (ch, ca, lang, cat, attrs). A record with state closed and no visitor is a tombstone: the conversation was closed
 -- before it was created, and a late creation is ignored.
 
 local function conversation(conversation_id)
@@ -20,12 +20,15 @@ local function save_conversation(conversation_id, record)
 end
 
 local function new_record(data)
-  return {
+  local record = {
     v = data.visitor_id, p = data.priority or 0,
     n = redis.call('HINCRBY', K.meta, 'arrival_seq', 1),
     ch = data.channel, ca = data.channel_account, lang = data.language,
     cat = data.category, attrs = data.attributes,
   }
+  record.ri = matching_rule(record)
+  if record.ri then record.si = 1 end
+  return record
 end
 
 local function visitor_memory_ms()
@@ -48,21 +51,23 @@ local function remember_visitor(visitor_id, agent_id)
   redis.call('ZADD', K.visitor_seen, NOW, visitor_id)
 end
 
--- Defined in modes.lua (broadcast and custom modes), used here first.
-local hold_for_mode, release_hold
+-- Defined in modes.lua (broadcast and custom modes, offers), used here first.
+local hold_for_mode, release_hold, offer
 
 -- Assignments a human asked for are not timed: the reply timeout rotates automatic ones.
 local UNTIMED = { claimed = true, transferred = true }
 
--- Gives the conversation to `agent_id` and publishes the assignment.
-local function assign(conversation_id, record, agent_id, reason, strategy, previous_agent_id)
+-- Gives the conversation to `agent_id` and publishes the assignment. `pool` is the pool the
+-- strategy chose in, if a strategy chose.
+local function assign(conversation_id, record, agent_id, reason, strategy, previous_agent_id, pool)
   redis.call('ZADD', K.owned, 0, owned_member(agent_id, conversation_id))
   record.s = 'open'
   record.a = agent_id
   record.w = nil
+  record.pw = nil
   record.an = (tonumber(record.an) or 0) + 1
   save_conversation(conversation_id, record)
-  if strategy then served(agent_id, strategy) end
+  if strategy then served(pool or BASE, agent_id, strategy) end
   refresh(agent_id)
   remember_visitor(record.v, agent_id)
   emit('conversation.assigned', {
@@ -84,13 +89,36 @@ local function release(conversation_id, record)
   end
 end
 
--- Puts the conversation in the waiting queue: by priority (higher first), then arrival.
-local function enqueue(conversation_id, record, reason)
+-- Takes the conversation out of the waiting queues.
+local function dequeue(record)
+  if record.w then
+    redis.call('ZREM', K.waiting, record.w)
+    redis.call('ZREM', pool_by_id(record.pw).waiting, record.w)
+  end
+  record.w = nil
+  record.pw = nil
+end
+
+-- Puts the conversation in the waiting queues (all conversations, and its pool's): by
+-- priority (higher first), then arrival. A rule step with a wait arms its escalation timer.
+local function enqueue(conversation_id, record, reason, pool)
+  dequeue(record)
+  pool = pool or pool_of(record)
   local member = string.format('%016d', record.n or 0) .. '|' .. conversation_id
-  redis.call('ZADD', K.waiting, -(tonumber(record.p) or 0), member)
+  local score = -(tonumber(record.p) or 0)
+  redis.call('ZADD', K.waiting, score, member)
+  redis.call('ZADD', pool.waiting, score, member)
   record.s = 'waiting'
   record.a = nil
   record.w = member
+  record.pw = pool.id
+  local step, rule = current_step(record)
+  local wait = step and tonumber(step.wait_seconds) or 0
+  if wait > 0 and rule.route_to[(record.si or 1) + 1] then
+    record.tn = (tonumber(record.tn) or 0) + 1
+    arm_timer(wait * 1000, 'rule_step:' .. conversation_id .. ':' .. record.tn,
+      { timer = 'rule_step', conversation_id = conversation_id, token = record.tn })
+  end
   save_conversation(conversation_id, record)
   emit('conversation.queued', { conversation_id = conversation_id, reason = reason })
 end
@@ -102,15 +130,21 @@ local function why_waiting()
 end
 
 -- Assigns the conversation now if the project allocates automatically and an agent is
--- eligible; otherwise it waits. `previous_agent_id` is the agent it is taken from, if any:
--- when it has to wait, that agent's loss is published as `conversation.unassigned`.
+-- eligible (offering it to the agents outside the precedence levels when only they are
+-- online); otherwise it waits. `previous_agent_id` is the agent it is taken from, if any: when
+-- it does not go straight to another agent, that agent's loss is published as
+-- `conversation.unassigned`.
 local function allocate(conversation_id, record, reason, previous_agent_id, excluded)
   local mode = setting('mode')
+  local pool = pool_of(record)
+  local outsiders
   if mode == 'auto' then
     local strategy = setting('new_visitors')
-    local agent_id = pick_excluding(strategy, excluded or {})
+    local agent_id
+    agent_id, outsiders = choose(pool, strategy, excluded)
     if agent_id then
-      assign(conversation_id, record, agent_id, reason, strategy, previous_agent_id)
+      dequeue(record)
+      assign(conversation_id, record, agent_id, reason, strategy, previous_agent_id, pool)
       return
     end
   end
@@ -119,18 +153,24 @@ local function allocate(conversation_id, record, reason, previous_agent_id, excl
       conversation_id = conversation_id, previous_agent_id = previous_agent_id, reason = reason,
     })
   end
+  if outsiders then
+    dequeue(record)
+    offer(conversation_id, record, outsiders)
+    return
+  end
   if mode ~= 'auto' and hold_for_mode(conversation_id, record, excluded or {}) then return end
-  enqueue(conversation_id, record, why_waiting())
+  enqueue(conversation_id, record, why_waiting(), pool)
 end
 
 -- Assigns with the new-visitor strategy whatever the mode (custom mode's fallback), else waits.
 local function assign_by_strategy(conversation_id, record, reason)
   local strategy = setting('new_visitors')
-  local agent_id = pick(strategy)
+  local pool = pool_of(record)
+  local agent_id = choose(pool, strategy)
   if agent_id then
-    assign(conversation_id, record, agent_id, reason, strategy)
+    assign(conversation_id, record, agent_id, reason, strategy, nil, pool)
   else
-    enqueue(conversation_id, record, 'no_eligible_agent')
+    enqueue(conversation_id, record, 'no_eligible_agent', pool)
   end
 end
 
@@ -150,17 +190,26 @@ local function allocate_new(conversation_id, record)
       allocate(conversation_id, record, 'new')
     end
   else
-    local agent_id = pick(policy)
+    local pool = pool_of(record)
+    local agent_id = choose(pool, policy)
     if agent_id then
-      assign(conversation_id, record, agent_id, 'returning', policy)
+      assign(conversation_id, record, agent_id, 'returning', policy, nil, pool)
     else
-      enqueue(conversation_id, record, why_waiting())
+      allocate(conversation_id, record, 'new')
     end
   end
 end
 
--- Hands waiting conversations to eligible agents, head of the queue first, for as long as
--- both exist. Called after every event, so capacity never sits idle beside a waiting chat.
+-- The head of a waiting queue: its member and score, or nil.
+local function head_of(key)
+  local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if not head[1] then return nil end
+  return head[1], tonumber(head[2])
+end
+
+-- Hands waiting conversations to eligible agents for as long as both exist, in the pools this
+-- event touched, best head (priority, then arrival) first. Called after every event, so
+-- capacity never sits idle beside a conversation it could serve.
 local function drain()
   local mode = setting('mode')
   if mode == 'broadcast' or mode == 'custom' then
@@ -168,11 +217,12 @@ local function drain()
     for _ = 1, 50 do
       local head = redis.call('ZRANGE', K.waiting, 0, 0)[1]
       if not head or redis.call('ZCARD', K.by_load) == 0 then return end
-      redis.call('ZREM', K.waiting, head)
       local conversation_id = after_bar(head)
       local record = conversation(conversation_id)
-      if record and record.s == 'waiting' then
-        record.w = nil
+      if not record or record.s ~= 'waiting' then
+        redis.call('ZREM', K.waiting, head)
+      else
+        dequeue(record)
         if not hold_for_mode(conversation_id, record, {}) then
           enqueue(conversation_id, record, why_waiting())
           return
@@ -183,24 +233,41 @@ local function drain()
   end
   if mode ~= 'auto' then return end
   local strategy = setting('new_visitors')
+  local candidates = {}
+  for id, pool in pairs(touched) do candidates[id] = pool end
   while true do
-    local head = redis.call('ZRANGE', K.waiting, 0, 0)[1]
-    if not head then return end
-    local agent_id = pick(strategy)
-    if not agent_id then return end
-    redis.call('ZREM', K.waiting, head)
-    local conversation_id = after_bar(head)
+    local best, best_member, best_score
+    for id, pool in pairs(candidates) do
+      local member, score = head_of(pool.waiting)
+      if not member then
+        candidates[id] = nil
+      elseif not best or score < best_score or (score == best_score and member < best_member) then
+        best, best_member, best_score = pool, member, score
+      end
+    end
+    if not best then return end
+    local conversation_id = after_bar(best_member)
     local record = conversation(conversation_id)
-    if record and record.s == 'waiting' then
-      assign(conversation_id, record, agent_id, 'backlog', strategy)
+    if not record or record.s ~= 'waiting' then
+      redis.call('ZREM', best.waiting, best_member)
+      redis.call('ZREM', K.waiting, best_member)
+    else
+      local agent_id, outsiders = choose(best, strategy)
+      if agent_id then
+        dequeue(record)
+        assign(conversation_id, record, agent_id, 'backlog', strategy, nil, best)
+      elseif outsiders then
+        dequeue(record)
+        offer(conversation_id, record, outsiders)
+      else
+        candidates[best.id] = nil
+      end
     end
   end
 end
 
 local function close(conversation_id, record)
-  if record.s == 'waiting' and record.w then
-    redis.call('ZREM', K.waiting, record.w)
-  end
+  if record.s == 'waiting' then dequeue(record) end
   release_hold(conversation_id, record)
   release(conversation_id, record)
   record.s = 'closed'

@@ -23,16 +23,18 @@ end
 handlers['agent.upserted'] = function(data)
   for _, patch in ipairs(data.agents) do
     local agent_id = patch.agent_id
-    local cfg = agent(agent_id)
-    if not cfg then
-      cfg = { seq = redis.call('HINCRBY', K.meta, 'agent_seq', 1) }
+    local previous = agent(agent_id)
+    local cfg = {}
+    for field, value in pairs(previous or { seq = redis.call('HINCRBY', K.meta, 'agent_seq', 1) }) do
+      cfg[field] = value
     end
     for field, value in pairs(patch) do
       if field ~= 'agent_id' then
         if value == NULL then cfg[field] = nil else cfg[field] = value end
       end
     end
-    save_agent(agent_id, cfg)
+    save_agent(agent_id, cfg, previous)
+    rejoin_pools(agent_id)
     refresh(agent_id)
   end
 end
@@ -60,11 +62,11 @@ end
 
 handlers['agent.removed'] = function(data)
   local agent_id = data.agent_id
-  redis.call('HDEL', K.agents, agent_id)
+  save_agent(agent_id, nil, agent(agent_id))
   redis.call('HDEL', K.status, agent_id)
   redis.call('HDEL', K.passes, agent_id)
-  agent_cache[agent_id] = false
-  leave_pools(agent_id)
+  refresh(agent_id)
+  rejoin_pools(agent_id)
   withdraw_offers(agent_id)
   hand_over(agent_id, 'agent_removed')
 end
@@ -152,12 +154,27 @@ timer_handlers['reply_timeout'] = function(data)
   local excluded = { [current] = true }
   for _, agent_id in ipairs(record.x or {}) do excluded[agent_id] = true end
   local strategy = setting('new_visitors')
-  local next_agent = pick_excluding(strategy, excluded)
+  local pool = pool_of(record)
+  local next_agent = choose(pool, strategy, excluded)
   if not next_agent then return end
   record.x = record.x or {}
   record.x[#record.x + 1] = current
   release(conversation_id, record)
-  assign(conversation_id, record, next_agent, 'reply_timeout', strategy, current)
+  assign(conversation_id, record, next_agent, 'reply_timeout', strategy, current, pool)
+end
+
+-- A rule step waited long enough: the next, wider step takes over.
+timer_handlers['rule_step'] = function(data)
+  local conversation_id = data.conversation_id
+  local record = conversation(conversation_id)
+  if not record or record.s ~= 'waiting' or tonumber(record.tn) ~= tonumber(data.token) then
+    return
+  end
+  local _, rule = current_step(record)
+  if not rule or not rule.route_to[(record.si or 1) + 1] then return end
+  dequeue(record)
+  record.si = (record.si or 1) + 1
+  allocate(conversation_id, record, 'rule_escalated')
 end
 
 -- No decision from the external allocator in time: the new-visitor strategy decides.
@@ -197,8 +214,19 @@ handlers['agent.claim_requested'] = function(data)
   if at_limit(data.agent_id, cfg) then return rejected('agent_at_limit', data) end
   local conversation_id = data.conversation_id
   if not conversation_id then
-    -- Get next: the head of the waiting queue, else the oldest offer made to this agent.
-    local head = redis.call('ZRANGE', K.waiting, 0, 0)[1]
+    -- Get next: the best head among the queues of the pools the agent belongs to, else the
+    -- oldest offer made to this agent.
+    local head, head_score
+    local queues = { BASE.waiting }
+    for _, id in ipairs(memberships_of(data.agent_id)) do
+      queues[#queues + 1] = requirement_pool(id).waiting
+    end
+    for _, key in ipairs(queues) do
+      local member, score = head_of(key)
+      if member and (not head or score < head_score or (score == head_score and member < head)) then
+        head, head_score = member, score
+      end
+    end
     if not head then
       local min, max = agent_range(data.agent_id)
       head = redis.call('ZRANGE', K.offers, min, max, 'BYLEX', 'LIMIT', 0, 1)[1]
@@ -210,7 +238,7 @@ handlers['agent.claim_requested'] = function(data)
   if not record or not record.v then return rejected('unknown_conversation', data) end
   if record.s == 'closed' then return rejected('conversation_closed', data) end
   if record.s == 'open' then return rejected('already_assigned', data) end
-  if record.s == 'waiting' then redis.call('ZREM', K.waiting, record.w) end
+  if record.s == 'waiting' then dequeue(record) end
   release_hold(conversation_id, record)
   assign(conversation_id, record, data.agent_id, 'claimed', nil)
 end

@@ -22,6 +22,19 @@ release_hold = function(conversation_id, record)
   record.o = nil
 end
 
+-- Offers the conversation to these agents; the first claim wins.
+offer = function(conversation_id, record, agents)
+  record.a = nil
+  record.s = 'offered'
+  record.o = agents
+  redis.call('ZADD', K.held, 0, conversation_id)
+  for _, agent_id in ipairs(agents) do
+    redis.call('ZADD', K.offers, 0, owned_member(agent_id, conversation_id))
+  end
+  save_conversation(conversation_id, record)
+  emit('conversation.offered', { conversation_id = conversation_id, agent_ids = agents })
+end
+
 -- Offers the conversation (broadcast) or asks for a decision (custom). False when no agent is
 -- eligible, so the caller queues it.
 hold_for_mode = function(conversation_id, record, excluded)
@@ -29,19 +42,12 @@ hold_for_mode = function(conversation_id, record, excluded)
   if mode ~= 'broadcast' and mode ~= 'custom' then return false end
   local agents = eligible_agents(excluded)
   if #agents == 0 then return false end
-  record.a = nil
-  record.w = nil
-  redis.call('ZADD', K.held, 0, conversation_id)
   if mode == 'broadcast' then
-    record.s = 'offered'
-    record.o = agents
-    for _, agent_id in ipairs(agents) do
-      redis.call('ZADD', K.offers, 0, owned_member(agent_id, conversation_id))
-    end
-    save_conversation(conversation_id, record)
-    emit('conversation.offered', { conversation_id = conversation_id, agent_ids = agents })
+    offer(conversation_id, record, agents)
     return true
   end
+  record.a = nil
+  redis.call('ZADD', K.held, 0, conversation_id)
   record.s = 'pending'
   record.rq = (tonumber(record.rq) or 0) + 1
   local candidates = {}

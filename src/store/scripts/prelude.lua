@@ -9,10 +9,13 @@
 --   5  convs     hash    conversation id -> conversation record, JSON
 --   6  owned     zset    "agent|conversation" for every open assignment (score 0, by lex);
 --                        an agent's load is the count of its members, so it cannot drift
---   7  waiting   zset    "<arrival, 16 digits>|conversation", score = -priority
---   8  by_load   zset    eligible agents, score = open conversations + random tie-breaker
---   9  by_order  zset    eligible agents, score = round-robin position
---   10 by_pass   zset    eligible agents, score = weighted-fair virtual pass
+--   7  waiting   zset    every waiting conversation: "<arrival, 16 digits>|conversation",
+--                        score = -priority (claims and `inspect` read it)
+--   8  by_load   zset    the base pool (every eligible agent, whatever its skills): score =
+--                        bucket * 1e11 + open conversations + random tie-breaker
+--   9  by_order  zset    base pool, score = bucket * 1e11 + round-robin position
+--   10 by_pass   zset    base pool, score = bucket * 1e11 + weighted-fair virtual pass
+--                        (bucket = the agent's precedence level, or 1001 outside the levels)
 --   11 meta      hash    counters: agent_seq, arrival_seq, rr_last, vtime
 --   12 closed    zset    conversation id -> closing time in ms (forgotten after retention)
 --   13 passes    hash    agent id -> virtual pass, kept while the agent is out of the pool
@@ -22,6 +25,12 @@
 --   16 held      zset    conversations offered to agents (broadcast) or awaiting an external
 --                        decision (custom), score 0
 --   17 offers    zset    "agent|conversation" for every standing offer (score 0, by lex)
+--   18 online    zset    base pool's agents that are online (whatever their load), score = bucket
+--   19 base_waiting zset  waiting conversations of the base pool (members as in `waiting`)
+--   20 pools     hash    requirement pool id -> requirement (skills, channels), JSON; each pool
+--                        has keys <prefix>rq:<id>:{load,order,pass,online,waiting}, built from
+--                        this project's prefix, so they share its hash tag and cluster slot
+--   21 memberships hash  agent id -> ids of the requirement pools it qualifies for, JSON
 -- ARGV
 --   1  event type          2  event data, JSON (checked by the worker)
 --   3  now, ms since epoch 4  random seed
@@ -32,7 +41,10 @@ local K = {
   owned = KEYS[6], waiting = KEYS[7], by_load = KEYS[8], by_order = KEYS[9],
   by_pass = KEYS[10], meta = KEYS[11], closed = KEYS[12], passes = KEYS[13],
   visitors = KEYS[14], visitor_seen = KEYS[15], held = KEYS[16], offers = KEYS[17],
+  online = KEYS[18], base_waiting = KEYS[19], pools = KEYS[20], memberships = KEYS[21],
 }
+-- "sb:{project}:", the prefix of every key of the project (KEYS[2] is "<prefix>settings").
+local PREFIX = string.sub(KEYS[2], 1, -9)
 local EVENT_TYPE = ARGV[1]
 local NOW = tonumber(ARGV[3])
 local DEDUPE_TTL = tonumber(ARGV[5])

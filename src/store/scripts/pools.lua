@@ -1,0 +1,268 @@
+-- pools.lua: pools of eligible agents, and choosing one by strategy and precedence level.
+-- Part of the `apply` script; uses KEYS by_load, by_order, by_pass, online, base_waiting,
+-- pools, memberships, passes, meta and no ARGV of its own.
+--
+-- A pool holds the agents that may serve one requirement (the skills and channels of a rule
+-- step, the conversation's channel when some agents only serve some channels); the base pool
+-- has no requirement. Each pool is sorted sets: eligible agents by load, by round-robin
+-- position and by weighted pass (eligible = may take one more conversation now), and agents
+-- online whatever their load (for precedence levels), plus the pool's waiting conversations.
+-- Scores start with the agent's level bucket, so one level is one score range. Every change
+-- that alters an agent's eligibility calls `refresh`, which updates the base pool and the pools
+-- the agent belongs to: choosing is then a ZRANGE, O(log n) however large the team.
+
+local BASE = {
+  id = 'base', load = K.by_load, order = K.by_order, pass = K.by_pass, online = K.online,
+  waiting = K.base_waiting,
+}
+
+local function requirement_pool(id)
+  local key = PREFIX .. 'rq:' .. id .. ':'
+  return {
+    id = id, load = key .. 'load', order = key .. 'order', pass = key .. 'pass',
+    online = key .. 'online', waiting = key .. 'waiting',
+  }
+end
+
+local function pool_by_id(id)
+  if id == nil or id == 'base' then return BASE end
+  return requirement_pool(id)
+end
+
+-- Pools changed by this event, whose waiting conversations may now find an agent.
+local touched = {}
+
+local function has_all(list, needed)
+  if not needed or #needed == 0 then return true end
+  local have = {}
+  for _, v in ipairs(list or {}) do have[v] = true end
+  for _, v in ipairs(needed) do
+    if not have[v] then return false end
+  end
+  return true
+end
+
+local function receives_from(cfg, channel)
+  if cfg.channels == nil then return true end
+  for _, c in ipairs(cfg.channels) do
+    if c == channel then return true end
+  end
+  return false
+end
+
+-- Does the agent meet the requirement (skills s, step channels sc, conversation channel ch or
+-- channel account ca)?
+local function qualifies(cfg, req)
+  if not has_all(cfg.skills, req.s) then return false end
+  for _, channel in ipairs(req.sc or {}) do
+    if not receives_from(cfg, channel) then return false end
+  end
+  if (req.ch or req.ca) and cfg.channels ~= nil then
+    if not ((req.ch and receives_from(cfg, req.ch)) or (req.ca and receives_from(cfg, req.ca))) then
+      return false
+    end
+  end
+  return true
+end
+
+local function memberships_of(agent_id)
+  local raw = redis.call('HGET', K.memberships, agent_id)
+  return raw and cjson.decode(raw) or {}
+end
+
+local function set_memberships(agent_id, ids)
+  if #ids == 0 then
+    redis.call('HDEL', K.memberships, agent_id)
+  else
+    redis.call('HSET', K.memberships, agent_id, cjson.encode(ids))
+  end
+end
+
+local function leave(pool, agent_id)
+  redis.call('ZREM', pool.load, agent_id)
+  redis.call('ZREM', pool.order, agent_id)
+  redis.call('ZREM', pool.pass, agent_id)
+  redis.call('ZREM', pool.online, agent_id)
+end
+
+-- Where one agent stands in one pool now.
+local function place(pool, agent_id, cfg, state)
+  touched[pool.id] = pool
+  if not state.online then
+    leave(pool, agent_id)
+    return
+  end
+  local offset = bucket(cfg) * BUCKET
+  redis.call('ZADD', pool.online, bucket(cfg), agent_id)
+  if state.eligible then
+    -- least_loaded: ties between equal loads are broken by a random fraction.
+    redis.call('ZADD', pool.load, offset + state.load + math.random() * 0.999, agent_id)
+    redis.call('ZADD', pool.order, offset + order_position(cfg), agent_id)
+    redis.call('ZADD', pool.pass, offset + state.pass, agent_id)
+  else
+    redis.call('ZREM', pool.load, agent_id)
+    redis.call('ZREM', pool.order, agent_id)
+    redis.call('ZREM', pool.pass, agent_id)
+  end
+end
+
+-- The agent's eligibility now: online (may receive at all) and eligible (may take one more).
+local function agent_state(agent_id, cfg)
+  if not cfg then return { online = false } end
+  local online = cfg.auto_assign ~= false and max_concurrent(cfg) > 0
+    and status_receives(status_of(agent_id))
+  local load = load_of(agent_id)
+  local state = { online = online, eligible = online and load < max_concurrent(cfg), load = load }
+  if state.eligible then
+    -- weighted: an agent (re)joining starts at the current virtual time, so time spent away
+    -- is not paid back as a burst of assignments.
+    local pass = tonumber(redis.call('HGET', K.passes, agent_id)) or 0
+    local vtime = meta_number('vtime')
+    if pass < vtime then
+      pass = vtime
+      redis.call('HSET', K.passes, agent_id, pass)
+    end
+    state.pass = pass
+  end
+  return state
+end
+
+-- Puts the agent into the pools or takes it out, according to its current eligibility.
+local function refresh(agent_id)
+  local cfg = agent(agent_id)
+  local state = agent_state(agent_id, cfg)
+  place(BASE, agent_id, cfg, state)
+  for _, id in ipairs(memberships_of(agent_id)) do
+    place(requirement_pool(id), agent_id, cfg, state)
+  end
+end
+
+local function refresh_all()
+  for _, agent_id in ipairs(redis.call('HKEYS', K.agents)) do refresh(agent_id) end
+end
+
+-- Recomputes which requirement pools the agent belongs to (its skills or channels changed, or
+-- it was removed) and leaves the ones it no longer qualifies for.
+local function rejoin_pools(agent_id)
+  local cfg = agent(agent_id)
+  local old = {}
+  for _, id in ipairs(memberships_of(agent_id)) do old[id] = true end
+  local ids = {}
+  if cfg then
+    local pools = redis.call('HGETALL', K.pools)
+    for i = 1, #pools, 2 do
+      if qualifies(cfg, cjson.decode(pools[i + 1])) then
+        ids[#ids + 1] = pools[i]
+        old[pools[i]] = nil
+      end
+    end
+  end
+  for id in pairs(old) do leave(requirement_pool(id), agent_id) end
+  set_memberships(agent_id, ids)
+end
+
+-- The pool of a requirement, registered and filled with the qualifying agents the first time
+-- it is needed (one pass over the team, once per distinct requirement).
+local function pool_for(req)
+  local function sorted(list)
+    local copy = {}
+    for i, v in ipairs(list or {}) do copy[i] = v end
+    table.sort(copy)
+    return copy
+  end
+  local canonical = {
+    s = sorted(req.s), sc = sorted(req.sc), ch = req.ch or '', ca = req.ca or '',
+  }
+  if #canonical.s == 0 and #canonical.sc == 0 and canonical.ch == '' and canonical.ca == '' then
+    return BASE
+  end
+  local text = table.concat(canonical.s, '+') .. '/' .. table.concat(canonical.sc, '+')
+    .. '/' .. canonical.ch .. '/' .. canonical.ca
+  local id = string.sub(redis.sha1hex(text), 1, 16)
+  if redis.call('HSETNX', K.pools, id, cjson.encode(req)) == 1 then
+    local pool = requirement_pool(id)
+    for _, agent_id in ipairs(redis.call('HKEYS', K.agents)) do
+      local cfg = agent(agent_id)
+      if qualifies(cfg, req) then
+        local ids = memberships_of(agent_id)
+        ids[#ids + 1] = id
+        set_memberships(agent_id, ids)
+        place(pool, agent_id, cfg, agent_state(agent_id, cfg))
+      end
+    end
+  end
+  return requirement_pool(id)
+end
+
+-- Is the agent eligible right now (in the base pool)?
+local function available(agent_id)
+  return redis.call('ZSCORE', K.by_load, agent_id) ~= false
+end
+
+-- The first agent the strategy chooses among the pool's eligible agents scored in [low, high),
+-- skipping the agents in `excluded` (a set; a conversation's few agents it must not go back to).
+local function pick_in(pool, strategy, excluded, low, high)
+  local function first_allowed(key, min, max)
+    for offset = 0, 1000 do
+      local found = redis.call('ZRANGE', key, min, max, 'BYSCORE', 'LIMIT', offset, 1)[1]
+      if not found then return nil end
+      if not excluded[found] then return found end
+    end
+  end
+  local min, max = '-inf', '+inf'
+  if low then min, max = low, '(' .. high end
+  if strategy == 'round_robin' then
+    -- Kept as Redis wrote it: Lua's own number formatting keeps only 14 digits.
+    local last_text = redis.call('HGET', K.meta, 'rr:' .. pool.id)
+    local last = tonumber(last_text)
+    local found
+    if last and (not low or (last >= low and last < high)) then
+      found = first_allowed(pool.order, '(' .. last_text, max)
+    end
+    return found or first_allowed(pool.order, min, max)
+  elseif strategy == 'weighted' then
+    return first_allowed(pool.pass, min, max)
+  end
+  return first_allowed(pool.load, min, max)
+end
+
+-- The agent for a conversation of this pool, by strategy and precedence: only the first level
+-- with an agent online serves (`when_full`: the next level also serves while it is full).
+-- Agents outside the levels serve only when no level agent is online: then the conversation is
+-- offered to all of them, returned as the second value.
+local function choose(pool, strategy, excluded)
+  excluded = excluded or {}
+  if meta_number('level_agents') == 0 then
+    return pick_in(pool, strategy, excluded)
+  end
+  local first = redis.call('ZRANGE', pool.online, 0, 0, 'WITHSCORES')
+  if not first[1] then return nil end
+  local level = tonumber(first[2])
+  while level < OUTSIDE do
+    local agent_id = pick_in(pool, strategy, excluded, level * BUCKET, (level + 1) * BUCKET)
+    if agent_id or setting('priority_overflow') ~= 'when_full' then return agent_id end
+    local next_level = redis.call('ZRANGE', pool.online, '(' .. level, '+inf', 'BYSCORE',
+      'LIMIT', 0, 1, 'WITHSCORES')
+    if not next_level[1] or tonumber(next_level[2]) >= OUTSIDE then return nil end
+    level = tonumber(next_level[2])
+  end
+  local outsiders = {}
+  for _, agent_id in ipairs(redis.call('ZRANGE', pool.load, OUTSIDE * BUCKET, '+inf', 'BYSCORE')) do
+    if not excluded[agent_id] then outsiders[#outsiders + 1] = agent_id end
+  end
+  if #outsiders == 0 then return nil end
+  return nil, outsiders
+end
+
+-- Advances the strategy's state once `agent_id` was chosen by it.
+local function served(pool, agent_id, strategy)
+  if strategy == 'round_robin' then
+    redis.call('HSET', K.meta, 'rr:' .. pool.id,
+      bucket(agent(agent_id)) * BUCKET + order_position(agent(agent_id)))
+  elseif strategy == 'weighted' then
+    local pass = tonumber(redis.call('HGET', K.passes, agent_id)) or 0
+    meta_cache.vtime = pass
+    redis.call('HSET', K.meta, 'vtime', pass)
+    redis.call('HSET', K.passes, agent_id, pass + 1 / weight_of(agent(agent_id)))
+  end
+end

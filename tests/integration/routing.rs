@@ -1,0 +1,184 @@
+//! Routing policy: precedence levels, offers to agents outside the levels, skills and rules with
+//! widening steps, and channel rights.
+
+use serde_json::{json, Value};
+use switchboard::contract::OutboundEvent;
+
+use crate::helpers::*;
+
+fn only(outputs: &[OutboundEvent]) -> &Value {
+    assert_eq!(outputs.len(), 1, "{outputs:?}");
+    &outputs[0].data
+}
+
+async fn team(p: &Project, agents: Value) {
+    let ids: Vec<String> = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["agent_id"].as_str().unwrap().to_string())
+        .collect();
+    p.apply("agent.upserted", json!({ "agents": agents })).await;
+    for id in ids {
+        p.status(&id, "online").await;
+    }
+}
+
+async fn created(p: &Project, conversation: &str, extra: Value) -> Vec<OutboundEvent> {
+    let mut data = json!({"conversation_id": conversation, "visitor_id": format!("v-{conversation}")});
+    data.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    p.apply("conversation.created", data).await
+}
+
+#[tokio::test]
+async fn only_the_first_level_with_an_agent_online_serves() {
+    let p = Project::new().await;
+    team(&p, json!([
+        {"agent_id": "senior", "max_concurrent": 1, "priority": 1},
+        {"agent_id": "junior", "max_concurrent": 5, "priority": 2},
+    ]))
+    .await;
+    assert_eq!(only(&p.create("c1").await)["agent_id"], "senior");
+    // Level 1 is full but online: with `when_offline` the conversation waits for it.
+    assert_eq!(types(&p.create("c2").await), ["conversation.queued"]);
+    assert_eq!(p.load("junior").await, 0);
+    // Level 1 goes offline: level 2 serves, the waiting conversation first.
+    let out = p.status("senior", "offline").await;
+    assert_eq!(assigned_agents(&out), ["junior"]);
+    assert_eq!(only(&p.create("c3").await)["agent_id"], "junior");
+    // Level 1 comes back (and has room): it serves again.
+    p.close("c1").await;
+    p.status("senior", "online").await;
+    assert_eq!(only(&p.create("c4").await)["agent_id"], "senior");
+}
+
+#[tokio::test]
+async fn when_full_a_full_level_hands_over_to_the_next() {
+    let p = Project::new().await;
+    p.configure(json!({"priority_overflow": "when_full"})).await;
+    team(&p, json!([
+        {"agent_id": "l1", "max_concurrent": 1, "priority": 1},
+        {"agent_id": "l2", "max_concurrent": 1, "priority": 2},
+        {"agent_id": "l3", "max_concurrent": 1, "priority": 3},
+    ]))
+    .await;
+    let served: Vec<String> = [p.create("a").await, p.create("b").await, p.create("c").await]
+        .iter()
+        .flat_map(|o| assigned_agents(o))
+        .collect();
+    assert_eq!(served, ["l1", "l2", "l3"]);
+    assert_eq!(types(&p.create("d").await), ["conversation.queued"]);
+    // The first level to free up takes the waiting conversation.
+    assert_eq!(assigned_agents(&p.close("b").await), ["l2"]);
+}
+
+#[tokio::test]
+async fn agents_outside_the_levels_get_offers_only_when_no_level_agent_is_online() {
+    let p = Project::new().await;
+    team(&p, json!([
+        {"agent_id": "lead", "max_concurrent": 5, "priority": 1},
+        {"agent_id": "x", "max_concurrent": 2},
+        {"agent_id": "y", "max_concurrent": 2},
+    ]))
+    .await;
+    assert_eq!(only(&p.create("c1").await)["agent_id"], "lead");
+    p.status("lead", "offline").await;
+    let out = p.create("c2").await;
+    assert_eq!(types(&out), ["conversation.offered"]);
+    let mut offered: Vec<String> = serde_json::from_value(out[0].data["agent_ids"].clone()).unwrap();
+    offered.sort();
+    assert_eq!(offered, ["x", "y"]);
+    let claimed = p.apply("agent.claim_requested", json!({"agent_id": "y", "conversation_id": "c2"})).await;
+    assert_eq!(only(&claimed)["reason"], "claimed");
+    let late = p.apply("agent.claim_requested", json!({"agent_id": "x", "conversation_id": "c2"})).await;
+    assert_eq!(only(&late)["reason"], "already_assigned");
+}
+
+#[tokio::test]
+async fn a_rule_routes_by_skill_and_widens_after_its_wait() {
+    let p = Project::new().await;
+    p.configure(json!({"rules": [
+        {"when": {"language": ["es", "pt"]},
+         "route_to": [{"skills": ["spanish"], "wait_seconds": 30}, {"skills": []}]},
+        {"when": {"vip": true}, "route_to": [{"skills": ["vip"]}]},
+    ]}))
+    .await;
+    team(&p, json!([
+        {"agent_id": "maria", "max_concurrent": 1, "skills": ["spanish"]},
+        {"agent_id": "bob", "max_concurrent": 5},
+    ]))
+    .await;
+    // Spanish goes to the Spanish speaker, though bob is as free (ties are broken at random).
+    for i in 0..5 {
+        let spanish = created(&p, &format!("es-{i}"), json!({"language": "es"})).await;
+        assert_eq!(only(&spanish)["agent_id"], "maria");
+        p.close(&format!("es-{i}")).await;
+    }
+    let spanish = created(&p, "es1b", json!({"language": "es"})).await;
+    assert_eq!(only(&spanish)["agent_id"], "maria");
+    // Maria is full: the next one waits for her step...
+    let waiting = p
+        .apply_event(&event(&p.id, "conversation.created", json!({"conversation_id": "es2", "visitor_id": "v", "language": "pt"})))
+        .await;
+    assert_eq!(types(&waiting.outputs), ["conversation.queued"]);
+    assert_eq!(waiting.timers[0].delay_ms, 30_000);
+    // ...while a conversation without a rule behind it is served at once (no head-of-line block).
+    assert_eq!(assigned_agents(&p.create("plain").await), ["bob"]);
+    // The step's wait runs out: the wider step takes any agent.
+    let escalated = p.apply_event(&event(&p.id, "timer.fired", waiting.timers[0].data.clone())).await;
+    assert_eq!(only(&escalated.outputs)["agent_id"], "bob");
+    assert_eq!(only(&escalated.outputs)["reason"], "rule_escalated");
+    // A conversation waiting for a skill is taken the moment an agent with it frees up.
+    let es3 = created(&p, "es3", json!({"language": "es"})).await;
+    assert_eq!(types(&es3), ["conversation.queued"]);
+    let freed = p.close("es1b").await;
+    assert_eq!(only(&freed)["agent_id"], "maria");
+    assert_eq!(only(&freed)["conversation_id"], "es3");
+    // An attribute rule with a single step and nobody qualified simply waits.
+    assert_eq!(types(&created(&p, "vip1", json!({"attributes": {"vip": true}})).await), ["conversation.queued"]);
+    p.apply("agent.upserted", json!({"agents": [{"agent_id": "bob", "skills": ["vip"]}]})).await;
+    let waiting_now = p.waiting().await;
+    assert!(!waiting_now.contains(&"vip1".to_string()), "bob gained the skill and took it: {waiting_now:?}");
+}
+
+#[tokio::test]
+async fn agents_receive_only_from_their_channels() {
+    let p = Project::new().await;
+    team(&p, json!([
+        {"agent_id": "wa", "max_concurrent": 5, "channels": ["whatsapp"]},
+        {"agent_id": "any", "max_concurrent": 5},
+        {"agent_id": "acct", "max_concurrent": 5, "channels": ["wa:3312345"]},
+    ]))
+    .await;
+    for i in 0..5 {
+        let out = created(&p, &format!("web{i}"), json!({"channel": "web"})).await;
+        assert_eq!(only(&out)["agent_id"], "any", "web conversations only reach unrestricted agents");
+    }
+    // `any` is full: the next web conversation waits rather than reach a restricted agent.
+    assert_eq!(types(&created(&p, "web5", json!({"channel": "web"})).await), ["conversation.queued"]);
+    let mut whatsapp = std::collections::BTreeSet::new();
+    for i in 0..6 {
+        let out = created(&p, &format!("wa{i}"), json!({"channel": "whatsapp", "channel_account": "wa:3312345"})).await;
+        whatsapp.insert(only(&out)["agent_id"].as_str().unwrap().to_string());
+    }
+    assert!(whatsapp.contains("wa") && whatsapp.contains("acct"), "{whatsapp:?}");
+    // Lifting the restriction (null = back to all channels) opens the web to `wa`, which takes
+    // the waiting web conversation at once.
+    let out = p.apply("agent.upserted", json!({"agents": [{"agent_id": "wa", "channels": null}]})).await;
+    assert_eq!(only(&out)["conversation_id"], "web5");
+    assert_eq!(only(&out)["agent_id"], "wa");
+}
+
+#[tokio::test]
+async fn a_thousand_agents_in_one_upsert() {
+    let p = Project::new().await;
+    p.configure(json!({"rules": [{"when": {"language": "de"}, "route_to": [{"skills": ["german"]}]}]})).await;
+    let agents: Vec<Value> = (0..1000)
+        .map(|i| json!({"agent_id": format!("agent-{i}"), "max_concurrent": 2, "skills": if i % 100 == 0 { json!(["german"]) } else { json!([]) }}))
+        .collect();
+    p.apply("agent.upserted", json!({"agents": agents})).await;
+    p.status("agent-500", "online").await;
+    p.status("agent-501", "online").await;
+    let german = created(&p, "de1", json!({"language": "de"})).await;
+    assert_eq!(only(&german)["agent_id"], "agent-500");
+}
