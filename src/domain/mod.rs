@@ -6,4 +6,5 @@
 //! defaults are, and the calendar arithmetic Lua cannot do (time zones).
 
 pub mod agent;
+pub mod calendar;
 pub mod settings;

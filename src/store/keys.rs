@@ -11,7 +11,7 @@ use crate::contract::Id;
 pub const APPLY_KEY_NAMES: &[&str] = &[
     "settings", "agents", "status", "convs", "owned", "waiting", "pool:load", "pool:order",
     "pool:pass", "meta", "closed", "passes", "visitors", "visitor_seen", "held",
-    "offers", "online", "base_waiting", "pools", "memberships",
+    "offers", "online", "base_waiting", "pools", "memberships", "daily",
 ];
 
 /// The prefix of every key of `project`.

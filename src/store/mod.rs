@@ -10,8 +10,15 @@ use redis::cluster_async::ClusterConnection;
 use redis::{ErrorKind, RedisError, RetryMethod, ServerErrorKind};
 use serde::Deserialize;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono_tz::Tz;
+
 use crate::contract::outbound::TimerRequest;
-use crate::contract::{InboundEvent, OutboundEvent};
+use crate::contract::{Id, InboundEvent, OutboundEvent};
+use crate::domain::calendar::local_date;
+
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +114,14 @@ pub struct Store {
     connection: Connection,
     apply: redis::Script,
     options: StoreOptions,
+    /// Each project's time zone as last seen, so the script gets the right local date. A stale
+    /// or missing entry costs one more round trip: the script names the right zone.
+    timezones: Arc<Mutex<HashMap<Id, Tz>>>,
 }
+
+/// Projects whose time zone is remembered; past this the memory starts again (one extra round
+/// trip per project, no wrong answer).
+const REMEMBERED_TIMEZONES: usize = 100_000;
 
 impl Store {
     /// Connects to one node, or to a cluster when several node URLs are given. A single node is
@@ -137,26 +151,45 @@ impl Store {
             connection,
             apply: redis::Script::new(&script::APPLY),
             options,
+            timezones: Arc::default(),
         })
     }
 
     /// Applies one event atomically and returns the outputs it causes (or caused before).
     pub async fn apply(&self, event: &InboundEvent, now_ms: i64) -> Result<Applied, StoreError> {
         let data = serde_json::to_string(&event.kind).expect("event data serializes");
-        let mut invocation = self.apply.prepare_invoke();
-        for key in keys::apply_keys(&event.project, &event.id) {
-            invocation.key(key);
-        }
-        invocation
-            .arg(event.kind.type_name())
-            .arg(data)
-            .arg(now_ms)
-            .arg(rand::random::<u32>())
-            .arg(self.options.dedupe_ttl.as_secs().max(1))
-            .arg(self.options.closed_retention.as_millis() as u64);
-        let (replayed, record): (i64, String) = match &self.connection {
-            Connection::Single(c) => invocation.invoke_async(&mut c.clone()).await?,
-            Connection::Cluster(c) => invocation.invoke_async(&mut c.clone()).await?,
+        let keys = keys::apply_keys(&event.project, &event.id);
+        let mut zone = self.remembered_timezone(&event.project);
+        let (replayed, record) = loop {
+            let mut invocation = self.apply.prepare_invoke();
+            for key in &keys {
+                invocation.key(key);
+            }
+            invocation
+                .arg(event.kind.type_name())
+                .arg(&data)
+                .arg(now_ms)
+                .arg(rand::random::<u32>())
+                .arg(self.options.dedupe_ttl.as_secs().max(1))
+                .arg(self.options.closed_retention.as_millis() as u64)
+                .arg(zone.name())
+                .arg(local_date(now_ms, zone));
+            let (status, text): (i64, String) = match &self.connection {
+                Connection::Single(c) => invocation.invoke_async(&mut c.clone()).await?,
+                Connection::Cluster(c) => invocation.invoke_async(&mut c.clone()).await?,
+            };
+            if status != 2 {
+                break (status, text);
+            }
+            let right: Tz = text
+                .parse()
+                .map_err(|_| StoreError::Reply(format!("unknown time zone {text}")))?;
+            if right == zone {
+                // The script refused the zone it asks for: a contradiction, not worth a loop.
+                return Err(StoreError::Reply(format!("the script refused time zone {text}")));
+            }
+            self.remember_timezone(&event.project, right);
+            zone = right;
         };
         let record: Record = serde_json::from_str(&record)
             .map_err(|e| StoreError::Reply(format!("{e}: {record}")))?;
@@ -166,6 +199,19 @@ impl Store {
             outputs: record.o,
             timers: record.timers,
         })
+    }
+
+    fn remembered_timezone(&self, project: &Id) -> Tz {
+        let zones = self.timezones.lock().expect("not poisoned");
+        zones.get(project).copied().unwrap_or(Tz::UTC)
+    }
+
+    fn remember_timezone(&self, project: &Id, zone: Tz) {
+        let mut zones = self.timezones.lock().expect("not poisoned");
+        if zones.len() >= REMEMBERED_TIMEZONES {
+            zones.clear();
+        }
+        zones.insert(project.clone(), zone);
     }
 
     /// Is Redis answering?

@@ -182,3 +182,63 @@ async fn a_thousand_agents_in_one_upsert() {
     let german = created(&p, "de1", json!({"language": "de"})).await;
     assert_eq!(only(&german)["agent_id"], "agent-500");
 }
+
+#[tokio::test]
+async fn daily_limits_count_the_projects_day_and_reset_at_its_midnight() {
+    let mut p = Project::new().await;
+    p.configure(json!({"timezone": "Asia/Tokyo"})).await;
+    // 23:30 in Tokyo (14:30 UTC).
+    p.now_ms = chrono::DateTime::parse_from_rfc3339("2026-11-22T14:30:00Z").unwrap().timestamp_millis();
+    team(&p, json!([{"agent_id": "a", "max_concurrent": 10, "daily_limit": 2}])).await;
+    assert_eq!(assigned_agents(&p.create("c1").await), ["a"]);
+    assert_eq!(assigned_agents(&p.create("c2").await), ["a"]);
+    // The limit is reached for today, though the agent has room.
+    assert_eq!(types(&p.create("c3").await), ["conversation.queued"]);
+    // 00:10 in Tokyo: a new day there (still the same day in UTC). The first event of the day
+    // resets the counts, and the waiting conversation is assigned.
+    p.now_ms += 40 * 60 * 1000;
+    let out = p.create("c4").await;
+    assert_eq!(assigned_agents(&out), ["a", "a"]);
+    assert_eq!(out[0].data["conversation_id"], "c3", "the waiting one first");
+    assert_eq!(types(&p.create("c5").await), ["conversation.queued"]);
+    // The weight defaults to the daily limit (weighted strategy).
+    let q = Project::new().await;
+    q.configure(json!({"new_visitors": "weighted"})).await;
+    team(&q, json!([
+        {"agent_id": "small", "max_concurrent": 100, "daily_limit": 100},
+        {"agent_id": "large", "max_concurrent": 100, "daily_limit": 300},
+    ]))
+    .await;
+    for i in 0..40 {
+        q.create(&format!("w{i}")).await;
+    }
+    assert_eq!((q.load("small").await, q.load("large").await), (10, 30), "exactly 1:3");
+}
+
+#[tokio::test]
+async fn weighted_shares_hold_inside_a_level_and_agents_can_change_level() {
+    let p = Project::new().await;
+    p.configure(json!({"new_visitors": "weighted"})).await;
+    team(&p, json!([
+        {"agent_id": "one", "max_concurrent": 100, "weight": 100, "priority": 1},
+        {"agent_id": "two", "max_concurrent": 100, "weight": 200, "priority": 1},
+        {"agent_id": "backup", "max_concurrent": 100, "weight": 100, "priority": 2},
+    ]))
+    .await;
+    for i in 0..30 {
+        p.create(&format!("c{i}")).await;
+    }
+    assert_eq!((p.load("one").await, p.load("two").await, p.load("backup").await), (10, 20, 0));
+    // `backup` is promoted to level 1 and `one` demoted: the next ones go to level 1 only.
+    p.apply("agent.upserted", json!({"agents": [
+        {"agent_id": "backup", "priority": 1}, {"agent_id": "one", "priority": 2}]})).await;
+    for i in 30..60 {
+        p.create(&format!("c{i}")).await;
+    }
+    assert_eq!(p.load("one").await, 10, "a demoted agent is out of level 1's pools");
+    assert_eq!(p.load("two").await + p.load("backup").await, 50);
+    // Weights 200:100 in the new level 1: about 20 and 10 of the 30 (the promoted agent joins
+    // at the current virtual time, so the split is exact up to where the rotation starts).
+    let backup = p.load("backup").await;
+    assert!((9..=11).contains(&backup), "the promoted agent took {backup} of 30");
+}

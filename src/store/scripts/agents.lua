@@ -61,6 +61,12 @@ local function max_concurrent(cfg)
   return tonumber(cfg.max_concurrent) or 0
 end
 
+-- Has the agent received its `daily_limit` of assignments today (the project's local day)?
+local function daily_limit_reached(agent_id, cfg)
+  local limit = tonumber(cfg.daily_limit)
+  return limit ~= nil and (tonumber(redis.call('HGET', K.daily, agent_id)) or 0) >= limit
+end
+
 -- Precedence: level 1 is served first; agents outside the levels come after every level.
 local OUTSIDE = 1001
 local BUCKET = 1e11

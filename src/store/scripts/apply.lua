@@ -2,12 +2,26 @@
 -- conversations to any capacity the event opened, and record the outputs.
 -- Last part of the `apply` script; uses KEYS event and ARGV event type, data and dedupe TTL.
 --
--- Returns {replayed, record}: record is '{"t": now_ms, "o": [outputs], "timers": [timers]}'. An event seen before
--- returns the record stored the first time (replayed = 1), so a redelivery publishes exactly
--- the same outputs again and changes nothing else.
+-- Returns {replayed, record}: record is {"t": now_ms, "o": [outputs], "timers": [timers]}. An
+-- event seen before returns the record stored the first time (replayed = 1), so a redelivery
+-- publishes exactly the same outputs again and changes nothing else. {2, time zone}: the
+-- worker assumed the wrong zone for the project's day, and should call again with this one.
 
 local recorded = redis.call('GET', K.event)
 if recorded then return { 1, recorded } end
+
+-- The worker computes the local date (Lua has no time-zone data): if it assumed another zone
+-- than the project's, it is told the right one and calls again. Nothing has changed yet.
+if ASSUMED_TIMEZONE ~= setting('timezone') then return { 2, setting('timezone') } end
+
+-- A new local day: daily counts start again, agents held back by them rejoin the pools, and
+-- conversations already waiting take the capacity before this event's own.
+if redis.call('HGET', K.meta, 'day') ~= TODAY then
+  redis.call('DEL', K.daily)
+  redis.call('HSET', K.meta, 'day', TODAY)
+  refresh_all()
+  drain()
+end
 
 local handler = handlers[EVENT_TYPE]
 if not handler then return redis.error_reply('unknown event type ' .. EVENT_TYPE) end

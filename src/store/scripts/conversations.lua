@@ -67,6 +67,7 @@ local function assign(conversation_id, record, agent_id, reason, strategy, previ
   record.pw = nil
   record.an = (tonumber(record.an) or 0) + 1
   save_conversation(conversation_id, record)
+  redis.call('HINCRBY', K.daily, agent_id, 1)
   if strategy then served(pool or BASE, agent_id, strategy) end
   refresh(agent_id)
   remember_visitor(record.v, agent_id)

@@ -33,8 +33,9 @@ handlers['agent.upserted'] = function(data)
         if value == NULL then cfg[field] = nil else cfg[field] = value end
       end
     end
+    if previous and bucket(previous) ~= bucket(cfg) then leave_all(agent_id, previous) end
     save_agent(agent_id, cfg, previous)
-    rejoin_pools(agent_id)
+    rejoin_pools(agent_id, previous)
     refresh(agent_id)
   end
 end
@@ -62,11 +63,12 @@ end
 
 handlers['agent.removed'] = function(data)
   local agent_id = data.agent_id
-  save_agent(agent_id, nil, agent(agent_id))
+  local previous = agent(agent_id)
+  if previous then leave_all(agent_id, previous) end
+  save_agent(agent_id, nil, previous)
   redis.call('HDEL', K.status, agent_id)
   redis.call('HDEL', K.passes, agent_id)
-  refresh(agent_id)
-  rejoin_pools(agent_id)
+  rejoin_pools(agent_id, previous)
   withdraw_offers(agent_id)
   hand_over(agent_id, 'agent_removed')
 end

@@ -78,18 +78,24 @@ local function set_memberships(agent_id, ids)
   end
 end
 
-local function leave(pool, agent_id)
+-- The weighted-pass set of one precedence bucket of a pool.
+local function pass_key(pool, level)
+  return pool.pass .. ':' .. level
+end
+
+-- Takes the agent out of the pool (`cfg` says which bucket its pass is in).
+local function leave(pool, agent_id, cfg)
   redis.call('ZREM', pool.load, agent_id)
   redis.call('ZREM', pool.order, agent_id)
-  redis.call('ZREM', pool.pass, agent_id)
   redis.call('ZREM', pool.online, agent_id)
+  if cfg then redis.call('ZREM', pass_key(pool, bucket(cfg)), agent_id) end
 end
 
 -- Where one agent stands in one pool now.
 local function place(pool, agent_id, cfg, state)
   touched[pool.id] = pool
   if not state.online then
-    leave(pool, agent_id)
+    leave(pool, agent_id, cfg)
     return
   end
   local offset = bucket(cfg) * BUCKET
@@ -98,11 +104,11 @@ local function place(pool, agent_id, cfg, state)
     -- least_loaded: ties between equal loads are broken by a random fraction.
     redis.call('ZADD', pool.load, offset + state.load + math.random() * 0.999, agent_id)
     redis.call('ZADD', pool.order, offset + order_position(cfg), agent_id)
-    redis.call('ZADD', pool.pass, offset + state.pass, agent_id)
+    redis.call('ZADD', pass_key(pool, bucket(cfg)), state.pass, agent_id)
   else
     redis.call('ZREM', pool.load, agent_id)
     redis.call('ZREM', pool.order, agent_id)
-    redis.call('ZREM', pool.pass, agent_id)
+    redis.call('ZREM', pass_key(pool, bucket(cfg)), agent_id)
   end
 end
 
@@ -112,7 +118,10 @@ local function agent_state(agent_id, cfg)
   local online = cfg.auto_assign ~= false and max_concurrent(cfg) > 0
     and status_receives(status_of(agent_id))
   local load = load_of(agent_id)
-  local state = { online = online, eligible = online and load < max_concurrent(cfg), load = load }
+  local state = {
+    online = online, load = load,
+    eligible = online and load < max_concurrent(cfg) and not daily_limit_reached(agent_id, cfg),
+  }
   if state.eligible then
     -- weighted: an agent (re)joining starts at the current virtual time, so time spent away
     -- is not paid back as a burst of assignments.
@@ -141,9 +150,16 @@ local function refresh_all()
   for _, agent_id in ipairs(redis.call('HKEYS', K.agents)) do refresh(agent_id) end
 end
 
+-- Takes the agent out of every pool, as configured by `cfg` (before a change of its level, or
+-- its removal).
+local function leave_all(agent_id, cfg)
+  leave(BASE, agent_id, cfg)
+  for _, id in ipairs(memberships_of(agent_id)) do leave(requirement_pool(id), agent_id, cfg) end
+end
+
 -- Recomputes which requirement pools the agent belongs to (its skills or channels changed, or
 -- it was removed) and leaves the ones it no longer qualifies for.
-local function rejoin_pools(agent_id)
+local function rejoin_pools(agent_id, previous)
   local cfg = agent(agent_id)
   local old = {}
   for _, id in ipairs(memberships_of(agent_id)) do old[id] = true end
@@ -157,7 +173,7 @@ local function rejoin_pools(agent_id)
       end
     end
   end
-  for id in pairs(old) do leave(requirement_pool(id), agent_id) end
+  for id in pairs(old) do leave(requirement_pool(id), agent_id, previous or cfg) end
   set_memberships(agent_id, ids)
 end
 
@@ -199,9 +215,10 @@ local function available(agent_id)
   return redis.call('ZSCORE', K.by_load, agent_id) ~= false
 end
 
--- The first agent the strategy chooses among the pool's eligible agents scored in [low, high),
+-- The first agent the strategy chooses among the pool's eligible agents of one precedence
+-- `level` (all of them when nil: a project without levels has everyone outside them),
 -- skipping the agents in `excluded` (a set; a conversation's few agents it must not go back to).
-local function pick_in(pool, strategy, excluded, low, high)
+local function pick_in(pool, strategy, excluded, level)
   local function first_allowed(key, min, max)
     for offset = 0, 1000 do
       local found = redis.call('ZRANGE', key, min, max, 'BYSCORE', 'LIMIT', offset, 1)[1]
@@ -209,8 +226,11 @@ local function pick_in(pool, strategy, excluded, low, high)
       if not excluded[found] then return found end
     end
   end
-  local min, max = '-inf', '+inf'
-  if low then min, max = low, '(' .. high end
+  local min, max, low, high = '-inf', '+inf', nil, nil
+  if level then
+    low, high = level * BUCKET, (level + 1) * BUCKET
+    min, max = low, '(' .. high
+  end
   if strategy == 'round_robin' then
     -- Kept as Redis wrote it: Lua's own number formatting keeps only 14 digits.
     local last_text = redis.call('HGET', K.meta, 'rr:' .. pool.id)
@@ -221,7 +241,7 @@ local function pick_in(pool, strategy, excluded, low, high)
     end
     return found or first_allowed(pool.order, min, max)
   elseif strategy == 'weighted' then
-    return first_allowed(pool.pass, min, max)
+    return first_allowed(pass_key(pool, level or OUTSIDE), '-inf', '+inf')
   end
   return first_allowed(pool.load, min, max)
 end
@@ -239,7 +259,7 @@ local function choose(pool, strategy, excluded)
   if not first[1] then return nil end
   local level = tonumber(first[2])
   while level < OUTSIDE do
-    local agent_id = pick_in(pool, strategy, excluded, level * BUCKET, (level + 1) * BUCKET)
+    local agent_id = pick_in(pool, strategy, excluded, level)
     if agent_id or setting('priority_overflow') ~= 'when_full' then return agent_id end
     local next_level = redis.call('ZRANGE', pool.online, '(' .. level, '+inf', 'BYSCORE',
       'LIMIT', 0, 1, 'WITHSCORES')

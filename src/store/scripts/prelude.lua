@@ -14,7 +14,9 @@
 --   8  by_load   zset    the base pool (every eligible agent, whatever its skills): score =
 --                        bucket * 1e11 + open conversations + random tie-breaker
 --   9  by_order  zset    base pool, score = bucket * 1e11 + round-robin position
---   10 by_pass   zset    base pool, score = bucket * 1e11 + weighted-fair virtual pass
+--   10 by_pass   prefix  base pool, "<by_pass>:<bucket>" zsets, score = weighted-fair virtual
+--                        pass (one set per bucket: a pass is a small fraction, which a bucket
+--                        prefix in the score would round away)
 --                        (bucket = the agent's precedence level, or 1001 outside the levels)
 --   11 meta      hash    counters: agent_seq, arrival_seq, rr_last, vtime
 --   12 closed    zset    conversation id -> closing time in ms (forgotten after retention)
@@ -31,10 +33,13 @@
 --                        has keys <prefix>rq:<id>:{load,order,pass,online,waiting}, built from
 --                        this project's prefix, so they share its hash tag and cluster slot
 --   21 memberships hash  agent id -> ids of the requirement pools it qualifies for, JSON
+--   22 daily     hash    agent id -> assignments today (the project's day, meta field `day`)
 -- ARGV
 --   1  event type          2  event data, JSON (checked by the worker)
 --   3  now, ms since epoch 4  random seed
 --   5  dedupe TTL, s       6  closed-conversation retention, ms
+--   7  the time zone the worker assumed for the project
+--   8  today's date in that zone, YYYY-MM-DD (daily limits count per local day)
 
 local K = {
   event = KEYS[1], settings = KEYS[2], agents = KEYS[3], status = KEYS[4], convs = KEYS[5],
@@ -42,6 +47,7 @@ local K = {
   by_pass = KEYS[10], meta = KEYS[11], closed = KEYS[12], passes = KEYS[13],
   visitors = KEYS[14], visitor_seen = KEYS[15], held = KEYS[16], offers = KEYS[17],
   online = KEYS[18], base_waiting = KEYS[19], pools = KEYS[20], memberships = KEYS[21],
+  daily = KEYS[22],
 }
 -- "sb:{project}:", the prefix of every key of the project (KEYS[2] is "<prefix>settings").
 local PREFIX = string.sub(KEYS[2], 1, -9)
@@ -49,6 +55,8 @@ local EVENT_TYPE = ARGV[1]
 local NOW = tonumber(ARGV[3])
 local DEDUPE_TTL = tonumber(ARGV[5])
 local CLOSED_RETENTION = tonumber(ARGV[6])
+local ASSUMED_TIMEZONE = ARGV[7]
+local TODAY = ARGV[8]
 math.randomseed(tonumber(ARGV[4]))
 
 local NULL = cjson.null

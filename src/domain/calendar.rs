@@ -1,0 +1,37 @@
+//! Calendar arithmetic the store's scripts cannot do: Lua in Redis has no time-zone data.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+/// The date (`YYYY-MM-DD`) at `now_ms` in `zone`: the project's day, for daily limits.
+pub fn local_date(now_ms: i64, zone: Tz) -> String {
+    let instant: DateTime<Utc> = DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+    instant.with_timezone(&zone).format("%Y-%m-%d").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(rfc3339: &str) -> i64 {
+        DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis()
+    }
+
+    #[test]
+    fn the_day_turns_at_local_midnight() {
+        let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
+        // 14:59 UTC is 23:59 in Tokyo; 15:00 UTC is already tomorrow there.
+        assert_eq!(local_date(ms("2026-11-22T14:59:00Z"), tokyo), "2026-11-22");
+        assert_eq!(local_date(ms("2026-11-22T15:00:00Z"), tokyo), "2026-11-23");
+        assert_eq!(local_date(ms("2026-11-22T15:00:00Z"), chrono_tz::UTC), "2026-11-22");
+    }
+
+    #[test]
+    fn daylight_saving_moves_midnight() {
+        let paris: Tz = "Europe/Paris".parse().unwrap();
+        // Summer (UTC+2): local midnight is 22:00 UTC; winter (UTC+1): 23:00 UTC.
+        assert_eq!(local_date(ms("2026-07-01T22:00:00Z"), paris), "2026-07-02");
+        assert_eq!(local_date(ms("2026-12-01T22:00:00Z"), paris), "2026-12-01");
+        assert_eq!(local_date(ms("2026-12-01T23:00:00Z"), paris), "2026-12-02");
+    }
+}
