@@ -12,6 +12,18 @@ local function agent(agent_id)
   return cfg or nil
 end
 
+-- The counters every call may need, read in one HMGET.
+local META_FIELDS = { 'day', 'level_agents', 'restricted_agents', 'vtime', 'pool_count' }
+local meta_cache = {}
+do
+  local values = redis.call('HMGET', K.meta, unpack(META_FIELDS))
+  for i, field in ipairs(META_FIELDS) do meta_cache[field] = values[i] end
+end
+
+local function meta_number(field)
+  return tonumber(meta_cache[field]) or 0
+end
+
 -- Counts of agents with a precedence level and with channel restrictions: levels and channel
 -- pools only come into play in projects that use them.
 local function counted(cfg)
@@ -22,10 +34,11 @@ local function save_agent(agent_id, cfg, previous)
   local levelled_before, restricted_before = counted(previous)
   local levelled, restricted = counted(cfg)
   if levelled ~= levelled_before then
-    redis.call('HINCRBY', K.meta, 'level_agents', levelled - levelled_before)
+    meta_cache.level_agents = redis.call('HINCRBY', K.meta, 'level_agents', levelled - levelled_before)
   end
   if restricted ~= restricted_before then
-    redis.call('HINCRBY', K.meta, 'restricted_agents', restricted - restricted_before)
+    meta_cache.restricted_agents =
+      redis.call('HINCRBY', K.meta, 'restricted_agents', restricted - restricted_before)
   end
   agent_cache[agent_id] = cfg or false
   if cfg then
@@ -33,14 +46,6 @@ local function save_agent(agent_id, cfg, previous)
   else
     redis.call('HDEL', K.agents, agent_id)
   end
-end
-
-local meta_cache = {}
-local function meta_number(field)
-  if meta_cache[field] == nil then
-    meta_cache[field] = tonumber(redis.call('HGET', K.meta, field)) or 0
-  end
-  return meta_cache[field]
 end
 
 local function load_of(agent_id)

@@ -16,7 +16,7 @@ if ASSUMED_TIMEZONE ~= setting('timezone') then return { 2, setting('timezone') 
 
 -- A new local day: daily counts start again, agents held back by them rejoin the pools, and
 -- conversations already waiting take the capacity before this event's own.
-if redis.call('HGET', K.meta, 'day') ~= TODAY then
+if meta_cache.day ~= TODAY then
   redis.call('DEL', K.daily)
   redis.call('HSET', K.meta, 'day', TODAY)
   refresh_all()

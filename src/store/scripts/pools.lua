@@ -66,6 +66,7 @@ local function qualifies(cfg, req)
 end
 
 local function memberships_of(agent_id)
+  if meta_number('pool_count') == 0 then return {} end
   local raw = redis.call('HGET', K.memberships, agent_id)
   return raw and cjson.decode(raw) or {}
 end
@@ -196,6 +197,7 @@ local function pool_for(req)
     .. '/' .. canonical.ch .. '/' .. canonical.ca
   local id = string.sub(redis.sha1hex(text), 1, 16)
   if redis.call('HSETNX', K.pools, id, cjson.encode(req)) == 1 then
+    meta_cache.pool_count = redis.call('HINCRBY', K.meta, 'pool_count', 1)
     local pool = requirement_pool(id)
     for _, agent_id in ipairs(redis.call('HKEYS', K.agents)) do
       local cfg = agent(agent_id)
