@@ -52,6 +52,11 @@ impl Worker {
                 return;
             }
         };
+        if event.kind.type_name() == crate::contract::inbound::TIMER_FIRED
+            && self.forward_early_timer(&delivery, broker).await
+        {
+            return;
+        }
         let started = Instant::now();
         let applied = match self.apply_with_retry(&event).await {
             Some(Ok(applied)) => applied,
@@ -72,18 +77,21 @@ impl Worker {
             .enumerate()
             .map(|(i, output)| outbound::envelope(&event.project, &event.id, i, &time, output))
             .collect();
-        let timers: Vec<(String, Vec<u8>)> = applied
+        // Timers are due relative to when the event was first applied, so a replay re-arms
+        // them for the same instant.
+        let now = self.clock.now_ms();
+        let timers: Vec<(String, i64, Vec<u8>)> = applied
             .timers
             .iter()
             .map(|timer| {
-                let queue = broker::delay::queue_name(&self.config.work_queue, timer.delay_ms);
-                (queue, outbound::timer_event(&event.project, timer, &time))
+                let due = applied.time_ms + timer.delay_ms as i64;
+                let step = broker::delay::ladder_step((due - now).max(0) as u64);
+                let queue = broker::delay::queue_name(&self.config.work_queue, step);
+                (queue, due, outbound::timer_event(&event.project, timer, &time))
             })
             .collect();
-        for timer in &applied.timers {
-            if let Err(error) = broker.publisher.ensure_delay_queue(&self.config.work_queue, timer.delay_ms).await {
-                tracing::warn!(%error, "declaring a delay queue failed; the event will be redelivered");
-                broker.session_failed.cancel();
+        for (queue, _, _) in &timers {
+            if !self.ensure_delay_queue(queue, broker).await {
                 return;
             }
         }
@@ -103,11 +111,11 @@ impl Worker {
                     .with_type(ShortString::from(output.event_type.as_str())),
             })
             .collect();
-        messages.extend(timers.iter().map(|(queue, body)| Message {
+        messages.extend(timers.iter().map(|(queue, due, body)| Message {
             exchange: "",
             routing_key: queue,
             body,
-            properties: broker::json_properties(),
+            properties: broker::timer_properties(*due),
         }));
         if let Err(error) = broker.publisher.publish_all(messages).await {
             tracing::warn!(%error, event_id = event.id, "publishing outputs failed; the event will be redelivered");
@@ -125,6 +133,47 @@ impl Worker {
                 outputs: &applied.outputs,
             }
             .emit();
+        }
+    }
+
+    /// A timer that arrives before its due time (it climbed down the delay ladder) is sent on to
+    /// the step that fits what remains, and acked. True when it was.
+    async fn forward_early_timer(&self, delivery: &Delivery, broker: &DeliveryContext) -> bool {
+        let Some(due) = broker::timer_due(&delivery.properties) else {
+            return false;
+        };
+        let remaining = due - self.clock.now_ms();
+        if remaining <= broker::delay::DUE_TOLERANCE_MS {
+            return false;
+        }
+        let step = broker::delay::ladder_step(remaining as u64);
+        let queue = broker::delay::queue_name(&self.config.work_queue, step);
+        if !self.ensure_delay_queue(&queue, broker).await {
+            return true;
+        }
+        let message = Message {
+            exchange: "",
+            routing_key: &queue,
+            body: &delivery.data,
+            properties: broker::timer_properties(due),
+        };
+        if let Err(error) = broker.publisher.publish_all(vec![message]).await {
+            tracing::warn!(%error, "forwarding a timer failed; it will be redelivered");
+            broker.session_failed.cancel();
+            return true;
+        }
+        self.ack(delivery, broker).await;
+        true
+    }
+
+    async fn ensure_delay_queue(&self, queue: &str, broker: &DeliveryContext) -> bool {
+        match broker.publisher.ensure_delay_queue(&self.config.work_queue, queue).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "declaring a delay queue failed; the event will be redelivered");
+                broker.session_failed.cancel();
+                false
+            }
         }
     }
 

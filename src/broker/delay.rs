@@ -12,12 +12,35 @@
 //! - it is armed together with the outputs, before the causing event is acked, so a crash in
 //!   between re-arms it on redelivery.
 //!
-//! There is one queue per distinct delay (a project setting, so few). The queues have no
-//! `x-expires`: an idle queue may still hold timers, and expiry would drop them.
+//! Delays are a ladder, 250 ms × 2^k (about 20 queues up to a week): a timer goes to the longest
+//! step that fits, carrying its due time in the `x-switchboard-due` header, and the worker that
+//! receives it early sends it on to the step that fits what remains. So a reply timeout of 30 s
+//! or a schedule boundary next Monday needs no queue of its own, and fires within
+//! `DUE_TOLERANCE_MS` of its time. The queues have no `x-expires`: an idle queue may still hold
+//! timers, and expiry would drop them.
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::Channel;
+
+/// Header holding a timer's due time (ms since the epoch).
+pub const DUE_HEADER: &str = "x-switchboard-due";
+
+/// A timer this close to its due time fires.
+pub const DUE_TOLERANCE_MS: i64 = 125;
+
+const SHORTEST_STEP_MS: u64 = 250;
+const LONGEST_STEP_MS: u64 = SHORTEST_STEP_MS << 21; // about six days
+
+/// The delay queue step for a timer due in `remaining_ms`: the longest step that does not
+/// overshoot (the shortest one for what is left under it).
+pub fn ladder_step(remaining_ms: u64) -> u64 {
+    let mut step = SHORTEST_STEP_MS;
+    while step * 2 <= remaining_ms && step < LONGEST_STEP_MS {
+        step *= 2;
+    }
+    step
+}
 
 /// The delay queue for `delay_ms`.
 pub fn queue_name(work_queue: &str, delay_ms: u64) -> String {
@@ -34,6 +57,28 @@ pub fn arguments(work_queue: &str, delay_ms: u64) -> FieldTable {
         AMQPValue::LongString(LongString::from(work_queue)),
     );
     args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ladder_never_overshoots_and_stays_short() {
+        assert_eq!(ladder_step(0), 250);
+        assert_eq!(ladder_step(1000), 1000);
+        assert_eq!(ladder_step(1999), 1000);
+        assert_eq!(ladder_step(30_000), 16_000);
+        let week = 7 * 24 * 3600 * 1000;
+        assert_eq!(ladder_step(week), LONGEST_STEP_MS);
+        // Hops for a week-long timer: a few dozen at most.
+        let (mut remaining, mut hops) = (week, 0);
+        while remaining > DUE_TOLERANCE_MS as u64 {
+            remaining -= ladder_step(remaining).min(remaining);
+            hops += 1;
+        }
+        assert!(hops < 40, "{hops} hops");
+    }
 }
 
 pub async fn declare(channel: &Channel, work_queue: &str, delay_ms: u64) -> lapin::Result<()> {

@@ -142,7 +142,7 @@ impl Session {
 pub struct Publisher {
     channel: Channel,
     /// Delay queues this session has declared already.
-    delay_queues: Arc<Mutex<HashSet<u64>>>,
+    delay_queues: Arc<Mutex<HashSet<String>>>,
 }
 
 /// One message to publish.
@@ -154,13 +154,18 @@ pub struct Message<'a> {
 }
 
 impl Publisher {
-    /// Declares the delay queue for `delay_ms` unless this session already did.
-    pub async fn ensure_delay_queue(&self, work_queue: &str, delay_ms: u64) -> Result<(), BrokerError> {
-        if self.delay_queues.lock().expect("not poisoned").contains(&delay_ms) {
+    /// Declares a delay queue (named by `delay::queue_name`) unless this session already did.
+    pub async fn ensure_delay_queue(&self, work_queue: &str, queue: &str) -> Result<(), BrokerError> {
+        if self.delay_queues.lock().expect("not poisoned").contains(queue) {
             return Ok(());
         }
+        let delay_ms = queue
+            .rsplit('.')
+            .next()
+            .and_then(|ms| ms.parse().ok())
+            .expect("delay queue names end with their delay");
         delay::declare(&self.channel, work_queue, delay_ms).await?;
-        self.delay_queues.lock().expect("not poisoned").insert(delay_ms);
+        self.delay_queues.lock().expect("not poisoned").insert(queue.to_string());
         Ok(())
     }
 
@@ -195,6 +200,22 @@ pub fn json_properties() -> BasicProperties {
     BasicProperties::default()
         .with_content_type(ShortString::from("application/json"))
         .with_delivery_mode(2)
+}
+
+/// Properties of a timer message: persistent JSON with its due time.
+pub fn timer_properties(due_ms: i64) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert(delay::DUE_HEADER.into(), AMQPValue::LongLongInt(due_ms));
+    json_properties().with_headers(headers)
+}
+
+/// The due time of a timer message, if it is one.
+pub fn timer_due(properties: &BasicProperties) -> Option<i64> {
+    match properties.headers().as_ref()?.inner().get(delay::DUE_HEADER)? {
+        AMQPValue::LongLongInt(due) => Some(*due),
+        AMQPValue::LongInt(due) => Some(*due as i64),
+        _ => None,
+    }
 }
 
 /// The original properties plus the dead-letter reason header, persistent.

@@ -230,12 +230,16 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     for agent in &agents {
         send("agent.status_changed", json!({"agent_id": agent.id, "status": "online"})).await?;
     }
-    // Wait until the team is in place before the day starts.
+    // Wait until the settings and the team are in place before the day starts (a worker
+    // handles events concurrently, so they may be applied in any order).
     let pool = keys::project_key(&project_id, "pool:load");
+    let settings_key = keys::project_key(&project_id, "settings");
     let started_waiting = Instant::now();
     loop {
         let ready: usize = store.query(redis::cmd("ZCARD").arg(&pool)).await?;
-        if ready >= agents.iter().filter(|a| a.max_concurrent > 0).count() {
+        let settings: Option<String> = store.query(redis::cmd("GET").arg(&settings_key)).await?;
+        let configured = settings.is_some_and(|s| s.contains(&args.strategy));
+        if configured && ready >= agents.iter().filter(|a| a.max_concurrent > 0).count() {
             break;
         }
         anyhow::ensure!(started_waiting.elapsed() < Duration::from_secs(30), "no worker applied the team within 30 s");

@@ -54,7 +54,17 @@ pub enum EventKind {
     },
     AllocationDecided { conversation_id: Id, agent_id: Id },
     /// Internal: a timer armed by an earlier decision is due (see `broker::delay`).
-    TimerFired { timer: String, conversation_id: Id, token: u64 },
+    TimerFired {
+        timer: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<Id>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent_id: Option<Id>,
+        token: u64,
+        /// The agent's schedule, for `schedule` timers.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        schedule: Option<Value>,
+    },
 }
 
 /// The conversation data of `conversation.created` and `message.received`.
@@ -97,7 +107,7 @@ pub const INBOUND_TYPES: &[&str] = &[
 pub const TIMER_FIRED: &str = "timer.fired";
 
 /// Timers the store may arm.
-pub const TIMERS: &[&str] = &["reply_timeout", "custom_timeout", "rule_step"];
+pub const TIMERS: &[&str] = &["reply_timeout", "custom_timeout", "rule_step", "schedule"];
 
 impl EventKind {
     /// The CloudEvents `type` of this event.
@@ -127,8 +137,8 @@ impl EventKind {
             EventKind::AgentReplied { conversation_id, .. }
             | EventKind::ConversationClosed { conversation_id }
             | EventKind::ConversationTransferRequested { conversation_id, .. }
-            | EventKind::AllocationDecided { conversation_id, .. }
-            | EventKind::TimerFired { conversation_id, .. } => Some(conversation_id),
+            | EventKind::AllocationDecided { conversation_id, .. } => Some(conversation_id),
+            EventKind::TimerFired { conversation_id, .. } => conversation_id.as_ref(),
             EventKind::AgentClaimRequested { conversation_id, .. } => conversation_id.as_ref(),
             _ => None,
         }
@@ -176,17 +186,33 @@ pub fn decode(body: &[u8]) -> Result<InboundEvent, Rejection> {
             conversation_id: data.id("conversation_id")?,
             agent_id: data.id("agent_id")?,
         },
-        TIMER_FIRED => EventKind::TimerFired {
-            timer: match data.required("timer")?.as_str() {
+        TIMER_FIRED => {
+            let timer = match data.required("timer")?.as_str() {
                 Some(timer) if TIMERS.contains(&timer) => timer.to_string(),
                 _ => return Err(Rejection::invalid("timer", "is not a known timer")),
-            },
-            conversation_id: data.id("conversation_id")?,
-            token: data
+            };
+            let token = data
                 .required("token")?
                 .as_u64()
-                .ok_or_else(|| Rejection::invalid("token", "must be a whole number"))?,
-        },
+                .ok_or_else(|| Rejection::invalid("token", "must be a whole number"))?;
+            if timer == "schedule" {
+                EventKind::TimerFired {
+                    timer,
+                    conversation_id: None,
+                    agent_id: Some(data.id("agent_id")?),
+                    token,
+                    schedule: Some(data.required("schedule")?.clone()),
+                }
+            } else {
+                EventKind::TimerFired {
+                    timer,
+                    conversation_id: Some(data.id("conversation_id")?),
+                    agent_id: None,
+                    token,
+                    schedule: None,
+                }
+            }
+        }
         other => return Err(Rejection::UnknownType(quote(other))),
     };
     Ok(InboundEvent {

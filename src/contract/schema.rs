@@ -183,11 +183,18 @@ pub struct TransferRequested { pub conversation_id: Id, pub to_agent_id: Id, pub
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Timer { ReplyTimeout, CustomTimeout, RuleStep }
+pub enum Timer { ReplyTimeout, CustomTimeout, RuleStep, Schedule }
 
-/// Internal: a due timer (arrives through the work queue, never from platforms).
+/// Internal: a due timer (arrives through the work queue, never from platforms). Conversation
+/// timers name the conversation; `schedule` timers name the agent and carry its schedule.
 #[derive(JsonSchema)]
-pub struct TimerFired { pub timer: Timer, pub conversation_id: Id, pub token: u64 }
+pub struct TimerFired {
+    pub timer: Timer,
+    pub conversation_id: Option<Id>,
+    pub agent_id: Option<Id>,
+    pub token: u64,
+    pub schedule: Option<Schedule>,
+}
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]

@@ -7,4 +7,5 @@
 
 pub mod agent;
 pub mod calendar;
+pub mod schedule;
 pub mod settings;

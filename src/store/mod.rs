@@ -157,7 +157,7 @@ impl Store {
 
     /// Applies one event atomically and returns the outputs it causes (or caused before).
     pub async fn apply(&self, event: &InboundEvent, now_ms: i64) -> Result<Applied, StoreError> {
-        let data = serde_json::to_string(&event.kind).expect("event data serializes");
+        let data = crate::domain::schedule::script_data(&event.kind, now_ms).to_string();
         let keys = keys::apply_keys(&event.project, &event.id);
         let mut zone = self.remembered_timezone(&event.project);
         let (replayed, record) = loop {

@@ -369,7 +369,7 @@ impl Env {
 
     /// Deletes the test's queues (delay queues of the delays tests use included) and exchanges.
     pub async fn cleanup(self) {
-        let delay_queues: Vec<String> = [1000, 2000, 3000]
+        let delay_queues: Vec<String> = [250, 500, 1000, 2000, 4000, 8000]
             .iter()
             .map(|ms| switchboard::broker::delay::queue_name(&self.config.work_queue, *ms))
             .collect();

@@ -172,6 +172,24 @@ async fn three_agents_claiming_one_conversation_through_two_workers_one_wins() {
 }
 
 #[tokio::test]
+async fn a_timer_longer_than_one_delay_step_fires_on_time() {
+    let mut env = Env::new().await;
+    let _worker = env.spawn_worker().await;
+    let mut platform = Platform::new();
+    // 3 s is not a step of the delay ladder: the timer waits 2 s, then 1 s more.
+    env.configure(&mut platform, json!({"mode": "custom", "custom_timeout_seconds": 3})).await;
+    env.team(&mut platform, &[("a", 5)]).await;
+    let started = std::time::Instant::now();
+    env.publish(&platform.created("c1")).await;
+    let out = env.outputs(2, WAIT).await;
+    let waited = started.elapsed();
+    assert_eq!(out[1]["type"], "conversation.assigned");
+    assert!(waited >= Duration::from_millis(2900), "fired early, after {waited:?}");
+    assert!(waited < Duration::from_secs(8), "fired late, after {waited:?}");
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_silent_custom_allocator_is_replaced_by_the_strategy_after_its_timeout() {
     let mut env = Env::new().await;
     let _worker = env.spawn_worker().await;

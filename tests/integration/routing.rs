@@ -242,3 +242,49 @@ async fn weighted_shares_hold_inside_a_level_and_agents_can_change_level() {
     let backup = p.load("backup").await;
     assert!((9..=11).contains(&backup), "the promoted agent took {backup} of 30");
 }
+
+fn at(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis()
+}
+
+#[tokio::test]
+async fn schedules_switch_agents_at_their_local_hours_across_a_dst_change() {
+    let mut p = Project::new().await;
+    // Saturday 2026-03-28, 17:00 UTC = 18:00 in Paris (UTC+1); DST starts Sunday 02:00.
+    p.now_ms = at("2026-03-28T17:00:00Z");
+    let schedule = json!({"timezone": "Europe/Paris", "hours": {"sun": [["09:00", "17:00"]]}});
+    let upserted = p
+        .apply_event(&event(&p.id, "agent.upserted", json!({"agents": [
+            {"agent_id": "sam", "max_concurrent": 3, "schedule": schedule}]})))
+        .await;
+    // Offline now (a new agent is offline anyway: no switch to announce).
+    assert!(upserted.outputs.is_empty(), "{:?}", upserted.outputs);
+    // The next switch is Sunday 09:00 in Paris, 07:00 UTC: 14 hours away, not 15.
+    assert_eq!(upserted.timers[0].delay_ms, 14 * 3600 * 1000);
+    assert_eq!(types(&p.create("early").await), ["conversation.queued"]);
+
+    // Sunday 09:00 local: the timer fires; the agent switches online, says so, takes the queue.
+    p.now_ms = at("2026-03-29T07:00:00Z");
+    let opened = p.apply_event(&event(&p.id, "timer.fired", upserted.timers[0].data.clone())).await;
+    assert_eq!(types(&opened.outputs), ["agent.status_changed", "conversation.assigned"]);
+    assert_eq!(opened.outputs[0].data, json!({"agent_id": "sam", "status": "online", "reason": "schedule"}));
+    assert_eq!(opened.outputs[1].data["conversation_id"], "early");
+    assert_eq!(opened.timers[0].delay_ms, 8 * 3600 * 1000, "closes at 17:00 local");
+    // The same timer again (a redelivery under another id, or a second worker) changes nothing.
+    assert!(p.apply_event(&event(&p.id, "timer.fired", upserted.timers[0].data.clone())).await.outputs.is_empty());
+
+    // A status set by hand stands until the next boundary...
+    p.now_ms = at("2026-03-29T10:00:00Z");
+    p.status("sam", "offline").await;
+    assert_eq!(types(&p.create("noon").await), ["conversation.queued"]);
+    // ...where the schedule takes over again (17:00 local: offline, and it already is).
+    p.now_ms = at("2026-03-29T15:00:00Z");
+    let closed = p.apply_event(&event(&p.id, "timer.fired", opened.timers[0].data.clone())).await;
+    assert!(closed.outputs.is_empty(), "{:?}", closed.outputs);
+    assert_eq!(closed.timers[0].delay_ms, 7 * 24 * 3600 * 1000 - 8 * 3600 * 1000, "next Sunday 09:00");
+
+    // Removing the schedule (null) makes its pending timer harmless.
+    p.apply("agent.upserted", json!({"agents": [{"agent_id": "sam", "schedule": null}]})).await;
+    p.now_ms = at("2026-04-05T07:00:00Z");
+    assert!(p.apply_event(&event(&p.id, "timer.fired", closed.timers[0].data.clone())).await.outputs.is_empty());
+}

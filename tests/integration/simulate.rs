@@ -11,7 +11,9 @@ async fn a_simulated_day_reports_shares_loads_and_waits() {
     let chart = std::env::temp_dir().join(format!("{}.svg", unique("sim")));
     let args = SimulateArgs {
         strategy: "weighted".into(),
-        agents: "light:10:100,heavy:10:200".into(),
+        // Limits high enough never to bind, so the shares show the weights even when a debug
+        // build lags behind the arrivals.
+        agents: "light:150:100,heavy:150:200".into(),
         conversations: 150,
         rate: 100.0,
         handling_ms: "10..40".into(),

@@ -20,26 +20,6 @@ handlers['project.configured'] = function(patch)
   if setting('mode') ~= previous_mode then requeue_held() end
 end
 
-handlers['agent.upserted'] = function(data)
-  for _, patch in ipairs(data.agents) do
-    local agent_id = patch.agent_id
-    local previous = agent(agent_id)
-    local cfg = {}
-    for field, value in pairs(previous or { seq = redis.call('HINCRBY', K.meta, 'agent_seq', 1) }) do
-      cfg[field] = value
-    end
-    for field, value in pairs(patch) do
-      if field ~= 'agent_id' then
-        if value == NULL then cfg[field] = nil else cfg[field] = value end
-      end
-    end
-    if previous and bucket(previous) ~= bucket(cfg) then leave_all(agent_id, previous) end
-    save_agent(agent_id, cfg, previous)
-    rejoin_pools(agent_id, previous)
-    refresh(agent_id)
-  end
-end
-
 -- Takes every open conversation from the agent and assigns each to another agent, or queues it
 -- (publishing `conversation.unassigned`).
 local function hand_over(agent_id, reason)
@@ -52,12 +32,60 @@ local function hand_over(agent_id, reason)
   refresh(agent_id)
 end
 
+local function set_status(agent_id, status)
+  redis.call('HSET', K.status, agent_id, status)
+  refresh(agent_id)
+  if not available(agent_id) then withdraw_offers(agent_id) end
+  if status == 'offline' and setting('release_on_offline') and agent(agent_id) then
+    hand_over(agent_id, 'owner_unavailable')
+  end
+end
+
 handlers['agent.status_changed'] = function(data)
-  redis.call('HSET', K.status, data.agent_id, data.status)
-  refresh(data.agent_id)
-  if not available(data.agent_id) then withdraw_offers(data.agent_id) end
-  if data.status == 'offline' and setting('release_on_offline') and agent(data.agent_id) then
-    hand_over(data.agent_id, 'owner_unavailable')
+  set_status(data.agent_id, data.status)
+end
+
+-- Applies what the agent's schedule says now (`state`, computed by the worker: online, and
+-- when that next changes) and arms the timer for that change. A status set by hand stands until
+-- then. `sched_n` numbers the schedule's timers: an older timer, or one of a replaced schedule,
+-- finds another number and does nothing.
+local function apply_schedule(agent_id, cfg, state)
+  cfg.sched_n = (tonumber(cfg.sched_n) or 0) + 1
+  save_agent(agent_id, cfg, cfg)
+  local status = state.online and 'online' or 'offline'
+  if status_of(agent_id) ~= status then
+    set_status(agent_id, status)
+    emit('agent.status_changed', { agent_id = agent_id, status = status, reason = 'schedule' })
+  end
+  local next_ms = tonumber(state.next_ms)
+  if next_ms then
+    arm_timer(math.max(next_ms - NOW, 0), 'schedule:' .. agent_id .. ':' .. cfg.sched_n,
+      { timer = 'schedule', agent_id = agent_id, token = cfg.sched_n, schedule = cfg.schedule })
+  end
+end
+
+handlers['agent.upserted'] = function(data)
+  for _, patch in ipairs(data.agents) do
+    local agent_id = patch.agent_id
+    local previous = agent(agent_id)
+    local cfg = {}
+    for field, value in pairs(previous or { seq = redis.call('HINCRBY', K.meta, 'agent_seq', 1) }) do
+      cfg[field] = value
+    end
+    for field, value in pairs(patch) do
+      -- `_schedule` is the worker's note of what the schedule says now, not a field.
+      if field ~= 'agent_id' and field ~= '_schedule' then
+        if value == NULL then cfg[field] = nil else cfg[field] = value end
+      end
+    end
+    if previous and bucket(previous) ~= bucket(cfg) then leave_all(agent_id, previous) end
+    if patch.schedule == NULL then
+      cfg.sched_n = (tonumber(cfg.sched_n) or 0) + 1 -- its pending timer no longer applies
+    end
+    save_agent(agent_id, cfg, previous)
+    rejoin_pools(agent_id, previous)
+    refresh(agent_id)
+    if patch._schedule then apply_schedule(agent_id, cfg, patch._schedule) end
   end
 end
 
@@ -188,6 +216,13 @@ timer_handlers['custom_timeout'] = function(data)
   end
   release_hold(conversation_id, record)
   assign_by_strategy(conversation_id, record, 'new')
+end
+
+-- A schedule boundary: the agent switches as its schedule says, and the next switch is armed.
+timer_handlers['schedule'] = function(data)
+  local cfg = agent(data.agent_id)
+  if not cfg or tonumber(cfg.sched_n) ~= tonumber(data.token) or not data._schedule then return end
+  apply_schedule(data.agent_id, cfg, data._schedule)
 end
 
 handlers['timer.fired'] = function(data)
