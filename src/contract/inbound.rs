@@ -107,7 +107,7 @@ pub const INBOUND_TYPES: &[&str] = &[
 pub const TIMER_FIRED: &str = "timer.fired";
 
 /// Timers the store may arm.
-pub const TIMERS: &[&str] = &["reply_timeout", "custom_timeout", "rule_step", "schedule"];
+pub const TIMERS: &[&str] = &["reply_timeout", "custom_timeout", "rule_step", "schedule", "new_day"];
 
 impl EventKind {
     /// The CloudEvents `type` of this event.
@@ -195,7 +195,9 @@ pub fn decode(body: &[u8]) -> Result<InboundEvent, Rejection> {
                 .required("token")?
                 .as_u64()
                 .ok_or_else(|| Rejection::invalid("token", "must be a whole number"))?;
-            if timer == "schedule" {
+            if timer == "new_day" {
+                EventKind::TimerFired { timer, conversation_id: None, agent_id: None, token, schedule: None }
+            } else if timer == "schedule" {
                 EventKind::TimerFired {
                     timer,
                     conversation_id: None,

@@ -183,7 +183,7 @@ pub struct TransferRequested { pub conversation_id: Id, pub to_agent_id: Id, pub
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Timer { ReplyTimeout, CustomTimeout, RuleStep, Schedule }
+pub enum Timer { ReplyTimeout, CustomTimeout, RuleStep, Schedule, NewDay }
 
 /// Internal: a due timer (arrives through the work queue, never from platforms). Conversation
 /// timers name the conversation; `schedule` timers name the agent and carry its schedule.

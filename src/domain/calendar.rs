@@ -9,6 +9,21 @@ pub fn local_date(now_ms: i64, zone: Tz) -> String {
     instant.with_timezone(&zone).format("%Y-%m-%d").to_string()
 }
 
+/// The next local midnight after `now_ms` in `zone` (ms since the epoch), when daily counts
+/// start again. A midnight skipped by DST is the first instant of the new day.
+pub fn next_midnight(now_ms: i64, zone: Tz) -> i64 {
+    use chrono::{Duration, LocalResult, TimeZone};
+    let instant: DateTime<Utc> = DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+    let tomorrow = instant.with_timezone(&zone).date_naive() + Duration::days(1);
+    let mut local = tomorrow.and_hms_opt(0, 0, 0).expect("midnight exists as a time");
+    loop {
+        match zone.from_local_datetime(&local) {
+            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => return t.timestamp_millis(),
+            LocalResult::None => local += Duration::minutes(1),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -24,6 +39,13 @@ mod tests {
         assert_eq!(local_date(ms("2026-11-22T14:59:00Z"), tokyo), "2026-11-22");
         assert_eq!(local_date(ms("2026-11-22T15:00:00Z"), tokyo), "2026-11-23");
         assert_eq!(local_date(ms("2026-11-22T15:00:00Z"), chrono_tz::UTC), "2026-11-22");
+    }
+
+    #[test]
+    fn the_next_midnight_is_local() {
+        let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
+        assert_eq!(next_midnight(ms("2026-11-22T14:30:00Z"), tokyo), ms("2026-11-22T15:00:00Z"));
+        assert_eq!(next_midnight(ms("2026-11-22T15:00:00Z"), tokyo), ms("2026-11-23T15:00:00Z"));
     }
 
     #[test]

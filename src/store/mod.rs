@@ -17,7 +17,7 @@ use chrono_tz::Tz;
 
 use crate::contract::outbound::TimerRequest;
 use crate::contract::{Id, InboundEvent, OutboundEvent};
-use crate::domain::calendar::local_date;
+use crate::domain::calendar::{local_date, next_midnight};
 
 
 /// Why a store call failed.
@@ -173,7 +173,8 @@ impl Store {
                 .arg(self.options.dedupe_ttl.as_secs().max(1))
                 .arg(self.options.closed_retention.as_millis() as u64)
                 .arg(zone.name())
-                .arg(local_date(now_ms, zone));
+                .arg(local_date(now_ms, zone))
+                .arg(next_midnight(now_ms, zone));
             let (status, text): (i64, String) = match &self.connection {
                 Connection::Single(c) => invocation.invoke_async(&mut c.clone()).await?,
                 Connection::Cluster(c) => invocation.invoke_async(&mut c.clone()).await?,

@@ -191,15 +191,23 @@ async fn daily_limits_count_the_projects_day_and_reset_at_its_midnight() {
     p.now_ms = chrono::DateTime::parse_from_rfc3339("2026-11-22T14:30:00Z").unwrap().timestamp_millis();
     team(&p, json!([{"agent_id": "a", "max_concurrent": 10, "daily_limit": 2}])).await;
     assert_eq!(assigned_agents(&p.create("c1").await), ["a"]);
-    assert_eq!(assigned_agents(&p.create("c2").await), ["a"]);
+    let second = p.apply_event(&event(&p.id, "conversation.created", json!({"conversation_id": "c2", "visitor_id": "v2"}))).await;
+    assert_eq!(assigned_agents(&second.outputs), ["a"]);
+    // Reaching the limit arms a timer for local midnight, 30 minutes away.
+    assert_eq!(second.timers.len(), 1);
+    assert_eq!(second.timers[0].data["timer"], "new_day");
+    assert_eq!(second.timers[0].delay_ms, 30 * 60 * 1000);
     // The limit is reached for today, though the agent has room.
     assert_eq!(types(&p.create("c3").await), ["conversation.queued"]);
-    // 00:10 in Tokyo: a new day there (still the same day in UTC). The first event of the day
-    // resets the counts, and the waiting conversation is assigned.
-    p.now_ms += 40 * 60 * 1000;
-    let out = p.create("c4").await;
-    assert_eq!(assigned_agents(&out), ["a", "a"]);
-    assert_eq!(out[0].data["conversation_id"], "c3", "the waiting one first");
+    let day = p.apply_event(&event(&p.id, "agent.status_changed", json!({"agent_id": "a", "status": "online"}))).await;
+    assert!(day.timers.is_empty(), "one midnight timer per day, armed already");
+    // Midnight in Tokyo (15:00 UTC, same UTC day): the timer fires, the day starts again and
+    // the waiting conversation is assigned without waiting for any other event.
+    p.now_ms += 30 * 60 * 1000;
+    let midnight = p.apply_event(&event(&p.id, "timer.fired", json!({"timer": "new_day", "token": 0}))).await;
+    assert_eq!(assigned_agents(&midnight.outputs), ["a"]);
+    assert_eq!(midnight.outputs[0].data["conversation_id"], "c3");
+    assert_eq!(assigned_agents(&p.create("c4").await), ["a"]);
     assert_eq!(types(&p.create("c5").await), ["conversation.queued"]);
     // The weight defaults to the daily limit (weighted strategy).
     let q = Project::new().await;

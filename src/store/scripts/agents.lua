@@ -13,7 +13,7 @@ local function agent(agent_id)
 end
 
 -- The counters every call may need, read in one HMGET.
-local META_FIELDS = { 'day', 'level_agents', 'restricted_agents', 'vtime', 'pool_count' }
+local META_FIELDS = { 'day', 'level_agents', 'restricted_agents', 'vtime', 'pool_count', 'day_timer' }
 local meta_cache = {}
 do
   local values = redis.call('HMGET', K.meta, unpack(META_FIELDS))

@@ -67,7 +67,14 @@ local function assign(conversation_id, record, agent_id, reason, strategy, previ
   record.pw = nil
   record.an = (tonumber(record.an) or 0) + 1
   save_conversation(conversation_id, record)
-  redis.call('HINCRBY', K.daily, agent_id, 1)
+  local today_count = redis.call('HINCRBY', K.daily, agent_id, 1)
+  local daily_limit = tonumber((agent(agent_id) or {}).daily_limit)
+  if daily_limit and today_count >= daily_limit and meta_cache.day_timer ~= TODAY then
+    -- Someone is held back until midnight: a timer then starts the new day (and drains).
+    meta_cache.day_timer = TODAY
+    redis.call('HSET', K.meta, 'day_timer', TODAY)
+    arm_timer(math.max(NEXT_MIDNIGHT - NOW, 0), 'new_day:' .. TODAY, { timer = 'new_day', token = 0 })
+  end
   if strategy then served(pool or BASE, agent_id, strategy) end
   refresh(agent_id)
   remember_visitor(record.v, agent_id)

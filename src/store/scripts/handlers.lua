@@ -225,6 +225,9 @@ timer_handlers['schedule'] = function(data)
   apply_schedule(data.agent_id, cfg, data._schedule)
 end
 
+-- Local midnight: nothing to do here, the start of every call already begins the new day.
+timer_handlers['new_day'] = function(_) end
+
 handlers['timer.fired'] = function(data)
   local handler = timer_handlers[data.timer]
   if handler then handler(data) end

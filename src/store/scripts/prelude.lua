@@ -40,6 +40,7 @@
 --   5  dedupe TTL, s       6  closed-conversation retention, ms
 --   7  the time zone the worker assumed for the project
 --   8  today's date in that zone, YYYY-MM-DD (daily limits count per local day)
+--   9  the next local midnight in that zone, ms since epoch
 
 local K = {
   event = KEYS[1], settings = KEYS[2], agents = KEYS[3], status = KEYS[4], convs = KEYS[5],
@@ -57,6 +58,7 @@ local DEDUPE_TTL = tonumber(ARGV[5])
 local CLOSED_RETENTION = tonumber(ARGV[6])
 local ASSUMED_TIMEZONE = ARGV[7]
 local TODAY = ARGV[8]
+local NEXT_MIDNIGHT = tonumber(ARGV[9])
 math.randomseed(tonumber(ARGV[4]))
 
 local NULL = cjson.null
