@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::{FutureExt, StreamExt};
+use lapin::options::BasicNackOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -176,7 +179,17 @@ async fn consume(worker: Arc<Worker>, tag: String) {
                         let context = context.clone();
                         telemetry::in_flight(1.0);
                         in_flight.spawn(async move {
-                            worker.handle(delivery, &context).await;
+                            let acker = delivery.acker.clone();
+                            let handled = AssertUnwindSafe(worker.handle(delivery, &context))
+                                .catch_unwind()
+                                .await;
+                            if handled.is_err() {
+                                // A bug, not bad input: back to the queue. A poison event comes
+                                // back until the queue's delivery limit dead-letters it.
+                                tracing::error!("handling an event panicked; returning it to the queue");
+                                let requeue = BasicNackOptions { requeue: true, ..Default::default() };
+                                let _ = acker.nack(requeue).await;
+                            }
                             telemetry::in_flight(-1.0);
                         });
                     }

@@ -78,3 +78,34 @@ async fn a_cut_broker_connection_is_rebuilt_and_nothing_is_lost() {
     worker.stop().await;
     env.cleanup().await;
 }
+
+/// An event that keeps failing (here: a consumer that always returns it, as a worker that
+/// panics on it does) is dead-lettered by the queue's delivery limit instead of looping forever.
+#[tokio::test]
+async fn a_poison_event_is_dead_lettered_after_the_delivery_limit() {
+    use futures_util::StreamExt;
+    use lapin::options::{BasicConsumeOptions, BasicNackOptions};
+
+    let env = Env::new().await; // delivery limit 5
+    let mut platform = Platform::new();
+    let poison = platform.created("c1");
+    env.publish(&poison).await;
+    let connection = lapin::Connection::connect(&env.config.amqp_url, Default::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut consumer = channel
+        .basic_consume(env.config.work_queue.as_str().into(), "poison".into(), BasicConsumeOptions::default(), Default::default())
+        .await
+        .unwrap();
+    let mut deliveries = 0;
+    while let Ok(Some(Ok(delivery))) = tokio::time::timeout(Duration::from_secs(2), consumer.next()).await {
+        deliveries += 1;
+        delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await.unwrap();
+        assert!(deliveries <= 10, "still redelivered after {deliveries} deliveries");
+    }
+    assert!(deliveries >= 5, "delivered {deliveries} times");
+    let letters = env.dead_letters(1, WAIT).await;
+    assert_eq!(letters.len(), 1, "the poison event reached dead letters");
+    assert_eq!(letters[0].body, poison);
+    let _ = connection.close(200, "done".into()).await;
+    env.cleanup().await;
+}

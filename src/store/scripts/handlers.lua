@@ -172,13 +172,21 @@ end
 
 local timer_handlers = {}
 
+-- The conversation a timer is about, if the timer still applies: the conversation is in
+-- `state` and its `field` still holds the number the timer was armed with.
+local function timed_conversation(data, state, field)
+  local record = conversation(data.conversation_id)
+  if record and record.s == state and tonumber(record[field]) == tonumber(data.token) then
+    return record
+  end
+end
+
 -- No reply in time: move to the next eligible agent that has not timed out on it yet; with
 -- nobody else eligible the conversation stays where it is.
 timer_handlers['reply_timeout'] = function(data)
   local conversation_id = data.conversation_id
-  local record = conversation(conversation_id)
-  if not record or record.s ~= 'open' or tonumber(record.an) ~= tonumber(data.token) then return end
-  if tonumber(record.rp) == tonumber(data.token) then return end
+  local record = timed_conversation(data, 'open', 'an')
+  if not record or tonumber(record.rp) == tonumber(data.token) then return end
   if setting('mode') ~= 'auto' then return end
   local current = record.a
   local excluded = { [current] = true }
@@ -196,10 +204,8 @@ end
 -- A rule step waited long enough: the next, wider step takes over.
 timer_handlers['rule_step'] = function(data)
   local conversation_id = data.conversation_id
-  local record = conversation(conversation_id)
-  if not record or record.s ~= 'waiting' or tonumber(record.tn) ~= tonumber(data.token) then
-    return
-  end
+  local record = timed_conversation(data, 'waiting', 'tn')
+  if not record then return end
   local _, rule = current_step(record)
   if not rule or not rule.route_to[(record.si or 1) + 1] then return end
   dequeue(record)
@@ -210,10 +216,8 @@ end
 -- No decision from the external allocator in time: the new-visitor strategy decides.
 timer_handlers['custom_timeout'] = function(data)
   local conversation_id = data.conversation_id
-  local record = conversation(conversation_id)
-  if not record or record.s ~= 'pending' or tonumber(record.rq) ~= tonumber(data.token) then
-    return
-  end
+  local record = timed_conversation(data, 'pending', 'rq')
+  if not record then return end
   release_hold(conversation_id, record)
   assign_by_strategy(conversation_id, record, 'new')
 end
