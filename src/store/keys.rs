@@ -10,7 +10,7 @@ use crate::contract::Id;
 /// The keys of the `apply` script, in the order its KEYS list expects (see `prelude.lua`).
 pub const APPLY_KEY_NAMES: &[&str] = &[
     "settings", "agents", "status", "convs", "owned", "waiting", "pool:load", "pool:order",
-    "pool:pass", "meta", "closed", "passes", "visitors", "visitor_seen", "held",
+    "pool:pass:1001", "meta", "closed", "passes", "visitors", "visitor_seen", "held",
     "offers", "online", "base_waiting", "pools", "memberships", "daily",
 ];
 

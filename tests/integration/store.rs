@@ -269,3 +269,44 @@ async fn inspect_shows_agents_loads_the_waiting_queue_and_settings() {
     assert!(line("new_visitors*").contains("round_robin"));
     assert!(line("mode ").contains("auto"));
 }
+
+#[tokio::test]
+async fn without_levels_rules_or_channel_rights_the_script_touches_only_declared_keys() {
+    if redis_url().contains(',') {
+        return; // SCAN is not routed by slot on a cluster; the single-node run checks this
+    }
+    let p = Project::new().await;
+    p.configure(json!({"new_visitors": "weighted", "reply_timeout_seconds": 30})).await;
+    p.online_agents(&[("a", 2), ("b", 1)]).await;
+    p.apply("agent.upserted", json!({"agents": [{"agent_id": "c", "max_concurrent": 1, "daily_limit": 5}]})).await;
+    for i in 0..6 {
+        p.create(&format!("c{i}")).await;
+    }
+    p.close("c0").await;
+    p.apply("message.received", json!({"conversation_id": "c0", "visitor_id": "v-c0"})).await;
+    p.apply("agent.removed", json!({"agent_id": "b"})).await;
+    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let declared: std::collections::BTreeSet<String> = switchboard::store::keys::APPLY_KEY_NAMES
+        .iter()
+        .map(|name| switchboard::store::keys::project_key(&project, name))
+        .collect();
+    let mut cursor = 0u64;
+    let mut seen = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = p
+            .store
+            .query(redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(format!("sb:{{{}}}:*", p.id)).arg("COUNT").arg(1000))
+            .await
+            .unwrap();
+        for key in keys {
+            seen += 1;
+            let is_dedupe_record = key.starts_with(&format!("sb:{{{}}}:event:", p.id));
+            assert!(declared.contains(&key) || is_dedupe_record, "undeclared key {key}");
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    assert!(seen > declared.len(), "saw only {seen} keys");
+}

@@ -11,9 +11,11 @@
 -- that alters an agent's eligibility calls `refresh`, which updates the base pool and the pools
 -- the agent belongs to: choosing is then a ZRANGE, O(log n) however large the team.
 
+-- `pass` is the prefix of the per-level pass sets; the base pool's set for agents outside the
+-- levels (all agents, in a project without levels) is the declared key K.by_pass.
 local BASE = {
-  id = 'base', load = K.by_load, order = K.by_order, pass = K.by_pass, online = K.online,
-  waiting = K.base_waiting,
+  id = 'base', load = K.by_load, order = K.by_order, pass = PREFIX .. 'pool:pass',
+  online = K.online, waiting = K.base_waiting,
 }
 
 local function requirement_pool(id)
@@ -81,6 +83,7 @@ end
 
 -- The weighted-pass set of one precedence bucket of a pool.
 local function pass_key(pool, level)
+  if pool == BASE and level == OUTSIDE then return K.by_pass end
   return pool.pass .. ':' .. level
 end
 

@@ -14,10 +14,11 @@
 --   8  by_load   zset    the base pool (every eligible agent, whatever its skills): score =
 --                        bucket * 1e11 + open conversations + random tie-breaker
 --   9  by_order  zset    base pool, score = bucket * 1e11 + round-robin position
---   10 by_pass   prefix  base pool, "<by_pass>:<bucket>" zsets, score = weighted-fair virtual
---                        pass (one set per bucket: a pass is a small fraction, which a bucket
---                        prefix in the score would round away)
---                        (bucket = the agent's precedence level, or 1001 outside the levels)
+--   10 by_pass   zset    base pool, agents outside the precedence levels (bucket 1001), score =
+--                        weighted-fair virtual pass. Each level has its own pass set,
+--                        "<prefix>pool:pass:<level>": a pass is a small fraction, which a bucket
+--                        prefix in the score would round away. (bucket = the agent's precedence
+--                        level, or 1001 outside the levels)
 --   11 meta      hash    counters: agent_seq, arrival_seq, rr_last, vtime
 --   12 closed    zset    conversation id -> closing time in ms (forgotten after retention)
 --   13 passes    hash    agent id -> virtual pass, kept while the agent is out of the pool
