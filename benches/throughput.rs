@@ -54,11 +54,20 @@ fn mixed_backlog(project: &str, agents: usize, n: usize) -> (Vec<Vec<u8>>, Vec<V
         .collect();
     let mut setup = vec![];
     for chunk in patches.chunks(1000) {
-        setup.push(event(project, next(), "agent.upserted", json!({"agents": chunk})));
+        setup.push(event(
+            project,
+            next(),
+            "agent.upserted",
+            json!({"agents": chunk}),
+        ));
     }
     for i in 0..agents {
-        setup.push(event(project, next(), "agent.status_changed",
-            json!({"agent_id": format!("agent-{i}"), "status": "online"})));
+        setup.push(event(
+            project,
+            next(),
+            "agent.status_changed",
+            json!({"agent_id": format!("agent-{i}"), "status": "online"}),
+        ));
     }
     let mut backlog = Vec::with_capacity(n);
     let mut conversation = 0;
@@ -69,13 +78,25 @@ fn mixed_backlog(project: &str, agents: usize, n: usize) -> (Vec<Vec<u8>>, Vec<V
                 backlog.push(event(project, next(), "conversation.created",
                     json!({"conversation_id": format!("c{conversation}"), "visitor_id": format!("v{conversation}")})));
             }
-            6..=8 => backlog.push(event(project, next(), "conversation.closed",
-                json!({"conversation_id": format!("c{}", conversation.max(3) - 2)}))),
+            6..=8 => backlog.push(event(
+                project,
+                next(),
+                "conversation.closed",
+                json!({"conversation_id": format!("c{}", conversation.max(3) - 2)}),
+            )),
             _ => {
                 let agent = format!("agent-{}", conversation % agents);
-                let status = if conversation % 4 == 0 { "busy" } else { "online" };
-                backlog.push(event(project, next(), "agent.status_changed",
-                    json!({"agent_id": agent, "status": status})));
+                let status = if conversation % 4 == 0 {
+                    "busy"
+                } else {
+                    "online"
+                };
+                backlog.push(event(
+                    project,
+                    next(),
+                    "agent.status_changed",
+                    json!({"agent_id": agent, "status": status}),
+                ));
             }
         }
     }
@@ -88,7 +109,10 @@ async fn publish_all(session: &Session, exchange: &str, bodies: &[Vec<u8>]) {
         let messages = chunk
             .iter()
             .map(|body| {
-                let key = serde_json::from_slice::<Value>(body).unwrap()["type"].as_str().unwrap().to_string();
+                let key = serde_json::from_slice::<Value>(body).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
                 (key, body)
             })
             .collect::<Vec<_>>();
@@ -119,7 +143,11 @@ impl Workers {
         let mut children = vec![];
         let mut ports = vec![];
         for _ in 0..count {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
             let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
                 .arg("run")
                 .env("SWITCHBOARD_HTTP_ADDR", format!("127.0.0.1:{port}"))
@@ -159,7 +187,9 @@ impl Workers {
 
     fn stop(mut self) {
         for child in &mut self.children {
-            let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
         }
         for child in &mut self.children {
             let _ = child.wait();
@@ -170,20 +200,28 @@ impl Workers {
 async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    stream.write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes()).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
+        .await?;
     let mut text = String::new();
     stream.read_to_string(&mut text).await?;
     Ok(text)
 }
 
 async fn cleanup(config: &Config) {
-    let connection = lapin::Connection::connect(&config.amqp_url, Default::default()).await.unwrap();
+    let connection = lapin::Connection::connect(&config.amqp_url, Default::default())
+        .await
+        .unwrap();
     let channel = connection.create_channel().await.unwrap();
     for queue in [&config.work_queue, &config.dead_letter_queue] {
-        let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+        let _ = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
     }
     for exchange in [&config.inbound_exchange, &config.outbound_exchange] {
-        let _ = channel.exchange_delete(exchange.as_str().into(), Default::default()).await;
+        let _ = channel
+            .exchange_delete(exchange.as_str().into(), Default::default())
+            .await;
     }
 }
 
@@ -216,9 +254,14 @@ async fn relay_drain(events: usize) -> f64 {
     let (_, backlog) = mixed_backlog(&tag, 10, events);
     publish_all(&session, &config.inbound_exchange, &backlog).await;
 
-    let connection = lapin::Connection::connect(&config.amqp_url, Default::default()).await.unwrap();
+    let connection = lapin::Connection::connect(&config.amqp_url, Default::default())
+        .await
+        .unwrap();
     let consume = connection.create_channel().await.unwrap();
-    consume.basic_qos(config.prefetch, BasicQosOptions::default()).await.unwrap();
+    consume
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await
+        .unwrap();
     let relay_session = Session::open(&config, "relay").await.unwrap();
     let publisher = relay_session.publisher();
     let redis = redis::Client::open(config.redis_url.as_str()).unwrap();
@@ -228,23 +271,50 @@ async fn relay_drain(events: usize) -> f64 {
     );
     let done = Arc::new(AtomicU64::new(0));
     let mut consumer = consume
-        .basic_consume(config.work_queue.as_str().into(), "relay".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            config.work_queue.as_str().into(),
+            "relay".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let started = Instant::now();
     let out = config.outbound_exchange.clone();
     for _ in 0..events {
-        let Some(Ok(delivery)) = consumer.next().await else { break };
-        let (publisher, mut redis, script, done, out) =
-            (publisher.clone(), redis.clone(), script.clone(), done.clone(), out.clone());
+        let Some(Ok(delivery)) = consumer.next().await else {
+            break;
+        };
+        let (publisher, mut redis, script, done, out) = (
+            publisher.clone(),
+            redis.clone(),
+            script.clone(),
+            done.clone(),
+            out.clone(),
+        );
         let key = format!("{{bench}}:{tag}");
         tokio::spawn(async move {
-            let _: i64 = script.key(&key).key(format!("{key}:last")).arg(&delivery.data[..]).invoke_async(&mut redis).await.unwrap();
-            publisher
-                .publish_all(vec![Message { exchange: &out, routing_key: "relayed", body: &delivery.data, properties: broker::json_properties() }])
+            let _: i64 = script
+                .key(&key)
+                .key(format!("{key}:last"))
+                .arg(&delivery.data[..])
+                .invoke_async(&mut redis)
                 .await
                 .unwrap();
-            delivery.acker.ack(BasicAckOptions::default()).await.unwrap();
+            publisher
+                .publish_all(vec![Message {
+                    exchange: &out,
+                    routing_key: "relayed",
+                    body: &delivery.data,
+                    properties: broker::json_properties(),
+                }])
+                .await
+                .unwrap();
+            delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .unwrap();
             done.fetch_add(1, Ordering::Relaxed);
         });
     }
@@ -293,13 +363,25 @@ async fn latency(rate: u64, seconds: u64) -> (f64, f64) {
                     i += 1;
                     let conversation = format!("c{i}");
                     // Every conversation closes right after, so capacity stays available.
-                    let created = event(&tag, i * 2, "conversation.created",
-                        json!({"conversation_id": conversation, "visitor_id": format!("v{i}")}));
+                    let created = event(
+                        &tag,
+                        i * 2,
+                        "conversation.created",
+                        json!({"conversation_id": conversation, "visitor_id": format!("v{i}")}),
+                    );
                     sent.lock().unwrap().insert(conversation, Instant::now());
                     let publisher = publisher.clone();
                     let exchange = exchange.clone();
                     confirms.push(tokio::spawn(async move {
-                        publisher.publish_all(vec![Message { exchange: &exchange, routing_key: "conversation.created", body: &created, properties: broker::json_properties() }]).await.unwrap();
+                        publisher
+                            .publish_all(vec![Message {
+                                exchange: &exchange,
+                                routing_key: "conversation.created",
+                                body: &created,
+                                properties: broker::json_properties(),
+                            }])
+                            .await
+                            .unwrap();
                     }));
                 }
             }
@@ -312,21 +394,41 @@ async fn latency(rate: u64, seconds: u64) -> (f64, f64) {
     let mut closes = vec![];
     let deadline = Instant::now() + Duration::from_secs(seconds + 10);
     while (latencies.len() as u64) < total && Instant::now() < deadline {
-        let Ok(Some(Ok(delivery))) = tokio::time::timeout(Duration::from_secs(5), decisions.next()).await else { break };
+        let Ok(Some(Ok(delivery))) =
+            tokio::time::timeout(Duration::from_secs(5), decisions.next()).await
+        else {
+            break;
+        };
         let now = Instant::now();
         let value: Value = serde_json::from_slice(&delivery.data).unwrap();
         if value["type"] == "conversation.assigned" && value["data"]["reason"] == "new" {
-            let conversation = value["data"]["conversation_id"].as_str().unwrap().to_string();
+            let conversation = value["data"]["conversation_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
             if let Some(at) = sent.lock().unwrap().remove(&conversation) {
                 latencies.push(now.duration_since(at).as_secs_f64() * 1000.0);
             }
-            closes.push(event(&tag, 1_000_000_000 + latencies.len() as u64, "conversation.closed", json!({"conversation_id": conversation})));
+            closes.push(event(
+                &tag,
+                1_000_000_000 + latencies.len() as u64,
+                "conversation.closed",
+                json!({"conversation_id": conversation}),
+            ));
             if closes.len() >= 50 {
                 let batch = std::mem::take(&mut closes);
                 let session_publisher = session.publisher();
                 let exchange = config.inbound_exchange.clone();
                 tokio::spawn(async move {
-                    let messages = batch.iter().map(|b| Message { exchange: &exchange, routing_key: "conversation.closed", body: b, properties: broker::json_properties() }).collect();
+                    let messages = batch
+                        .iter()
+                        .map(|b| Message {
+                            exchange: &exchange,
+                            routing_key: "conversation.closed",
+                            body: b,
+                            properties: broker::json_properties(),
+                        })
+                        .collect();
                     session_publisher.publish_all(messages).await.unwrap();
                 });
             }
@@ -347,13 +449,32 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     // `--only a,c` runs some parts; all by default.
-    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
-    let part = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|p| p == name));
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let part = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|p| p == name))
+    };
     let events = if quick { 5_000 } else { 30_000 };
     let machine = format!(
         "{} cores, {}",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default()
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(
+                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string())
+            )
+            .unwrap_or_default()
     );
     let mut report = vec![format!("# Switchboard benchmark\n\nmachine: {machine}; RabbitMQ and Redis on loopback; {events} mixed events per drain\n")];
     let mut line = |text: String| {

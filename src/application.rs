@@ -65,7 +65,9 @@ impl Application {
 
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub fn http_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The name this worker gives its broker connection (and its consumer tag).
@@ -108,7 +110,12 @@ async fn connect_store(config: &Config, options: StoreOptions) -> Store {
         match Store::connect(&nodes, options.clone()).await {
             Ok(store) => return store,
             Err(error) => {
-                Reconnecting { target: "redis", error: &error, retry_in: backoff }.emit();
+                Reconnecting {
+                    target: "redis",
+                    error: &error,
+                    retry_in: backoff,
+                }
+                .emit();
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
@@ -142,7 +149,12 @@ async fn consume(worker: Arc<Worker>, tag: String) {
             Ok(session) => session,
             Err(error) => {
                 worker.readiness.set_broker(false);
-                Reconnecting { target: "broker", error: &error, retry_in: backoff }.emit();
+                Reconnecting {
+                    target: "broker",
+                    error: &error,
+                    retry_in: backoff,
+                }
+                .emit();
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
@@ -154,7 +166,12 @@ async fn consume(worker: Arc<Worker>, tag: String) {
         let mut consumer = match session.consume(&config.work_queue, &tag).await {
             Ok(consumer) => consumer,
             Err(error) => {
-                Reconnecting { target: "broker", error: &error, retry_in: backoff }.emit();
+                Reconnecting {
+                    target: "broker",
+                    error: &error,
+                    retry_in: backoff,
+                }
+                .emit();
                 tokio::time::sleep(backoff).await;
                 continue;
             }

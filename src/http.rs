@@ -40,7 +40,13 @@ impl Readiness {
     }
 
     fn describe(&self) -> String {
-        let flag = |b: &AtomicBool| if b.load(Ordering::Relaxed) { "up" } else { "down" };
+        let flag = |b: &AtomicBool| {
+            if b.load(Ordering::Relaxed) {
+                "up"
+            } else {
+                "down"
+            }
+        };
         format!(
             "broker: {}\nredis: {}\nconsuming: {}\n",
             flag(&self.broker),
@@ -99,9 +105,17 @@ async fn respond(
         ("GET", "/readyz") if readiness.is_ready() => {
             ("200 OK", "text/plain", readiness.describe())
         }
-        ("GET", "/readyz") => ("503 Service Unavailable", "text/plain", readiness.describe()),
+        ("GET", "/readyz") => (
+            "503 Service Unavailable",
+            "text/plain",
+            readiness.describe(),
+        ),
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        _ => ("405 Method Not Allowed", "text/plain", "method not allowed\n".to_string()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "method not allowed\n".to_string(),
+        ),
     };
     let response = format!(
         "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

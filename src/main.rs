@@ -46,7 +46,11 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = Config::load(args.config.as_deref())?;
-    let level = if matches!(args.command, Command::Run) { "info" } else { "warn" };
+    let level = if matches!(args.command, Command::Run) {
+        "info"
+    } else {
+        "warn"
+    };
     switchboard::telemetry::init_logging(&config.log_format, level);
     match args.command {
         Command::Run => cli::run::run(config).await,

@@ -22,11 +22,21 @@ pub fn init_logging(format: &str, default_level: &str) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let result = if format == "json" {
         registry
-            .with(fmt::layer().json().flatten_event(true).with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init()
     } else {
         registry
-            .with(fmt::layer().with_target(false).with_ansi(ansi).with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_target(false)
+                    .with_ansi(ansi)
+                    .with_writer(std::io::stderr),
+            )
             .try_init()
     };
     // A second initialisation (tests spawning several workers) keeps the first subscriber.
@@ -41,7 +51,9 @@ pub fn init_metrics() -> PrometheusHandle {
             PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full("switchboard_decision_seconds".into()),
-                    &[0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0],
+                    &[
+                        0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+                    ],
                 )
                 .expect("static buckets are valid")
                 .install_recorder()

@@ -47,8 +47,15 @@ impl Worker {
                 let reason = rejection.to_string();
                 let kind = rejection.kind();
                 let event_type = peek_type(&delivery.data);
-                self.dead_letter(&delivery, broker, &reason, kind, event_type.as_deref(), None)
-                    .await;
+                self.dead_letter(
+                    &delivery,
+                    broker,
+                    &reason,
+                    kind,
+                    event_type.as_deref(),
+                    None,
+                )
+                .await;
                 return;
             }
         };
@@ -63,8 +70,15 @@ impl Worker {
             Some(Err(error)) => {
                 // A failure that retrying cannot fix: keep the event, with the reason.
                 let reason = format!("internal error: {error}");
-                self.dead_letter(&delivery, broker, &reason, "internal", Some(event.kind.type_name()), Some(&event))
-                    .await;
+                self.dead_letter(
+                    &delivery,
+                    broker,
+                    &reason,
+                    "internal",
+                    Some(event.kind.type_name()),
+                    Some(&event),
+                )
+                .await;
                 return;
             }
             None => return, // stopping while Redis is away: left for redelivery
@@ -87,7 +101,11 @@ impl Worker {
                 let due = applied.time_ms + timer.delay_ms as i64;
                 let step = broker::delay::ladder_step((due - now).max(0) as u64);
                 let queue = broker::delay::queue_name(&self.config.work_queue, step);
-                (queue, due, outbound::timer_event(&event.project, timer, &time))
+                (
+                    queue,
+                    due,
+                    outbound::timer_event(&event.project, timer, &time),
+                )
             })
             .collect();
         for (queue, _, _) in &timers {
@@ -167,7 +185,11 @@ impl Worker {
     }
 
     async fn ensure_delay_queue(&self, queue: &str, broker: &DeliveryContext) -> bool {
-        match broker.publisher.ensure_delay_queue(&self.config.work_queue, queue).await {
+        match broker
+            .publisher
+            .ensure_delay_queue(&self.config.work_queue, queue)
+            .await
+        {
             Ok(()) => true,
             Err(error) => {
                 tracing::warn!(%error, "declaring a delay queue failed; the event will be redelivered");
@@ -189,7 +211,11 @@ impl Worker {
                 }
                 Err(error) if error.is_transient() => {
                     self.readiness.set_redis(false);
-                    StoreUnavailable { error: &error, retry_in: backoff }.emit();
+                    StoreUnavailable {
+                        error: &error,
+                        retry_in: backoff,
+                    }
+                    .emit();
                     tokio::select! {
                         _ = self.shutdown.cancelled() => return None,
                         _ = tokio::time::sleep(backoff) => {}

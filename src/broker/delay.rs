@@ -49,14 +49,37 @@ pub fn queue_name(work_queue: &str, delay_ms: u64) -> String {
 
 pub fn arguments(work_queue: &str, delay_ms: u64) -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("classic")));
-    args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay_ms as i64));
-    args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(LongString::from("")));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("classic")),
+    );
+    args.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongLongInt(delay_ms as i64),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(LongString::from("")),
+    );
     args.insert(
         "x-dead-letter-routing-key".into(),
         AMQPValue::LongString(LongString::from(work_queue)),
     );
     args
+}
+
+pub async fn declare(channel: &Channel, work_queue: &str, delay_ms: u64) -> lapin::Result<()> {
+    channel
+        .queue_declare(
+            queue_name(work_queue, delay_ms).as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments(work_queue, delay_ms),
+        )
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]
@@ -79,18 +102,4 @@ mod tests {
         }
         assert!(hops < 40, "{hops} hops");
     }
-}
-
-pub async fn declare(channel: &Channel, work_queue: &str, delay_ms: u64) -> lapin::Result<()> {
-    channel
-        .queue_declare(
-            queue_name(work_queue, delay_ms).as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            arguments(work_queue, delay_ms),
-        )
-        .await
-        .map(|_| ())
 }

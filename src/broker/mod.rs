@@ -155,8 +155,17 @@ pub struct Message<'a> {
 
 impl Publisher {
     /// Declares a delay queue (named by `delay::queue_name`) unless this session already did.
-    pub async fn ensure_delay_queue(&self, work_queue: &str, queue: &str) -> Result<(), BrokerError> {
-        if self.delay_queues.lock().expect("not poisoned").contains(queue) {
+    pub async fn ensure_delay_queue(
+        &self,
+        work_queue: &str,
+        queue: &str,
+    ) -> Result<(), BrokerError> {
+        if self
+            .delay_queues
+            .lock()
+            .expect("not poisoned")
+            .contains(queue)
+        {
             return Ok(());
         }
         let delay_ms = queue
@@ -165,7 +174,10 @@ impl Publisher {
             .and_then(|ms| ms.parse().ok())
             .expect("delay queue names end with their delay");
         delay::declare(&self.channel, work_queue, delay_ms).await?;
-        self.delay_queues.lock().expect("not poisoned").insert(queue.to_string());
+        self.delay_queues
+            .lock()
+            .expect("not poisoned")
+            .insert(queue.to_string());
         Ok(())
     }
 
@@ -211,7 +223,12 @@ pub fn timer_properties(due_ms: i64) -> BasicProperties {
 
 /// The due time of a timer message, if it is one.
 pub fn timer_due(properties: &BasicProperties) -> Option<i64> {
-    match properties.headers().as_ref()?.inner().get(delay::DUE_HEADER)? {
+    match properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(delay::DUE_HEADER)?
+    {
         AMQPValue::LongLongInt(due) => Some(*due),
         AMQPValue::LongInt(due) => Some(*due as i64),
         _ => None,

@@ -17,7 +17,10 @@ pub fn work_queue_arguments(config: &Config) -> FieldTable {
         "x-dead-letter-routing-key".into(),
         long_string(&config.dead_letter_queue),
     );
-    args.insert("x-dead-letter-strategy".into(), long_string("at-least-once"));
+    args.insert(
+        "x-dead-letter-strategy".into(),
+        long_string("at-least-once"),
+    );
     // At-least-once dead-lettering requires rejecting publishes rather than dropping heads.
     args.insert("x-overflow".into(), long_string("reject-publish"));
     args.insert(
@@ -60,7 +63,11 @@ pub async fn declare(channel: &Channel, config: &Config) -> lapin::Result<()> {
     let mut dead_args = FieldTable::default();
     dead_args.insert("x-queue-type".into(), long_string("quorum"));
     channel
-        .queue_declare(config.dead_letter_queue.as_str().into(), durable_queue(), dead_args)
+        .queue_declare(
+            config.dead_letter_queue.as_str().into(),
+            durable_queue(),
+            dead_args,
+        )
         .await?;
     channel
         .queue_declare(

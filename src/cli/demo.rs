@@ -57,7 +57,11 @@ impl Demo<'_> {
 
     async fn status(&mut self, agent: &str, status: &str) -> anyhow::Result<()> {
         println!("  ·  {agent} is now {status}");
-        self.send("agent.status_changed", json!({"agent_id": agent, "status": status})).await
+        self.send(
+            "agent.status_changed",
+            json!({"agent_id": agent, "status": status}),
+        )
+        .await
     }
 }
 
@@ -67,10 +71,22 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let project = args
         .project
         .unwrap_or_else(|| format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]));
-    let mut demo = Demo { config: &config, publisher: session.publisher(), project, sequence: 0 };
+    let mut demo = Demo {
+        config: &config,
+        publisher: session.publisher(),
+        project,
+        sequence: 0,
+    };
 
-    println!("demo project `{}`: 4 agents, {} new conversations/s", demo.project, args.rate);
-    demo.send("project.configured", json!({"mode": "auto", "new_visitors": "least_loaded"})).await?;
+    println!(
+        "demo project `{}`: 4 agents, {} new conversations/s",
+        demo.project, args.rate
+    );
+    demo.send(
+        "project.configured",
+        json!({"mode": "auto", "new_visitors": "least_loaded"}),
+    )
+    .await?;
     demo.send(
         "agent.upserted",
         json!({"agents": [
@@ -142,7 +158,10 @@ fn print_decision(event: &Value) {
             "  →  {conversation} assigned to {} ({}{})",
             data["agent_id"].as_str().unwrap_or("?"),
             data["reason"].as_str().unwrap_or("?"),
-            data["strategy"].as_str().map(|s| format!(", {s}")).unwrap_or_default(),
+            data["strategy"]
+                .as_str()
+                .map(|s| format!(", {s}"))
+                .unwrap_or_default(),
         ),
         "conversation.queued" => println!(
             "  …  {conversation} waits ({})",

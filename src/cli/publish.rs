@@ -15,7 +15,8 @@ pub async fn run(config: Config, file: &Path) -> anyhow::Result<()> {
     if file == Path::new("-") {
         std::io::stdin().read_to_string(&mut text)?;
     } else {
-        text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     }
     let events = split_events(&text)?;
     let session = Session::open(&config, "switchboard-publish").await?;
@@ -31,7 +32,11 @@ pub async fn run(config: Config, file: &Path) -> anyhow::Result<()> {
         .collect();
     publisher.publish_all(messages).await?;
     session.close().await;
-    println!("published {} event(s) to {}", events.len(), config.inbound_exchange);
+    println!(
+        "published {} event(s) to {}",
+        events.len(),
+        config.inbound_exchange
+    );
     Ok(())
 }
 
@@ -69,7 +74,10 @@ mod tests {
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].0, "agent.removed");
         let many = split_events("{\"type\":\"a\"}\n\n{\"type\":\"b\"}\n").unwrap();
-        assert_eq!(many.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            many.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert!(split_events("{\"type\":\"a\"}\nnope\n").is_err());
     }
 }

@@ -9,7 +9,12 @@ use crate::contract::{asyncapi, schema};
 pub fn files() -> Vec<(String, String)> {
     let mut files: Vec<(String, String)> = schema::events()
         .iter()
-        .map(|event| (format!("schemas/{}", event.file_name()), pretty(&event.schema())))
+        .map(|event| {
+            (
+                format!("schemas/{}", event.file_name()),
+                pretty(&event.schema()),
+            )
+        })
         .collect();
     files.push(("asyncapi.json".into(), pretty(&asyncapi::document())));
     files

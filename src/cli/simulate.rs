@@ -92,46 +92,140 @@ impl Report {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "strategy {} · {} conversations in {:.1} s", self.strategy, self.waits_ms.len(), self.seconds);
-        let _ = writeln!(out, "  AGENT     ASSIGNED   SHARE  EXPECTED  MAX LOAD/LIMIT");
+        let _ = writeln!(
+            out,
+            "strategy {} · {} conversations in {:.1} s",
+            self.strategy,
+            self.waits_ms.len(),
+            self.seconds
+        );
+        let _ = writeln!(
+            out,
+            "  AGENT     ASSIGNED   SHARE  EXPECTED  MAX LOAD/LIMIT"
+        );
         for r in &self.rows {
-            let _ = writeln!(out, "  {:<8}  {:>8}  {:>5.1}%  {:>7.1}%  {:>5}/{}", r.id, r.assigned, r.share * 100.0, r.expected * 100.0, r.max_load, r.limit);
+            let _ = writeln!(
+                out,
+                "  {:<8}  {:>8}  {:>5.1}%  {:>7.1}%  {:>5}/{}",
+                r.id,
+                r.assigned,
+                r.share * 100.0,
+                r.expected * 100.0,
+                r.max_load,
+                r.limit
+            );
         }
-        let _ = writeln!(out, "wait: p50 {:.1} ms · p90 {:.1} ms · p99 {:.1} ms · max {:.1} ms",
-            self.percentile(0.5), self.percentile(0.9), self.percentile(0.99), self.percentile(1.0));
+        let _ = writeln!(
+            out,
+            "wait: p50 {:.1} ms · p90 {:.1} ms · p99 {:.1} ms · max {:.1} ms",
+            self.percentile(0.5),
+            self.percentile(0.9),
+            self.percentile(0.99),
+            self.percentile(1.0)
+        );
         out
     }
 
     /// Shares (actual bars, expected ticks) and the wait-time distribution, as SVG.
     pub fn svg(&self) -> String {
         let (w, h) = (720.0, 320.0);
-        let mut svg = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#);
+        let mut svg = format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+        );
         svg += r#"<rect width="100%" height="100%" fill="white"/>"#;
-        let _ = write!(svg, r#"<text x="20" y="22" font-size="14">Share of assignments ({}) — bars: actual, ticks: expected</text>"#, self.strategy);
+        let _ = write!(
+            svg,
+            r#"<text x="20" y="22" font-size="14">Share of assignments ({}) — bars: actual, ticks: expected</text>"#,
+            self.strategy
+        );
         let (x0, y0, chart_h) = (40.0, 40.0, 220.0);
         let bar_w = 260.0 / self.rows.len().max(1) as f64;
-        let top = self.rows.iter().map(|r| r.share.max(r.expected)).fold(0.0, f64::max).max(0.01);
+        let top = self
+            .rows
+            .iter()
+            .map(|r| r.share.max(r.expected))
+            .fold(0.0, f64::max)
+            .max(0.01);
         for (i, r) in self.rows.iter().enumerate() {
             let x = x0 + i as f64 * bar_w;
             let bh = r.share / top * chart_h;
             let eh = r.expected / top * chart_h;
-            let _ = write!(svg, r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#4c78a8"/>"##, x + 4.0, y0 + chart_h - bh, bar_w - 8.0, bh);
-            let _ = write!(svg, r##"<line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#e45756" stroke-width="3"/>"##, x, x + bar_w, y0 + chart_h - eh, y0 + chart_h - eh);
-            let _ = write!(svg, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#, x + bar_w / 2.0, y0 + chart_h + 16.0, r.id);
-            let _ = write!(svg, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{:.0}%</text>"#, x + bar_w / 2.0, y0 + chart_h - bh - 4.0, r.share * 100.0);
+            let _ = write!(
+                svg,
+                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#4c78a8"/>"##,
+                x + 4.0,
+                y0 + chart_h - bh,
+                bar_w - 8.0,
+                bh
+            );
+            let _ = write!(
+                svg,
+                r##"<line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#e45756" stroke-width="3"/>"##,
+                x,
+                x + bar_w,
+                y0 + chart_h - eh,
+                y0 + chart_h - eh
+            );
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                x + bar_w / 2.0,
+                y0 + chart_h + 16.0,
+                r.id
+            );
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{:.0}%</text>"#,
+                x + bar_w / 2.0,
+                y0 + chart_h - bh - 4.0,
+                r.share * 100.0
+            );
         }
         // Wait-time distribution: sorted waits as a curve (x = share of conversations).
         let (cx, cw) = (380.0, 300.0);
-        let _ = write!(svg, r#"<text x="{cx}" y="{:.1}">Wait (ms) by percentile — p99 {:.1} ms</text>"#, y0 - 4.0, self.percentile(0.99));
-        let _ = write!(svg, r##"<rect x="{cx}" y="{y0}" width="{cw}" height="{chart_h}" fill="none" stroke="#999"/>"##);
+        let _ = write!(
+            svg,
+            r#"<text x="{cx}" y="{:.1}">Wait (ms) by percentile — p99 {:.1} ms</text>"#,
+            y0 - 4.0,
+            self.percentile(0.99)
+        );
+        let _ = write!(
+            svg,
+            r##"<rect x="{cx}" y="{y0}" width="{cw}" height="{chart_h}" fill="none" stroke="#999"/>"##
+        );
         let max_wait = self.percentile(1.0).max(1.0);
         let n = self.waits_ms.len().max(2) - 1;
-        let points: Vec<String> = self.waits_ms.iter().enumerate()
-            .map(|(i, wait)| format!("{:.1},{:.1}", cx + i as f64 / n as f64 * cw, y0 + chart_h - wait / max_wait * chart_h))
+        let points: Vec<String> = self
+            .waits_ms
+            .iter()
+            .enumerate()
+            .map(|(i, wait)| {
+                format!(
+                    "{:.1},{:.1}",
+                    cx + i as f64 / n as f64 * cw,
+                    y0 + chart_h - wait / max_wait * chart_h
+                )
+            })
             .collect();
-        let _ = write!(svg, r##"<polyline fill="none" stroke="#4c78a8" stroke-width="2" points="{}"/>"##, points.join(" "));
-        let _ = write!(svg, r#"<text x="{cx}" y="{:.1}">0%</text><text x="{:.1}" y="{:.1}" text-anchor="end">100%</text>"#, y0 + chart_h + 16.0, cx + cw, y0 + chart_h + 16.0);
-        let _ = write!(svg, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{:.0}</text>"#, cx - 4.0, y0 + 10.0, max_wait);
+        let _ = write!(
+            svg,
+            r##"<polyline fill="none" stroke="#4c78a8" stroke-width="2" points="{}"/>"##,
+            points.join(" ")
+        );
+        let _ = write!(
+            svg,
+            r#"<text x="{cx}" y="{:.1}">0%</text><text x="{:.1}" y="{:.1}" text-anchor="end">100%</text>"#,
+            y0 + chart_h + 16.0,
+            cx + cw,
+            y0 + chart_h + 16.0
+        );
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{:.0}</text>"#,
+            cx - 4.0,
+            y0 + 10.0,
+            max_wait
+        );
         svg += "</svg>\n";
         svg
     }
@@ -141,9 +235,16 @@ fn parse_agents(spec: &str) -> anyhow::Result<Vec<SimAgent>> {
     spec.split(',')
         .map(|part| {
             let fields: Vec<&str> = part.trim().split(':').collect();
-            anyhow::ensure!(fields.len() == 3, "agent `{part}` is not id:max_concurrent:weight");
+            anyhow::ensure!(
+                fields.len() == 3,
+                "agent `{part}` is not id:max_concurrent:weight"
+            );
             Id::parse(fields[0]).map_err(|e| anyhow::anyhow!("agent id `{}` {e}", fields[0]))?;
-            Ok(SimAgent { id: fields[0].into(), max_concurrent: fields[1].parse()?, weight: fields[2].parse()? })
+            Ok(SimAgent {
+                id: fields[0].into(),
+                max_concurrent: fields[1].parse()?,
+                weight: fields[2].parse()?,
+            })
         })
         .collect()
 }
@@ -168,7 +269,10 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     let agents = parse_agents(&args.agents)?;
     let (handling_min, handling_max) = parse_range(&args.handling_ms)?;
     anyhow::ensure!(
-        matches!(args.strategy.as_str(), "least_loaded" | "round_robin" | "weighted"),
+        matches!(
+            args.strategy.as_str(),
+            "least_loaded" | "round_robin" | "weighted"
+        ),
         "strategy is least_loaded, round_robin or weighted"
     );
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
@@ -184,7 +288,9 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
         config.http_addr = "127.0.0.1:0".into();
         let application = Application::build(config.clone(), Arc::new(SystemClock)).await?;
         let stopped = stop.clone();
-        worker = Some(tokio::spawn(application.run_until_stopped(async move { stopped.cancelled().await })));
+        worker = Some(tokio::spawn(
+            application.run_until_stopped(async move { stopped.cancelled().await }),
+        ));
     }
     let session = Session::open(&config, "switchboard-simulate").await?;
     let mut decisions = session.tap(&config.outbound_exchange).await?;
@@ -202,15 +308,23 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
         let routing_key = event_type.to_string();
         async move {
             publisher
-                .publish_all(vec![Message { exchange: &exchange, routing_key: &routing_key, body: &body, properties: broker::json_properties() }])
+                .publish_all(vec![Message {
+                    exchange: &exchange,
+                    routing_key: &routing_key,
+                    body: &body,
+                    properties: broker::json_properties(),
+                }])
                 .await
         }
     };
 
-    let store = Store::connect(&config.redis_nodes(), StoreOptions {
-        dedupe_ttl: config.dedupe_ttl(),
-        closed_retention: Duration::from_secs(config.closed_retention_seconds),
-    })
+    let store = Store::connect(
+        &config.redis_nodes(),
+        StoreOptions {
+            dedupe_ttl: config.dedupe_ttl(),
+            closed_retention: Duration::from_secs(config.closed_retention_seconds),
+        },
+    )
     .await?;
     let project_id = Id::parse(&project).expect("a valid id");
     let load = |agent: &str| {
@@ -228,7 +342,11 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
         .collect();
     send("agent.upserted", json!({"agents": patches})).await?;
     for agent in &agents {
-        send("agent.status_changed", json!({"agent_id": agent.id, "status": "online"})).await?;
+        send(
+            "agent.status_changed",
+            json!({"agent_id": agent.id, "status": "online"}),
+        )
+        .await?;
     }
     // Wait until the settings and the team are in place before the day starts (a worker
     // handles events concurrently, so they may be applied in any order).
@@ -242,13 +360,19 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
         if configured && ready >= agents.iter().filter(|a| a.max_concurrent > 0).count() {
             break;
         }
-        anyhow::ensure!(started_waiting.elapsed() < Duration::from_secs(30), "no worker applied the team within 30 s");
+        anyhow::ensure!(
+            started_waiting.elapsed() < Duration::from_secs(30),
+            "no worker applied the team within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     let day = Instant::now();
     let expected_seconds = args.conversations as f64 / args.rate.max(0.01);
-    let (absence_start, absence_end) = (expected_seconds * (0.5 - args.absence / 2.0), expected_seconds * (0.5 + args.absence / 2.0));
+    let (absence_start, absence_end) = (
+        expected_seconds * (0.5 - args.absence / 2.0),
+        expected_seconds * (0.5 + args.absence / 2.0),
+    );
     let mut absent = false;
     let mut next_arrival = day;
     let mut created = 0u64;
@@ -286,41 +410,82 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
             created += 1;
             let id = format!("c{created}");
             created_at.insert(id.clone(), Instant::now());
-            send("conversation.created", json!({"conversation_id": id, "visitor_id": format!("v{created}")})).await?;
+            send(
+                "conversation.created",
+                json!({"conversation_id": id, "visitor_id": format!("v{created}")}),
+            )
+            .await?;
             let gap = -rand::rng().random::<f64>().max(1e-9).ln() / args.rate.max(0.01);
             next_arrival += Duration::from_secs_f64(gap);
         }
         let mut due = vec![];
-        closing.retain(|(at, id)| if *at <= now { due.push(id.clone()); false } else { true });
+        closing.retain(|(at, id)| {
+            if *at <= now {
+                due.push(id.clone());
+                false
+            } else {
+                true
+            }
+        });
         for id in due {
             send("conversation.closed", json!({"conversation_id": id})).await?;
         }
         let t = day.elapsed().as_secs_f64();
         if args.absence > 0.0 && !absent && t >= absence_start && t < absence_end {
             absent = true;
-            send("agent.status_changed", json!({"agent_id": agents[0].id, "status": "offline"})).await?;
+            send(
+                "agent.status_changed",
+                json!({"agent_id": agents[0].id, "status": "offline"}),
+            )
+            .await?;
         } else if absent && t >= absence_end {
             absent = false;
-            send("agent.status_changed", json!({"agent_id": agents[0].id, "status": "online"})).await?;
+            send(
+                "agent.status_changed",
+                json!({"agent_id": agents[0].id, "status": "online"}),
+            )
+            .await?;
         }
         if last_progress.elapsed() >= Duration::from_secs(1) {
             last_progress = Instant::now();
-            eprintln!("[{t:>5.1}s] created {created}/{} · assigned {} · waiting {}", args.conversations, waits.len(), created_at.len());
+            eprintln!(
+                "[{t:>5.1}s] created {created}/{} · assigned {} · waiting {}",
+                args.conversations,
+                waits.len(),
+                created_at.len()
+            );
         }
-        anyhow::ensure!(day.elapsed() < Duration::from_secs_f64(expected_seconds * 4.0 + 60.0), "the simulation did not finish");
+        anyhow::ensure!(
+            day.elapsed() < Duration::from_secs_f64(expected_seconds * 4.0 + 60.0),
+            "the simulation did not finish"
+        );
     }
     let seconds = day.elapsed().as_secs_f64();
 
     // Expected shares: by weight (weighted) or equal, among the agents present; the first agent
     // is away for `absence` of the day. (When the team is saturated, who frees up first decides
     // instead, and the shares follow capacity.)
-    let share_of = |a: &SimAgent| if args.strategy == "weighted" { a.weight } else { 1.0 };
+    let share_of = |a: &SimAgent| {
+        if args.strategy == "weighted" {
+            a.weight
+        } else {
+            1.0
+        }
+    };
     let all: f64 = agents.iter().map(share_of).sum();
     let without_first: f64 = agents.iter().skip(1).map(share_of).sum();
-    let away = if agents.len() > 1 { args.absence.clamp(0.0, 1.0) } else { 0.0 };
+    let away = if agents.len() > 1 {
+        args.absence.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let expected = |i: usize, a: &SimAgent| {
         let present = share_of(a) / all;
-        let during_absence = if i == 0 { 0.0 } else { share_of(a) / without_first };
+        let during_absence = if i == 0 {
+            0.0
+        } else {
+            share_of(a) / without_first
+        };
         (1.0 - away) * present + away * during_absence
     };
     let total = waits.len().max(1) as f64;
@@ -343,18 +508,32 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
         worker.await??;
         cleanup(&config).await;
     }
-    Ok(Report { strategy: args.strategy, rows, waits_ms: waits, seconds })
+    Ok(Report {
+        strategy: args.strategy,
+        rows,
+        waits_ms: waits,
+        seconds,
+    })
 }
 
 /// Deletes the private topology of an in-process simulation.
 async fn cleanup(config: &Config) {
-    let Ok(connection) = lapin::Connection::connect(&config.amqp_url, Default::default()).await else { return };
-    let Ok(channel) = connection.create_channel().await else { return };
+    let Ok(connection) = lapin::Connection::connect(&config.amqp_url, Default::default()).await
+    else {
+        return;
+    };
+    let Ok(channel) = connection.create_channel().await else {
+        return;
+    };
     for queue in [&config.work_queue, &config.dead_letter_queue] {
-        let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;
+        let _ = channel
+            .queue_delete(queue.as_str().into(), Default::default())
+            .await;
     }
     for exchange in [&config.inbound_exchange, &config.outbound_exchange] {
-        let _ = channel.exchange_delete(exchange.as_str().into(), Default::default()).await;
+        let _ = channel
+            .exchange_delete(exchange.as_str().into(), Default::default())
+            .await;
     }
     let _ = connection.close(200, "done".into()).await;
 }

@@ -23,32 +23,42 @@ pub fn document() -> Value {
     let mut by_direction: [Map<String, Value>; 3] = Default::default();
     for event in events() {
         let id = message_id(event.event_type, event.direction);
-        messages.insert(id.clone(), json!({
-            "name": event.event_type,
-            "title": event.event_type,
-            "summary": event.summary,
-            "contentType": "application/json",
-            "payload": {"$ref": format!("schemas/{}", event.file_name())},
-            "bindings": {"amqp": {"deliveryMode": 2, "bindingVersion": "0.3.0"}},
-        }));
+        messages.insert(
+            id.clone(),
+            json!({
+                "name": event.event_type,
+                "title": event.event_type,
+                "summary": event.summary,
+                "contentType": "application/json",
+                "payload": {"$ref": format!("schemas/{}", event.file_name())},
+                "bindings": {"amqp": {"deliveryMode": 2, "bindingVersion": "0.3.0"}},
+            }),
+        );
         let slot = match event.direction {
             Direction::Inbound => 0,
             Direction::Outbound => 1,
             Direction::Internal => 2,
         };
-        by_direction[slot].insert(id.clone(), json!({"$ref": format!("#/components/messages/{id}")}));
+        by_direction[slot].insert(
+            id.clone(),
+            json!({"$ref": format!("#/components/messages/{id}")}),
+        );
     }
     let [inbound, outbound, internal] = by_direction;
-    let exchange = |name: &str| json!({"amqp": {
-        "is": "routingKey",
-        "exchange": {"name": name, "type": "topic", "durable": true, "autoDelete": false, "vhost": "/"},
-        "bindingVersion": "0.3.0"
-    }});
-    let queue = |name: &str| json!({"amqp": {
-        "is": "queue",
-        "queue": {"name": name, "durable": true, "exclusive": false, "autoDelete": false, "vhost": "/"},
-        "bindingVersion": "0.3.0"
-    }});
+    let exchange = |name: &str| {
+        json!({"amqp": {
+            "is": "routingKey",
+            "exchange": {"name": name, "type": "topic", "durable": true, "autoDelete": false, "vhost": "/"},
+            "bindingVersion": "0.3.0"
+        }})
+    };
+    let queue = |name: &str| {
+        json!({"amqp": {
+            "is": "queue",
+            "queue": {"name": name, "durable": true, "exclusive": false, "autoDelete": false, "vhost": "/"},
+            "bindingVersion": "0.3.0"
+        }})
+    };
     let mut dead_messages = inbound.clone();
     dead_messages.extend(internal.clone());
     json!({

@@ -30,7 +30,9 @@ impl Envelope {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| Rejection::InvalidJson(e.to_string()))?;
         let Value::Object(mut object) = value else {
-            return Err(Rejection::NotCloudEvent("the body is not a JSON object".into()));
+            return Err(Rejection::NotCloudEvent(
+                "the body is not a JSON object".into(),
+            ));
         };
 
         match object.get("specversion") {
@@ -128,21 +130,79 @@ mod tests {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"{not json".to_vec(), "invalid JSON"),
             (b"[1,2]".to_vec(), "not a JSON object"),
-            (event(|o| { o.remove("specversion"); }), "missing required field `specversion`"),
-            (event(|o| { o.insert("specversion".into(), json!("0.3")); }), "specversion must be"),
-            (event(|o| { o.remove("id"); }), "missing required field `id`"),
-            (event(|o| { o.insert("id".into(), json!("")); }), "`id`: must not be empty"),
-            (event(|o| { o.insert("id".into(), json!(7)); }), "`id`: must be a string"),
-            (event(|o| { o.remove("source"); }), "missing required field `source`"),
-            (event(|o| { o.remove("project"); }), "missing required field `project`"),
-            (event(|o| { o.insert("project".into(), json!("ac{me}")); }), "invalid field `project`"),
-            (event(|o| { o.insert("time".into(), json!("yesterday")); }), "RFC 3339"),
-            (event(|o| { o.remove("data"); }), "missing required field `data`"),
-            (event(|o| { o.insert("data".into(), json!("x")); }), "`data`: must be a JSON object"),
+            (
+                event(|o| {
+                    o.remove("specversion");
+                }),
+                "missing required field `specversion`",
+            ),
+            (
+                event(|o| {
+                    o.insert("specversion".into(), json!("0.3"));
+                }),
+                "specversion must be",
+            ),
+            (
+                event(|o| {
+                    o.remove("id");
+                }),
+                "missing required field `id`",
+            ),
+            (
+                event(|o| {
+                    o.insert("id".into(), json!(""));
+                }),
+                "`id`: must not be empty",
+            ),
+            (
+                event(|o| {
+                    o.insert("id".into(), json!(7));
+                }),
+                "`id`: must be a string",
+            ),
+            (
+                event(|o| {
+                    o.remove("source");
+                }),
+                "missing required field `source`",
+            ),
+            (
+                event(|o| {
+                    o.remove("project");
+                }),
+                "missing required field `project`",
+            ),
+            (
+                event(|o| {
+                    o.insert("project".into(), json!("ac{me}"));
+                }),
+                "invalid field `project`",
+            ),
+            (
+                event(|o| {
+                    o.insert("time".into(), json!("yesterday"));
+                }),
+                "RFC 3339",
+            ),
+            (
+                event(|o| {
+                    o.remove("data");
+                }),
+                "missing required field `data`",
+            ),
+            (
+                event(|o| {
+                    o.insert("data".into(), json!("x"));
+                }),
+                "`data`: must be a JSON object",
+            ),
         ];
         for (body, expected) in cases {
             let error = Envelope::parse(&body).unwrap_err().to_string();
-            assert!(error.contains(expected), "{error:?} should contain {expected:?}");
+            assert!(
+                error.contains(expected),
+                "{error:?} should contain {expected:?}"
+            );
         }
     }
 
@@ -151,6 +211,9 @@ mod tests {
         let body = event(|o| {
             o.insert("padding".into(), json!("x".repeat(MAX_EVENT_BYTES)));
         });
-        assert!(matches!(Envelope::parse(&body), Err(Rejection::TooLarge(_))));
+        assert!(matches!(
+            Envelope::parse(&body),
+            Err(Rejection::TooLarge(_))
+        ));
     }
 }

@@ -69,7 +69,14 @@ mod tests {
 
     #[test]
     fn accepts_the_contract_alphabet() {
-        for ok in ["a", "acme", "agent-7", "user@example.com", "wa:+1", "A_b.c:d@e-f"] {
+        for ok in [
+            "a",
+            "acme",
+            "agent-7",
+            "user@example.com",
+            "wa:+1",
+            "A_b.c:d@e-f",
+        ] {
             if ok.contains('+') {
                 assert_eq!(Id::parse(ok), Err(IdError::BadCharacter));
             } else {

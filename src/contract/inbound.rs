@@ -34,13 +34,25 @@ pub struct InboundEvent {
 #[serde(untagged)]
 pub enum EventKind {
     ProjectConfigured(SettingsPatch),
-    AgentUpserted { agents: Vec<AgentPatch> },
-    AgentRemoved { agent_id: Id },
-    AgentStatusChanged { agent_id: Id, status: AgentStatus },
+    AgentUpserted {
+        agents: Vec<AgentPatch>,
+    },
+    AgentRemoved {
+        agent_id: Id,
+    },
+    AgentStatusChanged {
+        agent_id: Id,
+        status: AgentStatus,
+    },
     ConversationCreated(Conversation),
     MessageReceived(Conversation),
-    AgentReplied { conversation_id: Id, agent_id: Id },
-    ConversationClosed { conversation_id: Id },
+    AgentReplied {
+        conversation_id: Id,
+        agent_id: Id,
+    },
+    ConversationClosed {
+        conversation_id: Id,
+    },
     AgentClaimRequested {
         agent_id: Id,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,7 +64,10 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         by_agent_id: Option<Id>,
     },
-    AllocationDecided { conversation_id: Id, agent_id: Id },
+    AllocationDecided {
+        conversation_id: Id,
+        agent_id: Id,
+    },
     /// Internal: a timer armed by an earlier decision is due (see `broker::delay`).
     TimerFired {
         timer: String,
@@ -107,7 +122,13 @@ pub const INBOUND_TYPES: &[&str] = &[
 pub const TIMER_FIRED: &str = "timer.fired";
 
 /// Timers the store may arm.
-pub const TIMERS: &[&str] = &["reply_timeout", "custom_timeout", "rule_step", "schedule", "new_day"];
+pub const TIMERS: &[&str] = &[
+    "reply_timeout",
+    "custom_timeout",
+    "rule_step",
+    "schedule",
+    "new_day",
+];
 
 impl EventKind {
     /// The CloudEvents `type` of this event.
@@ -134,12 +155,22 @@ impl EventKind {
             EventKind::ConversationCreated(c) | EventKind::MessageReceived(c) => {
                 Some(&c.conversation_id)
             }
-            EventKind::AgentReplied { conversation_id, .. }
+            EventKind::AgentReplied {
+                conversation_id, ..
+            }
             | EventKind::ConversationClosed { conversation_id }
-            | EventKind::ConversationTransferRequested { conversation_id, .. }
-            | EventKind::AllocationDecided { conversation_id, .. } => Some(conversation_id),
-            EventKind::TimerFired { conversation_id, .. } => conversation_id.as_ref(),
-            EventKind::AgentClaimRequested { conversation_id, .. } => conversation_id.as_ref(),
+            | EventKind::ConversationTransferRequested {
+                conversation_id, ..
+            }
+            | EventKind::AllocationDecided {
+                conversation_id, ..
+            } => Some(conversation_id),
+            EventKind::TimerFired {
+                conversation_id, ..
+            } => conversation_id.as_ref(),
+            EventKind::AgentClaimRequested {
+                conversation_id, ..
+            } => conversation_id.as_ref(),
             _ => None,
         }
     }
@@ -196,7 +227,13 @@ pub fn decode(body: &[u8]) -> Result<InboundEvent, Rejection> {
                 .as_u64()
                 .ok_or_else(|| Rejection::invalid("token", "must be a whole number"))?;
             if timer == "new_day" {
-                EventKind::TimerFired { timer, conversation_id: None, agent_id: None, token, schedule: None }
+                EventKind::TimerFired {
+                    timer,
+                    conversation_id: None,
+                    agent_id: None,
+                    token,
+                    schedule: None,
+                }
             } else if timer == "schedule" {
                 EventKind::TimerFired {
                     timer,
@@ -318,7 +355,10 @@ impl Fields<'_> {
             Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 128 => {
                 Ok(Some(s.clone()))
             }
-            Some(_) => Err(Rejection::invalid(field, "must be a string of 1-128 characters")),
+            Some(_) => Err(Rejection::invalid(
+                field,
+                "must be a string of 1-128 characters",
+            )),
         }
     }
 }
@@ -352,17 +392,41 @@ mod tests {
     fn decodes_every_contract_type() {
         let samples = [
             ("project.configured", json!({"mode": "auto"})),
-            ("agent.upserted", json!({"agents": [{"agent_id": "a1", "max_concurrent": 2}]})),
+            (
+                "agent.upserted",
+                json!({"agents": [{"agent_id": "a1", "max_concurrent": 2}]}),
+            ),
             ("agent.removed", json!({"agent_id": "a1"})),
-            ("agent.status_changed", json!({"agent_id": "a1", "status": "online"})),
-            ("conversation.created", json!({"conversation_id": "c1", "visitor_id": "v1"})),
-            ("message.received", json!({"conversation_id": "c1", "visitor_id": "v1"})),
-            ("agent.replied", json!({"conversation_id": "c1", "agent_id": "a1"})),
+            (
+                "agent.status_changed",
+                json!({"agent_id": "a1", "status": "online"}),
+            ),
+            (
+                "conversation.created",
+                json!({"conversation_id": "c1", "visitor_id": "v1"}),
+            ),
+            (
+                "message.received",
+                json!({"conversation_id": "c1", "visitor_id": "v1"}),
+            ),
+            (
+                "agent.replied",
+                json!({"conversation_id": "c1", "agent_id": "a1"}),
+            ),
             ("conversation.closed", json!({"conversation_id": "c1"})),
             ("agent.claim_requested", json!({"agent_id": "a1"})),
-            ("conversation.transfer_requested", json!({"conversation_id": "c1", "to_agent_id": "a2"})),
-            ("allocation.decided", json!({"conversation_id": "c1", "agent_id": "a1"})),
-            ("timer.fired", json!({"timer": "reply_timeout", "conversation_id": "c1", "token": 2})),
+            (
+                "conversation.transfer_requested",
+                json!({"conversation_id": "c1", "to_agent_id": "a2"}),
+            ),
+            (
+                "allocation.decided",
+                json!({"conversation_id": "c1", "agent_id": "a1"}),
+            ),
+            (
+                "timer.fired",
+                json!({"timer": "reply_timeout", "conversation_id": "c1", "token": 2}),
+            ),
         ];
         assert_eq!(samples.len(), INBOUND_TYPES.len());
         for (event_type, data) in samples {
@@ -380,7 +444,9 @@ mod tests {
                    "platform_extra": {"ignored": 1}}),
         ))
         .unwrap();
-        let EventKind::ConversationCreated(c) = event.kind else { panic!() };
+        let EventKind::ConversationCreated(c) = event.kind else {
+            panic!()
+        };
         assert_eq!(c.priority, 5);
         assert_eq!(c.channel.unwrap().as_str(), "whatsapp");
         assert_eq!(c.attributes["vip"], json!(true));
@@ -390,16 +456,33 @@ mod tests {
     fn rejections_name_the_field() {
         assert!(reason("conversation.created", json!({"visitor_id": "v"}))
             .contains("missing required field `conversation_id`"));
-        assert!(reason("conversation.created", json!({"conversation_id": "c 1", "visitor_id": "v"}))
-            .contains("invalid field `conversation_id`"));
-        assert!(reason("conversation.created", json!({"conversation_id": "c", "visitor_id": "v", "priority": "high"}))
-            .contains("`priority`"));
-        assert!(reason("conversation.created", json!({"conversation_id": "c", "visitor_id": "v", "attributes": {"a": {"b": 1}}}))
-            .contains("flat object"));
-        assert!(reason("agent.status_changed", json!({"agent_id": "a", "status": "away"}))
-            .contains("`status`"));
+        assert!(reason(
+            "conversation.created",
+            json!({"conversation_id": "c 1", "visitor_id": "v"})
+        )
+        .contains("invalid field `conversation_id`"));
+        assert!(reason(
+            "conversation.created",
+            json!({"conversation_id": "c", "visitor_id": "v", "priority": "high"})
+        )
+        .contains("`priority`"));
+        assert!(reason(
+            "conversation.created",
+            json!({"conversation_id": "c", "visitor_id": "v", "attributes": {"a": {"b": 1}}})
+        )
+        .contains("flat object"));
+        assert!(reason(
+            "agent.status_changed",
+            json!({"agent_id": "a", "status": "away"})
+        )
+        .contains("`status`"));
         assert!(reason("agent.upserted", json!({"agents": []})).contains("1 to 1000"));
-        assert!(reason("agent.teleported", json!({})).contains("unknown event type `agent.teleported`"));
-        assert!(reason("conversation.closed", json!({"conversation_id": 12})).contains("must be a string"));
+        assert!(
+            reason("agent.teleported", json!({})).contains("unknown event type `agent.teleported`")
+        );
+        assert!(
+            reason("conversation.closed", json!({"conversation_id": 12}))
+                .contains("must be a string")
+        );
     }
 }

@@ -35,32 +35,62 @@ type Patch<T> = Option<Option<T>>;
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Mode { Auto, Manual, Broadcast, Custom, Off }
+pub enum Mode {
+    Auto,
+    Manual,
+    Broadcast,
+    Custom,
+    Off,
+}
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Strategy { LeastLoaded, RoundRobin, Weighted }
+pub enum Strategy {
+    LeastLoaded,
+    RoundRobin,
+    Weighted,
+}
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum ReturningStrategy { LeastLoaded, RoundRobin, Weighted, OriginalAgent, OriginalAgentIfAvailable }
+pub enum ReturningStrategy {
+    LeastLoaded,
+    RoundRobin,
+    Weighted,
+    OriginalAgent,
+    OriginalAgentIfAvailable,
+}
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum PriorityOverflow { WhenOffline, WhenFull }
+pub enum PriorityOverflow {
+    WhenOffline,
+    WhenFull,
+}
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Status { Online, Busy, Offline }
+pub enum Status {
+    Online,
+    Busy,
+    Offline,
+}
 
 /// A value a rule condition compares with.
 #[derive(JsonSchema)]
 #[serde(untagged)]
-pub enum Scalar { Text(String), Number(f64), Flag(bool) }
+pub enum Scalar {
+    Text(String),
+    Number(f64),
+    Flag(bool),
+}
 
 #[derive(JsonSchema)]
 #[serde(untagged)]
-pub enum Condition { One(Scalar), Any(Vec<Scalar>) }
+pub enum Condition {
+    One(Scalar),
+    Any(Vec<Scalar>),
+}
 
 #[derive(JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -147,10 +177,15 @@ pub struct AgentUpserted {
 }
 
 #[derive(JsonSchema)]
-pub struct AgentRef { pub agent_id: Id }
+pub struct AgentRef {
+    pub agent_id: Id,
+}
 
 #[derive(JsonSchema)]
-pub struct AgentStatusChanged { pub agent_id: Id, pub status: Status }
+pub struct AgentStatusChanged {
+    pub agent_id: Id,
+    pub status: Status,
+}
 
 #[derive(JsonSchema)]
 pub struct Conversation {
@@ -170,20 +205,38 @@ pub struct Conversation {
 }
 
 #[derive(JsonSchema)]
-pub struct ConversationAgent { pub conversation_id: Id, pub agent_id: Id }
+pub struct ConversationAgent {
+    pub conversation_id: Id,
+    pub agent_id: Id,
+}
 
 #[derive(JsonSchema)]
-pub struct ConversationRef { pub conversation_id: Id }
+pub struct ConversationRef {
+    pub conversation_id: Id,
+}
 
 #[derive(JsonSchema)]
-pub struct ClaimRequested { pub agent_id: Id, pub conversation_id: Option<Id> }
+pub struct ClaimRequested {
+    pub agent_id: Id,
+    pub conversation_id: Option<Id>,
+}
 
 #[derive(JsonSchema)]
-pub struct TransferRequested { pub conversation_id: Id, pub to_agent_id: Id, pub by_agent_id: Option<Id> }
+pub struct TransferRequested {
+    pub conversation_id: Id,
+    pub to_agent_id: Id,
+    pub by_agent_id: Option<Id>,
+}
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Timer { ReplyTimeout, CustomTimeout, RuleStep, Schedule, NewDay }
+pub enum Timer {
+    ReplyTimeout,
+    CustomTimeout,
+    RuleStep,
+    Schedule,
+    NewDay,
+}
 
 /// Internal: a due timer (arrives through the work queue, never from platforms). Conversation
 /// timers name the conversation; `schedule` timers name the agent and carry its schedule.
@@ -199,8 +252,17 @@ pub struct TimerFired {
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AssignmentReason {
-    New, Returning, Backlog, Reopened, OwnerUnavailable, ReplyTimeout, Claimed, Transferred,
-    Custom, AgentRemoved, RuleEscalated,
+    New,
+    Returning,
+    Backlog,
+    Reopened,
+    OwnerUnavailable,
+    ReplyTimeout,
+    Claimed,
+    Transferred,
+    Custom,
+    AgentRemoved,
+    RuleEscalated,
 }
 
 #[derive(JsonSchema)]
@@ -217,11 +279,21 @@ pub struct ConversationAssigned {
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum QueuedReason { NoEligibleAgent, Manual, Off, Broadcast, Custom, OfferWithdrawn }
+pub enum QueuedReason {
+    NoEligibleAgent,
+    Manual,
+    Off,
+    Broadcast,
+    Custom,
+    OfferWithdrawn,
+}
 
 #[derive(JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ConversationQueued { pub conversation_id: Id, pub reason: QueuedReason }
+pub struct ConversationQueued {
+    pub conversation_id: Id,
+    pub reason: QueuedReason,
+}
 
 #[derive(JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -241,7 +313,11 @@ pub struct ConversationUnassigned {
 
 #[derive(JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Candidate { pub agent_id: Id, pub open: u32, pub max_concurrent: u32 }
+pub struct Candidate {
+    pub agent_id: Id,
+    pub open: u32,
+    pub max_concurrent: u32,
+}
 
 #[derive(JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -253,18 +329,32 @@ pub struct AllocationRequested {
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum StatusReason { Schedule }
+pub enum StatusReason {
+    Schedule,
+}
 
 #[derive(JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AgentStatusAnnounced { pub agent_id: Id, pub status: Status, pub reason: StatusReason }
+pub struct AgentStatusAnnounced {
+    pub agent_id: Id,
+    pub status: Status,
+    pub reason: StatusReason,
+}
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectionReason {
-    ClaimingDisabled, TransferDisabled, UnknownAgent, UnknownConversation, AgentAtLimit,
-    AlreadyAssigned, ConversationClosed, NothingWaiting, ConversationNotOpen,
-    NoAllocationPending, AgentUnavailable,
+    ClaimingDisabled,
+    TransferDisabled,
+    UnknownAgent,
+    UnknownConversation,
+    AgentAtLimit,
+    AlreadyAssigned,
+    ConversationClosed,
+    NothingWaiting,
+    ConversationNotOpen,
+    NoAllocationPending,
+    AgentUnavailable,
 }
 
 #[derive(JsonSchema)]
@@ -279,7 +369,11 @@ pub struct CommandRejected {
 
 /// Which way an event travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction { Inbound, Outbound, Internal }
+pub enum Direction {
+    Inbound,
+    Outbound,
+    Internal,
+}
 
 /// One event type: its name, direction, and the schema of its `data`.
 pub struct EventSchema {
@@ -303,25 +397,120 @@ macro_rules! event {
 /// Every event of the contract (and the internal timer event).
 pub fn events() -> Vec<EventSchema> {
     vec![
-        event!("project.configured", Inbound, ProjectConfigured, "Allocation settings, as a JSON merge patch."),
-        event!("agent.upserted", Inbound, AgentUpserted, "Create agents or change some of their fields."),
-        event!("agent.removed", Inbound, AgentRef, "The agent leaves; its open conversations are reassigned."),
-        event!("agent.status_changed", Inbound, AgentStatusChanged, "The agent's own status in this project."),
-        event!("conversation.created", Inbound, Conversation, "A new session."),
-        event!("message.received", Inbound, Conversation, "The visitor sent a message."),
-        event!("agent.replied", Inbound, ConversationAgent, "The assigned agent answered."),
-        event!("conversation.closed", Inbound, ConversationRef, "The conversation is done."),
-        event!("agent.claim_requested", Inbound, ClaimRequested, "The agent picks a conversation: that one, or the next waiting one."),
-        event!("conversation.transfer_requested", Inbound, TransferRequested, "Hand a conversation to another agent."),
-        event!("allocation.decided", Inbound, ConversationAgent, "A custom allocator's answer."),
-        event!("timer.fired", Internal, TimerFired, "Internal: a timer armed by an earlier decision is due."),
-        event!("conversation.assigned", Outbound, ConversationAssigned, "A conversation got an agent."),
-        event!("conversation.queued", Outbound, ConversationQueued, "No agent now: the conversation waits."),
-        event!("conversation.offered", Outbound, ConversationOffered, "Offered to these agents; the first claim wins."),
-        event!("conversation.unassigned", Outbound, ConversationUnassigned, "The conversation lost its agent."),
-        event!("allocation.requested", Outbound, AllocationRequested, "Mode custom: the external allocator is asked to decide."),
-        event!("agent.status_changed", Outbound, AgentStatusAnnounced, "A schedule switched the agent's status."),
-        event!("command.rejected", Outbound, CommandRejected, "A claim, transfer or decision that cannot be carried out."),
+        event!(
+            "project.configured",
+            Inbound,
+            ProjectConfigured,
+            "Allocation settings, as a JSON merge patch."
+        ),
+        event!(
+            "agent.upserted",
+            Inbound,
+            AgentUpserted,
+            "Create agents or change some of their fields."
+        ),
+        event!(
+            "agent.removed",
+            Inbound,
+            AgentRef,
+            "The agent leaves; its open conversations are reassigned."
+        ),
+        event!(
+            "agent.status_changed",
+            Inbound,
+            AgentStatusChanged,
+            "The agent's own status in this project."
+        ),
+        event!(
+            "conversation.created",
+            Inbound,
+            Conversation,
+            "A new session."
+        ),
+        event!(
+            "message.received",
+            Inbound,
+            Conversation,
+            "The visitor sent a message."
+        ),
+        event!(
+            "agent.replied",
+            Inbound,
+            ConversationAgent,
+            "The assigned agent answered."
+        ),
+        event!(
+            "conversation.closed",
+            Inbound,
+            ConversationRef,
+            "The conversation is done."
+        ),
+        event!(
+            "agent.claim_requested",
+            Inbound,
+            ClaimRequested,
+            "The agent picks a conversation: that one, or the next waiting one."
+        ),
+        event!(
+            "conversation.transfer_requested",
+            Inbound,
+            TransferRequested,
+            "Hand a conversation to another agent."
+        ),
+        event!(
+            "allocation.decided",
+            Inbound,
+            ConversationAgent,
+            "A custom allocator's answer."
+        ),
+        event!(
+            "timer.fired",
+            Internal,
+            TimerFired,
+            "Internal: a timer armed by an earlier decision is due."
+        ),
+        event!(
+            "conversation.assigned",
+            Outbound,
+            ConversationAssigned,
+            "A conversation got an agent."
+        ),
+        event!(
+            "conversation.queued",
+            Outbound,
+            ConversationQueued,
+            "No agent now: the conversation waits."
+        ),
+        event!(
+            "conversation.offered",
+            Outbound,
+            ConversationOffered,
+            "Offered to these agents; the first claim wins."
+        ),
+        event!(
+            "conversation.unassigned",
+            Outbound,
+            ConversationUnassigned,
+            "The conversation lost its agent."
+        ),
+        event!(
+            "allocation.requested",
+            Outbound,
+            AllocationRequested,
+            "Mode custom: the external allocator is asked to decide."
+        ),
+        event!(
+            "agent.status_changed",
+            Outbound,
+            AgentStatusAnnounced,
+            "A schedule switched the agent's status."
+        ),
+        event!(
+            "command.rejected",
+            Outbound,
+            CommandRejected,
+            "A claim, transfer or decision that cannot be carried out."
+        ),
     ]
 }
 
@@ -347,7 +536,10 @@ impl EventSchema {
         extensions.insert("project".into(), Id::json_schema(&mut generator).to_value());
         let mut required = vec!["specversion", "id", "source", "type", "project", "data"];
         if self.direction == Direction::Outbound {
-            extensions.insert("causationid".into(), json!({"type": "string", "minLength": 1}));
+            extensions.insert(
+                "causationid".into(),
+                json!({"type": "string", "minLength": 1}),
+            );
             required.push("causationid");
         }
         let mut properties = json!({

@@ -124,24 +124,37 @@ fn check_schedule(field: &str, value: &Value) -> Result<(), Rejection> {
     let Value::Object(schedule) = value else {
         return Err(Rejection::invalid(field, "must be an object"));
     };
-    timezone(&format!("{field}.timezone"), schedule.get("timezone").unwrap_or(&Value::Null))?;
+    timezone(
+        &format!("{field}.timezone"),
+        schedule.get("timezone").unwrap_or(&Value::Null),
+    )?;
     let hours = match schedule.get("hours") {
         Some(Value::Object(hours)) => hours,
-        _ => return Err(Rejection::invalid(format!("{field}.hours"), "must be an object")),
+        _ => {
+            return Err(Rejection::invalid(
+                format!("{field}.hours"),
+                "must be an object",
+            ))
+        }
     };
     for (day, ranges) in hours {
         let at = format!("{field}.hours.{day}");
         if !DAYS.contains(&day.as_str()) {
-            return Err(Rejection::invalid(at, "days are mon, tue, wed, thu, fri, sat, sun"));
+            return Err(Rejection::invalid(
+                at,
+                "days are mon, tue, wed, thu, fri, sat, sun",
+            ));
         }
         let Value::Array(ranges) = ranges else {
-            return Err(Rejection::invalid(at, "must be a list of [start, end] pairs"));
+            return Err(Rejection::invalid(
+                at,
+                "must be a list of [start, end] pairs",
+            ));
         };
         for range in ranges {
             let pair = range.as_array().filter(|r| r.len() == 2);
-            let minutes = pair.and_then(|r| {
-                Some((parse_hhmm(r[0].as_str()?)?, parse_hhmm(r[1].as_str()?)?))
-            });
+            let minutes =
+                pair.and_then(|r| Some((parse_hhmm(r[0].as_str()?)?, parse_hhmm(r[1].as_str()?)?)));
             match minutes {
                 Some((start, end)) if start < end && start < 24 * 60 => {}
                 _ => {
@@ -192,17 +205,37 @@ mod tests {
     fn rejects_bad_fields_with_their_path() {
         let cases = [
             (json!({"max_concurrent": 1}), "agents[0].agent_id"),
-            (json!({"agent_id": "a", "max_concurrent": -1}), "agents[0].max_concurrent"),
+            (
+                json!({"agent_id": "a", "max_concurrent": -1}),
+                "agents[0].max_concurrent",
+            ),
             (json!({"agent_id": "a", "weight": 0}), "agents[0].weight"),
-            (json!({"agent_id": "a", "priority": 0}), "agents[0].priority"),
+            (
+                json!({"agent_id": "a", "priority": 0}),
+                "agents[0].priority",
+            ),
             (json!({"agent_id": "a", "skills": "es"}), "agents[0].skills"),
-            (json!({"agent_id": "a", "colour": "red"}), "agents[0].colour"),
-            (json!({"agent_id": "a", "schedule": {"timezone": "Europe/Paris", "hours": {"mon": [["17:00", "09:00"]]}}}), "agents[0].schedule.hours.mon"),
-            (json!({"agent_id": "a", "schedule": {"timezone": "Nowhere", "hours": {}}}), "agents[0].schedule.timezone"),
+            (
+                json!({"agent_id": "a", "colour": "red"}),
+                "agents[0].colour",
+            ),
+            (
+                json!({"agent_id": "a", "schedule": {"timezone": "Europe/Paris", "hours": {"mon": [["17:00", "09:00"]]}}}),
+                "agents[0].schedule.hours.mon",
+            ),
+            (
+                json!({"agent_id": "a", "schedule": {"timezone": "Nowhere", "hours": {}}}),
+                "agents[0].schedule.timezone",
+            ),
         ];
         for (value, expected) in cases {
-            let error = AgentPatch::parse(&value, "agents[0]").unwrap_err().to_string();
-            assert!(error.contains(expected), "{error:?} should contain {expected:?}");
+            let error = AgentPatch::parse(&value, "agents[0]")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(expected),
+                "{error:?} should contain {expected:?}"
+            );
         }
     }
 

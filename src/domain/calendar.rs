@@ -15,7 +15,9 @@ pub fn next_midnight(now_ms: i64, zone: Tz) -> i64 {
     use chrono::{Duration, LocalResult, TimeZone};
     let instant: DateTime<Utc> = DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
     let tomorrow = instant.with_timezone(&zone).date_naive() + Duration::days(1);
-    let mut local = tomorrow.and_hms_opt(0, 0, 0).expect("midnight exists as a time");
+    let mut local = tomorrow
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists as a time");
     loop {
         match zone.from_local_datetime(&local) {
             LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => return t.timestamp_millis(),
@@ -29,7 +31,9 @@ mod tests {
     use super::*;
 
     fn ms(rfc3339: &str) -> i64 {
-        DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis()
+        DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .timestamp_millis()
     }
 
     #[test]
@@ -38,14 +42,23 @@ mod tests {
         // 14:59 UTC is 23:59 in Tokyo; 15:00 UTC is already tomorrow there.
         assert_eq!(local_date(ms("2026-11-22T14:59:00Z"), tokyo), "2026-11-22");
         assert_eq!(local_date(ms("2026-11-22T15:00:00Z"), tokyo), "2026-11-23");
-        assert_eq!(local_date(ms("2026-11-22T15:00:00Z"), chrono_tz::UTC), "2026-11-22");
+        assert_eq!(
+            local_date(ms("2026-11-22T15:00:00Z"), chrono_tz::UTC),
+            "2026-11-22"
+        );
     }
 
     #[test]
     fn the_next_midnight_is_local() {
         let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
-        assert_eq!(next_midnight(ms("2026-11-22T14:30:00Z"), tokyo), ms("2026-11-22T15:00:00Z"));
-        assert_eq!(next_midnight(ms("2026-11-22T15:00:00Z"), tokyo), ms("2026-11-23T15:00:00Z"));
+        assert_eq!(
+            next_midnight(ms("2026-11-22T14:30:00Z"), tokyo),
+            ms("2026-11-22T15:00:00Z")
+        );
+        assert_eq!(
+            next_midnight(ms("2026-11-22T15:00:00Z"), tokyo),
+            ms("2026-11-23T15:00:00Z")
+        );
     }
 
     #[test]

@@ -66,10 +66,16 @@ impl Schedule {
             }
         }
         if let Some(&(_, end)) = merged.iter().find(|(s, e)| *s <= now_ms && now_ms < *e) {
-            return ScheduleState { online: true, next_change_ms: Some(end) };
+            return ScheduleState {
+                online: true,
+                next_change_ms: Some(end),
+            };
         }
         let next = merged.iter().map(|(s, _)| *s).find(|s| *s > now_ms);
-        ScheduleState { online: false, next_change_ms: next }
+        ScheduleState {
+            online: false,
+            next_change_ms: next,
+        }
     }
 
     /// The instant of `minutes` after local midnight of `date` (1440 = the next midnight).
@@ -79,7 +85,9 @@ impl Schedule {
         } else {
             (date, minutes)
         };
-        let mut local = date.and_hms_opt(minutes / 60, minutes % 60, 0).expect("valid time");
+        let mut local = date
+            .and_hms_opt(minutes / 60, minutes % 60, 0)
+            .expect("valid time");
         // Inside a DST gap: the first minute that exists.
         for _ in 0..=180 {
             match self.zone.from_local_datetime(&local) {
@@ -90,72 +98,6 @@ impl Schedule {
             }
         }
         unreachable!("no DST gap is three hours long")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn ms(rfc3339: &str) -> i64 {
-        DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis()
-    }
-
-    fn paris(hours: Value) -> Schedule {
-        Schedule::from_json(&json!({"timezone": "Europe/Paris", "hours": hours})).unwrap()
-    }
-
-    #[test]
-    fn online_during_hours_offline_outside() {
-        // 2026-11-23 is a Monday; Paris is UTC+1 in November.
-        let s = paris(json!({"mon": [["09:00", "17:30"]]}));
-        let before = s.state_at(ms("2026-11-23T07:59:00Z"));
-        assert_eq!(before, ScheduleState { online: false, next_change_ms: Some(ms("2026-11-23T08:00:00Z")) });
-        let during = s.state_at(ms("2026-11-23T08:00:00Z"));
-        assert_eq!(during, ScheduleState { online: true, next_change_ms: Some(ms("2026-11-23T16:30:00Z")) });
-        // After Monday's hours: next Monday.
-        let after = s.state_at(ms("2026-11-23T16:30:00Z"));
-        assert_eq!(after, ScheduleState { online: false, next_change_ms: Some(ms("2026-11-30T08:00:00Z")) });
-    }
-
-    #[test]
-    fn midnight_ends_a_day_and_touching_ranges_merge() {
-        let s = paris(json!({"fri": [["13:00", "24:00"]], "sat": [["00:00", "02:00"]]}));
-        // Friday 2026-11-27 20:00 local: online until Saturday 02:00 local, not midnight.
-        let state = s.state_at(ms("2026-11-27T19:00:00Z"));
-        assert_eq!(state, ScheduleState { online: true, next_change_ms: Some(ms("2026-11-28T01:00:00Z")) });
-    }
-
-    #[test]
-    fn a_schedule_crossing_the_spring_dst_change() {
-        // Paris moves from UTC+1 to UTC+2 at 02:00 local on Sunday 2026-03-29.
-        let s = paris(json!({"sat": [["09:00", "18:00"]], "sun": [["09:00", "17:00"]]}));
-        // Saturday 18:00 local (17:00 UTC): off until Sunday 09:00 local, which is 07:00 UTC:
-        // 14 hours later, not the 15 the local clock shows.
-        let saturday_evening = ms("2026-03-28T17:00:00Z");
-        let state = s.state_at(saturday_evening);
-        assert!(!state.online);
-        assert_eq!(state.next_change_ms, Some(ms("2026-03-29T07:00:00Z")));
-        assert_eq!(state.next_change_ms.unwrap() - saturday_evening, 14 * 3600 * 1000);
-    }
-
-    #[test]
-    fn hours_inside_the_skipped_hour_start_after_the_gap() {
-        // 02:30 does not exist in Paris on 2026-03-29: the range starts at 03:00 local (01:00 UTC).
-        let s = paris(json!({"sun": [["02:30", "04:00"]]}));
-        let state = s.state_at(ms("2026-03-29T00:00:00Z"));
-        assert_eq!(state.next_change_ms, Some(ms("2026-03-29T01:00:00Z")));
-    }
-
-    #[test]
-    fn autumn_dst_and_empty_schedules() {
-        // Paris goes back to UTC+1 at 03:00 local on 2026-10-25: 17:00 local is 16:00 UTC.
-        let s = paris(json!({"sun": [["09:00", "17:00"]]}));
-        let state = s.state_at(ms("2026-10-25T08:00:00Z"));
-        assert_eq!(state, ScheduleState { online: true, next_change_ms: Some(ms("2026-10-25T16:00:00Z")) });
-        let never = paris(json!({}));
-        assert_eq!(never.state_at(0), ScheduleState { online: false, next_change_ms: None });
     }
 }
 
@@ -178,7 +120,10 @@ pub fn script_data(kind: &crate::contract::EventKind, now_ms: i64) -> Value {
                 }
             }
         }
-        EventKind::TimerFired { schedule: Some(schedule), .. } => {
+        EventKind::TimerFired {
+            schedule: Some(schedule),
+            ..
+        } => {
             if let Some(annotation) = state(schedule) {
                 data["_schedule"] = annotation;
             }
@@ -186,4 +131,111 @@ pub fn script_data(kind: &crate::contract::EventKind, now_ms: i64) -> Value {
         _ => {}
     }
     data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ms(rfc3339: &str) -> i64 {
+        DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    fn paris(hours: Value) -> Schedule {
+        Schedule::from_json(&json!({"timezone": "Europe/Paris", "hours": hours})).unwrap()
+    }
+
+    #[test]
+    fn online_during_hours_offline_outside() {
+        // 2026-11-23 is a Monday; Paris is UTC+1 in November.
+        let s = paris(json!({"mon": [["09:00", "17:30"]]}));
+        let before = s.state_at(ms("2026-11-23T07:59:00Z"));
+        assert_eq!(
+            before,
+            ScheduleState {
+                online: false,
+                next_change_ms: Some(ms("2026-11-23T08:00:00Z"))
+            }
+        );
+        let during = s.state_at(ms("2026-11-23T08:00:00Z"));
+        assert_eq!(
+            during,
+            ScheduleState {
+                online: true,
+                next_change_ms: Some(ms("2026-11-23T16:30:00Z"))
+            }
+        );
+        // After Monday's hours: next Monday.
+        let after = s.state_at(ms("2026-11-23T16:30:00Z"));
+        assert_eq!(
+            after,
+            ScheduleState {
+                online: false,
+                next_change_ms: Some(ms("2026-11-30T08:00:00Z"))
+            }
+        );
+    }
+
+    #[test]
+    fn midnight_ends_a_day_and_touching_ranges_merge() {
+        let s = paris(json!({"fri": [["13:00", "24:00"]], "sat": [["00:00", "02:00"]]}));
+        // Friday 2026-11-27 20:00 local: online until Saturday 02:00 local, not midnight.
+        let state = s.state_at(ms("2026-11-27T19:00:00Z"));
+        assert_eq!(
+            state,
+            ScheduleState {
+                online: true,
+                next_change_ms: Some(ms("2026-11-28T01:00:00Z"))
+            }
+        );
+    }
+
+    #[test]
+    fn a_schedule_crossing_the_spring_dst_change() {
+        // Paris moves from UTC+1 to UTC+2 at 02:00 local on Sunday 2026-03-29.
+        let s = paris(json!({"sat": [["09:00", "18:00"]], "sun": [["09:00", "17:00"]]}));
+        // Saturday 18:00 local (17:00 UTC): off until Sunday 09:00 local, which is 07:00 UTC:
+        // 14 hours later, not the 15 the local clock shows.
+        let saturday_evening = ms("2026-03-28T17:00:00Z");
+        let state = s.state_at(saturday_evening);
+        assert!(!state.online);
+        assert_eq!(state.next_change_ms, Some(ms("2026-03-29T07:00:00Z")));
+        assert_eq!(
+            state.next_change_ms.unwrap() - saturday_evening,
+            14 * 3600 * 1000
+        );
+    }
+
+    #[test]
+    fn hours_inside_the_skipped_hour_start_after_the_gap() {
+        // 02:30 does not exist in Paris on 2026-03-29: the range starts at 03:00 local (01:00 UTC).
+        let s = paris(json!({"sun": [["02:30", "04:00"]]}));
+        let state = s.state_at(ms("2026-03-29T00:00:00Z"));
+        assert_eq!(state.next_change_ms, Some(ms("2026-03-29T01:00:00Z")));
+    }
+
+    #[test]
+    fn autumn_dst_and_empty_schedules() {
+        // Paris goes back to UTC+1 at 03:00 local on 2026-10-25: 17:00 local is 16:00 UTC.
+        let s = paris(json!({"sun": [["09:00", "17:00"]]}));
+        let state = s.state_at(ms("2026-10-25T08:00:00Z"));
+        assert_eq!(
+            state,
+            ScheduleState {
+                online: true,
+                next_change_ms: Some(ms("2026-10-25T16:00:00Z"))
+            }
+        );
+        let never = paris(json!({}));
+        assert_eq!(
+            never.state_at(0),
+            ScheduleState {
+                online: false,
+                next_change_ms: None
+            }
+        );
+    }
 }

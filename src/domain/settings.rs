@@ -124,7 +124,10 @@ fn check_field(field: &str, value: &Value) -> Result<(), Rejection> {
         "timezone" => timezone(field, value).map(|_| ()),
         "visitor_memory_days" => match value.as_u64() {
             Some(days) if (1..=3650).contains(&days) => Ok(()),
-            _ => Err(Rejection::invalid(field, "must be a whole number of days from 1 to 3650")),
+            _ => Err(Rejection::invalid(
+                field,
+                "must be a whole number of days from 1 to 3650",
+            )),
         },
         "rules" => check_rules(value),
         other => Err(unknown(other)),
@@ -165,7 +168,9 @@ pub(crate) fn id_list(field: &str, value: &Value) -> Result<(), Rejection> {
     if items.len() > 256 {
         return Err(Rejection::invalid(field, "at most 256 entries"));
     }
-    items.iter().try_for_each(|item| parse_id(item, field).map(|_| ()))
+    items
+        .iter()
+        .try_for_each(|item| parse_id(item, field).map(|_| ()))
 }
 
 fn check_rules(value: &Value) -> Result<(), Rejection> {
@@ -178,7 +183,10 @@ fn check_rules(value: &Value) -> Result<(), Rejection> {
     for (i, rule) in rules.iter().enumerate() {
         let at = |what: &str| format!("rules[{i}].{what}");
         let Some(rule) = rule.as_object() else {
-            return Err(Rejection::invalid(format!("rules[{i}]"), "must be an object"));
+            return Err(Rejection::invalid(
+                format!("rules[{i}]"),
+                "must be an object",
+            ));
         };
         match rule.get("when") {
             None => {}
@@ -202,10 +210,16 @@ fn check_rules(value: &Value) -> Result<(), Rejection> {
             Some(_) => return Err(Rejection::invalid(at("when"), "must be an object")),
         }
         let Some(Value::Array(steps)) = rule.get("route_to") else {
-            return Err(Rejection::invalid(at("route_to"), "must be a non-empty array"));
+            return Err(Rejection::invalid(
+                at("route_to"),
+                "must be a non-empty array",
+            ));
         };
         if steps.is_empty() || steps.len() > 16 {
-            return Err(Rejection::invalid(at("route_to"), "must hold 1 to 16 steps"));
+            return Err(Rejection::invalid(
+                at("route_to"),
+                "must hold 1 to 16 steps",
+            ));
         }
         for (j, step) in steps.iter().enumerate() {
             let field = |what: &str| format!("rules[{i}].route_to[{j}].{what}");
@@ -264,15 +278,27 @@ mod tests {
             (json!({"new_visitors": "original_agent"}), "`new_visitors`"),
             (json!({"include_busy": "yes"}), "`include_busy`"),
             (json!({"timezone": "Mars/Olympus"}), "`timezone`"),
-            (json!({"reply_timeout_seconds": -1}), "`reply_timeout_seconds`"),
-            (json!({"new_visitor": "weighted"}), "`new_visitor`: is not a setting"),
+            (
+                json!({"reply_timeout_seconds": -1}),
+                "`reply_timeout_seconds`",
+            ),
+            (
+                json!({"new_visitor": "weighted"}),
+                "`new_visitor`: is not a setting",
+            ),
             (json!({"bogus": null}), "`bogus`"),
             (json!({"rules": [{"route_to": []}]}), "rules[0].route_to"),
-            (json!({"rules": [{"route_to": [{"skills": ["a b"]}]}]}), "rules[0].route_to[0].skills"),
+            (
+                json!({"rules": [{"route_to": [{"skills": ["a b"]}]}]}),
+                "rules[0].route_to[0].skills",
+            ),
         ];
         for (value, expected) in cases {
             let error = parse(value).unwrap_err().to_string();
-            assert!(error.contains(expected), "{error:?} should contain {expected:?}");
+            assert!(
+                error.contains(expected),
+                "{error:?} should contain {expected:?}"
+            );
         }
     }
 }

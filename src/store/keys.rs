@@ -9,9 +9,27 @@ use crate::contract::Id;
 
 /// The keys of the `apply` script, in the order its KEYS list expects (see `prelude.lua`).
 pub const APPLY_KEY_NAMES: &[&str] = &[
-    "settings", "agents", "status", "convs", "owned", "waiting", "pool:load", "pool:order",
-    "pool:pass:1001", "meta", "closed", "passes", "visitors", "visitor_seen", "held",
-    "offers", "online", "base_waiting", "pools", "memberships", "daily",
+    "settings",
+    "agents",
+    "status",
+    "convs",
+    "owned",
+    "waiting",
+    "pool:load",
+    "pool:order",
+    "pool:pass:1001",
+    "meta",
+    "closed",
+    "passes",
+    "visitors",
+    "visitor_seen",
+    "held",
+    "offers",
+    "online",
+    "base_waiting",
+    "pools",
+    "memberships",
+    "daily",
 ];
 
 /// The prefix of every key of `project`.
@@ -27,7 +45,9 @@ pub fn project_key(project: &Id, name: &str) -> String {
 /// The dedupe record of one inbound event. The event id is free text, so it is hashed rather
 /// than put in the key name as it is.
 pub fn event_key(project: &Id, event_id: &str) -> String {
-    let digest = sha1_smol::Sha1::from(event_id.as_bytes()).digest().to_string();
+    let digest = sha1_smol::Sha1::from(event_id.as_bytes())
+        .digest()
+        .to_string();
     format!("{}event:{digest}", project_prefix(project))
 }
 
@@ -35,7 +55,11 @@ pub fn event_key(project: &Id, event_id: &str) -> String {
 pub fn apply_keys(project: &Id, event_id: &str) -> Vec<String> {
     let mut keys = Vec::with_capacity(APPLY_KEY_NAMES.len() + 1);
     keys.push(event_key(project, event_id));
-    keys.extend(APPLY_KEY_NAMES.iter().map(|name| project_key(project, name)));
+    keys.extend(
+        APPLY_KEY_NAMES
+            .iter()
+            .map(|name| project_key(project, name)),
+    );
     keys
 }
 

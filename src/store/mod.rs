@@ -19,7 +19,6 @@ use crate::contract::outbound::TimerRequest;
 use crate::contract::{Id, InboundEvent, OutboundEvent};
 use crate::domain::calendar::{local_date, next_midnight};
 
-
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -187,7 +186,9 @@ impl Store {
                 .map_err(|_| StoreError::Reply(format!("unknown time zone {text}")))?;
             if right == zone {
                 // The script refused the zone it asks for: a contradiction, not worth a loop.
-                return Err(StoreError::Reply(format!("the script refused time zone {text}")));
+                return Err(StoreError::Reply(format!(
+                    "the script refused time zone {text}"
+                )));
             }
             self.remember_timezone(&event.project, right);
             zone = right;

@@ -23,9 +23,16 @@ const DEFAULTS_SLOT: &str = "local DEFAULT_SETTINGS = {}";
 
 /// The whole `apply` script.
 pub static APPLY: LazyLock<String> = LazyLock::new(|| {
-    assert!(PARTS.contains(DEFAULTS_SLOT), "prelude.lua declares DEFAULT_SETTINGS");
+    assert!(
+        PARTS.contains(DEFAULTS_SLOT),
+        "prelude.lua declares DEFAULT_SETTINGS"
+    );
     let table = lua_table(&crate::domain::settings::defaults());
-    PARTS.replacen(DEFAULTS_SLOT, &format!("local DEFAULT_SETTINGS = {table}"), 1)
+    PARTS.replacen(
+        DEFAULTS_SLOT,
+        &format!("local DEFAULT_SETTINGS = {table}"),
+        1,
+    )
 });
 
 /// A Lua table literal of flat JSON settings (strings, booleans, numbers; lists become empty

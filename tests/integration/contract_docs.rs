@@ -20,7 +20,10 @@ fn committed_schemas_and_asyncapi_match_the_types() {
         let path = root().join("docs").join(&name);
         let committed = std::fs::read_to_string(&path)
             .unwrap_or_else(|_| panic!("{} is missing: run `switchboard schemas`", path.display()));
-        assert_eq!(committed, generated, "{name} is stale: run `switchboard schemas`");
+        assert_eq!(
+            committed, generated,
+            "{name} is stale: run `switchboard schemas`"
+        );
     }
 }
 
@@ -41,7 +44,10 @@ fn every_inbound_type_and_every_emitted_type_has_a_schema() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         for piece in text.split("emit('").skip(1) {
             let event_type = piece.split('\'').next().unwrap();
-            assert!(described.contains(&(event_type, true)), "outbound {event_type} has no schema");
+            assert!(
+                described.contains(&(event_type, true)),
+                "outbound {event_type} has no schema"
+            );
         }
     }
 }
@@ -49,18 +55,34 @@ fn every_inbound_type_and_every_emitted_type_has_a_schema() {
 #[test]
 fn the_asyncapi_document_names_every_message_and_its_schema_file() {
     let document: Value =
-        serde_json::from_str(&std::fs::read_to_string(root().join("docs/asyncapi.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(root().join("docs/asyncapi.json")).unwrap())
+            .unwrap();
     assert_eq!(document["asyncapi"], "3.0.0");
     let messages = document["components"]["messages"].as_object().unwrap();
     assert_eq!(messages.len(), events().len());
     for message in messages.values() {
         let reference = message["payload"]["$ref"].as_str().unwrap();
-        assert!(root().join("docs").join(reference).exists(), "{reference} does not exist");
+        assert!(
+            root().join("docs").join(reference).exists(),
+            "{reference} does not exist"
+        );
     }
     for channel in ["inbound", "outbound", "work", "dead"] {
-        for reference in document["channels"][channel]["messages"].as_object().unwrap().values() {
-            let id = reference["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
-            assert!(messages.contains_key(id), "channel {channel} names unknown message {id}");
+        for reference in document["channels"][channel]["messages"]
+            .as_object()
+            .unwrap()
+            .values()
+        {
+            let id = reference["$ref"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap();
+            assert!(
+                messages.contains_key(id),
+                "channel {channel} names unknown message {id}"
+            );
         }
     }
 }

@@ -34,20 +34,51 @@ fn known_variables() -> BTreeSet<String> {
 /// Config's field names, through serde (Config derives only Deserialize).
 #[derive(serde::Serialize)]
 struct ConfigFields {
-    amqp_url: String, redis_url: String, http_addr: String, inbound_exchange: String,
-    work_queue: String, outbound_exchange: String, dead_letter_queue: String, prefetch: u16,
-    delivery_limit: u32, dedupe_ttl_seconds: u64, closed_retention_seconds: u64, log_format: String,
+    amqp_url: String,
+    redis_url: String,
+    http_addr: String,
+    inbound_exchange: String,
+    work_queue: String,
+    outbound_exchange: String,
+    dead_letter_queue: String,
+    prefetch: u16,
+    delivery_limit: u32,
+    dedupe_ttl_seconds: u64,
+    closed_retention_seconds: u64,
+    log_format: String,
 }
 
 impl From<Config> for ConfigFields {
     fn from(c: Config) -> Self {
         // Destructuring without `..` fails to compile when Config gains or loses a field.
-        let Config { amqp_url, redis_url, http_addr, inbound_exchange, work_queue, outbound_exchange,
-            dead_letter_queue, prefetch, delivery_limit, dedupe_ttl_seconds, closed_retention_seconds,
-            log_format } = c;
-        ConfigFields { amqp_url, redis_url, http_addr, inbound_exchange, work_queue, outbound_exchange,
-            dead_letter_queue, prefetch, delivery_limit, dedupe_ttl_seconds, closed_retention_seconds,
-            log_format }
+        let Config {
+            amqp_url,
+            redis_url,
+            http_addr,
+            inbound_exchange,
+            work_queue,
+            outbound_exchange,
+            dead_letter_queue,
+            prefetch,
+            delivery_limit,
+            dedupe_ttl_seconds,
+            closed_retention_seconds,
+            log_format,
+        } = c;
+        ConfigFields {
+            amqp_url,
+            redis_url,
+            http_addr,
+            inbound_exchange,
+            work_queue,
+            outbound_exchange,
+            dead_letter_queue,
+            prefetch,
+            delivery_limit,
+            dedupe_ttl_seconds,
+            closed_retention_seconds,
+            log_format,
+        }
     }
 }
 
@@ -74,13 +105,25 @@ fn compose_runs_two_workers_after_healthy_services() {
         assert!(services.get(name).is_some(), "service {name}");
     }
     let worker = &services["worker"];
-    assert_eq!(worker["build"]["dockerfile"].as_str(), Some("deploy/Dockerfile"));
+    assert_eq!(
+        worker["build"]["dockerfile"].as_str(),
+        Some("deploy/Dockerfile")
+    );
     assert_eq!(worker["deploy"]["replicas"].as_u64(), Some(2));
     for dependency in ["rabbitmq", "redis"] {
-        assert_eq!(worker["depends_on"][dependency]["condition"].as_str(), Some("service_healthy"));
-        assert!(services[dependency]["healthcheck"]["test"].is_sequence(), "{dependency} healthcheck");
+        assert_eq!(
+            worker["depends_on"][dependency]["condition"].as_str(),
+            Some("service_healthy")
+        );
+        assert!(
+            services[dependency]["healthcheck"]["test"].is_sequence(),
+            "{dependency} healthcheck"
+        );
     }
-    assert!(services["rabbitmq"]["image"].as_str().unwrap().contains("management"));
+    assert!(services["rabbitmq"]["image"]
+        .as_str()
+        .unwrap()
+        .contains("management"));
     assert_eq!(services["demo"]["command"][0].as_str(), Some("demo"));
 }
 
@@ -88,7 +131,11 @@ fn compose_runs_two_workers_after_healthy_services() {
 fn every_variable_in_compose_and_kubernetes_is_one_the_worker_reads() {
     let known = known_variables();
     let mut found = BTreeSet::new();
-    for path in ["docker-compose.yml", "deploy/kubernetes/configmap.yaml", "deploy/kubernetes/secret.yaml"] {
+    for path in [
+        "docker-compose.yml",
+        "deploy/kubernetes/configmap.yaml",
+        "deploy/kubernetes/secret.yaml",
+    ] {
         for doc in yaml(path) {
             variables_in(&doc, &mut found);
         }
@@ -102,7 +149,10 @@ fn every_variable_in_compose_and_kubernetes_is_one_the_worker_reads() {
     }
     assert!(found.contains("SWITCHBOARD_AMQP_URL") && found.contains("SWITCHBOARD_REDIS_URL"));
     let unknown: Vec<_> = found.difference(&known).collect();
-    assert!(unknown.is_empty(), "variables the worker does not read: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "variables the worker does not read: {unknown:?}"
+    );
 }
 
 #[test]
@@ -121,46 +171,86 @@ fn the_image_runs_as_a_non_root_user() {
 fn kubernetes_probes_keda_and_disruption_budget_fit_the_worker() {
     let deployment = &yaml("deploy/kubernetes/deployment.yaml")[0];
     let spec = &deployment["spec"]["template"]["spec"];
-    assert_eq!(spec["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(
+        spec["securityContext"]["runAsNonRoot"].as_bool(),
+        Some(true)
+    );
     let container = &spec["containers"][0];
-    assert_eq!(container["livenessProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
-    assert_eq!(container["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
     let name = deployment["metadata"]["name"].as_str().unwrap();
     let keda = yaml("deploy/kubernetes/keda-scaledobject.yaml");
-    let scaled = keda.iter().find(|d| d["kind"].as_str() == Some("ScaledObject")).unwrap();
-    assert_eq!(scaled["spec"]["scaleTargetRef"]["name"].as_str(), Some(name));
+    let scaled = keda
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("ScaledObject"))
+        .unwrap();
+    assert_eq!(
+        scaled["spec"]["scaleTargetRef"]["name"].as_str(),
+        Some(name)
+    );
     let trigger = &scaled["spec"]["triggers"][0];
     assert_eq!(trigger["type"].as_str(), Some("rabbitmq"));
-    assert_eq!(trigger["metadata"]["queueName"].as_str(), Some(Config::default().work_queue.as_str()));
+    assert_eq!(
+        trigger["metadata"]["queueName"].as_str(),
+        Some(Config::default().work_queue.as_str())
+    );
     let pdb = &yaml("deploy/kubernetes/pdb.yaml")[0];
     assert_eq!(pdb["kind"].as_str(), Some("PodDisruptionBudget"));
     let kustomization = file("deploy/kubernetes/kustomization.yaml");
-    for resource in ["configmap", "secret", "deployment", "service", "pdb", "keda-scaledobject"] {
-        assert!(kustomization.contains(&format!("{resource}.yaml")), "{resource}");
+    for resource in [
+        "configmap",
+        "secret",
+        "deployment",
+        "service",
+        "pdb",
+        "keda-scaledobject",
+    ] {
+        assert!(
+            kustomization.contains(&format!("{resource}.yaml")),
+            "{resource}"
+        );
     }
 }
 
 #[test]
 fn the_dashboard_uses_only_exported_metrics() {
     let exported: BTreeSet<&str> = [
-        "switchboard_events_total", "switchboard_decision_seconds", "switchboard_assignments_total",
-        "switchboard_queued_total", "switchboard_dead_letters_total", "switchboard_reconnects_total",
-        "switchboard_in_flight_events", "switchboard_ready",
+        "switchboard_events_total",
+        "switchboard_decision_seconds",
+        "switchboard_assignments_total",
+        "switchboard_queued_total",
+        "switchboard_dead_letters_total",
+        "switchboard_reconnects_total",
+        "switchboard_in_flight_events",
+        "switchboard_ready",
     ]
     .into();
     // Each of these is also emitted somewhere in the code.
     let telemetry = file("src/telemetry.rs");
     for metric in &exported {
-        assert!(telemetry.contains(&format!("\"{metric}\"")), "{metric} is not emitted");
+        assert!(
+            telemetry.contains(&format!("\"{metric}\"")),
+            "{metric} is not emitted"
+        );
     }
-    let dashboard: Value = serde_json::from_str(&file("deploy/grafana/switchboard-dashboard.json")).unwrap();
+    let dashboard: Value =
+        serde_json::from_str(&file("deploy/grafana/switchboard-dashboard.json")).unwrap();
     let mut used = 0;
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
             for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
                 if word.starts_with("switchboard_") {
-                    let base = word.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count");
+                    let base = word
+                        .trim_end_matches("_bucket")
+                        .trim_end_matches("_sum")
+                        .trim_end_matches("_count");
                     assert!(exported.contains(base), "unknown metric {word} in {expr}");
                     used += 1;
                 }
@@ -176,12 +266,20 @@ fn the_dashboard_uses_only_exported_metrics() {
 async fn rabbitmq_loads_the_definitions_and_workers_agree_with_them() {
     let vhost = crate::helpers::unique("defs");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl");
-        assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("rabbitmqctl")
+            .args(args)
+            .output()
+            .expect("rabbitmqctl");
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     run(&["add_vhost", &vhost]);
     run(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
-    let definitions = file("deploy/rabbitmq/definitions.json").replace("\"vhost\": \"/\"", &format!("\"vhost\": \"{vhost}\""));
+    let definitions = file("deploy/rabbitmq/definitions.json")
+        .replace("\"vhost\": \"/\"", &format!("\"vhost\": \"{vhost}\""));
     let mut parsed: Value = serde_json::from_str(&definitions).unwrap();
     parsed["vhosts"] = serde_json::json!([{"name": vhost}]);
     let path = std::env::temp_dir().join(format!("{vhost}.json"));
@@ -194,5 +292,9 @@ async fn rabbitmq_loads_the_definitions_and_workers_agree_with_them() {
     let declared = switchboard::broker::Session::open(&config, "definitions-test").await;
     run(&["delete_vhost", &vhost]);
     let _ = std::fs::remove_file(path);
-    assert!(declared.is_ok(), "the worker's declarations conflict: {:?}", declared.err());
+    assert!(
+        declared.is_ok(),
+        "the worker's declarations conflict: {:?}",
+        declared.err()
+    );
 }

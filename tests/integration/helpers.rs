@@ -59,18 +59,33 @@ pub struct Project {
 
 impl Project {
     pub async fn new() -> Project {
-        Project { id: unique("p"), store: store().await, now_ms: 1_795_000_000_000 }
+        Project {
+            id: unique("p"),
+            store: store().await,
+            now_ms: 1_795_000_000_000,
+        }
     }
 
     pub async fn apply(&self, event_type: &str, data: Value) -> Vec<OutboundEvent> {
-        self.apply_event(&event(&self.id, event_type, data)).await.outputs
+        self.apply_event(&event(&self.id, event_type, data))
+            .await
+            .outputs
     }
 
     pub async fn apply_event(&self, event: &InboundEvent) -> Applied {
-        let applied = self.store.apply(event, self.now_ms).await.expect("store applies the event");
+        let applied = self
+            .store
+            .apply(event, self.now_ms)
+            .await
+            .expect("store applies the event");
         for (i, output) in applied.outputs.iter().enumerate() {
             let body = switchboard::contract::outbound::envelope(
-                &event.project, &event.id, i, "2026-11-22T10:00:00Z", output);
+                &event.project,
+                &event.id,
+                i,
+                "2026-11-22T10:00:00Z",
+                output,
+            );
             assert_valid_output(&serde_json::from_slice(&body).unwrap());
         }
         applied
@@ -90,14 +105,19 @@ impl Project {
             .iter()
             .map(|(id, max)| json!({"agent_id": id, "max_concurrent": max}))
             .collect();
-        self.apply("agent.upserted", json!({ "agents": patches })).await;
+        self.apply("agent.upserted", json!({ "agents": patches }))
+            .await;
         for (id, _) in agents {
             self.status(id, "online").await;
         }
     }
 
     pub async fn status(&self, agent: &str, status: &str) -> Vec<OutboundEvent> {
-        self.apply("agent.status_changed", json!({"agent_id": agent, "status": status})).await
+        self.apply(
+            "agent.status_changed",
+            json!({"agent_id": agent, "status": status}),
+        )
+        .await
     }
 
     pub async fn create(&self, conversation: &str) -> Vec<OutboundEvent> {
@@ -109,7 +129,11 @@ impl Project {
     }
 
     pub async fn close(&self, conversation: &str) -> Vec<OutboundEvent> {
-        self.apply("conversation.closed", json!({"conversation_id": conversation})).await
+        self.apply(
+            "conversation.closed",
+            json!({"conversation_id": conversation}),
+        )
+        .await
     }
 
     /// Open conversations per agent, read from Redis.
@@ -119,9 +143,15 @@ impl Project {
 
     pub async fn waiting(&self) -> Vec<String> {
         let key = format!("sb:{{{}}}:waiting", self.id);
-        let members: Vec<String> =
-            self.store.query(redis::cmd("ZRANGE").arg(key).arg(0).arg(-1)).await.unwrap();
-        members.into_iter().map(|m| m.split_once('|').unwrap().1.to_string()).collect()
+        let members: Vec<String> = self
+            .store
+            .query(redis::cmd("ZRANGE").arg(key).arg(0).arg(-1))
+            .await
+            .unwrap();
+        members
+            .into_iter()
+            .map(|m| m.split_once('|').unwrap().1.to_string())
+            .collect()
     }
 }
 
@@ -181,13 +211,20 @@ impl Env {
             delivery_limit: 5,
             ..Config::default()
         };
-        let session = Session::open(&config, "tests").await.expect("RabbitMQ is reachable");
+        let session = Session::open(&config, "tests")
+            .await
+            .expect("RabbitMQ is reachable");
         let outputs = session.tap(&config.outbound_exchange).await.unwrap();
         let connection = lapin::Connection::connect(&config.amqp_url, Default::default())
             .await
             .unwrap();
         let channel = connection.create_channel().await.unwrap();
-        Env { config, session, outputs, channel }
+        Env {
+            config,
+            session,
+            outputs,
+            channel,
+        }
     }
 
     /// A worker in this process, stopped when the handle is dropped or stopped.
@@ -213,7 +250,13 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(readiness.is_ready(), "the worker became ready");
-        WorkerHandle { stop, task: Some(task), http_addr, readiness, connection_name }
+        WorkerHandle {
+            stop,
+            task: Some(task),
+            http_addr,
+            readiness,
+            connection_name,
+        }
     }
 
     /// A worker as a separate `switchboard run` process (for SIGKILL and SIGTERM tests).
@@ -223,12 +266,24 @@ impl Env {
             .env("SWITCHBOARD_AMQP_URL", &self.config.amqp_url)
             .env("SWITCHBOARD_REDIS_URL", &self.config.redis_url)
             .env("SWITCHBOARD_HTTP_ADDR", "127.0.0.1:0")
-            .env("SWITCHBOARD_INBOUND_EXCHANGE", &self.config.inbound_exchange)
+            .env(
+                "SWITCHBOARD_INBOUND_EXCHANGE",
+                &self.config.inbound_exchange,
+            )
             .env("SWITCHBOARD_WORK_QUEUE", &self.config.work_queue)
-            .env("SWITCHBOARD_OUTBOUND_EXCHANGE", &self.config.outbound_exchange)
-            .env("SWITCHBOARD_DEAD_LETTER_QUEUE", &self.config.dead_letter_queue)
+            .env(
+                "SWITCHBOARD_OUTBOUND_EXCHANGE",
+                &self.config.outbound_exchange,
+            )
+            .env(
+                "SWITCHBOARD_DEAD_LETTER_QUEUE",
+                &self.config.dead_letter_queue,
+            )
             .env("SWITCHBOARD_PREFETCH", self.config.prefetch.to_string())
-            .env("SWITCHBOARD_DELIVERY_LIMIT", self.config.delivery_limit.to_string())
+            .env(
+                "SWITCHBOARD_DELIVERY_LIMIT",
+                self.config.delivery_limit.to_string(),
+            )
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -260,7 +315,11 @@ impl Env {
                 properties: broker::json_properties(),
             })
             .collect();
-        self.session.publisher().publish_all(messages).await.unwrap();
+        self.session
+            .publisher()
+            .publish_all(messages)
+            .await
+            .unwrap();
     }
 
     /// Publishes a team (agents upserted, then online) and waits until a worker has applied it,
@@ -277,23 +336,37 @@ impl Env {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("the team of {} was not applied within 10 s", platform.project);
+        panic!(
+            "the team of {} was not applied within 10 s",
+            platform.project
+        );
     }
 
     /// Publishes a `project.configured` and waits until a worker has stored it.
     pub async fn configure(&self, platform: &mut Platform, settings: Value) {
-        self.publish(&platform.event("project.configured", settings.clone())).await;
+        self.publish(&platform.event("project.configured", settings.clone()))
+            .await;
         let store = store_at(&self.config.redis_url).await;
         let key = format!("sb:{{{}}}:settings", platform.project);
         for _ in 0..400 {
             let stored: Option<String> = store.query(redis::cmd("GET").arg(&key)).await.unwrap();
-            let stored: Value = stored.map(|s| serde_json::from_str(&s).unwrap()).unwrap_or(Value::Null);
-            if settings.as_object().unwrap().iter().all(|(k, v)| &stored[k] == v) {
+            let stored: Value = stored
+                .map(|s| serde_json::from_str(&s).unwrap())
+                .unwrap_or(Value::Null);
+            if settings
+                .as_object()
+                .unwrap()
+                .iter()
+                .all(|(k, v)| &stored[k] == v)
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("the settings of {} were not applied within 10 s", platform.project);
+        panic!(
+            "the settings of {} were not applied within 10 s",
+            platform.project
+        );
     }
 
     /// The next `n` outbound events, in the order they arrived; fewer if `wait` runs out.
@@ -321,12 +394,19 @@ impl Env {
     /// Messages in a queue right now (ready, not unacked).
     pub async fn depth(&self, queue: &str) -> u32 {
         let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
         let declared = self
             .channel
             .queue_declare(
                 queue.into(),
-                QueueDeclareOptions { passive: true, durable: true, ..Default::default() },
+                QueueDeclareOptions {
+                    passive: true,
+                    durable: true,
+                    ..Default::default()
+                },
                 args,
             )
             .await
@@ -359,7 +439,10 @@ impl Env {
                             AMQPValue::LongString(s) => Some(s.to_string()),
                             _ => None,
                         });
-                    letters.push(DeadLetter { body: message.delivery.data, reason });
+                    letters.push(DeadLetter {
+                        body: message.delivery.data,
+                        reason,
+                    });
                 }
                 None => tokio::time::sleep(Duration::from_millis(50)).await,
             }
@@ -373,11 +456,23 @@ impl Env {
             .iter()
             .map(|ms| switchboard::broker::delay::queue_name(&self.config.work_queue, *ms))
             .collect();
-        for queue in [&self.config.work_queue, &self.config.dead_letter_queue].into_iter().chain(&delay_queues) {
-            let _ = self.channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+        for queue in [&self.config.work_queue, &self.config.dead_letter_queue]
+            .into_iter()
+            .chain(&delay_queues)
+        {
+            let _ = self
+                .channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await;
         }
-        for exchange in [&self.config.inbound_exchange, &self.config.outbound_exchange] {
-            let _ = self.channel.exchange_delete(exchange.as_str().into(), Default::default()).await;
+        for exchange in [
+            &self.config.inbound_exchange,
+            &self.config.outbound_exchange,
+        ] {
+            let _ = self
+                .channel
+                .exchange_delete(exchange.as_str().into(), Default::default())
+                .await;
         }
         self.session.close().await;
     }
@@ -412,10 +507,18 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     pub fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let dir = std::env::temp_dir().join(unique("redis"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut redis = PrivateRedis { port, dir, child: None };
+        let mut redis = PrivateRedis {
+            port,
+            dir,
+            child: None,
+        };
         redis.restart();
         redis
     }
@@ -435,7 +538,14 @@ impl PrivateRedis {
     pub fn restart(&mut self) {
         self.kill();
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(&self.dir)
@@ -510,12 +620,20 @@ pub struct Platform {
 
 impl Platform {
     pub fn new() -> Platform {
-        Platform { project: unique("p"), next: 0 }
+        Platform {
+            project: unique("p"),
+            next: 0,
+        }
     }
 
     pub fn event(&mut self, event_type: &str, data: Value) -> Vec<u8> {
         self.next += 1;
-        body(&self.project, &format!("ev-{}", self.next), event_type, data)
+        body(
+            &self.project,
+            &format!("ev-{}", self.next),
+            event_type,
+            data,
+        )
     }
 
     pub fn agents(&mut self, agents: &[(&str, u64)]) -> Vec<Vec<u8>> {
@@ -525,7 +643,10 @@ impl Platform {
             .collect();
         let mut events = vec![self.event("agent.upserted", json!({ "agents": patches }))];
         for (id, _) in agents {
-            events.push(self.event("agent.status_changed", json!({"agent_id": id, "status": "online"})));
+            events.push(self.event(
+                "agent.status_changed",
+                json!({"agent_id": id, "status": "online"}),
+            ));
         }
         events
     }
@@ -538,7 +659,10 @@ impl Platform {
     }
 
     pub fn closed(&mut self, conversation: &str) -> Vec<u8> {
-        self.event("conversation.closed", json!({"conversation_id": conversation}))
+        self.event(
+            "conversation.closed",
+            json!({"conversation_id": conversation}),
+        )
     }
 }
 
@@ -552,7 +676,12 @@ pub fn assert_valid_output(output: &Value) {
         events()
             .into_iter()
             .filter(|e| e.direction == Direction::Outbound)
-            .map(|e| (e.event_type, jsonschema::validator_for(&e.schema()).unwrap()))
+            .map(|e| {
+                (
+                    e.event_type,
+                    jsonschema::validator_for(&e.schema()).unwrap(),
+                )
+            })
             .collect()
     });
     let event_type = output["type"].as_str().unwrap_or("");

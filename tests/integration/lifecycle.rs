@@ -14,11 +14,19 @@ fn only(outputs: &[OutboundEvent]) -> &Value {
 }
 
 async fn created_by(p: &Project, conversation: &str, visitor: &str) -> Vec<OutboundEvent> {
-    p.apply("conversation.created", json!({"conversation_id": conversation, "visitor_id": visitor})).await
+    p.apply(
+        "conversation.created",
+        json!({"conversation_id": conversation, "visitor_id": visitor}),
+    )
+    .await
 }
 
 async fn message(p: &Project, conversation: &str, visitor: &str) -> Vec<OutboundEvent> {
-    p.apply("message.received", json!({"conversation_id": conversation, "visitor_id": visitor})).await
+    p.apply(
+        "message.received",
+        json!({"conversation_id": conversation, "visitor_id": visitor}),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -43,7 +51,8 @@ async fn a_returning_visitor_goes_back_to_an_available_original_agent() {
 #[tokio::test]
 async fn original_agent_ignores_status_and_limits_but_counts_the_load() {
     let p = Project::new().await;
-    p.configure(json!({"returning_visitors": "original_agent"})).await;
+    p.configure(json!({"returning_visitors": "original_agent"}))
+        .await;
     p.online_agents(&[("a", 1), ("b", 5)]).await;
     p.status("b", "offline").await;
     created_by(&p, "c1", "alice").await; // a (the only one online)
@@ -52,7 +61,11 @@ async fn original_agent_ignores_status_and_limits_but_counts_the_load() {
     let back = created_by(&p, "c2", "alice").await;
     assert_eq!(only(&back)["agent_id"], "a");
     assert_eq!(only(&back)["reason"], "returning");
-    assert_eq!(p.load("a").await, 2, "over its limit of 1, as the setting allows");
+    assert_eq!(
+        p.load("a").await,
+        2,
+        "over its limit of 1, as the setting allows"
+    );
     // Someone else's conversation never lands on the over-full, offline agent.
     assert_eq!(assigned_agents(&created_by(&p, "c3", "bob").await), ["b"]);
 }
@@ -60,7 +73,8 @@ async fn original_agent_ignores_status_and_limits_but_counts_the_load() {
 #[tokio::test]
 async fn returning_visitors_can_use_a_strategy_and_are_forgotten_after_the_memory() {
     let mut p = Project::new().await;
-    p.configure(json!({"returning_visitors": "round_robin", "visitor_memory_days": 1})).await;
+    p.configure(json!({"returning_visitors": "round_robin", "visitor_memory_days": 1}))
+        .await;
     p.online_agents(&[("a", 5), ("b", 5)]).await;
     created_by(&p, "c1", "alice").await;
     let back = created_by(&p, "c2", "alice").await;
@@ -92,7 +106,8 @@ async fn a_reopened_conversation_returns_to_its_agent_or_moves_when_unavailable(
     assert_eq!(only(&moved)["previous_agent_id"], "a");
     // With the setting off, it goes back to its agent even when unavailable.
     p.close("c1").await;
-    p.configure(json!({"reassign_reopened_if_unavailable": false})).await;
+    p.configure(json!({"reassign_reopened_if_unavailable": false}))
+        .await;
     p.status("b", "offline").await;
     let kept = message(&p, "c1", "v1").await;
     assert_eq!(only(&kept)["agent_id"], "b");
@@ -118,7 +133,10 @@ async fn a_visitor_writing_to_an_offline_owner_is_moved() {
     // With nobody available the conversation waits, and its owner's capacity is released.
     p.status("b", "offline").await;
     let waiting = message(&p, "c1", "v1").await;
-    assert_eq!(types(&waiting), ["conversation.unassigned", "conversation.queued"]);
+    assert_eq!(
+        types(&waiting),
+        ["conversation.unassigned", "conversation.queued"]
+    );
     assert_eq!(waiting[0].data["reason"], "owner_unavailable");
     assert_eq!(p.load("b").await, 0);
     // The first agent back online takes it.
@@ -128,7 +146,8 @@ async fn a_visitor_writing_to_an_offline_owner_is_moved() {
 #[tokio::test]
 async fn owners_keep_their_conversations_when_the_setting_is_off() {
     let p = Project::new().await;
-    p.configure(json!({"reassign_if_owner_offline": false})).await;
+    p.configure(json!({"reassign_if_owner_offline": false}))
+        .await;
     p.online_agents(&[("a", 5), ("b", 5)]).await;
     created_by(&p, "c1", "v1").await;
     let owner = if p.load("a").await == 1 { "a" } else { "b" };
@@ -148,7 +167,11 @@ async fn release_on_offline_hands_conversations_over_at_once() {
     let out = p.status("a", "offline").await;
     assert_eq!(
         types(&out),
-        ["conversation.assigned", "conversation.unassigned", "conversation.queued"]
+        [
+            "conversation.assigned",
+            "conversation.unassigned",
+            "conversation.queued"
+        ]
     );
     assert_eq!(out[0].data["reason"], "owner_unavailable");
     assert_eq!(out[0].data["previous_agent_id"], "a");
@@ -160,8 +183,17 @@ async fn a_reply_timeout_rotates_once_per_agent_and_a_reply_stops_it() {
     let p = Project::new().await;
     p.configure(json!({"reply_timeout_seconds": 30})).await;
     p.online_agents(&[("a", 5), ("b", 5)]).await;
-    let created = p.apply_event(&event(&p.id, "conversation.created", json!({"conversation_id": "c1", "visitor_id": "v"}))).await;
-    let first = created.outputs[0].data["agent_id"].as_str().unwrap().to_string();
+    let created = p
+        .apply_event(&event(
+            &p.id,
+            "conversation.created",
+            json!({"conversation_id": "c1", "visitor_id": "v"}),
+        ))
+        .await;
+    let first = created.outputs[0].data["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let other = if first == "a" { "b" } else { "a" };
     assert_eq!(created.timers.len(), 1);
     assert_eq!(created.timers[0].delay_ms, 30_000);
@@ -174,14 +206,32 @@ async fn a_reply_timeout_rotates_once_per_agent_and_a_reply_stops_it() {
     assert_eq!(only(&moved.outputs)["previous_agent_id"], json!(first));
     assert_eq!(p.load(&first).await, 0);
     // The stale timer of the first assignment, fired again, does nothing.
-    assert!(p.apply_event(&fire(&created.timers[0])).await.outputs.is_empty());
+    assert!(p
+        .apply_event(&fire(&created.timers[0]))
+        .await
+        .outputs
+        .is_empty());
     // The second agent times out too: the first one timed out already, so it stays.
-    assert!(p.apply_event(&fire(&moved.timers[0])).await.outputs.is_empty());
+    assert!(p
+        .apply_event(&fire(&moved.timers[0]))
+        .await
+        .outputs
+        .is_empty());
     assert_eq!(p.load(other).await, 1);
     // A reply stops the clock of the current assignment.
-    let c2 = p.apply_event(&event(&p.id, "conversation.created", json!({"conversation_id": "c2", "visitor_id": "w"}))).await;
+    let c2 = p
+        .apply_event(&event(
+            &p.id,
+            "conversation.created",
+            json!({"conversation_id": "c2", "visitor_id": "w"}),
+        ))
+        .await;
     let agent = c2.outputs[0].data["agent_id"].as_str().unwrap().to_string();
-    p.apply("agent.replied", json!({"conversation_id": "c2", "agent_id": agent})).await;
+    p.apply(
+        "agent.replied",
+        json!({"conversation_id": "c2", "agent_id": agent}),
+    )
+    .await;
     assert!(p.apply_event(&fire(&c2.timers[0])).await.outputs.is_empty());
 }
 
@@ -192,7 +242,8 @@ async fn reply_timeouts_fire_through_the_broker_even_while_their_worker_is_down(
     let mut env = Env::new().await;
     let worker = env.spawn_worker().await;
     let mut platform = Platform::new();
-    env.configure(&mut platform, json!({"reply_timeout_seconds": 1})).await;
+    env.configure(&mut platform, json!({"reply_timeout_seconds": 1}))
+        .await;
     env.team(&mut platform, &[("a", 5), ("b", 5)]).await;
     env.publish(&platform.created("c1")).await;
     let first = env.outputs(1, WAIT).await;
@@ -206,7 +257,10 @@ async fn reply_timeouts_fire_through_the_broker_even_while_their_worker_is_down(
     assert_eq!(moved[0]["data"]["previous_agent_id"], json!(owner));
     assert_ne!(moved[0]["data"]["agent_id"], json!(owner));
     // Nobody else is left to try: it stays, and nothing more is published.
-    assert!(env.outputs_for(Duration::from_millis(2000)).await.is_empty());
+    assert!(env
+        .outputs_for(Duration::from_millis(2000))
+        .await
+        .is_empty());
     env.cleanup().await;
 }
 
@@ -216,7 +270,8 @@ async fn a_reply_racing_the_timeout_leaves_one_consistent_owner() {
     let _w1 = env.spawn_worker().await;
     let _w2 = env.spawn_worker().await;
     let mut platform = Platform::new();
-    env.configure(&mut platform, json!({"reply_timeout_seconds": 1})).await;
+    env.configure(&mut platform, json!({"reply_timeout_seconds": 1}))
+        .await;
     env.team(&mut platform, &[("a", 50), ("b", 50)]).await;
     let conversations: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
     let events: Vec<Vec<u8>> = conversations.iter().map(|c| platform.created(c)).collect();
@@ -224,19 +279,35 @@ async fn a_reply_racing_the_timeout_leaves_one_consistent_owner() {
     let assigned = env.outputs(20, WAIT).await;
     let owners: std::collections::HashMap<String, String> = assigned
         .iter()
-        .map(|o| (o["data"]["conversation_id"].as_str().unwrap().into(), o["data"]["agent_id"].as_str().unwrap().into()))
+        .map(|o| {
+            (
+                o["data"]["conversation_id"].as_str().unwrap().into(),
+                o["data"]["agent_id"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     // Replies land right around the deadline.
     tokio::time::sleep(Duration::from_millis(950)).await;
     let replies: Vec<Vec<u8>> = conversations
         .iter()
-        .map(|c| platform.event("agent.replied", json!({"conversation_id": c, "agent_id": owners[c]})))
+        .map(|c| {
+            platform.event(
+                "agent.replied",
+                json!({"conversation_id": c, "agent_id": owners[c]}),
+            )
+        })
         .collect();
     env.publish_many(&replies).await;
     let moves = env.outputs_for(Duration::from_secs(3)).await;
-    let moved: std::collections::HashSet<&str> =
-        moves.iter().map(|o| o["data"]["conversation_id"].as_str().unwrap()).collect();
-    assert_eq!(moved.len(), moves.len(), "each conversation moved at most once");
+    let moved: std::collections::HashSet<&str> = moves
+        .iter()
+        .map(|o| o["data"]["conversation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        moved.len(),
+        moves.len(),
+        "each conversation moved at most once"
+    );
     // Whatever won each race, every conversation has exactly one owner and loads match.
     let store = store().await;
     let a = load_of(&store, &platform.project, "a").await;
@@ -245,7 +316,9 @@ async fn a_reply_racing_the_timeout_leaves_one_consistent_owner() {
     let expected_a = conversations
         .iter()
         .filter(|c| {
-            let moved_to = moves.iter().find(|o| o["data"]["conversation_id"] == json!(c));
+            let moved_to = moves
+                .iter()
+                .find(|o| o["data"]["conversation_id"] == json!(c));
             match moved_to {
                 Some(o) => o["data"]["agent_id"] == "a",
                 None => owners[c.as_str()] == "a",

@@ -4,10 +4,10 @@
 mod contract_docs;
 mod deploy;
 mod helpers;
-mod store;
 mod lifecycle;
 mod modes;
 mod outages;
 mod routing;
 mod simulate;
+mod store;
 mod worker;

@@ -25,10 +25,15 @@ async fn a_redis_crash_pauses_work_and_loses_nothing() {
     let mut platform = Platform::new();
     env.team(&mut platform, &[("a", 5)]).await;
     env.publish(&platform.created("before")).await;
-    assert_eq!(env.outputs(1, WAIT).await[0]["type"], "conversation.assigned");
+    assert_eq!(
+        env.outputs(1, WAIT).await[0]["type"],
+        "conversation.assigned"
+    );
 
     redis.kill();
-    let during: Vec<Vec<u8>> = (0..20).map(|i| platform.created(&format!("c{i}"))).collect();
+    let during: Vec<Vec<u8>> = (0..20)
+        .map(|i| platform.created(&format!("c{i}")))
+        .collect();
     env.publish_many(&during).await;
     // Nothing can be decided, so nothing is published, and the worker says it is not ready.
     assert!(env.outputs_for(Duration::from_secs(2)).await.is_empty());
@@ -36,8 +41,16 @@ async fn a_redis_crash_pauses_work_and_loses_nothing() {
 
     redis.restart();
     let out = env.outputs(20, WAIT).await;
-    assert_eq!(decided_conversations(&out).len(), 20, "every event applied once Redis is back");
-    assert_eq!(of_type(&out, "conversation.assigned").len(), 4, "the capacity left: 5 - 1");
+    assert_eq!(
+        decided_conversations(&out).len(),
+        20,
+        "every event applied once Redis is back"
+    );
+    assert_eq!(
+        of_type(&out, "conversation.assigned").len(),
+        4,
+        "the capacity left: 5 - 1"
+    );
     let store = switchboard::store::Store::connect(
         &[redis.url()],
         switchboard::store::StoreOptions {
@@ -59,10 +72,14 @@ async fn a_cut_broker_connection_is_rebuilt_and_nothing_is_lost() {
     let worker = env.spawn_worker().await;
     let mut platform = Platform::new();
     env.team(&mut platform, &[("a", 50)]).await;
-    let first: Vec<Vec<u8>> = (0..100).map(|i| platform.created(&format!("c{i}"))).collect();
+    let first: Vec<Vec<u8>> = (0..100)
+        .map(|i| platform.created(&format!("c{i}")))
+        .collect();
     env.publish_many(&first).await;
     close_broker_connection(&worker.connection_name);
-    let second: Vec<Vec<u8>> = (100..200).map(|i| platform.created(&format!("c{i}"))).collect();
+    let second: Vec<Vec<u8>> = (100..200)
+        .map(|i| platform.created(&format!("c{i}")))
+        .collect();
     env.publish_many(&second).await;
     let out = env.outputs_for(Duration::from_secs(6)).await;
     assert_eq!(decided_conversations(&out).len(), 200, "no event lost");
@@ -74,7 +91,10 @@ async fn a_cut_broker_connection_is_rebuilt_and_nothing_is_lost() {
     assert_eq!(assigned.len(), 50);
     let store = store().await;
     assert_eq!(load_of(&store, &platform.project, "a").await, 50);
-    assert!(worker.readiness.is_ready(), "reconnected and consuming again");
+    assert!(
+        worker.readiness.is_ready(),
+        "reconnected and consuming again"
+    );
     worker.stop().await;
     env.cleanup().await;
 }
@@ -90,17 +110,36 @@ async fn a_poison_event_is_dead_lettered_after_the_delivery_limit() {
     let mut platform = Platform::new();
     let poison = platform.created("c1");
     env.publish(&poison).await;
-    let connection = lapin::Connection::connect(&env.config.amqp_url, Default::default()).await.unwrap();
+    let connection = lapin::Connection::connect(&env.config.amqp_url, Default::default())
+        .await
+        .unwrap();
     let channel = connection.create_channel().await.unwrap();
     let mut consumer = channel
-        .basic_consume(env.config.work_queue.as_str().into(), "poison".into(), BasicConsumeOptions::default(), Default::default())
+        .basic_consume(
+            env.config.work_queue.as_str().into(),
+            "poison".into(),
+            BasicConsumeOptions::default(),
+            Default::default(),
+        )
         .await
         .unwrap();
     let mut deliveries = 0;
-    while let Ok(Some(Ok(delivery))) = tokio::time::timeout(Duration::from_secs(2), consumer.next()).await {
+    while let Ok(Some(Ok(delivery))) =
+        tokio::time::timeout(Duration::from_secs(2), consumer.next()).await
+    {
         deliveries += 1;
-        delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await.unwrap();
-        assert!(deliveries <= 10, "still redelivered after {deliveries} deliveries");
+        delivery
+            .acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(
+            deliveries <= 10,
+            "still redelivered after {deliveries} deliveries"
+        );
     }
     assert!(deliveries >= 5, "delivered {deliveries} times");
     let letters = env.dead_letters(1, WAIT).await;

@@ -7,7 +7,11 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn a_simulated_day_reports_shares_loads_and_waits() {
-    let config = Config { amqp_url: amqp_url(), redis_url: redis_url(), ..Config::default() };
+    let config = Config {
+        amqp_url: amqp_url(),
+        redis_url: redis_url(),
+        ..Config::default()
+    };
     let chart = std::env::temp_dir().join(format!("{}.svg", unique("sim")));
     let args = SimulateArgs {
         strategy: "weighted".into(),
@@ -22,12 +26,28 @@ async fn a_simulated_day_reports_shares_loads_and_waits() {
         external: false,
     };
     let report = simulate(config, args).await.unwrap();
-    assert_eq!(report.waits_ms.len(), 150, "every conversation was assigned");
+    assert_eq!(
+        report.waits_ms.len(),
+        150,
+        "every conversation was assigned"
+    );
     let total: u64 = report.rows.iter().map(|r| r.assigned).sum();
     assert_eq!(total, 150);
     for row in &report.rows {
-        assert!(row.max_load <= row.limit as i64, "{} held {} of {}", row.id, row.max_load, row.limit);
-        assert!((row.share - row.expected).abs() < 0.1, "{}: {} vs {}", row.id, row.share, row.expected);
+        assert!(
+            row.max_load <= row.limit as i64,
+            "{} held {} of {}",
+            row.id,
+            row.max_load,
+            row.limit
+        );
+        assert!(
+            (row.share - row.expected).abs() < 0.1,
+            "{}: {} vs {}",
+            row.id,
+            row.share,
+            row.expected
+        );
     }
     assert!((report.rows[1].expected - 2.0 / 3.0).abs() < 1e-9);
     let text = report.render();

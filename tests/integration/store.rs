@@ -111,7 +111,11 @@ async fn capacity_is_never_exceeded_and_the_rest_waits_in_order() {
 #[tokio::test]
 async fn the_queue_drains_on_every_kind_of_capacity() {
     let p = Project::new().await;
-    p.apply("agent.upserted", json!({"agents": [{"agent_id": "a", "max_concurrent": 1}]})).await;
+    p.apply(
+        "agent.upserted",
+        json!({"agents": [{"agent_id": "a", "max_concurrent": 1}]}),
+    )
+    .await;
     for i in 0..6 {
         p.create(&format!("c{i}")).await;
     }
@@ -120,22 +124,40 @@ async fn the_queue_drains_on_every_kind_of_capacity() {
     let out = p.status("a", "online").await;
     assert_eq!(assigned_agents(&out), ["a"]);
     // A limit is raised.
-    let out = p.apply("agent.upserted", json!({"agents": [{"agent_id": "a", "max_concurrent": 2}]})).await;
+    let out = p
+        .apply(
+            "agent.upserted",
+            json!({"agents": [{"agent_id": "a", "max_concurrent": 2}]}),
+        )
+        .await;
     assert_eq!(assigned_agents(&out), ["a"]);
     // An agent is added (and comes online).
-    p.apply("agent.upserted", json!({"agents": [{"agent_id": "b", "max_concurrent": 2}]})).await;
+    p.apply(
+        "agent.upserted",
+        json!({"agents": [{"agent_id": "b", "max_concurrent": 2}]}),
+    )
+    .await;
     let out = p.status("b", "online").await;
     assert_eq!(assigned_agents(&out), ["b", "b"]);
     // A conversation closes.
     let out = p.close("c0").await;
     assert_eq!(assigned_agents(&out), ["a"]);
     // Busy agents are included by a setting.
-    p.apply("agent.upserted", json!({"agents": [{"agent_id": "c", "max_concurrent": 1}]})).await;
+    p.apply(
+        "agent.upserted",
+        json!({"agents": [{"agent_id": "c", "max_concurrent": 1}]}),
+    )
+    .await;
     p.status("c", "busy").await;
-    let out = p.apply("project.configured", json!({"include_busy": true})).await;
+    let out = p
+        .apply("project.configured", json!({"include_busy": true}))
+        .await;
     assert_eq!(assigned_agents(&out), ["c"]);
     assert!(p.waiting().await.is_empty());
-    let conversations: Vec<String> = out.iter().map(|o| o.data["conversation_id"].to_string()).collect();
+    let conversations: Vec<String> = out
+        .iter()
+        .map(|o| o.data["conversation_id"].to_string())
+        .collect();
     assert_eq!(conversations, ["\"c5\""]);
 }
 
@@ -159,14 +181,22 @@ async fn excluded_agents_receive_nothing() {
     let out = p.create("c1").await;
     assert_eq!(types(&out), ["conversation.queued"]);
     // include_offline lets offline agents (and agents with no status yet) receive.
-    let out = p.apply("project.configured", json!({"include_offline": true})).await;
+    let out = p
+        .apply("project.configured", json!({"include_offline": true}))
+        .await;
     let agent = &assigned_agents(&out)[0];
     assert!(agent == "away" || agent == "never-online", "{agent}");
     // A null resets the setting to its default: offline agents are excluded again.
-    p.apply("project.configured", json!({"include_offline": null})).await;
+    p.apply("project.configured", json!({"include_offline": null}))
+        .await;
     assert_eq!(types(&p.create("c2").await), ["conversation.queued"]);
     // Clearing auto_assign back to its default (true) makes `manual` eligible.
-    let out = p.apply("agent.upserted", json!({"agents": [{"agent_id": "manual", "auto_assign": null}]})).await;
+    let out = p
+        .apply(
+            "agent.upserted",
+            json!({"agents": [{"agent_id": "manual", "auto_assign": null}]}),
+        )
+        .await;
     assert_eq!(assigned_agents(&out), ["manual"]);
 }
 
@@ -174,7 +204,11 @@ async fn excluded_agents_receive_nothing() {
 async fn a_repeated_event_replays_its_outputs_and_changes_nothing() {
     let p = Project::new().await;
     p.online_agents(&[("a", 1)]).await;
-    let created = event(&p.id, "conversation.created", json!({"conversation_id": "c1", "visitor_id": "v"}));
+    let created = event(
+        &p.id,
+        "conversation.created",
+        json!({"conversation_id": "c1", "visitor_id": "v"}),
+    );
     let first = p.apply_event(&created).await;
     assert!(!first.replayed);
     assert_eq!(assigned_agents(&first.outputs), ["a"]);
@@ -213,7 +247,11 @@ async fn a_removed_agent_hands_over_its_conversations() {
     let out = p.apply("agent.removed", json!({"agent_id": "a"})).await;
     assert_eq!(
         types(&out),
-        ["conversation.assigned", "conversation.unassigned", "conversation.queued"]
+        [
+            "conversation.assigned",
+            "conversation.unassigned",
+            "conversation.queued"
+        ]
     );
     assert_eq!(out[0].data["agent_id"], "b");
     assert_eq!(out[0].data["previous_agent_id"], "a");
@@ -257,12 +295,23 @@ async fn inspect_shows_agents_loads_the_waiting_queue_and_settings() {
         p.create(&format!("c{i}")).await;
     }
     let project = switchboard::contract::Id::parse(&p.id).unwrap();
-    let report = switchboard::cli::inspect::render(&p.store, &project).await.unwrap();
-    let line = |start: &str| report.lines().find(|l| l.trim_start().starts_with(start)).unwrap_or_else(|| panic!("no {start} line in\n{report}")).to_string();
+    let report = switchboard::cli::inspect::render(&p.store, &project)
+        .await
+        .unwrap();
+    let line = |start: &str| {
+        report
+            .lines()
+            .find(|l| l.trim_start().starts_with(start))
+            .unwrap_or_else(|| panic!("no {start} line in\n{report}"))
+            .to_string()
+    };
     let words = |l: String| l.split_whitespace().map(String::from).collect::<Vec<_>>();
     assert_eq!(&words(line("alice"))[..4], ["alice", "online", "2/2", "no"]);
     assert_eq!(&words(line("bob"))[..4], ["bob", "online", "1/1", "no"]);
-    assert_eq!(&words(line("carol"))[..4], ["carol", "offline", "0/3", "no"]);
+    assert_eq!(
+        &words(line("carol"))[..4],
+        ["carol", "offline", "0/3", "no"]
+    );
     assert!(line("carol").contains("es") && line("carol").contains("whatsapp"));
     assert!(report.contains("waiting (2)"), "{report}");
     assert_eq!(&words(line("1 "))[..2], ["1", "c3"]);
@@ -276,14 +325,23 @@ async fn without_levels_rules_or_channel_rights_the_script_touches_only_declared
         return; // SCAN is not routed by slot on a cluster; the single-node run checks this
     }
     let p = Project::new().await;
-    p.configure(json!({"new_visitors": "weighted", "reply_timeout_seconds": 30})).await;
+    p.configure(json!({"new_visitors": "weighted", "reply_timeout_seconds": 30}))
+        .await;
     p.online_agents(&[("a", 2), ("b", 1)]).await;
-    p.apply("agent.upserted", json!({"agents": [{"agent_id": "c", "max_concurrent": 1, "daily_limit": 5}]})).await;
+    p.apply(
+        "agent.upserted",
+        json!({"agents": [{"agent_id": "c", "max_concurrent": 1, "daily_limit": 5}]}),
+    )
+    .await;
     for i in 0..6 {
         p.create(&format!("c{i}")).await;
     }
     p.close("c0").await;
-    p.apply("message.received", json!({"conversation_id": "c0", "visitor_id": "v-c0"})).await;
+    p.apply(
+        "message.received",
+        json!({"conversation_id": "c0", "visitor_id": "v-c0"}),
+    )
+    .await;
     p.apply("agent.removed", json!({"agent_id": "b"})).await;
     let project = switchboard::contract::Id::parse(&p.id).unwrap();
     let declared: std::collections::BTreeSet<String> = switchboard::store::keys::APPLY_KEY_NAMES
@@ -295,13 +353,23 @@ async fn without_levels_rules_or_channel_rights_the_script_touches_only_declared
     loop {
         let (next, keys): (u64, Vec<String>) = p
             .store
-            .query(redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(format!("sb:{{{}}}:*", p.id)).arg("COUNT").arg(1000))
+            .query(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("sb:{{{}}}:*", p.id))
+                    .arg("COUNT")
+                    .arg(1000),
+            )
             .await
             .unwrap();
         for key in keys {
             seen += 1;
             let is_dedupe_record = key.starts_with(&format!("sb:{{{}}}:event:", p.id));
-            assert!(declared.contains(&key) || is_dedupe_record, "undeclared key {key}");
+            assert!(
+                declared.contains(&key) || is_dedupe_record,
+                "undeclared key {key}"
+            );
         }
         if next == 0 {
             break;

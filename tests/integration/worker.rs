@@ -22,12 +22,41 @@ async fn every_rejection_reaches_dead_letters_with_its_reason_and_body_untouched
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"{definitely not json".to_vec(), "invalid JSON"),
         (oversized, "larger than the 64 KiB limit"),
-        (platform.event("conversation.exploded", json!({})), "unknown event type"),
-        (platform.event("conversation.created", json!({"visitor_id": "v"})), "missing required field `conversation_id`"),
-        (platform.event("conversation.created", json!({"conversation_id": "c}1", "visitor_id": "v"})), "invalid field `conversation_id`"),
-        (platform.event("agent.status_changed", json!({"agent_id": "a", "status": "sleeping"})), "invalid field `status`"),
-        (platform.event("project.configured", json!({"mode": "chaos"})), "invalid field `mode`"),
-        (body("bad project!", "e1", "conversation.closed", json!({"conversation_id": "c"})), "invalid field `project`"),
+        (
+            platform.event("conversation.exploded", json!({})),
+            "unknown event type",
+        ),
+        (
+            platform.event("conversation.created", json!({"visitor_id": "v"})),
+            "missing required field `conversation_id`",
+        ),
+        (
+            platform.event(
+                "conversation.created",
+                json!({"conversation_id": "c}1", "visitor_id": "v"}),
+            ),
+            "invalid field `conversation_id`",
+        ),
+        (
+            platform.event(
+                "agent.status_changed",
+                json!({"agent_id": "a", "status": "sleeping"}),
+            ),
+            "invalid field `status`",
+        ),
+        (
+            platform.event("project.configured", json!({"mode": "chaos"})),
+            "invalid field `mode`",
+        ),
+        (
+            body(
+                "bad project!",
+                "e1",
+                "conversation.closed",
+                json!({"conversation_id": "c"}),
+            ),
+            "invalid field `project`",
+        ),
     ];
     for (body, _) in &cases {
         env.publish(body).await;
@@ -37,7 +66,10 @@ async fn every_rejection_reaches_dead_letters_with_its_reason_and_body_untouched
     for (letter, (body, expected)) in letters.iter().zip(&cases) {
         assert_eq!(&letter.body, body, "the body is untouched");
         let reason = letter.reason.as_deref().unwrap_or("");
-        assert!(reason.contains(expected), "{reason:?} should contain {expected:?}");
+        assert!(
+            reason.contains(expected),
+            "{reason:?} should contain {expected:?}"
+        );
     }
     // The worker kept going: a valid event after them is applied.
     let mut env = env;
@@ -65,7 +97,10 @@ async fn outputs_are_cloudevents_caused_by_the_inbound_event() {
     assert_eq!(event["type"], "conversation.assigned");
     assert_eq!(event["project"], json!(platform.project));
     assert_eq!(event["causationid"], inbound["id"]);
-    assert_eq!(event["data"], json!({"conversation_id": "c1", "agent_id": "a", "reason": "new", "strategy": "least_loaded"}));
+    assert_eq!(
+        event["data"],
+        json!({"conversation_id": "c1", "agent_id": "a", "reason": "new", "strategy": "least_loaded"})
+    );
     assert!(event["id"].as_str().is_some_and(|id| !id.is_empty()));
     env.cleanup().await;
 }
@@ -90,11 +125,17 @@ async fn a_redelivered_event_publishes_the_same_outputs_and_nothing_new() {
 #[tokio::test]
 async fn a_burst_through_three_workers_fills_exactly_the_capacity() {
     let mut env = Env::new().await;
-    let workers = [env.spawn_worker().await, env.spawn_worker().await, env.spawn_worker().await];
+    let workers = [
+        env.spawn_worker().await,
+        env.spawn_worker().await,
+        env.spawn_worker().await,
+    ];
     let mut platform = Platform::new();
     let capacity = [("a", 3u64), ("b", 5), ("c", 2), ("d", 7)];
     env.team(&mut platform, &capacity).await;
-    let burst: Vec<Vec<u8>> = (0..60).map(|i| platform.created(&format!("c{i}"))).collect();
+    let burst: Vec<Vec<u8>> = (0..60)
+        .map(|i| platform.created(&format!("c{i}")))
+        .collect();
     env.publish_many(&burst).await;
     let out = env.outputs(60, WAIT).await;
     assert_eq!(out.len(), 60);
@@ -104,7 +145,9 @@ async fn a_burst_through_three_workers_fills_exactly_the_capacity() {
     assert_eq!(queued.len(), 43);
     let mut per_agent: HashMap<&str, u64> = HashMap::new();
     for a in &assigned {
-        *per_agent.entry(a["data"]["agent_id"].as_str().unwrap()).or_default() += 1;
+        *per_agent
+            .entry(a["data"]["agent_id"].as_str().unwrap())
+            .or_default() += 1;
     }
     let store = store().await;
     for (agent, max) in capacity {
@@ -167,7 +210,9 @@ async fn a_worker_killed_mid_burst_loses_nothing_and_assigns_nothing_twice() {
     let mut victim = env.spawn_process();
     let survivor = env.spawn_process();
     env.team(&mut platform, &[("a", 40), ("b", 40)]).await;
-    let burst: Vec<Vec<u8>> = (0..300).map(|i| platform.created(&format!("c{i}"))).collect();
+    let burst: Vec<Vec<u8>> = (0..300)
+        .map(|i| platform.created(&format!("c{i}")))
+        .collect();
     let (first, second) = burst.split_at(150);
     env.publish_many(first).await;
     tokio::time::sleep(Duration::from_millis(30)).await;
@@ -208,7 +253,9 @@ async fn sigterm_finishes_in_flight_events_and_exits_zero() {
     let mut platform = Platform::new();
     let mut worker = env.spawn_process();
     env.team(&mut platform, &[("a", 500)]).await;
-    let burst: Vec<Vec<u8>> = (0..200).map(|i| platform.created(&format!("c{i}"))).collect();
+    let burst: Vec<Vec<u8>> = (0..200)
+        .map(|i| platform.created(&format!("c{i}")))
+        .collect();
     env.publish_many(&burst).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     let signalled = std::process::Command::new("kill")
@@ -222,9 +269,16 @@ async fn sigterm_finishes_in_flight_events_and_exits_zero() {
     let out = env.outputs_for(Duration::from_secs(2)).await;
     let left = env.depth(&env.config.work_queue.clone()).await as usize;
     let published = of_type(&out, "conversation.assigned").len();
-    assert_eq!(published + left, 200, "published {published} + queued {left}");
+    assert_eq!(
+        published + left,
+        200,
+        "published {published} + queued {left}"
+    );
     let store = store().await;
-    assert_eq!(load_of(&store, &platform.project, "a").await as usize, published);
+    assert_eq!(
+        load_of(&store, &platform.project, "a").await as usize,
+        published
+    );
     // A new worker finishes the rest.
     let _worker = env.spawn_worker().await;
     let rest = env.outputs(left, WAIT).await;
@@ -242,10 +296,15 @@ async fn readiness_and_metrics_are_served() {
     env.outputs(1, WAIT).await;
     let ready = http_get(worker.http_addr, "/readyz").await;
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
-    assert!(http_get(worker.http_addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(http_get(worker.http_addr, "/healthz")
+        .await
+        .starts_with("HTTP/1.1 200"));
     let metrics = http_get(worker.http_addr, "/metrics").await;
     assert!(metrics.contains("switchboard_events_total"), "{metrics}");
-    assert!(metrics.contains("switchboard_assignments_total{reason=\"new\"}"), "{metrics}");
+    assert!(
+        metrics.contains("switchboard_assignments_total{reason=\"new\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("switchboard_decision_seconds_bucket"));
     env.cleanup().await;
 }
