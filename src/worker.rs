@@ -99,7 +99,8 @@ impl Worker {
             .iter()
             .map(|timer| {
                 let due = applied.time_ms + timer.delay_ms as i64;
-                let step = broker::delay::ladder_step((due - now).max(0) as u64);
+                let real_wait = self.clock.to_real_ms(due - now).max(0);
+                let step = broker::delay::ladder_step(real_wait as u64);
                 let queue = broker::delay::queue_name(&self.config.work_queue, step);
                 (
                     queue,
@@ -160,7 +161,7 @@ impl Worker {
         let Some(due) = broker::timer_due(&delivery.properties) else {
             return false;
         };
-        let remaining = due - self.clock.now_ms();
+        let remaining = self.clock.to_real_ms(due - self.clock.now_ms());
         if remaining <= broker::delay::DUE_TOLERANCE_MS {
             return false;
         }

@@ -1,11 +1,15 @@
 //! `switchboard simulate`: drives a real worker through a compressed synthetic day (arrivals at
-//! a rate, handling times, agents going away and coming back) and reports what a team lead
-//! checks: each agent's share against the expected share, the largest load seen against the
-//! limit, and how long conversations waited. Writes the shares and waits as an SVG chart.
+//! a rate, handling times, an agent whose schedule takes it away for part of the day) and
+//! reports what a team lead checks: each agent's share against the expected share, the largest
+//! load seen against the limit, and how long conversations waited. Writes the shares and waits
+//! as an SVG chart.
 //!
 //! By default it starts its own in-process worker on private exchange and queue names, so it
-//! can run beside production-like workers without touching them; `--external` uses the
-//! configured names and whatever workers are running.
+//! can run beside production-like workers without touching them, with a clock that runs a
+//! working day in seconds (one real second is one simulated hour, or slower for long runs): the
+//! first agent's absence is a real schedule that the worker switches. `--external` uses the
+//! configured names and whatever workers are running, in real time; the absence is then a
+//! status change.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -21,7 +25,10 @@ use tokio::time::Instant;
 
 use crate::application::Application;
 use crate::broker::{self, Message, Session};
-use crate::clock::SystemClock;
+use crate::clock::{Clock, ScaledClock};
+
+/// The simulated day starts on Monday 2026-11-23, 08:00 UTC.
+const MONDAY_MORNING_MS: i64 = 1_795_420_800_000;
 use crate::config::Config;
 use crate::contract::Id;
 use crate::store::{keys, Store, StoreOptions};
@@ -43,7 +50,8 @@ pub struct SimulateArgs {
     /// Handling time range in ms, `MIN..MAX`.
     #[arg(long, default_value = "100..400")]
     pub handling_ms: String,
-    /// The first agent goes offline for this share of the day, in the middle (0 = never).
+    /// The first agent's schedule keeps it away for this share of the day, in the middle
+    /// (0 = never).
     #[arg(long, default_value_t = 0.2)]
     pub absence: f64,
     /// Where to write the chart.
@@ -70,6 +78,8 @@ pub struct Report {
     /// Wait from publishing `conversation.created` to receiving its assignment, ms, sorted.
     pub waits_ms: Vec<f64>,
     pub seconds: f64,
+    /// Times the worker switched an agent by its schedule.
+    pub schedule_switches: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +133,9 @@ impl Report {
             self.percentile(0.99),
             self.percentile(1.0)
         );
+        if self.schedule_switches > 0 {
+            let _ = writeln!(out, "schedule switches: {}", self.schedule_switches);
+        }
         out
     }
 
@@ -279,6 +292,10 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     let project = format!("sim-{run_id}");
     let stop = tokio_util::sync::CancellationToken::new();
     let mut worker = None;
+    let expected_seconds = args.conversations as f64 / args.rate.max(0.01);
+    // One real second is one simulated hour, slower if the day would not fit in 14 hours.
+    let rate = (14.0 * 3600.0 / expected_seconds).min(3600.0);
+    let clock = Arc::new(ScaledClock::new(MONDAY_MORNING_MS, rate));
     if !args.external {
         let tag = format!("switchboard-sim-{run_id}");
         config.inbound_exchange = format!("{tag}.in");
@@ -286,7 +303,7 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
         config.outbound_exchange = format!("{tag}.out");
         config.dead_letter_queue = format!("{tag}.dead");
         config.http_addr = "127.0.0.1:0".into();
-        let application = Application::build(config.clone(), Arc::new(SystemClock)).await?;
+        let application = Application::build(config.clone(), clock.clone()).await?;
         let stopped = stop.clone();
         worker = Some(tokio::spawn(
             application.run_until_stopped(async move { stopped.cancelled().await }),
@@ -368,12 +385,31 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     }
 
     let day = Instant::now();
-    let expected_seconds = args.conversations as f64 / args.rate.max(0.01);
     let (absence_start, absence_end) = (
         expected_seconds * (0.5 - args.absence / 2.0),
         expected_seconds * (0.5 + args.absence / 2.0),
     );
+    let scheduled = !args.external && args.absence > 0.0 && agents.len() > 1;
+    if scheduled {
+        // The first agent's hours today: all day but the absence, in simulated time.
+        let now = clock.now_ms();
+        let local = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+        let at = |real_seconds: f64| {
+            local(now + (real_seconds * 1000.0 * rate) as i64)
+                .format("%H:%M")
+                .to_string()
+        };
+        let weekday = local(now).format("%a").to_string().to_lowercase();
+        let schedule = json!({"timezone": "UTC", "hours": {
+            weekday: [["00:00", at(absence_start)], [at(absence_end), "24:00"]]}});
+        send(
+            "agent.upserted",
+            json!({"agents": [{"agent_id": agents[0].id, "schedule": schedule}]}),
+        )
+        .await?;
+    }
     let mut absent = false;
+    let mut schedule_switches = 0;
     let mut next_arrival = day;
     let mut created = 0u64;
     let mut created_at: HashMap<String, Instant> = HashMap::new();
@@ -389,7 +425,14 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
             delivery = decisions.next() => {
                 let Some(Ok(delivery)) = delivery else { anyhow::bail!("lost the broker connection") };
                 let event: Value = serde_json::from_slice(&delivery.data)?;
-                if event["project"] != json!(project) || event["type"] != "conversation.assigned" {
+                if event["project"] != json!(project) {
+                    continue;
+                }
+                if event["type"] == "agent.status_changed" && event["data"]["reason"] == "schedule" {
+                    schedule_switches += 1;
+                    continue;
+                }
+                if event["type"] != "conversation.assigned" {
                     continue;
                 }
                 let conversation = event["data"]["conversation_id"].as_str().unwrap_or("").to_string();
@@ -431,7 +474,7 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
             send("conversation.closed", json!({"conversation_id": id})).await?;
         }
         let t = day.elapsed().as_secs_f64();
-        if args.absence > 0.0 && !absent && t >= absence_start && t < absence_end {
+        if args.absence > 0.0 && !scheduled && !absent && t >= absence_start && t < absence_end {
             absent = true;
             send(
                 "agent.status_changed",
@@ -513,6 +556,7 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
         rows,
         waits_ms: waits,
         seconds,
+        schedule_switches,
     })
 }
 

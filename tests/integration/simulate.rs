@@ -21,7 +21,8 @@ async fn a_simulated_day_reports_shares_loads_and_waits() {
         conversations: 150,
         rate: 100.0,
         handling_ms: "10..40".into(),
-        absence: 0.0,
+        // `light` is scheduled away for the middle 40% of the (compressed) day.
+        absence: 0.4,
         chart: chart.clone(),
         external: false,
     };
@@ -49,7 +50,12 @@ async fn a_simulated_day_reports_shares_loads_and_waits() {
             row.expected
         );
     }
-    assert!((report.rows[1].expected - 2.0 / 3.0).abs() < 1e-9);
+    // Expected: 1/3 and 2/3 while both work, everything to `heavy` while `light` is away.
+    assert!((report.rows[0].expected - 0.6 / 3.0).abs() < 1e-9);
+    assert_eq!(
+        report.schedule_switches, 2,
+        "away at the start of the absence, back at its end"
+    );
     let text = report.render();
     assert!(text.contains("heavy") && text.contains("p99"), "{text}");
     let svg = report.svg();
