@@ -35,10 +35,7 @@ impl Application {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
         let metrics = telemetry::init_metrics();
         let listener = TcpListener::bind(&config.http_addr).await?;
-        let options = StoreOptions {
-            dedupe_ttl: config.dedupe_ttl(),
-            closed_retention: Duration::from_secs(config.closed_retention_seconds),
-        };
+        let options = StoreOptions::from_config(&config);
         let store = connect_store(&config, options).await;
         tracing::info!(
             amqp = %redact_url(&config.amqp_url),

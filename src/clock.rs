@@ -1,8 +1,5 @@
 //! The clock, an edge like the broker and the store: tests move time instead of waiting for it.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-
 /// Milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> i64;
@@ -20,25 +17,6 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         chrono::Utc::now().timestamp_millis()
-    }
-}
-
-/// The system clock shifted by an offset a test may change (to cross midnight, a DST change
-/// or a timeout without waiting for it).
-#[derive(Debug, Default, Clone)]
-pub struct ShiftedClock {
-    offset_ms: Arc<AtomicI64>,
-}
-
-impl ShiftedClock {
-    pub fn advance(&self, ms: i64) {
-        self.offset_ms.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ShiftedClock {
-    fn now_ms(&self) -> i64 {
-        SystemClock.now_ms() + self.offset_ms.load(Ordering::SeqCst)
     }
 }
 

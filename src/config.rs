@@ -5,8 +5,6 @@
 //! `SWITCHBOARD_HTTP_ADDR`); every other field maps the same way: `work_queue` is
 //! `SWITCHBOARD_WORK_QUEUE`, and so on.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 
 /// Everything a worker needs to know to run.
@@ -107,10 +105,6 @@ impl Config {
             .filter(|s| !s.is_empty())
             .map(String::from)
             .collect()
-    }
-
-    pub fn dedupe_ttl(&self) -> Duration {
-        Duration::from_secs(self.dedupe_ttl_seconds)
     }
 }
 

@@ -128,10 +128,6 @@ impl Session {
         self.publisher.clone()
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.connection.status().connected()
-    }
-
     pub async fn close(self) {
         let _ = self.connection.close(200, "worker stopping".into()).await;
     }

@@ -17,14 +17,7 @@ const WAITING_SHOWN: isize = 10;
 
 pub async fn run(config: Config, project: &str) -> anyhow::Result<()> {
     let project = Id::parse(project).map_err(|e| anyhow::anyhow!("project id {e}"))?;
-    let store = Store::connect(
-        &config.redis_nodes(),
-        StoreOptions {
-            dedupe_ttl: config.dedupe_ttl(),
-            closed_retention: std::time::Duration::from_secs(config.closed_retention_seconds),
-        },
-    )
-    .await?;
+    let store = Store::connect(&config.redis_nodes(), StoreOptions::from_config(&config)).await?;
     print!("{}", render(&store, &project).await?);
     Ok(())
 }

@@ -335,14 +335,7 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
         }
     };
 
-    let store = Store::connect(
-        &config.redis_nodes(),
-        StoreOptions {
-            dedupe_ttl: config.dedupe_ttl(),
-            closed_retention: Duration::from_secs(config.closed_retention_seconds),
-        },
-    )
-    .await?;
+    let store = Store::connect(&config.redis_nodes(), StoreOptions::from_config(&config)).await?;
     let project_id = Id::parse(&project).expect("a valid id");
     let load = |agent: &str| {
         redis::cmd("ZLEXCOUNT")

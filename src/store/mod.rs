@@ -107,6 +107,15 @@ pub struct StoreOptions {
     pub closed_retention: Duration,
 }
 
+impl StoreOptions {
+    pub fn from_config(config: &crate::config::Config) -> StoreOptions {
+        StoreOptions {
+            dedupe_ttl: Duration::from_secs(config.dedupe_ttl_seconds),
+            closed_retention: Duration::from_secs(config.closed_retention_seconds),
+        }
+    }
+}
+
 /// The Redis store. Cheap to clone: connections are multiplexed.
 #[derive(Clone)]
 pub struct Store {
