@@ -14,6 +14,10 @@ else
   run() { cargo test --no-fail-fast "$@"; }
 fi
 
+echo "== python example's dependency (pika)"
+python3 -m pip install -q --disable-pip-version-check -r examples/python/requirements.txt \
+  || echo "pika could not be installed: the Python example's test will skip" >&2
+
 echo "== tests (Redis single node)"
 run --workspace --lib --bins --tests "$@"
 

@@ -42,6 +42,15 @@ pub fn ladder_step(remaining_ms: u64) -> u64 {
     step
 }
 
+/// Every delay queue of the ladder for `work_queue` (to delete a topology).
+pub fn ladder_queue_names(work_queue: &str) -> Vec<String> {
+    std::iter::successors(Some(SHORTEST_STEP_MS), |step| {
+        (*step < LONGEST_STEP_MS).then(|| step * 2)
+    })
+    .map(|step| queue_name(work_queue, step))
+    .collect()
+}
+
 /// The delay queue for `delay_ms`.
 pub fn queue_name(work_queue: &str, delay_ms: u64) -> String {
     format!("{work_queue}.delay.{delay_ms}")

@@ -412,7 +412,9 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     let mut waits = vec![];
     let mut last_progress = day;
     let mut ticker = tokio::time::interval(Duration::from_millis(5));
-    while (waits.len() as u64) < args.conversations {
+    // The day ends when every conversation is assigned and, with a schedule, once the agent
+    // is back (both switches seen; bounded by the deadline below).
+    while (waits.len() as u64) < args.conversations || (scheduled && schedule_switches < 2) {
         tokio::select! {
             _ = ticker.tick() => {}
             delivery = decisions.next() => {
@@ -562,7 +564,11 @@ async fn cleanup(config: &Config) {
     let Ok(channel) = connection.create_channel().await else {
         return;
     };
-    for queue in [&config.work_queue, &config.dead_letter_queue] {
+    let delay_queues = crate::broker::delay::ladder_queue_names(&config.work_queue);
+    for queue in [&config.work_queue, &config.dead_letter_queue]
+        .into_iter()
+        .chain(&delay_queues)
+    {
         let _ = channel
             .queue_delete(queue.as_str().into(), Default::default())
             .await;

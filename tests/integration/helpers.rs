@@ -452,10 +452,7 @@ impl Env {
 
     /// Deletes the test's queues (delay queues of the delays tests use included) and exchanges.
     pub async fn cleanup(self) {
-        let delay_queues: Vec<String> = [250, 500, 1000, 2000, 4000, 8000]
-            .iter()
-            .map(|ms| switchboard::broker::delay::queue_name(&self.config.work_queue, *ms))
-            .collect();
+        let delay_queues = switchboard::broker::delay::ladder_queue_names(&self.config.work_queue);
         for queue in [&self.config.work_queue, &self.config.dead_letter_queue]
             .into_iter()
             .chain(&delay_queues)
