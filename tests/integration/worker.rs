@@ -299,7 +299,15 @@ async fn readiness_and_metrics_are_served() {
     assert!(http_get(worker.http_addr, "/healthz")
         .await
         .starts_with("HTTP/1.1 200"));
-    let metrics = http_get(worker.http_addr, "/metrics").await;
+    // The output is published before the event is acked and counted: give the count a moment.
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = http_get(worker.http_addr, "/metrics").await;
+        if metrics.contains("switchboard_assignments_total{reason=\"new\"}") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(metrics.contains("switchboard_events_total"), "{metrics}");
     assert!(
         metrics.contains("switchboard_assignments_total{reason=\"new\"}"),
