@@ -125,6 +125,35 @@ fn compose_runs_two_workers_after_healthy_services() {
         .unwrap()
         .contains("management"));
     assert_eq!(services["demo"]["command"][0].as_str(), Some("demo"));
+    // The demo runs the image the worker service builds (compose skips pulling it).
+    assert!(worker["image"].is_string());
+    assert_eq!(services["demo"]["image"], worker["image"]);
+    // Inside the compose network the services are reached by their names.
+    let environment = &worker["environment"];
+    assert!(environment["SWITCHBOARD_AMQP_URL"]
+        .as_str()
+        .unwrap()
+        .contains("@rabbitmq:5672/"));
+    assert_eq!(
+        environment["SWITCHBOARD_REDIS_URL"].as_str(),
+        Some("redis://redis:6379")
+    );
+    assert_eq!(
+        environment["SWITCHBOARD_HTTP_ADDR"].as_str(),
+        Some("0.0.0.0:9464")
+    );
+    let volumes: Vec<&str> = services["rabbitmq"]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for mount in [
+        "./deploy/rabbitmq/rabbitmq.conf:/etc/rabbitmq/rabbitmq.conf",
+        "./deploy/rabbitmq/definitions.json:/etc/rabbitmq/definitions.json",
+    ] {
+        assert!(volumes.iter().any(|v| v.starts_with(mount)), "{mount}");
+    }
 }
 
 #[test]
@@ -163,7 +192,9 @@ fn the_image_runs_as_a_non_root_user() {
         .lines()
         .find_map(|l| l.strip_prefix("USER "))
         .expect("the final stage sets USER");
-    assert!(user.trim() != "root" && user.trim() != "0", "USER {user}");
+    // `USER name`, `USER uid` or `USER uid:gid`: the user part decides.
+    let name = user.trim().split(':').next().unwrap();
+    assert!(name != "root" && name != "0", "USER {user}");
     assert!(final_stage.contains("ENTRYPOINT [\"switchboard\"]"));
 }
 
@@ -194,12 +225,43 @@ fn kubernetes_probes_keda_and_disruption_budget_fit_the_worker() {
         scaled["spec"]["scaleTargetRef"]["name"].as_str(),
         Some(name)
     );
+    assert_eq!(scaled["spec"]["minReplicaCount"].as_u64(), Some(1));
+    assert_eq!(scaled["spec"]["maxReplicaCount"].as_u64(), Some(20));
     let trigger = &scaled["spec"]["triggers"][0];
     assert_eq!(trigger["type"].as_str(), Some("rabbitmq"));
     assert_eq!(
         trigger["metadata"]["queueName"].as_str(),
         Some(Config::default().work_queue.as_str())
     );
+    assert_eq!(trigger["metadata"]["mode"].as_str(), Some("QueueLength"));
+    assert_eq!(trigger["metadata"]["value"].as_str(), Some("500"));
+    // The trigger authenticates with the workers' own Secret: its broker URL is KEDA's `host`.
+    let authentication = keda
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("TriggerAuthentication"))
+        .unwrap();
+    assert_eq!(
+        trigger["authenticationRef"]["name"],
+        authentication["metadata"]["name"]
+    );
+    let secret = &yaml("deploy/kubernetes/secret.yaml")[0];
+    let host = authentication["spec"]["secretTargetRef"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| r["parameter"].as_str() == Some("host"))
+        .expect("a `host` parameter");
+    assert_eq!(host["name"], secret["metadata"]["name"]);
+    assert!(secret["stringData"][host["key"].as_str().unwrap()].is_string());
+    // The workers read the ConfigMap and the Secret that exist.
+    let configmap = &yaml("deploy/kubernetes/configmap.yaml")[0];
+    let sources = container["envFrom"].as_sequence().unwrap();
+    assert!(sources
+        .iter()
+        .any(|s| s["configMapRef"]["name"] == configmap["metadata"]["name"]));
+    assert!(sources
+        .iter()
+        .any(|s| s["secretRef"]["name"] == secret["metadata"]["name"]));
     let pdb = &yaml("deploy/kubernetes/pdb.yaml")[0];
     assert_eq!(pdb["kind"].as_str(), Some("PodDisruptionBudget"));
     let kustomization = file("deploy/kubernetes/kustomization.yaml");
@@ -258,6 +320,63 @@ fn the_dashboard_uses_only_exported_metrics() {
         }
     }
     assert!(used >= exported.len());
+}
+
+/// The definitions declare exactly what a worker declares (`src/broker/topology.rs`), so neither
+/// side meets an "inequivalent argument" error, and bring no users of their own.
+#[test]
+fn the_definitions_match_the_worker_topology() {
+    let config = Config::default();
+    let definitions: Value =
+        serde_json::from_str(&file("deploy/rabbitmq/definitions.json")).unwrap();
+    let named = |kind: &str, name: &str| -> Value {
+        definitions[kind]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name && d["vhost"] == "/")
+            .unwrap_or_else(|| panic!("{kind}: {name} in vhost /"))
+            .clone()
+    };
+    for exchange in [&config.inbound_exchange, &config.outbound_exchange] {
+        let exchange = named("exchanges", exchange);
+        assert_eq!(exchange["type"], "topic");
+        assert_eq!(exchange["durable"], true);
+    }
+    let work = named("queues", &config.work_queue);
+    assert_eq!(work["durable"], true);
+    assert_eq!(
+        work["arguments"],
+        serde_json::json!({
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": config.dead_letter_queue,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+            "x-delivery-limit": config.delivery_limit,
+        })
+    );
+    let dead = named("queues", &config.dead_letter_queue);
+    assert_eq!(dead["durable"], true);
+    assert_eq!(
+        dead["arguments"],
+        serde_json::json!({"x-queue-type": "quorum"})
+    );
+    let bindings = definitions["bindings"].as_array().unwrap();
+    assert!(bindings
+        .iter()
+        .any(|b| b["source"] == config.inbound_exchange.as_str()
+            && b["destination"] == config.work_queue.as_str()
+            && b["destination_type"] == "queue"
+            && b["routing_key"] == "#"));
+    assert!(
+        definitions.get("users").is_none() && definitions.get("permissions").is_none(),
+        "users belong to each installation, not to the repository"
+    );
+    let conf = file("deploy/rabbitmq/rabbitmq.conf");
+    assert!(conf
+        .lines()
+        .any(|l| l.trim() == "load_definitions = /etc/rabbitmq/definitions.json"));
 }
 
 /// RabbitMQ accepts the definitions file, and a worker then declares its topology on top of it

@@ -386,6 +386,22 @@ impl Env {
         received
     }
 
+    /// Outputs until `done` says they are complete (or `wait` runs out), then whatever else
+    /// arrives in a short grace period (late duplicates would show up there).
+    pub async fn outputs_until(
+        &mut self,
+        done: impl Fn(&[Value]) -> bool,
+        wait: Duration,
+    ) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut received = vec![];
+        while !done(&received) && tokio::time::Instant::now() < deadline {
+            received.extend(self.outputs(usize::MAX, Duration::from_millis(200)).await);
+        }
+        received.extend(self.outputs_for(Duration::from_millis(500)).await);
+        received
+    }
+
     /// Whatever arrives within `wait`.
     pub async fn outputs_for(&mut self, wait: Duration) -> Vec<Value> {
         self.outputs(usize::MAX, wait).await

@@ -81,7 +81,12 @@ async fn a_cut_broker_connection_is_rebuilt_and_nothing_is_lost() {
         .map(|i| platform.created(&format!("c{i}")))
         .collect();
     env.publish_many(&second).await;
-    let out = env.outputs_for(Duration::from_secs(6)).await;
+    let out = env
+        .outputs_until(
+            |out| decided_conversations(out).len() == 200,
+            Duration::from_secs(30),
+        )
+        .await;
     assert_eq!(decided_conversations(&out).len(), 200, "no event lost");
     // Replays after the cut repeat earlier outputs with the same ids, never new decisions.
     let assigned: HashSet<&str> = of_type(&out, "conversation.assigned")

@@ -221,7 +221,10 @@ async fn a_worker_killed_mid_burst_loses_nothing_and_assigns_nothing_twice() {
     env.publish_many(second).await;
     // Every conversation ends up either assigned or queued, exactly once as a decision
     // (a replayed decision repeats the same output id).
-    let out = env.outputs_for(Duration::from_secs(8)).await;
+    let all_decided = |out: &[Value]| decided_count(out) == 300;
+    let out = env
+        .outputs_until(all_decided, Duration::from_secs(30))
+        .await;
     let mut decided: HashMap<String, HashSet<String>> = HashMap::new();
     for o in &out {
         if o["type"] == "conversation.assigned" || o["type"] == "conversation.queued" {
@@ -327,6 +330,16 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     response
+}
+
+/// Distinct conversations with an assignment or a queueing among the outputs.
+fn decided_count(outputs: &[Value]) -> usize {
+    outputs
+        .iter()
+        .filter(|o| o["type"] == "conversation.assigned" || o["type"] == "conversation.queued")
+        .map(|o| o["data"]["conversation_id"].as_str().unwrap_or(""))
+        .collect::<HashSet<_>>()
+        .len()
 }
 
 fn kill_and_wait(mut child: std::process::Child) {
