@@ -19,12 +19,13 @@ IN, OUT = "switchboard.in", "switchboard.out"
 
 
 def cloudevent(project, event_type, data):
+    now = datetime.now(timezone.utc)
     return {
         "specversion": "1.0",
         "id": str(uuid.uuid4()),
         "source": "/examples/python",
         "type": event_type,
-        "time": datetime.now(timezone.utc).isoformat(),
+        "time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "project": project,
         "data": data,
     }
