@@ -142,17 +142,55 @@ fn compose_runs_two_workers_after_healthy_services() {
         environment["SWITCHBOARD_HTTP_ADDR"].as_str(),
         Some("0.0.0.0:9464")
     );
+    // RabbitMQ reads rabbitmq.conf, which loads every file mounted into definitions.d. A node
+    // that loads definitions at boot does not create its default guest user and vhost, so the
+    // user the workers and the demo log in as must be defined, with its permissions, in them.
     let volumes: Vec<&str> = services["rabbitmq"]["volumes"]
         .as_sequence()
         .unwrap()
         .iter()
         .filter_map(|v| v.as_str())
         .collect();
-    for mount in [
-        "./deploy/rabbitmq/rabbitmq.conf:/etc/rabbitmq/rabbitmq.conf",
-        "./deploy/rabbitmq/definitions.json:/etc/rabbitmq/definitions.json",
-    ] {
-        assert!(volumes.iter().any(|v| v.starts_with(mount)), "{mount}");
+    assert!(volumes
+        .iter()
+        .any(|v| v.starts_with("./deploy/rabbitmq/rabbitmq.conf:/etc/rabbitmq/rabbitmq.conf")));
+    assert!(file("deploy/rabbitmq/rabbitmq.conf")
+        .lines()
+        .any(|l| l.trim() == "load_definitions = /etc/rabbitmq/definitions.d"));
+    let loaded: Vec<Value> = volumes
+        .iter()
+        .filter_map(|v| {
+            let mut parts = v.split(':');
+            let (source, target) = (parts.next()?, parts.next()?);
+            target
+                .starts_with("/etc/rabbitmq/definitions.d/")
+                .then(|| serde_json::from_str(&file(source.trim_start_matches("./"))).unwrap())
+        })
+        .collect();
+    assert!(
+        loaded.iter().any(|d| d["queues"]
+            .as_array()
+            .is_some_and(|q| q.iter().any(|q| q["name"] == "switchboard.work"))),
+        "the topology is loaded at boot"
+    );
+    let entries = |kind: &'static str| {
+        loaded
+            .iter()
+            .flat_map(move |d| d[kind].as_array().into_iter().flatten())
+    };
+    for service in ["worker", "demo"] {
+        let url = services[service]["environment"]["SWITCHBOARD_AMQP_URL"]
+            .as_str()
+            .unwrap();
+        let user = url.split("://").nth(1).unwrap().split(':').next().unwrap();
+        assert!(
+            entries("users").any(|u| u["name"] == user),
+            "{service} logs in as {user}, whom RabbitMQ would not know"
+        );
+        assert!(
+            entries("permissions").any(|p| p["user"] == user && p["vhost"] == "/"),
+            "{user} has no permissions on vhost /"
+        );
     }
 }
 
@@ -373,10 +411,6 @@ fn the_definitions_match_the_worker_topology() {
         definitions.get("users").is_none() && definitions.get("permissions").is_none(),
         "users belong to each installation, not to the repository"
     );
-    let conf = file("deploy/rabbitmq/rabbitmq.conf");
-    assert!(conf
-        .lines()
-        .any(|l| l.trim() == "load_definitions = /etc/rabbitmq/definitions.json"));
 }
 
 /// RabbitMQ accepts the definitions file, and a worker then declares its topology on top of it
