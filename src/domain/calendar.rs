@@ -12,18 +12,26 @@ pub fn local_date(now_ms: i64, zone: Tz) -> String {
 /// The next local midnight after `now_ms` in `zone` (ms since the epoch), when daily counts
 /// start again. A midnight skipped by DST is the first instant of the new day.
 pub fn next_midnight(now_ms: i64, zone: Tz) -> i64 {
-    use chrono::{Duration, LocalResult, TimeZone};
     let instant: DateTime<Utc> = DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
-    let tomorrow = instant.with_timezone(&zone).date_naive() + Duration::days(1);
-    let mut local = tomorrow
+    let tomorrow = instant.with_timezone(&zone).date_naive() + chrono::Duration::days(1);
+    let midnight = tomorrow
         .and_hms_opt(0, 0, 0)
         .expect("midnight exists as a time");
-    loop {
+    local_instant(zone, midnight)
+}
+
+/// The instant (ms since the epoch) of a local time in `zone`. A local time that does not exist
+/// (the hour skipped in spring) is the first instant after the gap; one that exists twice (the
+/// hour repeated in autumn) is its first occurrence.
+pub fn local_instant(zone: Tz, mut local: chrono::NaiveDateTime) -> i64 {
+    use chrono::{LocalResult, TimeZone};
+    for _ in 0..=180 {
         match zone.from_local_datetime(&local) {
             LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => return t.timestamp_millis(),
-            LocalResult::None => local += Duration::minutes(1),
+            LocalResult::None => local += chrono::Duration::minutes(1),
         }
     }
+    unreachable!("no DST gap is three hours long")
 }
 
 #[cfg(test)]

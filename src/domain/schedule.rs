@@ -7,11 +7,12 @@
 //! skipped in spring) starts at the first instant after the gap; one that exists twice (the
 //! hour repeated in autumn) at its first occurrence.
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate};
 use chrono_tz::Tz;
 use serde_json::Value;
 
 use super::agent::{parse_hhmm, DAYS};
+use super::calendar::local_instant;
 
 /// A weekly schedule in one time zone: ranges of minutes since local midnight, Monday first.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,19 +86,10 @@ impl Schedule {
         } else {
             (date, minutes)
         };
-        let mut local = date
+        let local = date
             .and_hms_opt(minutes / 60, minutes % 60, 0)
             .expect("valid time");
-        // Inside a DST gap: the first minute that exists.
-        for _ in 0..=180 {
-            match self.zone.from_local_datetime(&local) {
-                LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => {
-                    return t.with_timezone(&Utc).timestamp_millis()
-                }
-                LocalResult::None => local += Duration::minutes(1),
-            }
-        }
-        unreachable!("no DST gap is three hours long")
+        local_instant(self.zone, local)
     }
 }
 
