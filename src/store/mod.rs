@@ -1,4 +1,5 @@
-//! The Redis edge: one connection (a single node or a cluster) and typed calls of the scripts.
+//! The Redis edge: one connection (a single node or a cluster) and typed calls of the function
+//! library (see `script`).
 
 pub mod keys;
 pub mod script;
@@ -32,6 +33,11 @@ pub enum StoreError {
     /// The script answered something this worker does not understand.
     #[error("unexpected store reply: {0}")]
     Reply(String),
+}
+
+/// Redis answers `ERR Function not found` to an FCALL of a library it does not hold.
+fn is_function_missing(error: &RedisError) -> bool {
+    error.to_string().contains("Function not found")
 }
 
 impl StoreError {
@@ -120,7 +126,6 @@ impl StoreOptions {
 #[derive(Clone)]
 pub struct Store {
     connection: Connection,
-    apply: redis::Script,
     options: StoreOptions,
     /// Each project's time zone as last seen, so the script gets the right local date. A stale
     /// or missing entry costs one more round trip: the script names the right zone.
@@ -157,7 +162,6 @@ impl Store {
         };
         Ok(Store {
             connection,
-            apply: redis::Script::new(&script::APPLY),
             options,
             timezones: Arc::default(),
         })
@@ -169,11 +173,10 @@ impl Store {
         let keys = keys::apply_keys(&event.project, &event.id);
         let mut zone = self.remembered_timezone(&event.project);
         let (replayed, record) = loop {
-            let mut invocation = self.apply.prepare_invoke();
-            for key in &keys {
-                invocation.key(key);
-            }
-            invocation
+            let mut call = redis::cmd("FCALL");
+            call.arg(&script::LIBRARY.apply_function)
+                .arg(keys.len())
+                .arg(&keys)
                 .arg(event.kind.type_name())
                 .arg(&data)
                 .arg(now_ms)
@@ -183,9 +186,14 @@ impl Store {
                 .arg(zone.name())
                 .arg(local_date(now_ms, zone))
                 .arg(next_midnight(now_ms, zone));
-            let (status, text): (i64, String) = match &self.connection {
-                Connection::Single(c) => invocation.invoke_async(&mut c.clone()).await?,
-                Connection::Cluster(c) => invocation.invoke_async(&mut c.clone()).await?,
+            let (status, text): (i64, String) = match self.raw_query(&call).await {
+                Err(error) if is_function_missing(&error) => {
+                    // A Redis that restarted without persistence, a new cluster node, or the
+                    // first worker of this version: load the library, then call again.
+                    self.load_library().await?;
+                    self.query(&call).await?
+                }
+                reply => reply?,
             };
             if status != 2 {
                 break (status, text);
@@ -225,21 +233,31 @@ impl Store {
         zones.insert(project.clone(), zone);
     }
 
+    /// Loads this build's function library (on every master of a cluster). Loading is
+    /// idempotent: workers of the same version load the same code under the same name.
+    pub async fn load_library(&self) -> Result<(), StoreError> {
+        let mut load = redis::cmd("FUNCTION");
+        load.arg("LOAD").arg("REPLACE").arg(&script::LIBRARY.code);
+        let _: redis::Value = self.query(&load).await?;
+        tracing::info!(library = %script::LIBRARY.name, "loaded the Redis function library");
+        Ok(())
+    }
+
     /// Is Redis answering?
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let cmd = redis::cmd("PING");
-        let _: String = match &self.connection {
-            Connection::Single(c) => cmd.query_async(&mut c.clone()).await?,
-            Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await?,
-        };
+        let _: String = self.query(&redis::cmd("PING")).await?;
         Ok(())
     }
 
     /// Runs an arbitrary command (the CLI's `inspect` and the tests read state with it).
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        Ok(match &self.connection {
-            Connection::Single(c) => cmd.query_async(&mut c.clone()).await?,
-            Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await?,
-        })
+        Ok(self.raw_query(cmd).await?)
+    }
+
+    async fn raw_query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        match &self.connection {
+            Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
+            Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        }
     }
 }

@@ -1,8 +1,14 @@
-//! The `apply` script, assembled from its parts.
+//! The `switchboard` Redis function library, assembled from its parts.
 //!
-//! Redis scripts cannot share code, so the parts (each headed by the KEYS and ARGV it uses) are
-//! concatenated into one script: one EVALSHA per event does dedupe, decision and record. The
-//! settings defaults are written into it from `domain::settings::defaults()`, their one source.
+//! Redis code cannot import code, so the parts (each headed by the KEYS and ARGV it uses) are
+//! concatenated into one library. It is loaded once per Redis node (`FUNCTION LOAD`) and each
+//! event is one `FCALL` of its `apply` function, which does dedupe, decision and record. A
+//! library runs its top level (defining some hundred local functions) only when loaded, where
+//! EVALSHA of the same code would run it on every call: about 25 µs per event on our machine.
+//!
+//! The settings defaults are written into it from `domain::settings::defaults()`, their one
+//! source. The library and function names carry a digest of the code, so workers of two
+//! versions (a rolling deploy) each call their own code, side by side in one Redis.
 
 use std::sync::LazyLock;
 
@@ -20,19 +26,48 @@ const PARTS: &str = concat!(
 );
 
 const DEFAULTS_SLOT: &str = "local DEFAULT_SETTINGS = {}";
+const FUNCTION_NAME_SLOT: &str = "local APPLY_FUNCTION_NAME = 'switchboard_apply'";
 
-/// The whole `apply` script.
-pub static APPLY: LazyLock<String> = LazyLock::new(|| {
+/// The assembled library: what `FUNCTION LOAD` gets, and the name `FCALL` calls.
+pub struct Library {
+    /// `#!lua name=switchboard_<version>` and the code.
+    pub code: String,
+    /// The library's name, `switchboard_<version>`.
+    pub name: String,
+    /// The `apply` function's name, `switchboard_apply_<version>`.
+    pub apply_function: String,
+}
+
+/// The library of this build.
+pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
     assert!(
         PARTS.contains(DEFAULTS_SLOT),
         "prelude.lua declares DEFAULT_SETTINGS"
     );
+    assert!(
+        PARTS.contains(FUNCTION_NAME_SLOT),
+        "apply.lua declares APPLY_FUNCTION_NAME"
+    );
     let table = lua_table(&crate::domain::settings::defaults());
-    PARTS.replacen(
+    let body = PARTS.replacen(
         DEFAULTS_SLOT,
         &format!("local DEFAULT_SETTINGS = {table}"),
         1,
-    )
+    );
+    let digest = sha1_smol::Sha1::from(body.as_bytes()).digest().to_string();
+    let version = &digest[..16];
+    let name = format!("switchboard_{version}");
+    let apply_function = format!("switchboard_apply_{version}");
+    let body = body.replacen(
+        FUNCTION_NAME_SLOT,
+        &format!("local APPLY_FUNCTION_NAME = '{apply_function}'"),
+        1,
+    );
+    Library {
+        code: format!("#!lua name={name}\n{body}"),
+        name,
+        apply_function,
+    }
 });
 
 /// A Lua table literal of flat JSON settings (strings, booleans, numbers; lists become empty
@@ -55,10 +90,29 @@ fn lua_table(settings: &serde_json::Map<String, Value>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn the_defaults_are_written_into_the_script() {
-        assert!(super::APPLY.contains("mode = \"auto\""));
-        assert!(super::APPLY.contains("visitor_memory_days = 30"));
-        assert!(!super::APPLY.contains(super::DEFAULTS_SLOT));
+    fn the_defaults_are_written_into_the_library() {
+        assert!(LIBRARY.code.contains("mode = \"auto\""));
+        assert!(LIBRARY.code.contains("visitor_memory_days = 30"));
+        assert!(!LIBRARY.code.contains(DEFAULTS_SLOT));
+    }
+
+    #[test]
+    fn the_library_names_its_versioned_function() {
+        assert!(LIBRARY
+            .code
+            .starts_with(&format!("#!lua name={}\n", LIBRARY.name)));
+        assert!(LIBRARY.code.contains(&format!(
+            "local APPLY_FUNCTION_NAME = '{}'",
+            LIBRARY.apply_function
+        )));
+        assert_eq!(
+            LIBRARY.name.trim_start_matches("switchboard_"),
+            LIBRARY
+                .apply_function
+                .trim_start_matches("switchboard_apply_")
+        );
     }
 }

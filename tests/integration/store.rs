@@ -378,3 +378,43 @@ async fn without_levels_rules_or_channel_rights_the_script_touches_only_declared
     }
     assert!(seen > declared.len(), "saw only {seen} keys");
 }
+
+/// A Redis that restarts without persistence (or a new node) has lost the function library:
+/// the next event loads it again and is applied as usual.
+#[tokio::test]
+async fn a_redis_that_lost_the_function_library_gets_it_back() {
+    let redis = PrivateRedis::start();
+    let p = Project {
+        id: unique("p"),
+        store: store_at(&redis.url()).await,
+        now_ms: 1_795_000_000_000,
+    };
+    p.online_agents(&[("a", 5)]).await;
+    assert_eq!(assigned_agents(&p.create("c1").await), ["a"]);
+
+    let _: String = p
+        .store
+        .query(&redis::cmd("FUNCTION").arg("FLUSH"))
+        .await
+        .unwrap();
+    let libraries: Vec<redis::Value> = p
+        .store
+        .query(&redis::cmd("FUNCTION").arg("LIST"))
+        .await
+        .unwrap();
+    assert!(libraries.is_empty());
+
+    assert_eq!(assigned_agents(&p.create("c2").await), ["a"]);
+    assert_eq!(p.load("a").await, 2);
+    let listed: Vec<redis::Value> = p
+        .store
+        .query(
+            &redis::cmd("FUNCTION")
+                .arg("LIST")
+                .arg("LIBRARYNAME")
+                .arg(&switchboard::store::script::LIBRARY.name),
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "the library is loaded again");
+}

@@ -1,7 +1,7 @@
 -- agents.lua: agent configuration and status, and what makes an agent eligible.
 -- Part of the `apply` script; uses KEYS agents, status, owned, meta and no ARGV of its own.
 
-local agent_cache = {}
+local agent_cache
 local function agent(agent_id)
   local cfg = agent_cache[agent_id]
   if cfg == nil then
@@ -14,8 +14,10 @@ end
 
 -- The counters every call may need, read in one HMGET.
 local META_FIELDS = { 'day', 'level_agents', 'restricted_agents', 'vtime', 'pool_count', 'day_timer' }
-local meta_cache = {}
-do
+local meta_cache
+per_call_resets[#per_call_resets + 1] = function()
+  agent_cache = {}
+  meta_cache = {}
   local values = redis.call('HMGET', K.meta, unpack(META_FIELDS))
   for i, field in ipairs(META_FIELDS) do meta_cache[field] = values[i] end
 end

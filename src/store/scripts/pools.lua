@@ -13,10 +13,7 @@
 
 -- `pass` is the prefix of the per-level pass sets; the base pool's set for agents outside the
 -- levels (all agents, in a project without levels) is the declared key K.by_pass.
-local BASE = {
-  id = 'base', load = K.by_load, order = K.by_order, pass = PREFIX .. 'pool:pass',
-  online = K.online, waiting = K.base_waiting,
-}
+local BASE
 
 local function requirement_pool(id)
   local key = PREFIX .. 'rq:' .. id .. ':'
@@ -32,7 +29,14 @@ local function pool_by_id(id)
 end
 
 -- Pools changed by this event, whose waiting conversations may now find an agent.
-local touched = {}
+local touched
+per_call_resets[#per_call_resets + 1] = function()
+  BASE = {
+    id = 'base', load = K.by_load, order = K.by_order, pass = PREFIX .. 'pool:pass',
+    online = K.online, waiting = K.base_waiting,
+  }
+  touched = {}
+end
 
 local function has_all(list, needed)
   if not needed or #needed == 0 then return true end

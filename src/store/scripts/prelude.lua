@@ -1,5 +1,9 @@
--- prelude.lua: names for KEYS and ARGV, per-call caches, settings and output helpers.
--- First part of the `apply` script (see store/script.rs); later parts use the names bound here.
+-- prelude.lua: names for KEYS and ARGV, per-call state, settings and output helpers.
+-- First part of the `switchboard` function library (see store/script.rs); later parts use the
+-- names bound here. The library is loaded once (FUNCTION LOAD); each event is one FCALL of its
+-- `apply` function with the KEYS and ARGV below. The library's top level runs once, so every
+-- per-call value is an upvalue that `begin_call` sets afresh: nothing leaks from one call into
+-- the next.
 --
 -- KEYS (every key carries the project's hash tag, so one script call stays on one cluster slot)
 --   1  event     string  outputs recorded for this (project, event id): the dedupe record
@@ -43,31 +47,20 @@
 --   8  today's date in that zone, YYYY-MM-DD (daily limits count per local day)
 --   9  the next local midnight in that zone, ms since epoch
 
-local K = {
-  event = KEYS[1], settings = KEYS[2], agents = KEYS[3], status = KEYS[4], convs = KEYS[5],
-  owned = KEYS[6], waiting = KEYS[7], by_load = KEYS[8], by_order = KEYS[9],
-  by_pass = KEYS[10], meta = KEYS[11], closed = KEYS[12], passes = KEYS[13],
-  visitors = KEYS[14], visitor_seen = KEYS[15], held = KEYS[16], offers = KEYS[17],
-  online = KEYS[18], base_waiting = KEYS[19], pools = KEYS[20], memberships = KEYS[21],
-  daily = KEYS[22],
-}
--- "sb:{project}:", the prefix of every key of the project (KEYS[2] is "<prefix>settings").
-local PREFIX = string.sub(KEYS[2], 1, -9)
-local EVENT_TYPE = ARGV[1]
-local NOW = tonumber(ARGV[3])
-local DEDUPE_TTL = tonumber(ARGV[5])
-local CLOSED_RETENTION = tonumber(ARGV[6])
-local ASSUMED_TIMEZONE = ARGV[7]
-local TODAY = ARGV[8]
-local NEXT_MIDNIGHT = tonumber(ARGV[9])
-math.randomseed(tonumber(ARGV[4]))
+local K, PREFIX, EVENT_TYPE, NOW, DEDUPE_TTL, CLOSED_RETENTION
+local ASSUMED_TIMEZONE, TODAY, NEXT_MIDNIGHT
 
-local NULL = cjson.null
+-- Later parts that keep per-call state (caches) add a function here that resets it.
+local per_call_resets = {}
+
+-- cjson.null (the library's top level may not touch cjson: only calls can).
+local NULL
 
 -- Filled in when the script is assembled, from domain::settings::defaults() (store/script.rs).
 local DEFAULT_SETTINGS = {}
 
-local settings_cache
+local settings_cache, outputs, timers
+
 local function settings()
   if settings_cache == nil then
     local raw = redis.call('GET', K.settings)
@@ -82,14 +75,12 @@ local function setting(name)
   return value
 end
 
-local outputs = {}
 local function emit(event_type, data)
   outputs[#outputs + 1] = { type = event_type, data = data }
 end
 
 -- Timers the worker arms after this call (RabbitMQ delay queues): each comes back later as a
 -- `timer.fired` event with this id and data, and is applied like any other event.
-local timers = {}
 local function arm_timer(delay_ms, id, data)
   timers[#timers + 1] = { delay_ms = delay_ms, id = id, data = data }
 end
@@ -117,4 +108,29 @@ local function take_agent_members(key, agent_id)
     conversation_ids[i] = after_bar(member)
   end
   return conversation_ids
+end
+
+-- Binds KEYS and ARGV for one call and resets every per-call cache.
+local function begin_call(keys, args)
+  K = {
+    event = keys[1], settings = keys[2], agents = keys[3], status = keys[4], convs = keys[5],
+    owned = keys[6], waiting = keys[7], by_load = keys[8], by_order = keys[9],
+    by_pass = keys[10], meta = keys[11], closed = keys[12], passes = keys[13],
+    visitors = keys[14], visitor_seen = keys[15], held = keys[16], offers = keys[17],
+    online = keys[18], base_waiting = keys[19], pools = keys[20], memberships = keys[21],
+    daily = keys[22],
+  }
+  -- "sb:{project}:", the prefix of every key of the project (keys[2] is "<prefix>settings").
+  PREFIX = string.sub(keys[2], 1, -9)
+  EVENT_TYPE = args[1]
+  NOW = tonumber(args[3])
+  DEDUPE_TTL = tonumber(args[5])
+  CLOSED_RETENTION = tonumber(args[6])
+  ASSUMED_TIMEZONE = args[7]
+  TODAY = args[8]
+  NEXT_MIDNIGHT = tonumber(args[9])
+  math.randomseed(tonumber(args[4]))
+  NULL = cjson.null
+  settings_cache, outputs, timers = nil, {}, {}
+  for _, reset in ipairs(per_call_resets) do reset() end
 end
