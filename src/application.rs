@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::backlog::Backlog;
 use crate::broker::Session;
 use crate::clock::Clock;
 use crate::config::{redact_url, Config};
@@ -49,6 +50,7 @@ impl Application {
         Ok(Application {
             worker: Arc::new(Worker {
                 config: Arc::new(config),
+                backlog: Arc::new(Backlog::new(store.clone())),
                 store,
                 clock,
                 readiness: Arc::new(Readiness::default()),
@@ -84,6 +86,7 @@ impl Application {
         background.spawn(http::serve(
             self.listener,
             self.metrics,
+            self.worker.backlog.clone(),
             self.worker.readiness.clone(),
             shutdown.clone(),
         ));

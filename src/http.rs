@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::backlog::Backlog;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -64,6 +66,7 @@ impl Readiness {
 pub async fn serve(
     listener: TcpListener,
     metrics: PrometheusHandle,
+    backlog: Arc<Backlog>,
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
 ) {
@@ -80,9 +83,10 @@ pub async fn serve(
             },
         };
         let metrics = metrics.clone();
+        let backlog = backlog.clone();
         let readiness = readiness.clone();
         tokio::spawn(async move {
-            let _ = respond(stream, &metrics, &readiness).await;
+            let _ = respond(stream, &metrics, &backlog, &readiness).await;
         });
     }
 }
@@ -90,6 +94,7 @@ pub async fn serve(
 async fn respond(
     mut stream: TcpStream,
     metrics: &PrometheusHandle,
+    backlog: &Backlog,
     readiness: &Readiness,
 ) -> std::io::Result<()> {
     let mut buffer = [0u8; 2048];
@@ -100,7 +105,11 @@ async fn respond(
     let mut parts = request.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            metrics.render() + &backlog.render().await,
+        ),
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
         ("GET", "/readyz") if readiness.is_ready() => {
             ("200 OK", "text/plain", readiness.describe())

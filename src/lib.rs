@@ -1,9 +1,10 @@
 //! Switchboard: assigns customer conversations to support agents.
 //!
 //! Data flows one way: broker → contract → worker → store → broker. The domain and the contract
-//! are pure; I/O lives in `broker`, `store`, `http` and the clock.
+//! are pure; I/O lives in `broker`, `store`, `http`, `backlog` and the clock.
 
 pub mod application;
+pub mod backlog;
 pub mod broker;
 pub mod cli;
 pub mod clock;

@@ -13,6 +13,7 @@ use lapin::options::BasicAckOptions;
 use lapin::types::ShortString;
 use tokio_util::sync::CancellationToken;
 
+use crate::backlog::Backlog;
 use crate::broker::{self, Message, Publisher};
 use crate::clock::{rfc3339, Clock};
 use crate::config::Config;
@@ -25,6 +26,8 @@ use crate::telemetry::{EventApplied, EventDeadLettered, StoreUnavailable};
 pub struct Worker {
     pub config: Arc<Config>,
     pub store: Store,
+    /// Projects seen lately, whose waiting queues `/metrics` reports.
+    pub backlog: Arc<Backlog>,
     pub clock: Arc<dyn Clock>,
     pub readiness: Arc<Readiness>,
     /// Cancelled when the worker is stopping: retries give up and leave the event unacked.
@@ -84,6 +87,7 @@ impl Worker {
             None => return, // stopping while Redis is away: left for redelivery
         };
         let decision = started.elapsed();
+        self.backlog.saw(&event.project);
         let time = rfc3339(applied.time_ms);
         let bodies: Vec<Vec<u8>> = applied
             .outputs

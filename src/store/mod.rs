@@ -243,6 +243,17 @@ impl Store {
         Ok(())
     }
 
+    /// How many conversations wait in each project's queue, in the order given. One ZCARD per
+    /// project, sent together (a cluster routes each to its project's node).
+    pub async fn waiting_depths(&self, projects: &[Id]) -> Result<Vec<u64>, StoreError> {
+        let counts = projects.iter().map(|project| async move {
+            let mut count = redis::cmd("ZCARD");
+            count.arg(keys::project_key(project, "waiting"));
+            self.query::<u64>(&count).await
+        });
+        futures_util::future::try_join_all(counts).await
+    }
+
     /// Is Redis answering?
     pub async fn ping(&self) -> Result<(), StoreError> {
         let _: String = self.query(&redis::cmd("PING")).await?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use switchboard::clock::Clock;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -317,6 +318,54 @@ async fn readiness_and_metrics_are_served() {
         "{metrics}"
     );
     assert!(metrics.contains("switchboard_decision_seconds_bucket"));
+    env.cleanup().await;
+}
+
+/// `/metrics` reports each project's waiting queue as it is in Redis when scraped, also after
+/// another worker has changed it.
+#[tokio::test]
+async fn the_backlog_metric_counts_waiting_conversations_at_scrape_time() {
+    let mut env = Env::new().await;
+    let worker = env.spawn_worker().await;
+    let mut platform = Platform::new();
+    env.team(&mut platform, &[("a", 1)]).await;
+    let created: Vec<Vec<u8>> = ["c1", "c2", "c3"]
+        .iter()
+        .map(|c| platform.created(c))
+        .collect();
+    env.publish_many(&created).await;
+    env.outputs(3, WAIT).await;
+    let line = format!(
+        "switchboard_waiting_conversations{{project=\"{}\"}}",
+        platform.project
+    );
+    let waiting = |metrics: &str| -> Option<u64> {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&line))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+    };
+    let metrics = http_get(worker.http_addr, "/metrics").await;
+    assert!(
+        metrics.contains("# TYPE switchboard_waiting_conversations gauge"),
+        "{metrics}"
+    );
+    assert_eq!(waiting(&metrics), Some(2), "{metrics}");
+
+    // Another worker (here: the store, directly) closes c1; c2 takes the freed place.
+    let closed = event(
+        &platform.project,
+        "conversation.closed",
+        json!({"conversation_id": "c1"}),
+    );
+    store()
+        .await
+        .apply(&closed, switchboard::clock::SystemClock.now_ms())
+        .await
+        .unwrap();
+    let metrics = http_get(worker.http_addr, "/metrics").await;
+    assert_eq!(waiting(&metrics), Some(1), "{metrics}");
     env.cleanup().await;
 }
 
