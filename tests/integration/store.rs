@@ -394,12 +394,12 @@ async fn a_redis_that_lost_the_function_library_gets_it_back() {
 
     let _: String = p
         .store
-        .query(&redis::cmd("FUNCTION").arg("FLUSH"))
+        .query(redis::cmd("FUNCTION").arg("FLUSH"))
         .await
         .unwrap();
     let libraries: Vec<redis::Value> = p
         .store
-        .query(&redis::cmd("FUNCTION").arg("LIST"))
+        .query(redis::cmd("FUNCTION").arg("LIST"))
         .await
         .unwrap();
     assert!(libraries.is_empty());
@@ -409,7 +409,7 @@ async fn a_redis_that_lost_the_function_library_gets_it_back() {
     let listed: Vec<redis::Value> = p
         .store
         .query(
-            &redis::cmd("FUNCTION")
+            redis::cmd("FUNCTION")
                 .arg("LIST")
                 .arg("LIBRARYNAME")
                 .arg(&switchboard::store::script::LIBRARY.name),
