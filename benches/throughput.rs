@@ -164,6 +164,18 @@ impl Workers {
         Workers { children, ports }
     }
 
+    /// Waits until every worker is connected and consuming.
+    async fn wait_ready(&self) {
+        for port in &self.ports {
+            while !http_get(*port, "/readyz")
+                .await
+                .is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
     /// Events handled so far by all workers (from their /metrics).
     async fn handled(&self) -> u64 {
         let mut total = 0;
@@ -185,6 +197,21 @@ impl Workers {
         }
     }
 
+    /// Drains `n` events and returns the rate, timed from the first event handled (not from
+    /// process start: connecting and declaring are not draining), with the CPU spent meanwhile.
+    async fn timed_drain(&self, n: u64) -> (f64, CpuPerEvents) {
+        let mut first = self.handled().await;
+        while first == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            first = self.handled().await;
+        }
+        let cpu = CpuUse::start(self.children.iter().map(|c| c.id()).collect());
+        let started = Instant::now();
+        self.wait_handled(n).await;
+        let rate = (n - first) as f64 / started.elapsed().as_secs_f64();
+        (rate, cpu.finish(n - first))
+    }
+
     fn stop(mut self) {
         for child in &mut self.children {
             let _ = std::process::Command::new("kill")
@@ -195,6 +222,92 @@ impl Workers {
             let _ = child.wait();
         }
     }
+}
+
+/// CPU seconds used by RabbitMQ, Redis and the event handlers (worker processes, or this
+/// process for the relay) over one drain: where the time per event goes on a machine where all
+/// of them share the cores.
+struct CpuUse {
+    handlers: Vec<u32>,
+    at_start: [f64; 3],
+    started: Instant,
+}
+
+/// CPU milliseconds per 1,000 events, by process.
+#[derive(Clone, Copy, Default)]
+struct CpuPerEvents {
+    rabbitmq: f64,
+    redis: f64,
+    handler: f64,
+    /// Share of the machine's cores in use during the drain.
+    busy: f64,
+}
+
+impl CpuUse {
+    fn start(handlers: Vec<u32>) -> CpuUse {
+        let at_start = Self::sample(&handlers);
+        CpuUse {
+            handlers,
+            at_start,
+            started: Instant::now(),
+        }
+    }
+
+    fn sample(handlers: &[u32]) -> [f64; 3] {
+        let rabbitmq = pids_named("beam.smp").iter().map(|p| cpu_seconds(*p)).sum();
+        let redis = pids_named("redis-server")
+            .iter()
+            .map(|p| cpu_seconds(*p))
+            .sum();
+        let handler = handlers.iter().map(|p| cpu_seconds(*p)).sum();
+        [rabbitmq, redis, handler]
+    }
+
+    fn finish(self, events: u64) -> CpuPerEvents {
+        let now = Self::sample(&self.handlers);
+        let per = |i: usize| (now[i] - self.at_start[i]) * 1e6 / events as f64;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as f64;
+        let used: f64 = (0..3).map(|i| now[i] - self.at_start[i]).sum();
+        CpuPerEvents {
+            rabbitmq: per(0),
+            redis: per(1),
+            handler: per(2),
+            busy: used / self.started.elapsed().as_secs_f64() / cores,
+        }
+    }
+}
+
+fn pids_named(name: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == name)
+        })
+        .collect()
+}
+
+/// User + system CPU seconds of a process (0 if it is gone).
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command (which may contain spaces) : state is field 3, utime 14, stime 15.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // `after` starts at field 3, so field n is index n - 3. Linux reports in 1/100 s ticks.
+    (ticks(14 - 3) + ticks(15 - 3)) / 100.0
 }
 
 async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
@@ -226,7 +339,7 @@ async fn cleanup(config: &Config) {
 }
 
 /// Events per second for `workers` workers draining `backlog` (after `setup` is applied).
-async fn worker_drain(agents: usize, events: usize, workers: usize) -> f64 {
+async fn worker_drain(agents: usize, events: usize, workers: usize) -> (f64, CpuPerEvents) {
     let tag = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let config = config(&tag);
     let session = Session::open(&config, "bench").await.unwrap();
@@ -237,110 +350,177 @@ async fn worker_drain(agents: usize, events: usize, workers: usize) -> f64 {
     team.stop();
     publish_all(&session, &config.inbound_exchange, &backlog).await;
     let team = Workers::start(&config, workers);
-    let started = Instant::now();
-    team.wait_handled(backlog.len() as u64).await;
-    let rate = backlog.len() as f64 / started.elapsed().as_secs_f64();
+    let (rate, cpu) = team.timed_drain(backlog.len() as u64).await;
     team.stop();
     session.close().await;
     cleanup(&config).await;
-    rate
+    (rate, cpu)
 }
 
-/// The bare relay: consume → one small Redis script → publish with confirm → ack.
-async fn relay_drain(events: usize) -> f64 {
+/// The bare relay: consume → one small Redis script → publish with confirm → ack, on the same
+/// queue, with the same prefetch, as a worker. It republishes each event's body unchanged, with
+/// the event's type as routing key, to the outbound exchange.
+struct Relay {
+    /// Events relayed so far.
+    done: Arc<AtomicU64>,
+    /// When the first event arrived, and the CPU counters then.
+    first: Arc<std::sync::Mutex<Option<(Instant, CpuUse)>>>,
+    task: tokio::task::JoinHandle<()>,
+    _session: Session,
+}
+
+impl Relay {
+    async fn start(config: &Config) -> Relay {
+        let connection = lapin::Connection::connect(&config.amqp_url, Default::default())
+            .await
+            .unwrap();
+        let consume = connection.create_channel().await.unwrap();
+        consume
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await
+            .unwrap();
+        let session = Session::open(config, "relay").await.unwrap();
+        let publisher = session.publisher();
+        let redis = redis::Client::open(config.redis_url.as_str()).unwrap();
+        let redis = redis::aio::ConnectionManager::new(redis).await.unwrap();
+        let script = redis::Script::new(
+            "local n = redis.call('INCR', KEYS[1]) redis.call('SET', KEYS[2], ARGV[1], 'EX', 60) return n",
+        );
+        let mut consumer = consume
+            .basic_consume(
+                config.work_queue.as_str().into(),
+                "relay".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let done = Arc::new(AtomicU64::new(0));
+        let first: Arc<std::sync::Mutex<Option<(Instant, CpuUse)>>> = Arc::default();
+        let key = format!("{{bench}}:{}", config.work_queue);
+        let out = config.outbound_exchange.clone();
+        let task = {
+            let (done, first) = (done.clone(), first.clone());
+            tokio::spawn(async move {
+                let _connection = connection;
+                while let Some(Ok(delivery)) = consumer.next().await {
+                    first.lock().unwrap().get_or_insert_with(|| {
+                        (Instant::now(), CpuUse::start(vec![std::process::id()]))
+                    });
+                    let (publisher, mut redis, script, done, out, key) = (
+                        publisher.clone(),
+                        redis.clone(),
+                        script.clone(),
+                        done.clone(),
+                        out.clone(),
+                        key.clone(),
+                    );
+                    tokio::spawn(async move {
+                        let _: i64 = script
+                            .key(&key)
+                            .key(format!("{key}:last"))
+                            .arg(&delivery.data[..])
+                            .invoke_async(&mut redis)
+                            .await
+                            .unwrap();
+                        let routing_key = delivery
+                            .properties
+                            .kind()
+                            .as_ref()
+                            .map(|k| k.to_string())
+                            .unwrap_or_else(|| delivery.routing_key.to_string());
+                        publisher
+                            .publish_all(vec![Message {
+                                exchange: &out,
+                                routing_key: &routing_key,
+                                body: &delivery.data,
+                                properties: broker::json_properties(),
+                            }])
+                            .await
+                            .unwrap();
+                        delivery
+                            .acker
+                            .ack(BasicAckOptions::default())
+                            .await
+                            .unwrap();
+                        done.fetch_add(1, Ordering::Relaxed);
+                    });
+                }
+            })
+        };
+        Relay {
+            done,
+            first,
+            task,
+            _session: session,
+        }
+    }
+
+    fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// The bare relay's drain rate over the same backlog, timed from its first event.
+async fn relay_drain(events: usize) -> (f64, CpuPerEvents) {
     let tag = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let config = config(&tag);
     let session = Session::open(&config, "bench").await.unwrap();
     let (_, backlog) = mixed_backlog(&tag, 10, events);
     publish_all(&session, &config.inbound_exchange, &backlog).await;
-
-    let connection = lapin::Connection::connect(&config.amqp_url, Default::default())
-        .await
-        .unwrap();
-    let consume = connection.create_channel().await.unwrap();
-    consume
-        .basic_qos(config.prefetch, BasicQosOptions::default())
-        .await
-        .unwrap();
-    let relay_session = Session::open(&config, "relay").await.unwrap();
-    let publisher = relay_session.publisher();
-    let redis = redis::Client::open(config.redis_url.as_str()).unwrap();
-    let redis = redis::aio::ConnectionManager::new(redis).await.unwrap();
-    let script = redis::Script::new(
-        "local n = redis.call('INCR', KEYS[1]) redis.call('SET', KEYS[2], ARGV[1], 'EX', 60) return n",
-    );
-    let done = Arc::new(AtomicU64::new(0));
-    let mut consumer = consume
-        .basic_consume(
-            config.work_queue.as_str().into(),
-            "relay".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let started = Instant::now();
-    let out = config.outbound_exchange.clone();
-    for _ in 0..events {
-        let Some(Ok(delivery)) = consumer.next().await else {
-            break;
-        };
-        let (publisher, mut redis, script, done, out) = (
-            publisher.clone(),
-            redis.clone(),
-            script.clone(),
-            done.clone(),
-            out.clone(),
-        );
-        let key = format!("{{bench}}:{tag}");
-        tokio::spawn(async move {
-            let _: i64 = script
-                .key(&key)
-                .key(format!("{key}:last"))
-                .arg(&delivery.data[..])
-                .invoke_async(&mut redis)
-                .await
-                .unwrap();
-            publisher
-                .publish_all(vec![Message {
-                    exchange: &out,
-                    routing_key: "relayed",
-                    body: &delivery.data,
-                    properties: broker::json_properties(),
-                }])
-                .await
-                .unwrap();
-            delivery
-                .acker
-                .ack(BasicAckOptions::default())
-                .await
-                .unwrap();
-            done.fetch_add(1, Ordering::Relaxed);
-        });
-    }
-    while done.load(Ordering::Relaxed) < events as u64 {
+    let relay = Relay::start(&config).await;
+    while relay.done.load(Ordering::Relaxed) < events as u64 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    let (started, cpu) = relay
+        .first
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the relay received events");
     let rate = events as f64 / started.elapsed().as_secs_f64();
-    relay_session.close().await;
+    let cpu = cpu.finish(events as u64);
+    relay.stop();
     session.close().await;
     cleanup(&config).await;
-    rate
+    (rate, cpu)
 }
 
-/// p50 and p99 (ms) from publishing `conversation.created` to receiving its assignment, at
-/// `rate` events/s for `seconds`: half of them creations, half the closing of each assigned
-/// conversation (so capacity stays available).
-async fn latency(rate: u64, seconds: u64) -> (f64, f64) {
+/// What handles the events in a latency run.
+#[derive(Clone, Copy, PartialEq)]
+enum Handler {
+    /// One `switchboard run` worker: the time is publish → `conversation.assigned`.
+    Worker,
+    /// The bare relay: the time is publish → the relayed `conversation.created`, the floor any
+    /// consumer of this broker and Redis on this machine can reach.
+    Relay,
+}
+
+/// p50 and p99 (ms) from publishing `conversation.created` to receiving its assignment (or, for
+/// the relay, its relayed copy), at `rate` events/s for `seconds`: half of them creations, half
+/// the closing of each conversation as soon as it is assigned (so capacity stays available).
+async fn latency(rate: u64, seconds: u64, handler: Handler) -> (f64, f64) {
     let rate = rate / 2;
     let tag = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let config = config(&tag);
     let session = Session::open(&config, "bench").await.unwrap();
     let mut decisions = session.tap(&config.outbound_exchange).await.unwrap();
     let (setup, _) = mixed_backlog(&tag, 50, 0);
-    publish_all(&session, &config.inbound_exchange, &setup).await;
-    let team = Workers::start(&config, 1);
-    team.wait_handled(setup.len() as u64).await;
+    let (team, relay) = match handler {
+        Handler::Worker => {
+            publish_all(&session, &config.inbound_exchange, &setup).await;
+            let team = Workers::start(&config, 1);
+            team.wait_handled(setup.len() as u64).await;
+            (Some(team), None)
+        }
+        Handler::Relay => {
+            // Declares the topology as a worker would, then hands the queue to the relay.
+            let team = Workers::start(&config, 1);
+            team.wait_ready().await;
+            team.stop();
+            (None, Some(Relay::start(&config).await))
+        }
+    };
 
     let total = rate * seconds;
     let sent: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -401,7 +581,13 @@ async fn latency(rate: u64, seconds: u64) -> (f64, f64) {
         };
         let now = Instant::now();
         let value: Value = serde_json::from_slice(&delivery.data).unwrap();
-        if value["type"] == "conversation.assigned" && value["data"]["reason"] == "new" {
+        let arrived = match handler {
+            Handler::Worker => {
+                value["type"] == "conversation.assigned" && value["data"]["reason"] == "new"
+            }
+            Handler::Relay => value["type"] == "conversation.created",
+        };
+        if arrived {
             let conversation = value["data"]["conversation_id"]
                 .as_str()
                 .unwrap()
@@ -409,33 +595,38 @@ async fn latency(rate: u64, seconds: u64) -> (f64, f64) {
             if let Some(at) = sent.lock().unwrap().remove(&conversation) {
                 latencies.push(now.duration_since(at).as_secs_f64() * 1000.0);
             }
-            closes.push(event(
+            // Each close goes out on its own, as a platform's would (no bursts).
+            let close = event(
                 &tag,
                 1_000_000_000 + latencies.len() as u64,
                 "conversation.closed",
                 json!({"conversation_id": conversation}),
-            ));
-            if closes.len() >= 50 {
-                let batch = std::mem::take(&mut closes);
-                let session_publisher = session.publisher();
-                let exchange = config.inbound_exchange.clone();
-                tokio::spawn(async move {
-                    let messages = batch
-                        .iter()
-                        .map(|b| Message {
-                            exchange: &exchange,
-                            routing_key: "conversation.closed",
-                            body: b,
-                            properties: broker::json_properties(),
-                        })
-                        .collect();
-                    session_publisher.publish_all(messages).await.unwrap();
-                });
-            }
+            );
+            let publisher = session.publisher();
+            let exchange = config.inbound_exchange.clone();
+            closes.push(tokio::spawn(async move {
+                publisher
+                    .publish_all(vec![Message {
+                        exchange: &exchange,
+                        routing_key: "conversation.closed",
+                        body: &close,
+                        properties: broker::json_properties(),
+                    }])
+                    .await
+                    .unwrap();
+            }));
         }
     }
     sender.await.unwrap();
-    team.stop();
+    for close in closes {
+        close.await.unwrap();
+    }
+    if let Some(team) = team {
+        team.stop();
+    }
+    if let Some(relay) = relay {
+        relay.stop();
+    }
     session.close().await;
     cleanup(&config).await;
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -459,64 +650,298 @@ async fn main() {
             .is_none_or(|o| o.split(',').any(|p| p == name))
     };
     let events = if quick { 5_000 } else { 30_000 };
-    let machine = format!(
-        "{} cores, {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
-        std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(
-                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
-                    .split(':')
-                    .nth(1)
-                    .unwrap_or("")
-                    .trim()
-                    .to_string())
-            )
-            .unwrap_or_default()
-    );
+    let machine = machine();
     let mut report = vec![format!("# Switchboard benchmark\n\nmachine: {machine}; RabbitMQ and Redis on loopback; {events} mixed events per drain\n")];
     let mut line = |text: String| {
         println!("{text}");
         report.push(text);
     };
+    let mut chart = Chart::default();
 
     if part("a") {
         eprintln!("(a) bare relay…");
-        let relay = relay_drain(events).await;
+        let (relay, relay_cpu) = relay_drain(events).await;
         eprintln!("(a) worker…");
-        let worker = worker_drain(10, events, 1).await;
+        let (worker, worker_cpu) = worker_drain(10, events, 1).await;
         line("## (a) one worker vs the bare relay\n".into());
         line(format!("| bare relay | worker | ratio |\n|---|---|---|\n| {relay:.0} ev/s | {worker:.0} ev/s | {:.2} |\n", worker / relay));
+        line("CPU ms per 1,000 events (where the time goes; all processes share the machine's cores):\n".into());
+        line("| | RabbitMQ | Redis | handler process | total | machine busy |\n|---|---|---|---|---|---|".into());
+        for (name, cpu) in [("bare relay", relay_cpu), ("worker", worker_cpu)] {
+            line(format!(
+                "| {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0}% |",
+                cpu.rabbitmq,
+                cpu.redis,
+                cpu.handler,
+                cpu.rabbitmq + cpu.redis + cpu.handler,
+                cpu.busy * 100.0
+            ));
+        }
+        line(String::new());
+        chart.panel(
+            &format!("(a) drain rate, ratio {:.2}", worker / relay),
+            "ev/s",
+            vec![("bare relay".into(), relay), ("worker".into(), worker)],
+        );
     }
 
     if part("b") {
         line("## (b) publish → conversation.assigned latency\n".into());
-        line("| events/s | p50 | p99 |\n|---|---|---|".into());
+        line("The bare relay's figure (publish → relayed copy, same events) is the floor this broker, Redis and machine allow.\n".into());
+        line("| events/s | worker p50 | worker p99 | bare relay p50 | bare relay p99 |\n|---|---|---|---|---|".into());
+        let mut bars = vec![];
+        let seconds = if quick { 2 } else { 5 };
         for rate in [500, 2000] {
-            let (p50, p99) = latency(rate, if quick { 2 } else { 5 }).await;
-            line(format!("| {rate} | {p50:.2} ms | {p99:.2} ms |"));
+            eprintln!("(b) {rate} events/s…");
+            let (p50, p99) = latency(rate, seconds, Handler::Worker).await;
+            let (relay_p50, relay_p99) = latency(rate, seconds, Handler::Relay).await;
+            line(format!(
+                "| {rate} | {p50:.2} ms | {p99:.2} ms | {relay_p50:.2} ms | {relay_p99:.2} ms |"
+            ));
+            bars.push((format!("p99 @{rate}/s"), p99));
+            bars.push((format!("relay p99 @{rate}/s"), relay_p99));
         }
         line(String::new());
+        chart.panel("(b) publish → assigned latency", "ms", bars);
     }
 
     if part("c") {
         line("## (c) team size\n".into());
         eprintln!("(c) team size…");
-        let small = worker_drain(10, events, 1).await;
-        let large = worker_drain(10_000, events, 1).await;
+        let (small, _) = worker_drain(10, events, 1).await;
+        let (large, _) = worker_drain(10_000, events, 1).await;
         line(format!("| 10 agents | 10,000 agents | ratio |\n|---|---|---|\n| {small:.0} ev/s | {large:.0} ev/s | {:.2} |\n", large / small));
+        chart.panel(
+            &format!("(c) team size, ratio {:.2}", large / small),
+            "ev/s",
+            vec![("10 agents".into(), small), ("10,000 agents".into(), large)],
+        );
     }
     if part("d") {
         line("## (d) workers\n".into());
         line("| workers | drain rate |\n|---|---|".into());
+        let mut bars = vec![];
         for workers in [1, 2, 4] {
-            let rate = worker_drain(10, events, workers).await;
+            let (rate, _) = worker_drain(10, events, workers).await;
             line(format!("| {workers} | {rate:.0} ev/s |"));
+            bars.push((
+                format!("{workers} worker{}", if workers > 1 { "s" } else { "" }),
+                rate,
+            ));
         }
+        line(String::new());
+        chart.panel("(d) workers", "ev/s", bars);
+    }
+    if part("e") {
+        line("## (e) Redis time per event, by type (one FCALL at a time, no broker)\n".into());
+        line("Read from Redis's slow log at threshold 0, which adds its own cost to every command: compare the rows, not the absolute figures.\n".into());
+        line("| event type | events | µs in Redis (mean) | Redis commands run (mean) | µs per call, client side (mean) |\n|---|---|---|---|---|".into());
+        for (event_type, count, redis_us, commands, client_us) in redis_time_by_type(events).await {
+            line(format!(
+                "| {event_type} | {count} | {redis_us:.0} | {commands:.1} | {client_us:.0} |"
+            ));
+        }
+        line(String::new());
     }
     std::fs::create_dir_all("bench-results").unwrap();
     std::fs::write("bench-results/latest.md", report.join("\n") + "\n").unwrap();
-    println!("\nwritten to bench-results/latest.md");
+    std::fs::write("bench-results/latest.svg", chart.svg(&machine)).unwrap();
+    println!("\nwritten to bench-results/latest.md and bench-results/latest.svg");
+}
+
+/// Applies the mixed backlog straight through the store, one event at a time, and reads Redis's
+/// own time for each FCALL from its slow log (threshold 0 for the duration, then restored): the
+/// cost of the apply code by event type, free of the broker and of other processes' load.
+async fn redis_time_by_type(events: usize) -> Vec<(String, usize, f64, f64, f64)> {
+    let tag = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let config = Config::default();
+    let store = switchboard::store::Store::connect(
+        std::slice::from_ref(&config.redis_url),
+        switchboard::store::StoreOptions::from_config(&config),
+    )
+    .await
+    .unwrap();
+    let set = |name: &'static str, value: String| {
+        let store = store.clone();
+        async move {
+            let _: () = store
+                .query(redis::cmd("CONFIG").arg("SET").arg(name).arg(value))
+                .await
+                .unwrap();
+        }
+    };
+    let get = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            let pair: Vec<String> = store
+                .query(redis::cmd("CONFIG").arg("GET").arg(name))
+                .await
+                .unwrap();
+            pair[1].clone()
+        }
+    };
+    let (threshold, length) = (
+        get("slowlog-log-slower-than").await,
+        get("slowlog-max-len").await,
+    );
+    // Redis 7 logs the commands a function runs too: room for every one of a batch.
+    set("slowlog-max-len", "65536".into()).await;
+    let _: () = store
+        .query(redis::cmd("SLOWLOG").arg("RESET"))
+        .await
+        .unwrap();
+    set("slowlog-log-slower-than", "0".into()).await;
+
+    let (setup, backlog) = mixed_backlog(&tag, 10, events);
+    let mut by_type: std::collections::BTreeMap<String, (usize, f64, usize)> = Default::default();
+    let mut client_us: HashMap<String, (usize, f64)> = HashMap::new();
+    for (i, body) in setup.iter().chain(&backlog).enumerate() {
+        let event = switchboard::contract::decode(body).unwrap();
+        let started = Instant::now();
+        store
+            .apply(
+                &event,
+                switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock),
+            )
+            .await
+            .unwrap();
+        let client = client_us.entry(event.kind.type_name().into()).or_default();
+        client.0 += 1;
+        client.1 += started.elapsed().as_secs_f64() * 1e6;
+        if i % 500 == 499 || i == setup.len() + backlog.len() - 1 {
+            let log: Vec<redis::Value> = store
+                .query(redis::cmd("SLOWLOG").arg("GET").arg(65536))
+                .await
+                .unwrap();
+            let _: () = store
+                .query(redis::cmd("SLOWLOG").arg("RESET"))
+                .await
+                .unwrap();
+            // Newest first: oldest first, the commands a call ran come just before the call.
+            let mut inner = 0;
+            for entry in log.into_iter().rev() {
+                // [id, timestamp, microseconds, [command, args…], …]
+                let redis::Value::Array(fields) = entry else {
+                    continue;
+                };
+                let (Some(redis::Value::Int(us)), Some(redis::Value::Array(args))) =
+                    (fields.get(2), fields.get(3))
+                else {
+                    continue;
+                };
+                let text = |v: &redis::Value| match v {
+                    redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                    _ => String::new(),
+                };
+                match args.first().map(text).as_deref() {
+                    Some("FCALL") => {}
+                    Some("SLOWLOG" | "CONFIG") => continue,
+                    _ => {
+                        inner += 1;
+                        continue;
+                    }
+                }
+                let keys: usize = args
+                    .get(2)
+                    .map(text)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let event_type = args.get(3 + keys).map(text).unwrap_or_default();
+                let entry = by_type.entry(event_type).or_default();
+                entry.0 += 1;
+                entry.1 += *us as f64;
+                entry.2 += std::mem::take(&mut inner);
+            }
+        }
+    }
+    set("slowlog-log-slower-than", threshold).await;
+    set("slowlog-max-len", length).await;
+    by_type
+        .into_iter()
+        .map(|(t, (n, redis, commands))| {
+            let (calls, client) = client_us.get(&t).copied().unwrap_or((1, 0.0));
+            (
+                t,
+                n,
+                redis / n as f64,
+                commands as f64 / n as f64,
+                client / calls as f64,
+            )
+        })
+        .collect()
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    format!("{cores} cores, {model}")
+}
+
+/// A chart panel: title, unit, and labelled bars.
+type Panel = (String, String, Vec<(String, f64)>);
+
+/// Bar charts of one run, one panel per part, as SVG.
+#[derive(Default)]
+struct Chart {
+    panels: Vec<Panel>,
+}
+
+impl Chart {
+    fn panel(&mut self, title: &str, unit: &str, bars: Vec<(String, f64)>) {
+        self.panels.push((title.into(), unit.into(), bars));
+    }
+
+    fn svg(&self, machine: &str) -> String {
+        const PANEL_W: f64 = 300.0;
+        const PANEL_H: f64 = 260.0;
+        const BAR_AREA: f64 = 170.0;
+        let width = PANEL_W * self.panels.len().max(1) as f64;
+        let mut svg = format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/><text x="8" y="16" font-size="13">Switchboard benchmark: {}</text>"#,
+            PANEL_H + 30.0,
+            escape(machine)
+        );
+        for (i, (title, unit, bars)) in self.panels.iter().enumerate() {
+            let x0 = i as f64 * PANEL_W + 20.0;
+            let top = 50.0;
+            let max = bars.iter().map(|(_, v)| *v).fold(0.0, f64::max).max(1e-9);
+            svg += &format!(
+                r#"<text x="{x0}" y="{}" font-size="12" font-weight="bold">{}</text>"#,
+                top - 14.0,
+                escape(title)
+            );
+            let bar_w = (PANEL_W - 40.0) / bars.len().max(1) as f64;
+            for (j, (label, value)) in bars.iter().enumerate() {
+                let h = value / max * BAR_AREA;
+                let x = x0 + j as f64 * bar_w;
+                let y = top + BAR_AREA - h;
+                svg += &format!(
+                    r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{h:.1}" fill="#4a7bd0"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{value:.0} {}</text><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+                    bar_w * 0.7,
+                    x + bar_w * 0.35,
+                    y - 4.0,
+                    escape(unit),
+                    x + bar_w * 0.35,
+                    top + BAR_AREA + 16.0,
+                    escape(label)
+                );
+            }
+        }
+        svg + "</svg>\n"
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
