@@ -1,6 +1,7 @@
 //! One integration-test binary, against the machine's real RabbitMQ and Redis.
 //! Every test isolates itself: its own project id, its own exchange and queue names.
 
+mod broker_node;
 mod cli;
 mod contract_docs;
 mod deploy;
