@@ -698,8 +698,8 @@ async fn main() {
             line(format!(
                 "| {rate} | {p50:.2} ms | {p99:.2} ms | {relay_p50:.2} ms | {relay_p99:.2} ms |"
             ));
-            bars.push((format!("p99 @{rate}/s"), p99));
-            bars.push((format!("relay p99 @{rate}/s"), relay_p99));
+            bars.push((format!("worker p99\n{rate}/s"), p99));
+            bars.push((format!("relay p99\n{rate}/s"), relay_p99));
         }
         line(String::new());
         chart.panel("(b) publish → assigned latency", "ms", bars);
@@ -924,15 +924,32 @@ impl Chart {
                 let h = value / max * BAR_AREA;
                 let x = x0 + j as f64 * bar_w;
                 let y = top + BAR_AREA - h;
+                let shown = if *value < 100.0 {
+                    format!("{value:.1}")
+                } else {
+                    format!("{value:.0}")
+                };
+                // One line of the label per `\n`.
+                let lines: String = label
+                    .split('\n')
+                    .enumerate()
+                    .map(|(k, part)| {
+                        format!(
+                            r#"<tspan x="{:.1}" dy="{}">{}</tspan>"#,
+                            x + bar_w * 0.35,
+                            if k == 0 { 0 } else { 13 },
+                            escape(part)
+                        )
+                    })
+                    .collect();
                 svg += &format!(
-                    r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{h:.1}" fill="#4a7bd0"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{value:.0} {}</text><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+                    r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{h:.1}" fill="#4a7bd0"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{shown} {}</text><text x="{:.1}" y="{:.1}" text-anchor="middle">{lines}</text>"##,
                     bar_w * 0.7,
                     x + bar_w * 0.35,
                     y - 4.0,
                     escape(unit),
                     x + bar_w * 0.35,
                     top + BAR_AREA + 16.0,
-                    escape(label)
                 );
             }
         }
