@@ -224,6 +224,36 @@ impl Workers {
     }
 }
 
+/// Deletes the keys a run left in Redis (a project's state, the relay's counters), so repeated
+/// runs do not fill the machine's Redis.
+async fn forget_keys(config: &Config, pattern: &str) {
+    let client = redis::Client::open(config.redis_url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}
+
 /// CPU seconds used by RabbitMQ, Redis and the event handlers (worker processes, or this
 /// process for the relay) over one drain: where the time per event goes on a machine where all
 /// of them share the cores.
@@ -322,6 +352,9 @@ async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
 }
 
 async fn cleanup(config: &Config) {
+    let tag = config.work_queue.trim_end_matches(".work");
+    forget_keys(config, &format!("sb:{{{tag}}}:*")).await;
+    forget_keys(config, &format!("{{bench}}:{}*", config.work_queue)).await;
     let connection = lapin::Connection::connect(&config.amqp_url, Default::default())
         .await
         .unwrap();
@@ -856,6 +889,7 @@ async fn redis_time_by_type(events: usize) -> Vec<(String, usize, f64, f64, f64)
     }
     set("slowlog-log-slower-than", threshold).await;
     set("slowlog-max-len", length).await;
+    forget_keys(&config, &format!("sb:{{{tag}}}:*")).await;
     by_type
         .into_iter()
         .map(|(t, (n, redis, commands))| {

@@ -18,10 +18,22 @@ echo "== python example's dependency (pika)"
 python3 -m pip install -q --disable-pip-version-check -r examples/python/requirements.txt \
   || echo "pika could not be installed: the Python example's test will skip" >&2
 
+# Whatever the outcome, leave the machine's Redis without the tests' projects (their ids are
+# generated; nothing else is touched) and stop the test cluster.
+cluster_started=""
+finish() {
+  if [ -n "$cluster_started" ]; then bash scripts/redis-cluster.sh stop; fi
+  local redis_args=()
+  if [ -n "${SWITCHBOARD_REDIS_URL:-}" ]; then redis_args=(-u "${SWITCHBOARD_REDIS_URL%%,*}"); fi
+  bash scripts/forget-test-data.sh "${redis_args[@]}" \
+    || echo "could not delete the tests' data from Redis" >&2
+}
+trap finish EXIT
+
 echo "== tests (Redis single node)"
 run --workspace --lib --bins --tests "$@"
 
 echo "== integration tests (3-master Redis Cluster)"
+cluster_started=yes
 cluster_url=$(bash scripts/redis-cluster.sh start)
-trap 'bash scripts/redis-cluster.sh stop' EXIT
 SWITCHBOARD_REDIS_URL="$cluster_url" run --test integration "$@"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Deletes what the test suite, the benchmark and simulations left in a Redis: the keys of their
+# generated projects only (ids "p-", "py-" or "bench-" followed by 32 hex digits, "sim-" followed
+# by 8), and the benchmark relay's counters; never anything else. Do not run it while tests or
+# a benchmark are running against the same Redis.
+# Usage: scripts/forget-test-data.sh [redis-cli options, e.g. -p 6380]
+set -euo pipefail
+hex() { printf '[0-9a-f]%.0s' $(seq "$1"); }
+patterns=(
+  "sb:{p-$(hex 32)}:*"
+  "sb:{py-$(hex 32)}:*"
+  "sb:{bench-$(hex 32)}:*"
+  "sb:{sim-$(hex 8)}:*"
+  "{bench}:bench-$(hex 32).work*"
+)
+for pattern in "${patterns[@]}"; do
+  redis-cli "$@" --scan --pattern "$pattern" | xargs -r -n 500 redis-cli "$@" unlink > /dev/null
+done
