@@ -418,3 +418,28 @@ async fn a_redis_that_lost_the_function_library_gets_it_back() {
         .unwrap();
     assert_eq!(listed.len(), 1, "the library is loaded again");
 }
+
+/// The function library keeps the last project's key names between calls: events of two
+/// projects taking turns must each land in their own project.
+#[tokio::test]
+async fn two_projects_taking_turns_keep_their_state_apart() {
+    let first = Project::new().await;
+    let second = Project::new().await;
+    first.online_agents(&[("a", 10)]).await;
+    second.online_agents(&[("b", 10)]).await;
+    for i in 0..6 {
+        let (project, agent) = if i % 2 == 0 {
+            (&first, "a")
+        } else {
+            (&second, "b")
+        };
+        assert_eq!(
+            assigned_agents(&project.create(&format!("c{i}")).await),
+            [agent]
+        );
+    }
+    assert_eq!(first.load("a").await, 3);
+    assert_eq!(second.load("b").await, 3);
+    assert_eq!(first.load("b").await, 0);
+    assert_eq!(second.load("a").await, 0);
+}

@@ -285,10 +285,11 @@ local function close(conversation_id, record)
 end
 
 -- Forgets conversations closed longer than the retention ago and visitors not served for
--- longer than the visitor memory. Runs on one call in 16 (a random draw) and forgets up to 64
+-- longer than the visitor memory. Runs on one call in 16 (by the call's seed) and forgets up to 64
 -- of each, so the work per call stays bounded while forgetting outpaces any arrival rate.
 local function forget_old()
-  if math.random(16) ~= 1 then return end
+  -- One call in 16, picked by the worker's random seed (no need to seed the generator).
+  if SEED % 16 ~= 0 then return end
   local old = redis.call('ZRANGE', K.closed, '-inf', NOW - CLOSED_RETENTION, 'BYSCORE',
     'LIMIT', 0, 64)
   for _, conversation_id in ipairs(old) do

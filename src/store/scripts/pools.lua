@@ -30,11 +30,16 @@ end
 
 -- Pools changed by this event, whose waiting conversations may now find an agent.
 local touched
+local base_bound_for
 per_call_resets[#per_call_resets + 1] = function()
-  BASE = {
-    id = 'base', load = K.by_load, order = K.by_order, pass = PREFIX .. 'pool:pass',
-    online = K.online, waiting = K.base_waiting,
-  }
+  -- Like K, rebuilt only when the project changes.
+  if base_bound_for ~= PREFIX then
+    BASE = {
+      id = 'base', load = K.by_load, order = K.by_order, pass = PREFIX .. 'pool:pass',
+      online = K.online, waiting = K.base_waiting,
+    }
+    base_bound_for = PREFIX
+  end
   touched = {}
 end
 
@@ -110,7 +115,7 @@ local function place(pool, agent_id, cfg, state)
   redis.call('ZADD', pool.online, bucket(cfg), agent_id)
   if state.eligible then
     -- least_loaded: ties between equal loads are broken by a random fraction.
-    redis.call('ZADD', pool.load, offset + state.load + math.random() * 0.999, agent_id)
+    redis.call('ZADD', pool.load, offset + state.load + random() * 0.999, agent_id)
     redis.call('ZADD', pool.order, offset + order_position(cfg), agent_id)
     redis.call('ZADD', pass_key(pool, bucket(cfg)), state.pass, agent_id)
   else
