@@ -261,33 +261,7 @@ impl Env {
 
     /// A worker as a separate `switchboard run` process (for SIGKILL and SIGTERM tests).
     pub fn spawn_process(&self) -> std::process::Child {
-        std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .arg("run")
-            .env("SWITCHBOARD_AMQP_URL", &self.config.amqp_url)
-            .env("SWITCHBOARD_REDIS_URL", &self.config.redis_url)
-            .env("SWITCHBOARD_HTTP_ADDR", "127.0.0.1:0")
-            .env(
-                "SWITCHBOARD_INBOUND_EXCHANGE",
-                &self.config.inbound_exchange,
-            )
-            .env("SWITCHBOARD_WORK_QUEUE", &self.config.work_queue)
-            .env(
-                "SWITCHBOARD_OUTBOUND_EXCHANGE",
-                &self.config.outbound_exchange,
-            )
-            .env(
-                "SWITCHBOARD_DEAD_LETTER_QUEUE",
-                &self.config.dead_letter_queue,
-            )
-            .env("SWITCHBOARD_PREFETCH", self.config.prefetch.to_string())
-            .env(
-                "SWITCHBOARD_DELIVERY_LIMIT",
-                self.config.delivery_limit.to_string(),
-            )
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("the switchboard binary starts")
+        worker_process(&self.config, 0)
     }
 
     pub async fn publish(&self, body: &[u8]) {
@@ -508,6 +482,50 @@ impl WorkerHandle {
             task.await.unwrap();
         }
     }
+}
+
+/// A `switchboard run` process configured like `config`, serving HTTP on `http_port` (0: any).
+pub fn worker_process(config: &Config, http_port: u16) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("run")
+        .env("SWITCHBOARD_AMQP_URL", &config.amqp_url)
+        .env("SWITCHBOARD_REDIS_URL", &config.redis_url)
+        .env("SWITCHBOARD_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+        .env("SWITCHBOARD_INBOUND_EXCHANGE", &config.inbound_exchange)
+        .env("SWITCHBOARD_WORK_QUEUE", &config.work_queue)
+        .env("SWITCHBOARD_OUTBOUND_EXCHANGE", &config.outbound_exchange)
+        .env("SWITCHBOARD_DEAD_LETTER_QUEUE", &config.dead_letter_queue)
+        .env("SWITCHBOARD_PREFETCH", config.prefetch.to_string())
+        .env(
+            "SWITCHBOARD_DELIVERY_LIMIT",
+            config.delivery_limit.to_string(),
+        )
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the switchboard binary starts")
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One GET against a worker's HTTP endpoints; `None` if it does not answer.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    Some(response)
 }
 
 /// A private `redis-server` on a free loopback port, persisting to a temporary directory so

@@ -155,45 +155,17 @@ async fn a_poison_event_is_dead_lettered_after_the_delivery_limit() {
 }
 
 /// A worker process with its HTTP endpoints on a known port, so the test can read its metrics.
-fn worker_process(config: &switchboard::config::Config) -> (std::process::Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .arg("run")
-        .env("SWITCHBOARD_AMQP_URL", &config.amqp_url)
-        .env("SWITCHBOARD_REDIS_URL", &config.redis_url)
-        .env("SWITCHBOARD_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("SWITCHBOARD_INBOUND_EXCHANGE", &config.inbound_exchange)
-        .env("SWITCHBOARD_WORK_QUEUE", &config.work_queue)
-        .env("SWITCHBOARD_OUTBOUND_EXCHANGE", &config.outbound_exchange)
-        .env("SWITCHBOARD_DEAD_LETTER_QUEUE", &config.dead_letter_queue)
-        .env("SWITCHBOARD_PREFETCH", "16")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("the switchboard binary starts");
-    (child, port)
+fn worker_on_port(config: &switchboard::config::Config) -> (std::process::Child, u16) {
+    let port = free_port();
+    (worker_process(config, port), port)
 }
 
-async fn http_get(port: u16, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    Some(response)
+async fn get(port: u16, path: &str) -> Option<String> {
+    http_get(([127, 0, 0, 1], port).into(), path).await
 }
 
 async fn events_handled(port: u16) -> f64 {
-    http_get(port, "/metrics")
+    get(port, "/metrics")
         .await
         .unwrap_or_default()
         .lines()
@@ -205,7 +177,7 @@ async fn events_handled(port: u16) -> f64 {
 async fn wait_ready(port: u16, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     while tokio::time::Instant::now() < deadline {
-        if http_get(port, "/readyz")
+        if get(port, "/readyz")
             .await
             .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
         {
@@ -266,7 +238,7 @@ async fn a_rabbitmq_restart_under_load_loses_nothing() {
         .unwrap();
 
     let workers: Vec<(std::process::Child, u16)> =
-        (0..2).map(|_| worker_process(&config)).collect();
+        (0..2).map(|_| worker_on_port(&config)).collect();
     for (_, port) in &workers {
         wait_ready(*port, Duration::from_secs(20)).await;
     }
@@ -401,7 +373,7 @@ async fn a_rabbitmq_restart_under_load_loses_nothing() {
         .unwrap();
     assert_eq!(work.message_count(), 0, "the work queue is drained");
     for (mut child, port) in workers {
-        let metrics = http_get(port, "/metrics").await.unwrap_or_default();
+        let metrics = get(port, "/metrics").await.unwrap_or_default();
         let reconnects: f64 = metrics
             .lines()
             .filter(|l| l.starts_with("switchboard_reconnects_total{target=\"broker\"}"))

@@ -298,15 +298,16 @@ async fn readiness_and_metrics_are_served() {
     env.team(&mut platform, &[("a", 1)]).await;
     env.publish(&platform.created("c1")).await;
     env.outputs(1, WAIT).await;
-    let ready = http_get(worker.http_addr, "/readyz").await;
+    let ready = http_get(worker.http_addr, "/readyz").await.unwrap();
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     assert!(http_get(worker.http_addr, "/healthz")
         .await
+        .unwrap()
         .starts_with("HTTP/1.1 200"));
     // The output is published before the event is acked and counted: give the count a moment.
     let mut metrics = String::new();
     for _ in 0..50 {
-        metrics = http_get(worker.http_addr, "/metrics").await;
+        metrics = http_get(worker.http_addr, "/metrics").await.unwrap();
         if metrics.contains("switchboard_assignments_total{reason=\"new\"}") {
             break;
         }
@@ -346,7 +347,7 @@ async fn the_backlog_metric_counts_waiting_conversations_at_scrape_time() {
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|n| n.parse().ok())
     };
-    let metrics = http_get(worker.http_addr, "/metrics").await;
+    let metrics = http_get(worker.http_addr, "/metrics").await.unwrap();
     assert!(
         metrics.contains("# TYPE switchboard_waiting_conversations gauge"),
         "{metrics}"
@@ -364,21 +365,9 @@ async fn the_backlog_metric_counts_waiting_conversations_at_scrape_time() {
         .apply(&closed, switchboard::clock::SystemClock.now_ms())
         .await
         .unwrap();
-    let metrics = http_get(worker.http_addr, "/metrics").await;
+    let metrics = http_get(worker.http_addr, "/metrics").await.unwrap();
     assert_eq!(waiting(&metrics), Some(1), "{metrics}");
     env.cleanup().await;
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
 }
 
 /// Distinct conversations with an assignment or a queueing among the outputs.
