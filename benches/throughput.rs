@@ -519,6 +519,24 @@ async fn relay_drain(events: usize) -> (f64, CpuPerEvents) {
     (rate, cpu)
 }
 
+/// Publishes one event and waits for its confirm.
+async fn publish_one(
+    publisher: switchboard::broker::Publisher,
+    exchange: String,
+    routing_key: &'static str,
+    body: Vec<u8>,
+) {
+    publisher
+        .publish_all(vec![Message {
+            exchange: &exchange,
+            routing_key,
+            body: &body,
+            properties: broker::json_properties(),
+        }])
+        .await
+        .unwrap();
+}
+
 /// What handles the events in a latency run.
 #[derive(Clone, Copy, PartialEq)]
 enum Handler {
@@ -585,17 +603,12 @@ async fn latency(rate: u64, seconds: u64, handler: Handler) -> (f64, f64) {
                     sent.lock().unwrap().insert(conversation, Instant::now());
                     let publisher = publisher.clone();
                     let exchange = exchange.clone();
-                    confirms.push(tokio::spawn(async move {
-                        publisher
-                            .publish_all(vec![Message {
-                                exchange: &exchange,
-                                routing_key: "conversation.created",
-                                body: &created,
-                                properties: broker::json_properties(),
-                            }])
-                            .await
-                            .unwrap();
-                    }));
+                    confirms.push(tokio::spawn(publish_one(
+                        publisher,
+                        exchange,
+                        "conversation.created",
+                        created,
+                    )));
                 }
             }
             for c in confirms {
@@ -637,17 +650,12 @@ async fn latency(rate: u64, seconds: u64, handler: Handler) -> (f64, f64) {
             );
             let publisher = session.publisher();
             let exchange = config.inbound_exchange.clone();
-            closes.push(tokio::spawn(async move {
-                publisher
-                    .publish_all(vec![Message {
-                        exchange: &exchange,
-                        routing_key: "conversation.closed",
-                        body: &close,
-                        properties: broker::json_properties(),
-                    }])
-                    .await
-                    .unwrap();
-            }));
+            closes.push(tokio::spawn(publish_one(
+                publisher,
+                exchange,
+                "conversation.closed",
+                close,
+            )));
         }
     }
     sender.await.unwrap();
