@@ -145,8 +145,16 @@ async fn consume(worker: Arc<Worker>, tag: String) {
             _ = shutdown.cancelled() => return,
             opened = Session::open(&config, &tag) => opened,
         };
-        let session = match session {
-            Ok(session) => session,
+        let consumer = match session {
+            Ok(session) => session
+                .consume(&config.work_queue, &tag)
+                .await
+                .map(|consumer| (session, consumer)),
+            Err(error) => Err(error),
+        };
+        // Opening the session or starting to consume failed: not ready, wait, open anew.
+        let (session, mut consumer) = match consumer {
+            Ok(opened) => opened,
             Err(error) => {
                 worker.readiness.set_broker(false);
                 Reconnecting {
@@ -160,19 +168,6 @@ async fn consume(worker: Arc<Worker>, tag: String) {
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        let mut consumer = match session.consume(&config.work_queue, &tag).await {
-            Ok(consumer) => consumer,
-            Err(error) => {
-                Reconnecting {
-                    target: "broker",
-                    error: &error,
-                    retry_in: backoff,
-                }
-                .emit();
-                tokio::time::sleep(backoff).await;
                 continue;
             }
         };

@@ -198,9 +198,14 @@ pub struct DeadLetter {
 
 impl Env {
     pub async fn new() -> Env {
+        Env::with_amqp_url(amqp_url()).await
+    }
+
+    /// Like [`Env::new`], on the broker at `amqp_url` (a private node, say).
+    pub async fn with_amqp_url(amqp_url: String) -> Env {
         let tag = unique("t");
         let config = Config {
-            amqp_url: amqp_url(),
+            amqp_url,
             redis_url: redis_url(),
             http_addr: "127.0.0.1:0".into(),
             inbound_exchange: format!("{tag}.in"),

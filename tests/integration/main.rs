@@ -1,7 +1,7 @@
 //! One integration-test binary, against the machine's real RabbitMQ and Redis.
 //! Every test isolates itself: its own project id, its own exchange and queue names.
 
-mod broker_node;
+mod broker_restart;
 mod cli;
 mod contract_docs;
 mod deploy;
@@ -9,6 +9,7 @@ mod helpers;
 mod lifecycle;
 mod modes;
 mod outages;
+mod private_rabbit;
 mod routing;
 mod simulate;
 mod store;
