@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use crate::backlog::Backlog;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+
+use crate::backlog::Backlog;
 
 /// What `/readyz` reports: connected to the broker and Redis, and consuming.
 #[derive(Debug, Default)]

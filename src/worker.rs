@@ -98,25 +98,18 @@ impl Worker {
         // Timers are due relative to when the event was first applied, so a replay re-arms
         // them for the same instant.
         let now = self.clock.now_ms();
-        let timers: Vec<(String, i64, Vec<u8>)> = applied
-            .timers
-            .iter()
-            .map(|timer| {
-                let due = applied.time_ms + timer.delay_ms as i64;
-                let real_wait = self.clock.to_real_ms(due - now).max(0);
-                let step = broker::delay::ladder_step(real_wait as u64);
-                let queue = broker::delay::queue_name(&self.config.work_queue, step);
-                (
-                    queue,
-                    due,
-                    outbound::timer_event(&event.project, timer, &time),
-                )
-            })
-            .collect();
-        for (queue, _, _) in &timers {
-            if !self.ensure_delay_queue(queue, broker).await {
+        let mut timers: Vec<(String, i64, Vec<u8>)> = Vec::with_capacity(applied.timers.len());
+        for timer in &applied.timers {
+            let due = applied.time_ms + timer.delay_ms as i64;
+            let real_wait = self.clock.to_real_ms(due - now).max(0);
+            let Some(queue) = self.delay_queue(real_wait as u64, broker).await else {
                 return;
-            }
+            };
+            timers.push((
+                queue,
+                due,
+                outbound::timer_event(&event.project, timer, &time),
+            ));
         }
         let mut messages: Vec<Message> = applied
             .outputs
@@ -169,11 +162,9 @@ impl Worker {
         if remaining <= broker::delay::DUE_TOLERANCE_MS {
             return false;
         }
-        let step = broker::delay::ladder_step(remaining as u64);
-        let queue = broker::delay::queue_name(&self.config.work_queue, step);
-        if !self.ensure_delay_queue(&queue, broker).await {
+        let Some(queue) = self.delay_queue(remaining as u64, broker).await else {
             return true;
-        }
+        };
         let message = Message {
             exchange: "",
             routing_key: &queue,
@@ -189,17 +180,19 @@ impl Worker {
         true
     }
 
-    async fn ensure_delay_queue(&self, queue: &str, broker: &DeliveryContext) -> bool {
+    /// The delay queue for a timer due in `real_wait_ms`, declared if this session has not yet.
+    /// `None` (the session is marked failed) when declaring failed.
+    async fn delay_queue(&self, real_wait_ms: u64, broker: &DeliveryContext) -> Option<String> {
         match broker
             .publisher
-            .ensure_delay_queue(&self.config.work_queue, queue)
+            .delay_queue(&self.config.work_queue, real_wait_ms)
             .await
         {
-            Ok(()) => true,
+            Ok(queue) => Some(queue),
             Err(error) => {
                 tracing::warn!(%error, "declaring a delay queue failed; the event will be redelivered");
                 broker.session_failed.cancel();
-                false
+                None
             }
         }
     }

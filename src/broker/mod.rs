@@ -137,8 +137,8 @@ impl Session {
 #[derive(Clone)]
 pub struct Publisher {
     channel: Channel,
-    /// Delay queues this session has declared already.
-    delay_queues: Arc<Mutex<HashSet<String>>>,
+    /// Ladder steps (ms) whose delay queue this session has declared already.
+    delay_queues: Arc<Mutex<HashSet<u64>>>,
 }
 
 /// One message to publish.
@@ -150,31 +150,20 @@ pub struct Message<'a> {
 }
 
 impl Publisher {
-    /// Declares a delay queue (named by `delay::queue_name`) unless this session already did.
-    pub async fn ensure_delay_queue(
-        &self,
-        work_queue: &str,
-        queue: &str,
-    ) -> Result<(), BrokerError> {
-        if self
+    /// The delay queue for a timer due in `wait_ms` (the ladder step that fits), declared
+    /// unless this session already did.
+    pub async fn delay_queue(&self, work_queue: &str, wait_ms: u64) -> Result<String, BrokerError> {
+        let step = delay::ladder_step(wait_ms);
+        let declared = self
             .delay_queues
             .lock()
             .expect("not poisoned")
-            .contains(queue)
-        {
-            return Ok(());
+            .contains(&step);
+        if !declared {
+            delay::declare(&self.channel, work_queue, step).await?;
+            self.delay_queues.lock().expect("not poisoned").insert(step);
         }
-        let delay_ms = queue
-            .rsplit('.')
-            .next()
-            .and_then(|ms| ms.parse().ok())
-            .expect("delay queue names end with their delay");
-        delay::declare(&self.channel, work_queue, delay_ms).await?;
-        self.delay_queues
-            .lock()
-            .expect("not poisoned")
-            .insert(queue.to_string());
-        Ok(())
+        Ok(delay::queue_name(work_queue, step))
     }
 
     /// Publishes every message, then waits until the broker has confirmed all of them.
