@@ -35,10 +35,11 @@ pub fn local_instant(zone: Tz, mut local: chrono::NaiveDateTime) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn ms(rfc3339: &str) -> i64 {
+    /// An RFC 3339 instant in ms since the epoch (the domain's tests write instants this way).
+    pub(crate) fn ms(rfc3339: &str) -> i64 {
         DateTime::parse_from_rfc3339(rfc3339)
             .unwrap()
             .timestamp_millis()

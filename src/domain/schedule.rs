@@ -128,13 +128,8 @@ pub fn script_data(kind: &crate::contract::EventKind, now_ms: i64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::calendar::tests::ms;
     use serde_json::json;
-
-    fn ms(rfc3339: &str) -> i64 {
-        DateTime::parse_from_rfc3339(rfc3339)
-            .unwrap()
-            .timestamp_millis()
-    }
 
     fn paris(hours: Value) -> Schedule {
         Schedule::from_json(&json!({"timezone": "Europe/Paris", "hours": hours})).unwrap()

@@ -7,7 +7,7 @@
 
 use crate::contract::Id;
 
-/// The keys of the `apply` script, in the order its KEYS list expects (see `prelude.lua`).
+/// The keys of the `apply` function, in the order its KEYS list expects (see `prelude.lua`).
 pub const APPLY_KEY_NAMES: &[&str] = &[
     "settings",
     "agents",

@@ -1,5 +1,5 @@
 -- agents.lua: agent configuration and status, and what makes an agent eligible.
--- Part of the `apply` script; uses KEYS agents, status, owned, meta and no ARGV of its own.
+-- Part of the function library; uses KEYS agents, status, owned, meta and no ARGV of its own.
 
 local agent_cache
 local function agent(agent_id)

@@ -1,6 +1,6 @@
 -- conversations.lua: conversation records, assignment, the waiting queues and their draining,
 -- returning visitors, reply timers and rule-step escalation.
--- Part of the `apply` script; uses KEYS convs, owned, waiting, meta, closed, visitors,
+-- Part of the function library; uses KEYS convs, owned, waiting, meta, closed, visitors,
 -- visitor_seen, the pools' keys, and ARGV now and closed-conversation retention.
 --
 -- A conversation record is JSON: s = state (waiting | open | closed), a = agent (while open, and

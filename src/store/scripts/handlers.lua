@@ -1,5 +1,5 @@
 -- handlers.lua: one function per inbound event type, called with the event's checked data.
--- Part of the `apply` script; uses every KEY through the functions above and ARGV now.
+-- Part of the function library; uses every KEY through the functions above and ARGV now.
 
 local handlers = {}
 

@@ -1,7 +1,7 @@
 -- modes.lua: the modes where the machine does not choose. Broadcast offers a conversation to
 -- every eligible agent (the first claim wins); custom asks an external allocator and falls
 -- back to the new-visitor strategy when no decision comes in time.
--- Part of the `apply` script; uses KEYS held, offers, by_load and ARGV now.
+-- Part of the function library; uses KEYS held, offers, by_load and ARGV now.
 
 -- Every eligible agent but the excluded ones.
 local function eligible_agents(excluded)

@@ -1,5 +1,5 @@
 -- pools.lua: pools of eligible agents, and choosing one by strategy and precedence level.
--- Part of the `apply` script; uses KEYS by_load, by_order, by_pass, online, base_waiting,
+-- Part of the function library; uses KEYS by_load, by_order, by_pass, online, base_waiting,
 -- pools, memberships, passes, meta and no ARGV of its own.
 --
 -- A pool holds the agents that may serve one requirement (the skills and channels of a rule

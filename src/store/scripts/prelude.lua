@@ -56,7 +56,7 @@ local per_call_resets = {}
 -- cjson.null (the library's top level may not touch cjson: only calls can).
 local NULL
 
--- Filled in when the script is assembled, from domain::settings::defaults() (store/script.rs).
+-- Filled in when the library is assembled, from domain::settings::defaults() (store/script.rs).
 local DEFAULT_SETTINGS = {}
 
 local settings_cache, outputs, timers

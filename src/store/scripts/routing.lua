@@ -1,5 +1,5 @@
 -- routing.lua: rules, and the requirement (pool) a conversation is routed by.
--- Part of the `apply` script; uses KEYS settings (through `setting`) and meta.
+-- Part of the function library; uses KEYS settings (through `setting`) and meta.
 --
 -- The first rule whose `when` matches the conversation applies; its steps are tried in order,
 -- each waiting up to `wait_seconds` for an agent of its pool before the next, wider step takes
