@@ -181,6 +181,8 @@ async fn consume(worker: Arc<Worker>, tag: String) {
             publisher: session.publisher(),
             session_failed: CancellationToken::new(),
         });
+        // Cancelled when a broken session's events are given up (see below).
+        let abandoned = CancellationToken::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -189,18 +191,27 @@ async fn consume(worker: Arc<Worker>, tag: String) {
                     Some(Ok(delivery)) => {
                         let worker = worker.clone();
                         let context = context.clone();
+                        let abandoned = abandoned.clone();
                         telemetry::in_flight(1.0);
                         in_flight.spawn(async move {
                             let acker = delivery.acker.clone();
-                            let handled = AssertUnwindSafe(worker.handle(delivery, &context))
-                                .catch_unwind()
-                                .await;
-                            if handled.is_err() {
-                                // A bug, not bad input: back to the queue. A poison event comes
-                                // back until the queue's delivery limit dead-letters it.
-                                tracing::error!("handling an event panicked; returning it to the queue");
-                                let requeue = BasicNackOptions { requeue: true, ..Default::default() };
-                                let _ = acker.nack(requeue).await;
+                            let work = async {
+                                let handled = AssertUnwindSafe(worker.handle(delivery, &context))
+                                    .catch_unwind()
+                                    .await;
+                                if handled.is_err() {
+                                    // A bug, not bad input: back to the queue. A poison event
+                                    // comes back until the queue's delivery limit dead-letters it.
+                                    tracing::error!("handling an event panicked; returning it to the queue");
+                                    let requeue = BasicNackOptions { requeue: true, ..Default::default() };
+                                    let _ = acker.nack(requeue).await;
+                                }
+                            };
+                            tokio::select! {
+                                _ = work => {}
+                                // Stopping here is like a crash: the broker redelivers the
+                                // event and the store replays what was applied.
+                                _ = abandoned.cancelled() => {}
                             }
                             telemetry::in_flight(-1.0);
                         });
@@ -230,9 +241,21 @@ async fn consume(worker: Arc<Worker>, tag: String) {
         }
         worker.readiness.set_broker(false);
         // The session is broken: in-flight events cannot be acked on it any more. Drop it; the
-        // broker requeues them and they are replayed (not decided again) on redelivery.
+        // broker requeues them and they are replayed (not decided again) on redelivery. Those
+        // still waiting on the dead connection after a grace period (a confirm or an ack that
+        // never resolves) are given up, so no task and no in-flight count outlives its session.
         in_flight.close();
-        let _ = tokio::time::timeout(Duration::from_secs(5), in_flight.wait()).await;
+        if tokio::time::timeout(Duration::from_secs(5), in_flight.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                events = in_flight.len(),
+                "events of the broken session are given up; the broker redelivers them"
+            );
+            abandoned.cancel();
+            in_flight.wait().await;
+        }
         drop(session);
         tokio::time::sleep(backoff).await;
     }
