@@ -338,6 +338,21 @@ async fn a_real_rabbitmq_restart_under_load_loses_nothing() {
     let mut platform = Platform::new();
     env.team(&mut platform, &TEAM).await;
     let store = store().await;
+    // The team is applied once it shows in Redis, but its events may not be acked yet: wait
+    // until the queue is empty, so that what it holds below is the burst alone.
+    let mut settled = (u64::MAX, u64::MAX);
+    for _ in 0..100 {
+        settled = queue_stats(&node)[&config.work_queue];
+        if settled == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        settled,
+        (0, 0),
+        "the team's events are acked before the burst"
+    );
 
     // Freeze the workers, then publish the first burst (confirmed: it is in the quorum queue).
     signal(&workers.pids(), "STOP");
