@@ -443,3 +443,43 @@ async fn two_projects_taking_turns_keep_their_state_apart() {
     assert_eq!(first.load("b").await, 0);
     assert_eq!(second.load("a").await, 0);
 }
+
+#[tokio::test]
+async fn a_batch_applies_like_its_events_one_by_one() {
+    let p = Project::new().await;
+    p.online_agents(&[("a", 1)]).await;
+    let conversation = |id: &str| {
+        event(
+            &p.id,
+            "conversation.created",
+            json!({"conversation_id": id, "visitor_id": format!("v-{id}")}),
+        )
+    };
+    let first = conversation("c1");
+    let second = conversation("c2");
+    // The project's day moves to another zone mid-batch: the worker assumed UTC for the
+    // whole batch, so the rest is applied in a second call with the right zone.
+    let rezoned = event(&p.id, "project.configured", json!({"timezone": "Asia/Tokyo"}));
+    let closed = event(&p.id, "conversation.closed", json!({"conversation_id": "c1"}));
+    let third = conversation("c3");
+    let batch = [&first, &second, &rezoned, &first, &closed, &third];
+    let applied = p.store.apply_batch(&batch, p.now_ms).await.unwrap();
+
+    assert_eq!(applied.len(), batch.len());
+    assert_eq!(assigned_agents(&applied[0].outputs), ["a"]);
+    assert_eq!(types(&applied[1].outputs), ["conversation.queued"]);
+    // The first event again, inside the same batch: a replay with the same outputs.
+    assert!(!applied[0].replayed && applied[3].replayed);
+    assert_eq!(applied[3].outputs, applied[0].outputs);
+    // Closing c1 hands the waiting c2 to the agent; c3 then waits.
+    assert_eq!(assigned_agents(&applied[4].outputs), ["a"]);
+    assert_eq!(types(&applied[5].outputs), ["conversation.queued"]);
+    assert_eq!(p.load("a").await, 1);
+    // Applied again (a redelivered batch), nothing changes and the same outputs come back.
+    let again = p.store.apply_batch(&batch, p.now_ms).await.unwrap();
+    for (before, after) in applied.iter().zip(&again) {
+        assert!(after.replayed);
+        assert_eq!(after.outputs, before.outputs);
+    }
+    assert_eq!(p.load("a").await, 1);
+}

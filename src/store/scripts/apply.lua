@@ -1,23 +1,32 @@
--- apply.lua: the entry point. Dedupe, dispatch to the event's handler, hand waiting
--- conversations to any capacity the event opened, and record the outputs.
+-- apply.lua: the entry point. For each event of the batch: dedupe, dispatch to the event's
+-- handler, hand waiting conversations to any capacity the event opened, and record the outputs.
 -- Last part of the library; registers `apply` (its name carries the library's version, filled
 -- in by store/script.rs) with the KEYS and ARGV listed in prelude.lua.
 --
--- Returns {replayed, record}: record is {"t": now_ms, "o": [outputs], "timers": [timers]}. An
--- event seen before returns the record stored the first time (replayed = 1), so a redelivery
--- publishes exactly the same outputs again and changes nothing else. {2, time zone}: the
--- worker assumed the wrong zone for the project's day, and should call again with this one.
+-- Returns one reply per event, in order: {replayed, record}, where record is
+-- {"t": now_ms, "o": [outputs], "timers": [timers]}. An event seen before returns the record
+-- stored the first time (replayed = 1), so a redelivery publishes exactly the same outputs again
+-- and changes nothing else. {2, time zone}: the worker assumed the wrong zone for the project's
+-- day, and should call again with this one for this event and the rest of the batch, which
+-- were not applied (the list ends there).
+
+-- The project's keys come first in KEYS, then one record key per event; ARGV has 7 values
+-- shared by the batch, then a type and a data per event.
+local PROJECT_KEYS, SHARED_ARGS = 21, 7
 
 local function encode_list(list)
   if #list == 0 then return '[]' end
   return cjson.encode(list)
 end
 
-local function apply(keys, args)
+-- Applies the batch's `i`-th event, as if it were a call of its own.
+local function apply_event(keys, args, i)
+  local event_key = keys[PROJECT_KEYS + i]
   -- The record is read before anything else: a replay costs one GET.
-  local recorded = redis.call('GET', keys[1])
+  local recorded = redis.call('GET', event_key)
   if recorded then return { 1, recorded } end
-  begin_call(keys, args)
+  local event_type, data = args[SHARED_ARGS + 2 * i - 1], args[SHARED_ARGS + 2 * i]
+  begin_call(keys, args, event_key, event_type, tonumber(args[2]) + i - 1)
 
   -- The worker computes the local date (Lua has no time-zone data): if it assumed another
   -- zone than the project's, it is told the right one and calls again. Nothing has changed.
@@ -33,8 +42,9 @@ local function apply(keys, args)
   end
 
   local handler = handlers[EVENT_TYPE]
-  if not handler then return redis.error_reply('unknown event type ' .. EVENT_TYPE) end
-  handler(cjson.decode(args[2]))
+  -- The worker sends only the contract's types; anything else is a bug, failed loudly.
+  if not handler then error('unknown event type ' .. EVENT_TYPE) end
+  handler(cjson.decode(data))
   drain()
   forget_old()
 
@@ -42,6 +52,20 @@ local function apply(keys, args)
     .. ',"timers":' .. encode_list(timers) .. '}'
   redis.call('SET', K.event, record, 'EX', DEDUPE_TTL)
   return { 0, record }
+end
+
+local function apply(keys, args)
+  local events = #keys - PROJECT_KEYS
+  if events < 1 or #args ~= SHARED_ARGS + 2 * events then
+    error('apply expects ' .. PROJECT_KEYS .. ' project keys, one record key per event, '
+      .. SHARED_ARGS .. ' shared arguments and two per event')
+  end
+  local replies = {}
+  for i = 1, events do
+    replies[i] = apply_event(keys, args, i)
+    if replies[i][1] == 2 then break end
+  end
+  return replies
 end
 
 -- Replaced by store/script.rs with the versioned name.

@@ -1,51 +1,54 @@
 -- prelude.lua: names for KEYS and ARGV, per-call state, settings and output helpers.
 -- First part of the `switchboard` function library (see store/script.rs); later parts use the
--- names bound here. The library is loaded once (FUNCTION LOAD); each event is one FCALL of its
--- `apply` function with the KEYS and ARGV below. The library's top level runs once, so every
+-- names bound here. The library is loaded once (FUNCTION LOAD); each batch of events of one
+-- project (often a batch of one) is one FCALL of its `apply` function with the KEYS and ARGV
+-- below, and each event of a batch is applied as if it had its own call. The library's top level runs once, so every
 -- per-call value is an upvalue that `begin_call` sets afresh: nothing leaks from one call into
 -- the next.
 --
--- KEYS (every key carries the project's hash tag, so one script call stays on one cluster slot)
---   1  event     string  outputs recorded for this (project, event id): the dedupe record
---   2  settings  string  the project's settings, JSON (merge-patched by project.configured)
---   3  agents    hash    agent id -> agent configuration, JSON
---   4  status    hash    agent id -> online | busy | offline
---   5  convs     hash    conversation id -> conversation record, JSON
---   6  owned     zset    "agent|conversation" for every open assignment (score 0, by lex);
+-- KEYS (every key carries the project's hash tag, so one call stays on one cluster slot)
+--   1  settings  string  the project's settings, JSON (merge-patched by project.configured)
+--   2  agents    hash    agent id -> agent configuration, JSON
+--   3  status    hash    agent id -> online | busy | offline
+--   4  convs     hash    conversation id -> conversation record, JSON
+--   5  owned     zset    "agent|conversation" for every open assignment (score 0, by lex);
 --                        an agent's load is the count of its members, so it cannot drift
---   7  waiting   zset    every waiting conversation: "<arrival, 16 digits>|conversation",
+--   6  waiting   zset    every waiting conversation: "<arrival, 16 digits>|conversation",
 --                        score = -priority (claims and `inspect` read it)
---   8  by_load   zset    the base pool (every eligible agent, whatever its skills): score =
+--   7  by_load   zset    the base pool (every eligible agent, whatever its skills): score =
 --                        bucket * 1e11 + open conversations + random tie-breaker
---   9  by_order  zset    base pool, score = bucket * 1e11 + round-robin position
---   10 by_pass   zset    base pool, agents outside the precedence levels (bucket 1001), score =
+--   8  by_order  zset    base pool, score = bucket * 1e11 + round-robin position
+--   9  by_pass   zset    base pool, agents outside the precedence levels (bucket 1001), score =
 --                        weighted-fair virtual pass. Each level has its own pass set,
 --                        "<prefix>pool:pass:<level>": a pass is a small fraction, which a bucket
 --                        prefix in the score would round away. (bucket = the agent's precedence
 --                        level, or 1001 outside the levels)
---   11 meta      hash    counters: agent_seq, arrival_seq, rr_last, vtime
---   12 closed    zset    conversation id -> closing time in ms (forgotten after retention)
---   13 passes    hash    agent id -> virtual pass, kept while the agent is out of the pool
---   14 visitors  hash    visitor id -> agent that last served the visitor
---   15 visitor_seen zset visitor id -> when that agent last served, ms (forgotten after
+--   10 meta      hash    counters: agent_seq, arrival_seq, rr_last, vtime
+--   11 closed    zset    conversation id -> closing time in ms (forgotten after retention)
+--   12 passes    hash    agent id -> virtual pass, kept while the agent is out of the pool
+--   13 visitors  hash    visitor id -> agent that last served the visitor
+--   14 visitor_seen zset visitor id -> when that agent last served, ms (forgotten after
 --                        `visitor_memory_days`)
---   16 held      zset    conversations offered to agents (broadcast) or awaiting an external
+--   15 held      zset    conversations offered to agents (broadcast) or awaiting an external
 --                        decision (custom), score 0
---   17 offers    zset    "agent|conversation" for every standing offer (score 0, by lex)
---   18 online    zset    base pool's agents that are online (whatever their load), score = bucket
---   19 base_waiting zset  waiting conversations of the base pool (members as in `waiting`)
---   20 pools     hash    requirement pool id -> requirement (skills, channels), JSON; each pool
+--   16 offers    zset    "agent|conversation" for every standing offer (score 0, by lex)
+--   17 online    zset    base pool's agents that are online (whatever their load), score = bucket
+--   18 base_waiting zset  waiting conversations of the base pool (members as in `waiting`)
+--   19 pools     hash    requirement pool id -> requirement (skills, channels), JSON; each pool
 --                        has keys <prefix>rq:<id>:{load,order,pass,online,waiting}, built from
 --                        this project's prefix, so they share its hash tag and cluster slot
---   21 memberships hash  agent id -> ids of the requirement pools it qualifies for, JSON
---   22 daily     hash    agent id -> assignments today (the project's day, meta field `day`)
+--   20 memberships hash  agent id -> ids of the requirement pools it qualifies for, JSON
+--   21 daily     hash    agent id -> assignments today (the project's day, meta field `day`)
+--   22…  event   string  one per event of the batch, in order: the outputs recorded for this
+--                        (project, event id), the dedupe record
 -- ARGV
---   1  event type          2  event data, JSON (checked by the worker)
---   3  now, ms since epoch 4  random seed
---   5  dedupe TTL, s       6  closed-conversation retention, ms
---   7  the time zone the worker assumed for the project
---   8  today's date in that zone, YYYY-MM-DD (daily limits count per local day)
---   9  the next local midnight in that zone, ms since epoch
+--   1  now, ms since epoch 2  random seed (the batch's first event; the next ones count up)
+--   3  dedupe TTL, s       4  closed-conversation retention, ms
+--   5  the time zone the worker assumed for the project
+--   6  today's date in that zone, YYYY-MM-DD (daily limits count per local day)
+--   7  the next local midnight in that zone, ms since epoch
+--   8… two per event of the batch, in order: the event type, then its data, JSON (checked by
+--      the worker)
 
 local K, PREFIX, EVENT_TYPE, NOW, DEDUPE_TTL, CLOSED_RETENTION
 local ASSUMED_TIMEZONE, TODAY, NEXT_MIDNIGHT
@@ -127,30 +130,31 @@ local function random(...)
   return math.random(...)
 end
 
--- Binds KEYS and ARGV for one call and resets every per-call cache.
-local function begin_call(keys, args)
-  if keys_bound_for ~= keys[2] then
+-- Binds KEYS and ARGV for one event of the batch (its record key, type and random seed) and
+-- resets every per-call cache.
+local function begin_call(keys, args, event_key, event_type, seed)
+  if keys_bound_for ~= keys[1] then
     K = {
-      settings = keys[2], agents = keys[3], status = keys[4], convs = keys[5],
-      owned = keys[6], waiting = keys[7], by_load = keys[8], by_order = keys[9],
-      by_pass = keys[10], meta = keys[11], closed = keys[12], passes = keys[13],
-      visitors = keys[14], visitor_seen = keys[15], held = keys[16], offers = keys[17],
-      online = keys[18], base_waiting = keys[19], pools = keys[20], memberships = keys[21],
-      daily = keys[22],
+      settings = keys[1], agents = keys[2], status = keys[3], convs = keys[4],
+      owned = keys[5], waiting = keys[6], by_load = keys[7], by_order = keys[8],
+      by_pass = keys[9], meta = keys[10], closed = keys[11], passes = keys[12],
+      visitors = keys[13], visitor_seen = keys[14], held = keys[15], offers = keys[16],
+      online = keys[17], base_waiting = keys[18], pools = keys[19], memberships = keys[20],
+      daily = keys[21],
     }
-    -- "sb:{project}:", the prefix of every key of the project (keys[2] is "<prefix>settings").
-    PREFIX = string.sub(keys[2], 1, -9)
-    keys_bound_for = keys[2]
+    -- "sb:{project}:", the prefix of every key of the project (keys[1] is "<prefix>settings").
+    PREFIX = string.sub(keys[1], 1, -9)
+    keys_bound_for = keys[1]
   end
-  K.event = keys[1]
-  EVENT_TYPE = args[1]
-  NOW = tonumber(args[3])
-  DEDUPE_TTL = tonumber(args[5])
-  CLOSED_RETENTION = tonumber(args[6])
-  ASSUMED_TIMEZONE = args[7]
-  TODAY = args[8]
-  NEXT_MIDNIGHT = tonumber(args[9])
-  SEED, seeded = tonumber(args[4]), false
+  K.event = event_key
+  EVENT_TYPE = event_type
+  NOW = tonumber(args[1])
+  DEDUPE_TTL = tonumber(args[3])
+  CLOSED_RETENTION = tonumber(args[4])
+  ASSUMED_TIMEZONE = args[5]
+  TODAY = args[6]
+  NEXT_MIDNIGHT = tonumber(args[7])
+  SEED, seeded = seed, false
   NULL = cjson.null
   settings_cache, outputs, timers = nil, {}, {}
   for _, reset in ipairs(per_call_resets) do reset() end
