@@ -5,10 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::panic::AssertUnwindSafe;
-
-use futures_util::{FutureExt, StreamExt};
-use lapin::options::BasicNackOptions;
+use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -183,45 +180,44 @@ async fn consume(worker: Arc<Worker>, tag: String) {
         });
         // Cancelled when a broken session's events are given up (see below).
         let abandoned = CancellationToken::new();
+        // Deliveries that arrived together are handled as one batch; a quiet queue gives
+        // batches of one, so nothing waits for a batch to fill.
+        let mut batches = (&mut consumer).ready_chunks(config.batch_size.into());
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = context.session_failed.cancelled() => break,
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => {
-                        let worker = worker.clone();
-                        let context = context.clone();
-                        let abandoned = abandoned.clone();
-                        telemetry::in_flight(1.0);
-                        in_flight.spawn(async move {
-                            let acker = delivery.acker.clone();
-                            let work = async {
-                                let handled = AssertUnwindSafe(worker.handle(delivery, &context))
-                                    .catch_unwind()
-                                    .await;
-                                if handled.is_err() {
-                                    // A bug, not bad input: back to the queue. A poison event
-                                    // comes back until the queue's delivery limit dead-letters it.
-                                    tracing::error!("handling an event panicked; returning it to the queue");
-                                    let requeue = BasicNackOptions { requeue: true, ..Default::default() };
-                                    let _ = acker.nack(requeue).await;
-                                }
-                            };
-                            tokio::select! {
-                                _ = work => {}
-                                // Stopping here is like a crash: the broker redelivers the
-                                // event and the store replays what was applied.
-                                _ = abandoned.cancelled() => {}
-                            }
-                            telemetry::in_flight(-1.0);
-                        });
-                    }
-                    Some(Err(error)) => {
+                next = batches.next() => {
+                    let Some(batch) = next else {
+                        let error = "the consumer was cancelled by the broker";
                         Reconnecting { target: "broker", error: &error, retry_in: backoff }.emit();
                         break;
+                    };
+                    let mut deliveries = Vec::with_capacity(batch.len());
+                    let mut failed = None;
+                    for delivery in batch {
+                        match delivery {
+                            Ok(delivery) => deliveries.push(delivery),
+                            Err(error) => failed = Some(error),
+                        }
                     }
-                    None => {
-                        let error = "the consumer was cancelled by the broker";
+                    if !deliveries.is_empty() {
+                        let (worker, context, abandoned) =
+                            (worker.clone(), context.clone(), abandoned.clone());
+                        let count = deliveries.len() as f64;
+                        telemetry::batch(deliveries.len());
+                        telemetry::in_flight(count);
+                        in_flight.spawn(async move {
+                            tokio::select! {
+                                _ = worker.handle(deliveries, &context) => {}
+                                // Stopping here is like a crash: the broker redelivers the
+                                // events and the store replays what was applied.
+                                _ = abandoned.cancelled() => {}
+                            }
+                            telemetry::in_flight(-count);
+                        });
+                    }
+                    if let Some(error) = failed {
                         Reconnecting { target: "broker", error: &error, retry_in: backoff }.emit();
                         break;
                     }

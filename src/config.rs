@@ -27,6 +27,10 @@ pub struct Config {
     pub dead_letter_queue: String,
     /// How many unacknowledged events one worker handles at once.
     pub prefetch: u16,
+    /// At most this many events that arrived together are applied in one Redis call (grouped
+    /// by project). A quiet queue gives batches of one, so batching adds no waiting; a backlog
+    /// costs one round trip per batch instead of per event. 1 turns batching off.
+    pub batch_size: u16,
     /// After this many deliveries of one event RabbitMQ dead-letters it (a poison message that
     /// kills workers cannot loop forever).
     pub delivery_limit: u32,
@@ -51,6 +55,7 @@ impl Default for Config {
             outbound_exchange: "switchboard.out".into(),
             dead_letter_queue: "switchboard.dead".into(),
             prefetch: 64,
+            batch_size: 16,
             delivery_limit: 20,
             dedupe_ttl_seconds: 7 * 24 * 3600,
             closed_retention_seconds: 7 * 24 * 3600,
@@ -78,6 +83,7 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.prefetch > 0, "prefetch must be at least 1");
+        anyhow::ensure!(self.batch_size > 0, "batch_size must be at least 1");
         anyhow::ensure!(self.delivery_limit > 0, "delivery_limit must be at least 1");
         anyhow::ensure!(
             matches!(self.log_format.as_str(), "text" | "json"),

@@ -56,6 +56,11 @@ pub fn init_metrics() -> PrometheusHandle {
                     ],
                 )
                 .expect("static buckets are valid")
+                .set_buckets_for_metric(
+                    Matcher::Full("switchboard_batch_events".into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
+                )
+                .expect("static buckets are valid")
                 .install_recorder()
                 .expect("the metrics recorder is installed once")
         })
@@ -185,4 +190,9 @@ pub fn in_flight(delta: f64) {
 /// Whether this worker is connected and consuming.
 pub fn ready(ready: bool) {
     gauge!("switchboard_ready").set(if ready { 1.0 } else { 0.0 });
+}
+
+/// How many events arrived together and were handled as one batch.
+pub fn batch(events: usize) {
+    histogram!("switchboard_batch_events").record(events as f64);
 }

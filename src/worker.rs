@@ -1,15 +1,20 @@
-//! One inbound event, start to finish: decode → decide (store) → publish with confirms → ack.
+//! Inbound events, start to finish: decode → decide (store) → publish with confirms → ack.
+//! Events that arrive together are handled as a batch: one store call per project, one round of
+//! confirms for all their outputs, then each event's own ack.
 //!
-//! The order is what makes a crash harmless: the event is acknowledged only after every output
+//! The order is what makes a crash harmless: an event is acknowledged only after every output
 //! it caused is confirmed by the broker. A worker that dies anywhere before the ack leaves the
 //! event to be redelivered, and the store replays the outputs it recorded the first time, with
 //! the same ids, instead of deciding again.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use lapin::message::Delivery;
-use lapin::options::BasicAckOptions;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::ShortString;
 use tokio_util::sync::CancellationToken;
 
@@ -41,53 +46,217 @@ pub struct DeliveryContext {
     pub session_failed: CancellationToken,
 }
 
+/// The deliveries of a batch already settled (acked after their outputs, or dead-lettered):
+/// when a batch is handled again event by event after a panic, none is acked twice (a second
+/// ack of one delivery tag would close the channel).
+#[derive(Default)]
+struct Settled(Mutex<HashSet<u64>>);
+
+impl Settled {
+    fn insert(&self, delivery: &Delivery) {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .insert(delivery.delivery_tag);
+    }
+
+    fn contains(&self, delivery: &Delivery) -> bool {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .contains(&delivery.delivery_tag)
+    }
+}
+
+/// An event applied by the store, with what it takes to publish its outputs.
+struct Decided<'a> {
+    delivery: &'a Delivery,
+    event: &'a InboundEvent,
+    applied: Applied,
+    /// The outputs' bodies, in order.
+    bodies: Vec<Vec<u8>>,
+    /// Each timer's delay queue, due time and body.
+    timers: Vec<(String, i64, Vec<u8>)>,
+}
+
 impl Worker {
-    /// Handles one delivery. Never panics on bad input; never acks what was not done.
-    pub async fn handle(&self, delivery: Delivery, broker: &DeliveryContext) {
-        let event = match decode(&delivery.data) {
-            Ok(event) => event,
-            Err(rejection) => {
-                let reason = rejection.to_string();
-                let kind = rejection.kind();
-                let event_type = peek_type(&delivery.data);
-                self.dead_letter(
-                    &delivery,
-                    broker,
-                    &reason,
-                    kind,
-                    event_type.as_deref(),
-                    None,
-                )
-                .await;
-                return;
+    /// Handles deliveries that arrived together (one, when the queue is quiet). Never panics
+    /// on bad input; never acks what was not done. A panic is a bug: the events of the batch not
+    /// yet settled are then handled again one by one, and only one that panics alone goes back
+    /// to the queue (and, at the delivery limit, to dead letters), so its neighbours in the
+    /// batch do not share its fate.
+    pub async fn handle(&self, deliveries: Vec<Delivery>, broker: &DeliveryContext) {
+        let settled = Settled::default();
+        let whole = AssertUnwindSafe(self.handle_batch(&deliveries, broker, &settled))
+            .catch_unwind()
+            .await;
+        if whole.is_ok() {
+            return;
+        }
+        if deliveries.len() > 1 {
+            tracing::error!(
+                events = deliveries.len(),
+                "handling a batch panicked; handling its events one by one"
+            );
+            for one in deliveries.chunks(1) {
+                if settled.contains(&one[0]) {
+                    continue;
+                }
+                let alone = AssertUnwindSafe(self.handle_batch(one, broker, &settled))
+                    .catch_unwind()
+                    .await;
+                if alone.is_err() {
+                    return_to_queue(&one[0]).await;
+                }
             }
-        };
-        if event.kind.type_name() == crate::contract::inbound::TIMER_FIRED
-            && self.forward_early_timer(&delivery, broker).await
-        {
+        } else if !settled.contains(&deliveries[0]) {
+            return_to_queue(&deliveries[0]).await;
+        }
+    }
+
+    /// decode → decide (one store call per project) → publish every output with confirms → ack
+    /// each event.
+    async fn handle_batch(
+        &self,
+        deliveries: &[Delivery],
+        broker: &DeliveryContext,
+        settled: &Settled,
+    ) {
+        let mut events: Vec<(&Delivery, InboundEvent)> = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let event = match decode(&delivery.data) {
+                Ok(event) => event,
+                Err(rejection) => {
+                    let reason = rejection.to_string();
+                    let event_type = peek_type(&delivery.data);
+                    let rejected = Rejected {
+                        reason: &reason,
+                        kind: rejection.kind(),
+                        event_type: event_type.as_deref(),
+                        event: None,
+                    };
+                    self.dead_letter(delivery, broker, settled, rejected).await;
+                    continue;
+                }
+            };
+            if event.kind.type_name() == crate::contract::inbound::TIMER_FIRED
+                && self.forward_early_timer(delivery, broker, settled).await
+            {
+                continue;
+            }
+            events.push((delivery, event));
+        }
+        if events.is_empty() {
             return;
         }
         let started = Instant::now();
-        let applied = match self.apply_with_retry(&event).await {
-            Some(Ok(applied)) => applied,
-            Some(Err(error)) => {
-                // A failure that retrying cannot fix: keep the event, with the reason.
-                let reason = format!("internal error: {error}");
-                self.dead_letter(
-                    &delivery,
-                    broker,
-                    &reason,
-                    "internal",
-                    Some(event.kind.type_name()),
-                    Some(&event),
-                )
-                .await;
-                return;
-            }
-            None => return, // stopping while Redis is away: left for redelivery
-        };
+        let results = self.apply_by_project(&events).await;
         let decision = started.elapsed();
-        self.backlog.saw(&event.project);
+        let mut decided = Vec::with_capacity(events.len());
+        for ((delivery, event), result) in events.iter().zip(results) {
+            let applied = match result {
+                Some(Ok(applied)) => applied,
+                Some(Err(error)) => {
+                    // A failure that retrying cannot fix: keep the event, with the reason.
+                    let reason = format!("internal error: {error}");
+                    let rejected = Rejected {
+                        reason: &reason,
+                        kind: "internal",
+                        event_type: Some(event.kind.type_name()),
+                        event: Some(event),
+                    };
+                    self.dead_letter(delivery, broker, settled, rejected).await;
+                    continue;
+                }
+                None => continue, // stopping while Redis is away: left for redelivery
+            };
+            self.backlog.saw(&event.project);
+            let Some(outputs) = self.prepare(delivery, event, applied, broker).await else {
+                return;
+            };
+            decided.push(outputs);
+        }
+        let mut messages = Vec::new();
+        for one in &decided {
+            self.messages(one, &mut messages);
+        }
+        if let Err(error) = broker.publisher.publish_all(messages).await {
+            tracing::warn!(%error, events = decided.len(), "publishing outputs failed; the events will be redelivered");
+            broker.session_failed.cancel();
+            return;
+        }
+        for one in &decided {
+            if self.ack(one.delivery, broker, settled).await {
+                EventApplied {
+                    project: one.event.project.as_str(),
+                    event_id: &one.event.id,
+                    event_type: one.event.kind.type_name(),
+                    conversation_id: one.event.kind.conversation_id().map(|c| c.as_str()),
+                    replayed: one.applied.replayed,
+                    decision,
+                    outputs: &one.applied.outputs,
+                }
+                .emit();
+            }
+        }
+    }
+
+    /// Applies the events, one store call per project (a cluster keeps each project on one
+    /// node), the projects side by side; the results are in the events' order. A call that
+    /// fails for a reason retrying cannot fix is split into one call per event, so that only
+    /// the event at fault is dead-lettered.
+    async fn apply_by_project(
+        &self,
+        events: &[(&Delivery, InboundEvent)],
+    ) -> Vec<Option<Result<Applied, StoreError>>> {
+        // Indices of each project's events, projects in order of first appearance.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, (_, event)) in events.iter().enumerate() {
+            match groups
+                .iter_mut()
+                .find(|group| events[group[0]].1.project == event.project)
+            {
+                Some(group) => group.push(i),
+                None => groups.push(vec![i]),
+            }
+        }
+        let by_group = futures_util::future::join_all(groups.iter().map(|group| async move {
+            let batch: Vec<&InboundEvent> = group.iter().map(|&i| &events[i].1).collect();
+            match self.apply_with_retry(&batch).await {
+                Some(Ok(applied)) => applied.into_iter().map(|a| Some(Ok(a))).collect(),
+                Some(Err(error)) if batch.len() > 1 => {
+                    tracing::warn!(%error, events = batch.len(), "a batch failed; applying its events one by one");
+                    let mut results = Vec::with_capacity(batch.len());
+                    for event in batch {
+                        let one = self.apply_with_retry(&[event]).await;
+                        results.push(one.map(|applied| applied.map(|mut a| a.remove(0))));
+                    }
+                    results
+                }
+                Some(Err(error)) => vec![Some(Err(error))],
+                None => batch.iter().map(|_| None).collect(),
+            }
+        }))
+        .await;
+        let mut results: Vec<Option<Result<Applied, StoreError>>> =
+            events.iter().map(|_| None).collect();
+        for (group, applied) in groups.iter().zip(by_group) {
+            for (&i, result) in group.iter().zip(applied) {
+                results[i] = result;
+            }
+        }
+        results
+    }
+
+    /// Encodes an applied event's outputs and picks its timers' delay queues. `None` when a
+    /// delay queue could not be declared (the session is marked failed).
+    async fn prepare<'a>(
+        &self,
+        delivery: &'a Delivery,
+        event: &'a InboundEvent,
+        applied: Applied,
+        broker: &DeliveryContext,
+    ) -> Option<Decided<'a>> {
         let time = rfc3339(applied.time_ms);
         let bodies: Vec<Vec<u8>> = applied
             .outputs
@@ -98,63 +267,65 @@ impl Worker {
         // Timers are due relative to when the event was first applied, so a replay re-arms
         // them for the same instant.
         let now = self.clock.now_ms();
-        let mut timers: Vec<(String, i64, Vec<u8>)> = Vec::with_capacity(applied.timers.len());
+        let mut timers = Vec::with_capacity(applied.timers.len());
         for timer in &applied.timers {
             let due = applied.time_ms + timer.delay_ms as i64;
             let real_wait = self.clock.to_real_ms(due - now).max(0);
-            let Some(queue) = self.delay_queue(real_wait as u64, broker).await else {
-                return;
-            };
+            let queue = self.delay_queue(real_wait as u64, broker).await?;
             timers.push((
                 queue,
                 due,
                 outbound::timer_event(&event.project, timer, &time),
             ));
         }
-        let mut messages: Vec<Message> = applied
-            .outputs
-            .iter()
-            .zip(&bodies)
-            .enumerate()
-            .map(|(i, (output, body))| Message {
-                exchange: &self.config.outbound_exchange,
-                routing_key: &output.event_type,
-                body,
-                properties: broker::json_properties()
-                    .with_message_id(ShortString::from(
-                        outbound::output_id(&event.project, &event.id, i).to_string(),
-                    ))
-                    .with_type(ShortString::from(output.event_type.as_str())),
-            })
-            .collect();
+        Some(Decided {
+            delivery,
+            event,
+            applied,
+            bodies,
+            timers,
+        })
+    }
+
+    /// The messages that publish one applied event's outputs and arm its timers.
+    fn messages<'a>(&'a self, decided: &'a Decided<'_>, messages: &mut Vec<Message<'a>>) {
+        let Decided {
+            event,
+            applied,
+            bodies,
+            timers,
+            ..
+        } = decided;
+        messages.extend(applied.outputs.iter().zip(bodies).enumerate().map(
+            |(i, (output, body))| {
+                Message {
+                    exchange: &self.config.outbound_exchange,
+                    routing_key: &output.event_type,
+                    body,
+                    properties: broker::json_properties()
+                        .with_message_id(ShortString::from(
+                            outbound::output_id(&event.project, &event.id, i).to_string(),
+                        ))
+                        .with_type(ShortString::from(output.event_type.as_str())),
+                }
+            },
+        ));
         messages.extend(timers.iter().map(|(queue, due, body)| Message {
             exchange: "",
             routing_key: queue,
             body,
             properties: broker::timer_properties(*due),
         }));
-        if let Err(error) = broker.publisher.publish_all(messages).await {
-            tracing::warn!(%error, event_id = event.id, "publishing outputs failed; the event will be redelivered");
-            broker.session_failed.cancel();
-            return;
-        }
-        if self.ack(&delivery, broker).await {
-            EventApplied {
-                project: event.project.as_str(),
-                event_id: &event.id,
-                event_type: event.kind.type_name(),
-                conversation_id: event.kind.conversation_id().map(|c| c.as_str()),
-                replayed: applied.replayed,
-                decision,
-                outputs: &applied.outputs,
-            }
-            .emit();
-        }
     }
 
     /// A timer that arrives before its due time (it climbed down the delay ladder) is sent on to
     /// the step that fits what remains, and acked. True when it was.
-    async fn forward_early_timer(&self, delivery: &Delivery, broker: &DeliveryContext) -> bool {
+    async fn forward_early_timer(
+        &self,
+        delivery: &Delivery,
+        broker: &DeliveryContext,
+        settled: &Settled,
+    ) -> bool {
         let Some(due) = broker::timer_due(&delivery.properties) else {
             return false;
         };
@@ -176,7 +347,7 @@ impl Worker {
             broker.session_failed.cancel();
             return true;
         }
-        self.ack(delivery, broker).await;
+        self.ack(delivery, broker, settled).await;
         true
     }
 
@@ -197,12 +368,15 @@ impl Worker {
         }
     }
 
-    /// Applies the event, waiting out Redis outages with backoff. `None` when the worker is
-    /// stopping before Redis came back.
-    async fn apply_with_retry(&self, event: &InboundEvent) -> Option<Result<Applied, StoreError>> {
+    /// Applies events of one project, waiting out Redis outages with backoff. `None` when the
+    /// worker is stopping before Redis came back.
+    async fn apply_with_retry(
+        &self,
+        events: &[&InboundEvent],
+    ) -> Option<Result<Vec<Applied>, StoreError>> {
         let mut backoff = Duration::from_millis(50);
         loop {
-            match self.store.apply(event, self.clock.now_ms()).await {
+            match self.store.apply_batch(events, self.clock.now_ms()).await {
                 Ok(applied) => {
                     self.readiness.set_redis(true);
                     return Some(Ok(applied));
@@ -230,37 +404,38 @@ impl Worker {
         &self,
         delivery: &Delivery,
         broker: &DeliveryContext,
-        reason: &str,
-        kind: &'static str,
-        event_type: Option<&str>,
-        event: Option<&InboundEvent>,
+        settled: &Settled,
+        rejected: Rejected<'_>,
     ) {
         let message = Message {
             exchange: "",
             routing_key: &self.config.dead_letter_queue,
             body: &delivery.data,
-            properties: broker::dead_letter_properties(&delivery.properties, reason),
+            properties: broker::dead_letter_properties(&delivery.properties, rejected.reason),
         };
         if let Err(error) = broker.publisher.publish_all(vec![message]).await {
             tracing::warn!(%error, "dead-lettering failed; the event will be redelivered");
             broker.session_failed.cancel();
             return;
         }
-        if self.ack(delivery, broker).await {
+        if self.ack(delivery, broker, settled).await {
             EventDeadLettered {
-                kind,
-                reason,
-                event_type,
-                project: event.map(|e| e.project.as_str()),
-                event_id: event.map(|e| e.id.as_str()),
+                kind: rejected.kind,
+                reason: rejected.reason,
+                event_type: rejected.event_type,
+                project: rejected.event.map(|e| e.project.as_str()),
+                event_id: rejected.event.map(|e| e.id.as_str()),
             }
             .emit();
         }
     }
 
-    async fn ack(&self, delivery: &Delivery, broker: &DeliveryContext) -> bool {
+    async fn ack(&self, delivery: &Delivery, broker: &DeliveryContext, settled: &Settled) -> bool {
         match delivery.acker.ack(BasicAckOptions::default()).await {
-            Ok(_) => true,
+            Ok(_) => {
+                settled.insert(delivery);
+                true
+            }
             Err(error) => {
                 tracing::warn!(%error, "ack failed; the event will be redelivered");
                 broker.session_failed.cancel();
@@ -268,6 +443,26 @@ impl Worker {
             }
         }
     }
+}
+
+/// Why an event goes to dead letters.
+struct Rejected<'a> {
+    reason: &'a str,
+    kind: &'static str,
+    event_type: Option<&'a str>,
+    /// The event, when it could be decoded.
+    event: Option<&'a InboundEvent>,
+}
+
+/// Returns an event whose handling panicked to the queue. A poison event comes back until the
+/// queue's delivery limit dead-letters it.
+async fn return_to_queue(delivery: &Delivery) {
+    tracing::error!("handling an event panicked; returning it to the queue");
+    let requeue = BasicNackOptions {
+        requeue: true,
+        ..Default::default()
+    };
+    let _ = delivery.acker.nack(requeue).await;
 }
 
 /// The `type` of a body that failed validation, if it has one (for the metrics label).
