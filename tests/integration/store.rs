@@ -459,8 +459,16 @@ async fn a_batch_applies_like_its_events_one_by_one() {
     let second = conversation("c2");
     // The project's day moves to another zone mid-batch: the worker assumed UTC for the
     // whole batch, so the rest is applied in a second call with the right zone.
-    let rezoned = event(&p.id, "project.configured", json!({"timezone": "Asia/Tokyo"}));
-    let closed = event(&p.id, "conversation.closed", json!({"conversation_id": "c1"}));
+    let rezoned = event(
+        &p.id,
+        "project.configured",
+        json!({"timezone": "Asia/Tokyo"}),
+    );
+    let closed = event(
+        &p.id,
+        "conversation.closed",
+        json!({"conversation_id": "c1"}),
+    );
     let third = conversation("c3");
     let batch = [&first, &second, &rezoned, &first, &closed, &third];
     let applied = p.store.apply_batch(&batch, p.now_ms).await.unwrap();
