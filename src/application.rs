@@ -176,6 +176,7 @@ async fn consume(worker: Arc<Worker>, tag: String) {
         let in_flight = TaskTracker::new();
         let context = Arc::new(DeliveryContext {
             publisher: session.publisher(),
+            acks: session.acknowledgements(),
             session_failed: CancellationToken::new(),
         });
         // Cancelled when a broken session's events are given up (see below).
@@ -197,7 +198,11 @@ async fn consume(worker: Arc<Worker>, tag: String) {
                     let mut failed = None;
                     for delivery in batch {
                         match delivery {
-                            Ok(delivery) => deliveries.push(delivery),
+                            Ok(delivery) => {
+                                // In arrival order, before any of them can be settled.
+                                context.acks.received(delivery.delivery_tag).await;
+                                deliveries.push(delivery);
+                            }
                             Err(error) => failed = Some(error),
                         }
                     }

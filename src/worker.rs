@@ -7,18 +7,17 @@
 //! event to be redelivered, and the store replays the outputs it recorded the first time, with
 //! the same ids, instead of deciding again.
 
-use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::ShortString;
 use tokio_util::sync::CancellationToken;
 
 use crate::backlog::Backlog;
+use crate::broker::acks::Acknowledgements;
 use crate::broker::{self, Message, Publisher};
 use crate::clock::{rfc3339, Clock};
 use crate::config::Config;
@@ -43,29 +42,9 @@ pub struct Worker {
 /// turned out to be broken (so the consumer loop rebuilds it).
 pub struct DeliveryContext {
     pub publisher: Publisher,
+    /// Acknowledges the session's deliveries in order, many in one frame.
+    pub acks: Acknowledgements,
     pub session_failed: CancellationToken,
-}
-
-/// The deliveries of a batch already settled (acked after their outputs, or dead-lettered):
-/// when a batch is handled again event by event after a panic, none is acked twice (a second
-/// ack of one delivery tag would close the channel).
-#[derive(Default)]
-struct Settled(Mutex<HashSet<u64>>);
-
-impl Settled {
-    fn insert(&self, delivery: &Delivery) {
-        self.0
-            .lock()
-            .expect("not poisoned")
-            .insert(delivery.delivery_tag);
-    }
-
-    fn contains(&self, delivery: &Delivery) -> bool {
-        self.0
-            .lock()
-            .expect("not poisoned")
-            .contains(&delivery.delivery_tag)
-    }
 }
 
 /// An event applied by the store, with what it takes to publish its outputs.
@@ -86,8 +65,7 @@ impl Worker {
     /// to the queue (and, at the delivery limit, to dead letters), so its neighbours in the
     /// batch do not share its fate.
     pub async fn handle(&self, deliveries: Vec<Delivery>, broker: &DeliveryContext) {
-        let settled = Settled::default();
-        let whole = AssertUnwindSafe(self.handle_batch(&deliveries, broker, &settled))
+        let whole = AssertUnwindSafe(self.handle_batch(&deliveries, broker))
             .catch_unwind()
             .await;
         if whole.is_ok() {
@@ -99,29 +77,24 @@ impl Worker {
                 "handling a batch panicked; handling its events one by one"
             );
             for one in deliveries.chunks(1) {
-                if settled.contains(&one[0]) {
+                if broker.acks.is_settled(one[0].delivery_tag).await {
                     continue;
                 }
-                let alone = AssertUnwindSafe(self.handle_batch(one, broker, &settled))
+                let alone = AssertUnwindSafe(self.handle_batch(one, broker))
                     .catch_unwind()
                     .await;
                 if alone.is_err() {
-                    return_to_queue(&one[0]).await;
+                    return_to_queue(&one[0], broker).await;
                 }
             }
-        } else if !settled.contains(&deliveries[0]) {
-            return_to_queue(&deliveries[0]).await;
+        } else {
+            return_to_queue(&deliveries[0], broker).await;
         }
     }
 
     /// decode → decide (one store call per project) → publish every output with confirms → ack
     /// each event.
-    async fn handle_batch(
-        &self,
-        deliveries: &[Delivery],
-        broker: &DeliveryContext,
-        settled: &Settled,
-    ) {
+    async fn handle_batch(&self, deliveries: &[Delivery], broker: &DeliveryContext) {
         let mut events: Vec<(&Delivery, InboundEvent)> = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
             let event = match decode(&delivery.data) {
@@ -135,12 +108,12 @@ impl Worker {
                         event_type: event_type.as_deref(),
                         event: None,
                     };
-                    self.dead_letter(delivery, broker, settled, rejected).await;
+                    self.dead_letter(delivery, broker, rejected).await;
                     continue;
                 }
             };
             if event.kind.type_name() == crate::contract::inbound::TIMER_FIRED
-                && self.forward_early_timer(delivery, broker, settled).await
+                && self.forward_early_timer(delivery, broker).await
             {
                 continue;
             }
@@ -165,7 +138,7 @@ impl Worker {
                         event_type: Some(event.kind.type_name()),
                         event: Some(event),
                     };
-                    self.dead_letter(delivery, broker, settled, rejected).await;
+                    self.dead_letter(delivery, broker, rejected).await;
                     continue;
                 }
                 None => continue, // stopping while Redis is away: left for redelivery
@@ -186,7 +159,7 @@ impl Worker {
             return;
         }
         for one in &decided {
-            if self.ack(one.delivery, broker, settled).await {
+            if self.ack(one.delivery, broker).await {
                 EventApplied {
                     project: one.event.project.as_str(),
                     event_id: &one.event.id,
@@ -320,12 +293,7 @@ impl Worker {
 
     /// A timer that arrives before its due time (it climbed down the delay ladder) is sent on to
     /// the step that fits what remains, and acked. True when it was.
-    async fn forward_early_timer(
-        &self,
-        delivery: &Delivery,
-        broker: &DeliveryContext,
-        settled: &Settled,
-    ) -> bool {
+    async fn forward_early_timer(&self, delivery: &Delivery, broker: &DeliveryContext) -> bool {
         let Some(due) = broker::timer_due(&delivery.properties) else {
             return false;
         };
@@ -347,7 +315,7 @@ impl Worker {
             broker.session_failed.cancel();
             return true;
         }
-        self.ack(delivery, broker, settled).await;
+        self.ack(delivery, broker).await;
         true
     }
 
@@ -404,7 +372,6 @@ impl Worker {
         &self,
         delivery: &Delivery,
         broker: &DeliveryContext,
-        settled: &Settled,
         rejected: Rejected<'_>,
     ) {
         let message = Message {
@@ -418,7 +385,7 @@ impl Worker {
             broker.session_failed.cancel();
             return;
         }
-        if self.ack(delivery, broker, settled).await {
+        if self.ack(delivery, broker).await {
             EventDeadLettered {
                 kind: rejected.kind,
                 reason: rejected.reason,
@@ -430,12 +397,11 @@ impl Worker {
         }
     }
 
-    async fn ack(&self, delivery: &Delivery, broker: &DeliveryContext, settled: &Settled) -> bool {
-        match delivery.acker.ack(BasicAckOptions::default()).await {
-            Ok(_) => {
-                settled.insert(delivery);
-                true
-            }
+    /// Settles a delivery whose work is done (see `broker::acks`). True when it was not
+    /// settled before.
+    async fn ack(&self, delivery: &Delivery, broker: &DeliveryContext) -> bool {
+        match broker.acks.ack(delivery.delivery_tag).await {
+            Ok(newly) => newly,
             Err(error) => {
                 tracing::warn!(%error, "ack failed; the event will be redelivered");
                 broker.session_failed.cancel();
@@ -456,13 +422,12 @@ struct Rejected<'a> {
 
 /// Returns an event whose handling panicked to the queue. A poison event comes back until the
 /// queue's delivery limit dead-letters it.
-async fn return_to_queue(delivery: &Delivery) {
+async fn return_to_queue(delivery: &Delivery, broker: &DeliveryContext) {
     tracing::error!("handling an event panicked; returning it to the queue");
-    let requeue = BasicNackOptions {
-        requeue: true,
-        ..Default::default()
-    };
-    let _ = delivery.acker.nack(requeue).await;
+    if let Err(error) = broker.acks.requeue(delivery.delivery_tag).await {
+        tracing::warn!(%error, "returning an event to the queue failed; the broker redelivers it");
+        broker.session_failed.cancel();
+    }
 }
 
 /// The `type` of a body that failed validation, if it has one (for the metrics label).

@@ -6,6 +6,7 @@
 //! own auto-recovery is young; a fresh connection is simple and always correct, because every
 //! event is idempotent.
 
+pub mod acks;
 pub mod delay;
 pub mod topology;
 
@@ -63,6 +64,11 @@ impl Session {
                 delay_queues: Arc::default(),
             },
         })
+    }
+
+    /// Acknowledgements of the deliveries of the consuming channel.
+    pub fn acknowledgements(&self) -> acks::Acknowledgements {
+        acks::Acknowledgements::new(self.consume_channel.clone())
     }
 
     /// Starts consuming `queue` (manual acks).

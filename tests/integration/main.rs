@@ -1,6 +1,7 @@
 //! One integration-test binary, against the machine's real RabbitMQ and Redis.
 //! Every test isolates itself: its own project id, its own exchange and queue names.
 
+mod acks;
 mod broker_restart;
 mod cli;
 mod contract_docs;
