@@ -24,6 +24,7 @@ use lapin::types::FieldTable;
 use serde_json::{json, Value};
 use switchboard::broker::{self, Message, Session};
 use switchboard::config::Config;
+use switchboard::store::keys::{event_key, APPLY_KEY_NAMES};
 
 fn config(tag: &str) -> Config {
     Config {
@@ -925,8 +926,11 @@ async fn redis_time_by_type(events: usize) -> Vec<(String, usize, f64, f64, f64)
     let (setup, backlog) = mixed_backlog(&tag, 10, events);
     let mut by_type: std::collections::BTreeMap<String, (usize, f64, usize)> = Default::default();
     let mut client_us: HashMap<String, (usize, f64)> = HashMap::new();
+    // Event record key → event type.
+    let mut types: HashMap<String, &'static str> = HashMap::new();
     for (i, body) in setup.iter().chain(&backlog).enumerate() {
         let event = switchboard::contract::decode(body).unwrap();
+        types.insert(event_key(&event.project, &event.id), event.kind.type_name());
         let started = Instant::now();
         store
             .apply(
@@ -971,13 +975,13 @@ async fn redis_time_by_type(events: usize) -> Vec<(String, usize, f64, f64, f64)
                         continue;
                     }
                 }
-                let keys: usize = args
-                    .get(2)
-                    .map(text)
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0);
-                let event_type = args.get(3 + keys).map(text).unwrap_or_default();
-                let entry = by_type.entry(event_type).or_default();
+                // The slow log keeps only the first 32 arguments, which leaves out the event
+                // type: the event's record key, the first after the project's 21, names it.
+                let event_key = args.get(3 + APPLY_KEY_NAMES.len()).map(text);
+                let Some(event_type) = event_key.and_then(|key| types.get(&key)) else {
+                    continue;
+                };
+                let entry = by_type.entry(event_type.to_string()).or_default();
                 entry.0 += 1;
                 entry.1 += *us as f64;
                 entry.2 += std::mem::take(&mut inner);
