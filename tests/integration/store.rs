@@ -491,3 +491,74 @@ async fn a_batch_applies_like_its_events_one_by_one() {
     }
     assert_eq!(p.load("a").await, 1);
 }
+
+#[tokio::test]
+async fn a_batch_sees_what_the_events_before_it_changed() {
+    // Each event reads what the ones before it in the batch wrote (settings, agents, counters)
+    // exactly as if it had been applied alone: the same events give the same outputs either way.
+    let events = |project: &str| {
+        [
+            (
+                "agent.upserted",
+                json!({"agents": [{"agent_id": "a", "max_concurrent": 1}]}),
+            ),
+            (
+                "agent.status_changed",
+                json!({"agent_id": "a", "status": "online"}),
+            ),
+            (
+                "conversation.created",
+                json!({"conversation_id": "c1", "visitor_id": "v1"}),
+            ),
+            (
+                "agent.upserted",
+                json!({"agents": [{"agent_id": "a", "max_concurrent": 2}]}),
+            ),
+            (
+                "conversation.created",
+                json!({"conversation_id": "c2", "visitor_id": "v2"}),
+            ),
+            ("project.configured", json!({"mode": "manual"})),
+            (
+                "conversation.created",
+                json!({"conversation_id": "c3", "visitor_id": "v3"}),
+            ),
+            ("project.configured", json!({"mode": "auto"})),
+            (
+                "agent.upserted",
+                json!({"agents": [{"agent_id": "b", "max_concurrent": 1, "priority": 1}]}),
+            ),
+            (
+                "agent.status_changed",
+                json!({"agent_id": "b", "status": "online"}),
+            ),
+            ("conversation.closed", json!({"conversation_id": "c1"})),
+            (
+                "conversation.created",
+                json!({"conversation_id": "c4", "visitor_id": "v4"}),
+            ),
+        ]
+        .map(|(event_type, data)| event(project, event_type, data))
+    };
+    let alone = Project::new().await;
+    let mut one_by_one = vec![];
+    for event in events(&alone.id) {
+        one_by_one.push(alone.apply_event(&event).await.outputs);
+    }
+    let batched = Project::new().await;
+    let batch = events(&batched.id);
+    let applied = batched
+        .store
+        .apply_batch(&batch.iter().collect::<Vec<_>>(), batched.now_ms)
+        .await
+        .unwrap();
+    let in_batch: Vec<_> = applied.into_iter().map(|a| a.outputs).collect();
+    assert_eq!(in_batch, one_by_one);
+    // And what they are: the raised limit serves c2, manual mode holds c3, the level-1 agent
+    // takes it once it is online, and while that agent is online (and full) c4 waits for it
+    // rather than go to the agent outside the levels, whose c1 was closed.
+    assert_eq!(assigned_agents(&in_batch[4]), ["a"]);
+    assert_eq!(types(&in_batch[6]), ["conversation.queued"]);
+    assert_eq!(assigned_agents(&in_batch[9]), ["b"]);
+    assert_eq!(types(&in_batch[11]), ["conversation.queued"]);
+}

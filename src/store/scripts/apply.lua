@@ -26,7 +26,7 @@ local function apply_event(keys, args, i)
   local recorded = redis.call('GET', event_key)
   if recorded then return { 1, recorded } end
   local event_type, data = args[SHARED_ARGS + 2 * i - 1], args[SHARED_ARGS + 2 * i]
-  begin_call(keys, args, event_key, event_type, tonumber(args[2]) + i - 1)
+  begin_event(event_key, event_type, tonumber(args[2]) + i - 1)
 
   -- The worker computes the local date (Lua has no time-zone data): if it assumed another
   -- zone than the project's, it is told the right one and calls again. Nothing has changed.
@@ -37,6 +37,7 @@ local function apply_event(keys, args, i)
   if meta_cache.day ~= TODAY then
     redis.call('DEL', K.daily)
     redis.call('HSET', K.meta, 'day', TODAY)
+    meta_cache.day = TODAY
     refresh_all()
     drain()
   end
@@ -60,6 +61,7 @@ local function apply(keys, args)
     error('apply expects ' .. PROJECT_KEYS .. ' project keys, one record key per event, '
       .. SHARED_ARGS .. ' shared arguments and two per event')
   end
+  begin_call(keys, args)
   local replies = {}
   for i = 1, events do
     replies[i] = apply_event(keys, args, i)

@@ -40,8 +40,8 @@ per_call_resets[#per_call_resets + 1] = function()
     }
     base_bound_for = PREFIX
   end
-  touched = {}
 end
+per_event_resets[#per_event_resets + 1] = function() touched = {} end
 
 local function has_all(list, needed)
   if not needed or #needed == 0 then return true end

@@ -1,10 +1,13 @@
--- prelude.lua: names for KEYS and ARGV, per-call state, settings and output helpers.
--- First part of the `switchboard` function library (see store/script.rs); later parts use the
--- names bound here. The library is loaded once (FUNCTION LOAD); each batch of events of one
--- project (often a batch of one) is one FCALL of its `apply` function with the KEYS and ARGV
--- below, and each event of a batch is applied as if it had its own call. The library's top level runs once, so every
--- per-call value is an upvalue that `begin_call` sets afresh: nothing leaks from one call into
--- the next.
+-- prelude.lua: names for KEYS and ARGV, per-call and per-event state, settings and output
+-- helpers. First part of the `switchboard` function library (see store/script.rs); later parts
+-- use the names bound here. The library is loaded once (FUNCTION LOAD); each batch of events of
+-- one project (often a batch of one) is one FCALL of its `apply` function with the KEYS and ARGV
+-- below, and each event of a batch is applied as if it had its own call. The library's top
+-- level runs once, so every per-call value is an upvalue that `begin_call` sets afresh, and
+-- every per-event value one that `begin_event` sets afresh: nothing leaks from one call into
+-- the next. What a call caches (settings, agents, counters) is read once per call and kept
+-- for its later events: every write to those keys also updates the cache, so an event sees
+-- exactly what it would read from Redis.
 --
 -- KEYS (every key carries the project's hash tag, so one call stays on one cluster slot)
 --   1  settings  string  the project's settings, JSON (merge-patched by project.configured)
@@ -53,8 +56,12 @@
 local K, PREFIX, EVENT_TYPE, NOW, DEDUPE_TTL, CLOSED_RETENTION
 local ASSUMED_TIMEZONE, TODAY, NEXT_MIDNIGHT
 
--- Later parts that keep per-call state (caches) add a function here that resets it.
+-- Later parts that keep per-call state (caches, kept by every write to what they cache) add a
+-- function here that resets it; `begin_call` runs them once per call.
 local per_call_resets = {}
+-- Later parts that keep per-event state add a function here that resets it; `begin_event`
+-- runs them before each event of the batch.
+local per_event_resets = {}
 
 -- cjson.null (the library's top level may not touch cjson: only calls can).
 local NULL
@@ -130,9 +137,9 @@ local function random(...)
   return math.random(...)
 end
 
--- Binds KEYS and ARGV for one event of the batch (its record key, type and random seed) and
--- resets every per-call cache.
-local function begin_call(keys, args, event_key, event_type, seed)
+-- Binds KEYS and the shared ARGV for one call (a batch of one project's events) and resets
+-- every per-call cache.
+local function begin_call(keys, args)
   if keys_bound_for ~= keys[1] then
     K = {
       settings = keys[1], agents = keys[2], status = keys[3], convs = keys[4],
@@ -146,16 +153,23 @@ local function begin_call(keys, args, event_key, event_type, seed)
     PREFIX = string.sub(keys[1], 1, -9)
     keys_bound_for = keys[1]
   end
-  K.event = event_key
-  EVENT_TYPE = event_type
   NOW = tonumber(args[1])
   DEDUPE_TTL = tonumber(args[3])
   CLOSED_RETENTION = tonumber(args[4])
   ASSUMED_TIMEZONE = args[5]
   TODAY = args[6]
   NEXT_MIDNIGHT = tonumber(args[7])
-  SEED, seeded = seed, false
   NULL = cjson.null
-  settings_cache, outputs, timers = nil, {}, {}
+  settings_cache = nil
   for _, reset in ipairs(per_call_resets) do reset() end
+end
+
+-- Binds one event of the batch (its record key, type and random seed) and resets every
+-- per-event value.
+local function begin_event(event_key, event_type, seed)
+  K.event = event_key
+  EVENT_TYPE = event_type
+  SEED, seeded = seed, false
+  outputs, timers = {}, {}
+  for _, reset in ipairs(per_event_resets) do reset() end
 end
