@@ -384,3 +384,82 @@ fn kill_and_wait(mut child: std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A backlog waiting when the worker starts arrives in batches: events of two projects and
+/// bad events mixed. Each bad one is dead-lettered alone; every other is decided once.
+#[tokio::test]
+async fn a_backlog_handled_in_batches_decides_each_event_once_and_rejects_only_the_bad() {
+    let mut env = Env::new().await;
+    let (mut first, mut second) = (Platform::new(), Platform::new());
+    let mut backlog = first.agents(&[("a", 3)]);
+    backlog.extend(second.agents(&[("b", 3)]));
+    for i in 1..=3 {
+        backlog.push(first.created(&format!("c{i}")));
+        backlog.push(second.created(&format!("c{i}")));
+        if i == 2 {
+            backlog.push(b"{not json".to_vec());
+            backlog.push(first.event(
+                "conversation.created",
+                json!({"conversation_id": "bad}id", "visitor_id": "v"}),
+            ));
+        }
+    }
+    env.publish_many(&backlog).await;
+    let port = free_port();
+    let worker = worker_process(&env.config, port);
+
+    // Setup and conversations may be applied in either order across batches (a conversation
+    // then waits for the team): what counts is each conversation's last decision.
+    let assigned_to = |outputs: &[Value]| {
+        let mut last: HashMap<(String, String), String> = HashMap::new();
+        for output in of_type(outputs, "conversation.assigned") {
+            let key = (
+                output["project"].as_str().unwrap().to_string(),
+                output["data"]["conversation_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+            last.insert(
+                key,
+                output["data"]["agent_id"].as_str().unwrap().to_string(),
+            );
+        }
+        last
+    };
+    let outputs = env
+        .outputs_until(|outputs| assigned_to(outputs).len() == 6, WAIT)
+        .await;
+    let last = assigned_to(&outputs);
+    for i in 1..=3 {
+        let conversation = format!("c{i}");
+        assert_eq!(last[&(first.project.clone(), conversation.clone())], "a");
+        assert_eq!(last[&(second.project.clone(), conversation)], "b");
+    }
+    assert_eq!(
+        of_type(&outputs, "conversation.assigned").len(),
+        6,
+        "each once"
+    );
+    let letters = env.dead_letters(3, Duration::from_secs(2)).await;
+    assert_eq!(letters.len(), 2, "only the two bad events");
+    assert_eq!(letters[0].body, b"{not json");
+
+    // The worker did handle several events in one batch.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let metrics = http_get(addr, "/metrics").await.unwrap_or_default();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (events, batches) = (
+        value("switchboard_batch_events_sum"),
+        value("switchboard_batch_events_count"),
+    );
+    assert!(events > batches, "{events} events in {batches} batches");
+    kill_and_wait(worker);
+    env.cleanup().await;
+}
