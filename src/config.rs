@@ -29,7 +29,7 @@ pub struct Config {
     pub prefetch: u16,
     /// At most this many events that arrived together are applied in one Redis call (grouped
     /// by project). A quiet queue gives batches of one, so batching adds no waiting; a backlog
-    /// costs one round trip per batch instead of per event. 1 turns batching off.
+    /// costs one round trip per batch instead of per event. 1 turns batching off; at most 1000.
     pub batch_size: u16,
     /// After this many deliveries of one event RabbitMQ dead-letters it (a poison message that
     /// kills workers cannot loop forever).
@@ -83,7 +83,13 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.prefetch > 0, "prefetch must be at least 1");
-        anyhow::ensure!(self.batch_size > 0, "batch_size must be at least 1");
+        // The apply function reads a batch's records with one MGET of its keys (Lua unpacks at
+        // most a few thousand values); batches are what the consumer already holds, and no
+        // prefetch makes them larger than this.
+        anyhow::ensure!(
+            (1..=1000).contains(&self.batch_size),
+            "batch_size must be between 1 and 1000"
+        );
         anyhow::ensure!(self.delivery_limit > 0, "delivery_limit must be at least 1");
         anyhow::ensure!(
             matches!(self.log_format.as_str(), "text" | "json"),
@@ -143,6 +149,17 @@ mod tests {
             "redis://127.0.0.1:6379"
         );
         assert_eq!(redact_url("redis://:pw@h:1"), "redis://:***@h:1");
+    }
+
+    #[test]
+    fn batch_size_is_bounded() {
+        for (batch_size, valid) in [(0, false), (1, true), (1000, true), (1001, false)] {
+            let config = Config {
+                batch_size,
+                ..Config::default()
+            };
+            assert_eq!(config.validate().is_ok(), valid, "batch_size {batch_size}");
+        }
     }
 
     #[test]

@@ -19,11 +19,14 @@ local function encode_list(list)
   return cjson.encode(list)
 end
 
+-- Records read at the start of the call (one MGET for the batch), by event key, and the ones
+-- written since: the same event twice in a batch is a replay the second time.
+local records
+
 -- Applies the batch's `i`-th event, as if it were a call of its own.
 local function apply_event(keys, args, i)
   local event_key = keys[PROJECT_KEYS + i]
-  -- The record is read before anything else: a replay costs one GET.
-  local recorded = redis.call('GET', event_key)
+  local recorded = records[event_key]
   if recorded then return { 1, recorded } end
   local event_type, data = args[SHARED_ARGS + 2 * i - 1], args[SHARED_ARGS + 2 * i]
   begin_event(event_key, event_type, tonumber(args[2]) + i - 1)
@@ -52,6 +55,7 @@ local function apply_event(keys, args, i)
   local record = '{"t":' .. string.format('%d', NOW) .. ',"o":' .. encode_list(outputs)
     .. ',"timers":' .. encode_list(timers) .. '}'
   redis.call('SET', K.event, record, 'EX', DEDUPE_TTL)
+  records[K.event] = record
   return { 0, record }
 end
 
@@ -61,7 +65,17 @@ local function apply(keys, args)
     error('apply expects ' .. PROJECT_KEYS .. ' project keys, one record key per event, '
       .. SHARED_ARGS .. ' shared arguments and two per event')
   end
-  begin_call(keys, args)
+  -- Every record is read before anything else: a replayed batch costs one MGET.
+  local found = redis.call('MGET', unpack(keys, PROJECT_KEYS + 1))
+  records = {}
+  local replays = 0
+  for i = 1, events do
+    if found[i] then
+      records[keys[PROJECT_KEYS + i]] = found[i]
+      replays = replays + 1
+    end
+  end
+  if replays < events then begin_call(keys, args) end
   local replies = {}
   for i = 1, events do
     replies[i] = apply_event(keys, args, i)
