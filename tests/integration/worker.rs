@@ -64,8 +64,12 @@ async fn every_rejection_reaches_dead_letters_with_its_reason_and_body_untouched
     }
     let letters = env.dead_letters(cases.len(), WAIT).await;
     assert_eq!(letters.len(), cases.len());
-    for (letter, (body, expected)) in letters.iter().zip(&cases) {
-        assert_eq!(&letter.body, body, "the body is untouched");
+    // Events handled side by side (in batches, concurrently) reach dead letters in any order.
+    for (body, expected) in &cases {
+        let letter = letters
+            .iter()
+            .find(|letter| &letter.body == body)
+            .expect("every rejected event is dead-lettered, its body untouched");
         let reason = letter.reason.as_deref().unwrap_or("");
         assert!(
             reason.contains(expected),
@@ -443,7 +447,7 @@ async fn a_backlog_handled_in_batches_decides_each_event_once_and_rejects_only_t
     );
     let letters = env.dead_letters(3, Duration::from_secs(2)).await;
     assert_eq!(letters.len(), 2, "only the two bad events");
-    assert_eq!(letters[0].body, b"{not json");
+    assert!(letters.iter().any(|letter| letter.body == b"{not json"));
 
     // The worker did handle several events in one batch.
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
