@@ -15,8 +15,11 @@ end
 -- The counters every call may need, read in one HMGET.
 local META_FIELDS = { 'day', 'level_agents', 'restricted_agents', 'vtime', 'pool_count', 'day_timer' }
 local meta_cache
+-- Agents' statuses read or written in this call (agent id -> status).
+local status_cache
 per_call_resets[#per_call_resets + 1] = function()
   agent_cache = {}
+  status_cache = {}
   meta_cache = {}
   local values = redis.call('HMGET', K.meta, unpack(META_FIELDS))
   for i, field in ipairs(META_FIELDS) do meta_cache[field] = values[i] end
@@ -55,7 +58,22 @@ local function load_of(agent_id)
 end
 
 local function status_of(agent_id)
-  return redis.call('HGET', K.status, agent_id) or 'offline'
+  local status = status_cache[agent_id]
+  if status == nil then
+    status = redis.call('HGET', K.status, agent_id) or 'offline'
+    status_cache[agent_id] = status
+  end
+  return status
+end
+
+-- Stores the agent's status (nil: forgets it, for a removed agent), keeping the cache.
+local function write_status(agent_id, status)
+  if status then
+    redis.call('HSET', K.status, agent_id, status)
+  else
+    redis.call('HDEL', K.status, agent_id)
+  end
+  status_cache[agent_id] = status or 'offline'
 end
 
 local function status_receives(status)

@@ -33,9 +33,8 @@ local function hand_over(agent_id, reason)
 end
 
 local function set_status(agent_id, status)
-  redis.call('HSET', K.status, agent_id, status)
-  refresh(agent_id)
-  if not available(agent_id) then withdraw_offers(agent_id) end
+  write_status(agent_id, status)
+  if not refresh(agent_id) then withdraw_offers(agent_id) end
   if status == 'offline' and setting('release_on_offline') and agent(agent_id) then
     hand_over(agent_id, 'owner_unavailable')
   end
@@ -94,7 +93,7 @@ handlers['agent.removed'] = function(data)
   local previous = agent(agent_id)
   if previous then leave_all(agent_id, previous) end
   save_agent(agent_id, nil, previous)
-  redis.call('HDEL', K.status, agent_id)
+  write_status(agent_id, nil)
   redis.call('HDEL', K.passes, agent_id)
   rejoin_pools(agent_id, previous)
   withdraw_offers(agent_id)

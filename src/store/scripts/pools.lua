@@ -150,6 +150,7 @@ local function agent_state(agent_id, cfg)
 end
 
 -- Puts the agent into the pools or takes it out, according to its current eligibility.
+-- Returns whether it is eligible now (what `available` would then read).
 local function refresh(agent_id)
   local cfg = agent(agent_id)
   local state = agent_state(agent_id, cfg)
@@ -157,6 +158,7 @@ local function refresh(agent_id)
   for _, id in ipairs(memberships_of(agent_id)) do
     place(requirement_pool(id), agent_id, cfg, state)
   end
+  return state.eligible == true
 end
 
 local function refresh_all()
