@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use serde_json::json;
+use switchboard::contract::{InboundEvent, OutboundEvent};
 
 use crate::helpers::*;
 
@@ -540,6 +541,73 @@ async fn a_batch_sees_what_the_events_before_it_changed() {
         ]
         .map(|(event_type, data)| event(project, event_type, data))
     };
+    let in_batch = batch_and_one_by_one_agree(events).await;
+    // And what they are: the raised limit serves c2, manual mode holds c3, the level-1 agent
+    // takes it once it is online, and while that agent is online (and full) c4 waits for it
+    // rather than go to the agent outside the levels, whose c1 was closed.
+    assert_eq!(assigned_agents(&in_batch[4]), ["a"]);
+    assert_eq!(types(&in_batch[6]), ["conversation.queued"]);
+    assert_eq!(assigned_agents(&in_batch[9]), ["b"]);
+    assert_eq!(types(&in_batch[11]), ["conversation.queued"]);
+}
+
+#[tokio::test]
+async fn a_batch_finds_the_capacity_an_earlier_event_opened() {
+    // Capacity opened within a batch (a close, a raised limit, an agent coming online) serves
+    // the conversations waiting and the next ones, as it would one event at a time.
+    let events = |project: &str| {
+        let created = |id: &str| {
+            (
+                "conversation.created",
+                json!({"conversation_id": id, "visitor_id": format!("v-{id}")}),
+            )
+        };
+        [
+            (
+                "agent.upserted",
+                json!({"agents": [{"agent_id": "a", "max_concurrent": 1}, {"agent_id": "b", "max_concurrent": 1}]}),
+            ),
+            (
+                "agent.status_changed",
+                json!({"agent_id": "a", "status": "online"}),
+            ),
+            created("c1"),
+            created("c2"),
+            created("c3"),
+            ("conversation.closed", json!({"conversation_id": "c1"})),
+            created("c4"),
+            (
+                "agent.upserted",
+                json!({"agents": [{"agent_id": "a", "max_concurrent": 2}]}),
+            ),
+            created("c5"),
+            (
+                "agent.status_changed",
+                json!({"agent_id": "b", "status": "online"}),
+            ),
+            created("c6"),
+        ]
+        .map(|(event_type, data)| event(project, event_type, data))
+    };
+    let outputs = batch_and_one_by_one_agree(events).await;
+    assert_eq!(assigned_agents(&outputs[2]), ["a"]);
+    assert_eq!(types(&outputs[3]), ["conversation.queued"]);
+    assert_eq!(types(&outputs[4]), ["conversation.queued"]);
+    // The close hands a's capacity to c2, the head of the queue; c4 then waits behind c3.
+    assert_eq!(assigned_agents(&outputs[5]), ["a"]);
+    assert_eq!(types(&outputs[6]), ["conversation.queued"]);
+    // The raised limit takes c3; b coming online takes c4; c5 and c6 wait or go by capacity.
+    assert_eq!(assigned_agents(&outputs[7]), ["a"]);
+    assert_eq!(types(&outputs[8]), ["conversation.queued"]);
+    assert_eq!(assigned_agents(&outputs[9]), ["b"]);
+    assert_eq!(types(&outputs[10]), ["conversation.queued"]);
+}
+
+/// Applies the events (built for a project id) one by one to one project and as one batch to
+/// another; asserts both give the same outputs, and returns them.
+async fn batch_and_one_by_one_agree<const N: usize>(
+    events: impl Fn(&str) -> [InboundEvent; N],
+) -> Vec<Vec<OutboundEvent>> {
     let alone = Project::new().await;
     let mut one_by_one = vec![];
     for event in events(&alone.id) {
@@ -554,11 +622,5 @@ async fn a_batch_sees_what_the_events_before_it_changed() {
         .unwrap();
     let in_batch: Vec<_> = applied.into_iter().map(|a| a.outputs).collect();
     assert_eq!(in_batch, one_by_one);
-    // And what they are: the raised limit serves c2, manual mode holds c3, the level-1 agent
-    // takes it once it is online, and while that agent is online (and full) c4 waits for it
-    // rather than go to the agent outside the levels, whose c1 was closed.
-    assert_eq!(assigned_agents(&in_batch[4]), ["a"]);
-    assert_eq!(types(&in_batch[6]), ["conversation.queued"]);
-    assert_eq!(assigned_agents(&in_batch[9]), ["b"]);
-    assert_eq!(types(&in_batch[11]), ["conversation.queued"]);
+    in_batch
 }
