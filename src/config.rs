@@ -83,9 +83,8 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.prefetch > 0, "prefetch must be at least 1");
-        // The apply function reads a batch's records with one MGET of its keys (Lua unpacks at
-        // most a few thousand values); batches are what the consumer already holds, and no
-        // prefetch makes them larger than this.
+        // The apply function reads a batch's records with one MGET of its keys, and Lua unpacks
+        // at most a few thousand values; a batch never holds more than batch_size events.
         anyhow::ensure!(
             (1..=1000).contains(&self.batch_size),
             "batch_size must be between 1 and 1000"
