@@ -76,15 +76,16 @@ impl Worker {
                 events = deliveries.len(),
                 "handling a batch panicked; handling its events one by one"
             );
-            for one in deliveries.chunks(1) {
-                if broker.acks.is_settled(one[0].delivery_tag).await {
+            for delivery in &deliveries {
+                if broker.acks.is_settled(delivery.delivery_tag).await {
                     continue;
                 }
-                let alone = AssertUnwindSafe(self.handle_batch(one, broker))
+                let alone = std::slice::from_ref(delivery);
+                let handled = AssertUnwindSafe(self.handle_batch(alone, broker))
                     .catch_unwind()
                     .await;
-                if alone.is_err() {
-                    return_to_queue(&one[0], broker).await;
+                if handled.is_err() {
+                    return_to_queue(delivery, broker).await;
                 }
             }
         } else {
