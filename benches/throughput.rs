@@ -5,13 +5,17 @@
 //!     small Redis script → publish with confirm → ack; same queue type, durability, prefetch);
 //! (b) publish → `conversation.assigned` latency p50/p99 at fixed rates;
 //! (c) drain rate with 10 vs 10,000 agents;
-//! (d) drain rate with 1, 2 and 4 workers.
+//! (d) drain rate with 1, 2 and 4 workers;
+//! (e) Redis time and commands per event type, from the slow log;
+//! (f) Redis CPU per event, the backlog applied in batches straight through the store.
 //!
 //! Workers are `switchboard run` processes (release build); drains are timed from the moment the
 //! backlog is in the queue and the workers start, to the moment they have handled every event
 //! (read from their `/metrics`). `cargo bench --bench throughput` (add `-- --quick` for a short
 //! run, `--only a,b` for some parts, `--rounds N` for N rounds of (a)); results are printed and
-//! written to `bench-results/`.
+//! written to `bench-results/`. `BENCH_WORKER_BIN=<path>` runs another build's `switchboard` as
+//! the worker: on a noisy machine, the one fair comparison of two versions is runs that take
+//! turns against the same relay.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -150,7 +154,9 @@ impl Workers {
                 .local_addr()
                 .unwrap()
                 .port();
-            let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            let binary = std::env::var("BENCH_WORKER_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").into());
+            let child = std::process::Command::new(binary)
                 .arg("run")
                 .env("SWITCHBOARD_HTTP_ADDR", format!("127.0.0.1:{port}"))
                 .env("SWITCHBOARD_INBOUND_EXCHANGE", &config.inbound_exchange)
@@ -887,10 +893,59 @@ async fn main() {
         }
         line(String::new());
     }
+    if part("f") {
+        line("## (f) Redis CPU per event (batches straight through the store, no broker)\n".into());
+        line(format!("The backlog of (a), applied in batches of {} (one call at a time), three times; Redis's own CPU time (user + system) per event, median. The figure the worker/relay ratio hangs on, free of the broker and of the machine's other load.\n", Config::default().batch_size));
+        let mut runs = vec![];
+        for _ in 0..3 {
+            runs.push(redis_cpu_per_event(events, Config::default().batch_size.into()).await);
+        }
+        let one = redis_cpu_per_event(events, 1).await;
+        line(format!(
+            "| batches of {} | batches of 1 |\n|---|---|\n| {:.1} µs | {one:.1} µs |\n",
+            Config::default().batch_size,
+            median(&runs)
+        ));
+    }
     std::fs::create_dir_all("bench-results").unwrap();
     std::fs::write("bench-results/latest.md", report.join("\n") + "\n").unwrap();
     std::fs::write("bench-results/latest.svg", chart.svg(&machine)).unwrap();
     println!("\nwritten to bench-results/latest.md and bench-results/latest.svg");
+}
+
+/// Redis CPU microseconds per event for the mixed backlog (after its setup) applied straight
+/// through the store in batches of `batch` events, one call at a time.
+async fn redis_cpu_per_event(events: usize, batch: usize) -> f64 {
+    let tag = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let config = Config::default();
+    let store = switchboard::store::Store::connect(
+        std::slice::from_ref(&config.redis_url),
+        switchboard::store::StoreOptions::from_config(&config),
+    )
+    .await
+    .unwrap();
+    let (setup, backlog) = mixed_backlog(&tag, 10, events);
+    let decode = |bodies: &[Vec<u8>]| -> Vec<_> {
+        bodies
+            .iter()
+            .map(|body| switchboard::contract::decode(body).unwrap())
+            .collect()
+    };
+    let (setup, backlog) = (decode(&setup), decode(&backlog));
+    let now = || switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock);
+    for event in &setup {
+        store.apply(event, now()).await.unwrap();
+    }
+    let redis = pids_named("redis-server");
+    let cpu = || redis.iter().map(|p| cpu_seconds(*p)).sum::<f64>();
+    let before = cpu();
+    for chunk in backlog.chunks(batch) {
+        let chunk: Vec<_> = chunk.iter().collect();
+        store.apply_batch(&chunk, now()).await.unwrap();
+    }
+    let used = cpu() - before;
+    forget_keys(&config, &format!("sb:{{{tag}}}:*")).await;
+    used * 1e6 / backlog.len() as f64
 }
 
 /// Applies the mixed backlog straight through the store, one event at a time, and reads Redis's
