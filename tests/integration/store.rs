@@ -603,6 +603,64 @@ async fn a_batch_finds_the_capacity_an_earlier_event_opened() {
     assert_eq!(types(&outputs[10]), ["conversation.queued"]);
 }
 
+#[tokio::test]
+async fn waiting_conversations_keep_their_arrival_order_across_calls_and_batches() {
+    // Ids sort against their arrival, so only the arrival numbers (counted in a call, written
+    // back at its end) can give this order.
+    let p = Project::new().await;
+    p.create("z1").await;
+    p.create("y2").await;
+    let batch = ["x3", "w4", "v5"].map(|id| {
+        event(
+            &p.id,
+            "conversation.created",
+            json!({"conversation_id": id, "visitor_id": format!("v-{id}")}),
+        )
+    });
+    p.store
+        .apply_batch(&batch.iter().collect::<Vec<_>>(), p.now_ms)
+        .await
+        .unwrap();
+    p.create("u6").await;
+    assert_eq!(p.waiting().await, ["z1", "y2", "x3", "w4", "v5", "u6"]);
+    p.online_agents(&[("a", 4)]).await;
+    assert_eq!(p.waiting().await, ["v5", "u6"]);
+}
+
+#[tokio::test]
+async fn conversations_waiting_before_the_first_skill_pool_are_still_served() {
+    // Until a project has a requirement pool, its one waiting queue is the base pool's; the
+    // first pool gives the base pool a queue of its own, which must hold those conversations.
+    let p = Project::new().await;
+    p.configure(json!({"rules": [{"when": {"category": "billing"}, "route_to": [{"skills": ["billing"]}]}]}))
+        .await;
+    p.create("c1").await;
+    p.create("c2").await;
+    p.create("c3").await;
+    let billing = p
+        .apply(
+            "conversation.created",
+            json!({"conversation_id": "b1", "visitor_id": "v-b1", "category": "billing"}),
+        )
+        .await;
+    assert_eq!(types(&billing), ["conversation.queued"]);
+    // Closed while waiting, after the pool appeared: gone from every queue.
+    p.close("c2").await;
+    assert_eq!(p.waiting().await, ["c1", "c3", "b1"]);
+    // An agent without the skill serves the base pool only, oldest first.
+    p.online_agents(&[("generalist", 5)]).await;
+    assert_eq!(p.waiting().await, ["b1"]);
+    assert_eq!(p.load("generalist").await, 2);
+    p.apply(
+        "agent.upserted",
+        json!({"agents": [{"agent_id": "biller", "max_concurrent": 5, "skills": ["billing"]}]}),
+    )
+    .await;
+    let out = p.status("biller", "online").await;
+    assert_eq!(assigned_agents(&out), ["biller"]);
+    assert!(p.waiting().await.is_empty());
+}
+
 /// Applies the events (built for a project id) one by one to one project and as one batch to
 /// another; asserts both give the same outputs, and returns them.
 async fn batch_and_one_by_one_agree<const N: usize>(

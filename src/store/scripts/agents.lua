@@ -13,20 +13,42 @@ local function agent(agent_id)
 end
 
 -- The counters every call may need, read in one HMGET.
-local META_FIELDS = { 'day', 'level_agents', 'restricted_agents', 'vtime', 'pool_count', 'day_timer' }
+local META_FIELDS = {
+  'day', 'level_agents', 'restricted_agents', 'vtime', 'pool_count', 'day_timer', 'arrival_seq',
+}
 local meta_cache
 -- Agents' statuses read or written in this call (agent id -> status).
 local status_cache
+-- Whether this call numbered arrivals (see `next_arrival`).
+local arrivals_numbered
 per_call_resets[#per_call_resets + 1] = function()
   agent_cache = {}
   status_cache = {}
   meta_cache = {}
+  arrivals_numbered = false
   local values = redis.call('HMGET', K.meta, unpack(META_FIELDS))
   for i, field in ipairs(META_FIELDS) do meta_cache[field] = values[i] end
 end
 
 local function meta_number(field)
   return tonumber(meta_cache[field]) or 0
+end
+
+-- The next arrival number (orders waiting conversations of equal priority). Counted in the
+-- cache, and written back once per call: a batch of new conversations costs one write. A call
+-- that fails halfway (a bug; Redis keeps the writes made before the error) leaves the counter
+-- behind, and later arrivals may share a number: their members in the queues stay distinct
+-- (they end with the conversation id), only their order among themselves is by id.
+local function next_arrival()
+  local n = meta_number('arrival_seq') + 1
+  meta_cache.arrival_seq = n
+  arrivals_numbered = true
+  return n
+end
+per_call_finishes[#per_call_finishes + 1] = function()
+  if arrivals_numbered then
+    redis.call('HSET', K.meta, 'arrival_seq', string.format('%d', meta_cache.arrival_seq))
+  end
 end
 
 -- Counts of agents with a precedence level and with channel restrictions: levels and channel
@@ -94,6 +116,7 @@ end
 
 -- Precedence: level 1 is served first; agents outside the levels come after every level.
 local OUTSIDE = 1001
+local OUTSIDE_TEXT = '1001'
 local BUCKET = 1e11
 local function bucket(cfg)
   return tonumber(cfg.priority) or OUTSIDE

@@ -52,9 +52,9 @@ local function apply_event(keys, args, i)
   drain()
   forget_old()
 
-  local record = '{"t":' .. string.format('%d', NOW) .. ',"o":' .. encode_list(outputs)
+  local record = '{"t":' .. NOW_TEXT .. ',"o":' .. encode_list(outputs)
     .. ',"timers":' .. encode_list(timers) .. '}'
-  redis.call('SET', K.event, record, 'EX', DEDUPE_TTL)
+  redis.call('SET', K.event, record, 'EX', DEDUPE_TTL_TEXT)
   records[K.event] = record
   return { 0, record }
 end
@@ -75,12 +75,18 @@ local function apply(keys, args)
       replays = replays + 1
     end
   end
-  if replays < events then begin_call(keys, args) end
+  if replays == events then
+    local replies = {}
+    for i = 1, events do replies[i] = { 1, found[i] } end
+    return replies
+  end
+  begin_call(keys, args)
   local replies = {}
   for i = 1, events do
     replies[i] = apply_event(keys, args, i)
     if replies[i][1] == 2 then break end
   end
+  end_call()
   return replies
 end
 

@@ -22,7 +22,7 @@ end
 local function new_record(data)
   local record = {
     v = data.visitor_id, p = data.priority or 0,
-    n = redis.call('HINCRBY', K.meta, 'arrival_seq', 1),
+    n = next_arrival(),
     ch = data.channel, ca = data.channel_account, lang = data.language,
     cat = data.category, attrs = data.attributes,
   }
@@ -48,7 +48,7 @@ end
 local function remember_visitor(visitor_id, agent_id)
   if not visitor_id then return end
   redis.call('HSET', K.visitors, visitor_id, agent_id)
-  redis.call('ZADD', K.visitor_seen, NOW, visitor_id)
+  redis.call('ZADD', K.visitor_seen, NOW_TEXT, visitor_id)
 end
 
 -- Defined in modes.lua (broadcast and custom modes, offers), used here first.
@@ -60,14 +60,14 @@ local UNTIMED = { claimed = true, transferred = true }
 -- Gives the conversation to `agent_id` and publishes the assignment. `pool` is the pool the
 -- strategy chose in, if a strategy chose.
 local function assign(conversation_id, record, agent_id, reason, strategy, previous_agent_id, pool)
-  redis.call('ZADD', K.owned, 0, owned_member(agent_id, conversation_id))
+  redis.call('ZADD', K.owned, '0', owned_member(agent_id, conversation_id))
   record.s = 'open'
   record.a = agent_id
   record.w = nil
   record.pw = nil
   record.an = (tonumber(record.an) or 0) + 1
   save_conversation(conversation_id, record)
-  local today_count = redis.call('HINCRBY', K.daily, agent_id, 1)
+  local today_count = redis.call('HINCRBY', K.daily, agent_id, '1')
   local daily_limit = tonumber((agent(agent_id) or {}).daily_limit)
   if daily_limit and today_count >= daily_limit and meta_cache.day_timer ~= TODAY then
     -- Someone is held back until midnight: a timer then starts the new day (and drains).
@@ -101,7 +101,8 @@ end
 local function dequeue(record)
   if record.w then
     redis.call('ZREM', K.waiting, record.w)
-    redis.call('ZREM', pool_by_id(record.pw).waiting, record.w)
+    local queue = pool_by_id(record.pw).waiting
+    if queue ~= K.waiting then redis.call('ZREM', queue, record.w) end
   end
   record.w = nil
   record.pw = nil
@@ -113,9 +114,10 @@ local function enqueue(conversation_id, record, reason, pool)
   dequeue(record)
   pool = pool or pool_of(record)
   local member = string.format('%016d', record.n or 0) .. '|' .. conversation_id
-  local score = -(tonumber(record.p) or 0)
+  local priority = tonumber(record.p) or 0
+  local score = priority == 0 and '0' or -priority
   redis.call('ZADD', K.waiting, score, member)
-  redis.call('ZADD', pool.waiting, score, member)
+  if pool.waiting ~= K.waiting then redis.call('ZADD', pool.waiting, score, member) end
   record.s = 'waiting'
   record.a = nil
   record.w = member
@@ -210,7 +212,7 @@ end
 
 -- The head of a waiting queue: its member and score, or nil.
 local function head_of(key)
-  local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  local head = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES')
   if not head[1] then return nil end
   return head[1], tonumber(head[2])
 end
@@ -223,7 +225,7 @@ local function drain()
   if mode == 'broadcast' or mode == 'custom' then
     -- Offer or request, a bounded number per event: holding does not use capacity up.
     for _ = 1, 50 do
-      local head = redis.call('ZRANGE', K.waiting, 0, 0)[1]
+      local head = redis.call('ZRANGE', K.waiting, '0', '0')[1]
       if not head or redis.call('ZCARD', K.by_load) == 0 then return end
       local conversation_id = after_bar(head)
       local record = conversation(conversation_id)
@@ -239,7 +241,7 @@ local function drain()
     end
     return
   end
-  if mode ~= 'auto' then return end
+  if mode ~= 'auto' or next(touched) == nil then return end
   local strategy = setting('new_visitors')
   local candidates = {}
   for id, pool in pairs(touched) do candidates[id] = pool end
@@ -254,21 +256,23 @@ local function drain()
       end
     end
     if not best then return end
-    local conversation_id = after_bar(best_member)
-    local record = conversation(conversation_id)
-    if not record or record.s ~= 'waiting' then
-      redis.call('ZREM', best.waiting, best_member)
-      redis.call('ZREM', K.waiting, best_member)
+    -- Who would take it does not depend on the conversation: a pool with nobody to take its
+    -- head is done before the head's record is read.
+    local agent_id, outsiders = choose(best, strategy)
+    if not agent_id and not outsiders then
+      candidates[best.id] = nil
     else
-      local agent_id, outsiders = choose(best, strategy)
-      if agent_id then
+      local conversation_id = after_bar(best_member)
+      local record = conversation(conversation_id)
+      if not record or record.s ~= 'waiting' then
+        redis.call('ZREM', K.waiting, best_member)
+        if best.waiting ~= K.waiting then redis.call('ZREM', best.waiting, best_member) end
+      elseif agent_id then
         dequeue(record)
         assign(conversation_id, record, agent_id, 'backlog', strategy, nil, best)
-      elseif outsiders then
+      else
         dequeue(record)
         offer(conversation_id, record, outsiders)
-      else
-        candidates[best.id] = nil
       end
     end
   end
@@ -281,7 +285,7 @@ local function close(conversation_id, record)
   record.s = 'closed'
   record.w = nil
   save_conversation(conversation_id, record)
-  redis.call('ZADD', K.closed, NOW, conversation_id)
+  redis.call('ZADD', K.closed, NOW_TEXT, conversation_id)
 end
 
 -- Forgets conversations closed longer than the retention ago and visitors not served for

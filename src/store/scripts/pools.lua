@@ -30,8 +30,13 @@ end
 
 -- Pools changed by this event, whose waiting conversations may now find an agent.
 local touched
+-- Pools found with no eligible agent in this call (pool id -> true), until an agent becomes
+-- eligible in them: while a project is at capacity, each new conversation of a batch would
+-- otherwise ask Redis again.
+local nobody_eligible
 local base_bound_for
 per_call_resets[#per_call_resets + 1] = function()
+  nobody_eligible = {}
   -- Like K, rebuilt only when the project changes.
   if base_bound_for ~= PREFIX then
     BASE = {
@@ -40,6 +45,7 @@ per_call_resets[#per_call_resets + 1] = function()
     }
     base_bound_for = PREFIX
   end
+  BASE.waiting = meta_number('pool_count') == 0 and K.waiting or K.base_waiting
 end
 per_event_resets[#per_event_resets + 1] = function() touched = {} end
 
@@ -77,7 +83,7 @@ local function qualifies(cfg, req)
 end
 
 local function memberships_of(agent_id)
-  if meta_number('pool_count') == 0 then return {} end
+  if meta_number('pool_count') == 0 then return NONE end
   local raw = redis.call('HGET', K.memberships, agent_id)
   return raw and cjson.decode(raw) or {}
 end
@@ -104,61 +110,61 @@ local function leave(pool, agent_id, cfg)
   if cfg then redis.call('ZREM', pass_key(pool, bucket(cfg)), agent_id) end
 end
 
--- Where one agent stands in one pool now.
-local function place(pool, agent_id, cfg, state)
+-- Where one agent stands in one pool now, as `agent_state` tells it.
+local function place(pool, agent_id, cfg, online, eligible, load, pass)
   touched[pool.id] = pool
-  if not state.online then
+  if eligible then nobody_eligible[pool.id] = nil end
+  if not online then
     leave(pool, agent_id, cfg)
     return
   end
-  local offset = bucket(cfg) * BUCKET
-  redis.call('ZADD', pool.online, bucket(cfg), agent_id)
-  if state.eligible then
+  local level = bucket(cfg)
+  local offset = level * BUCKET
+  redis.call('ZADD', pool.online, level == OUTSIDE and OUTSIDE_TEXT or level, agent_id)
+  if eligible then
     -- least_loaded: ties between equal loads are broken by a random fraction.
-    redis.call('ZADD', pool.load, offset + state.load + random() * 0.999, agent_id)
+    redis.call('ZADD', pool.load, offset + load + random() * 0.999, agent_id)
     redis.call('ZADD', pool.order, offset + order_position(cfg), agent_id)
-    redis.call('ZADD', pass_key(pool, bucket(cfg)), state.pass, agent_id)
+    redis.call('ZADD', pass_key(pool, level), pass, agent_id)
   else
     redis.call('ZREM', pool.load, agent_id)
     redis.call('ZREM', pool.order, agent_id)
-    redis.call('ZREM', pass_key(pool, bucket(cfg)), agent_id)
+    redis.call('ZREM', pass_key(pool, level), agent_id)
   end
 end
 
--- The agent's eligibility now: online (may receive at all) and eligible (may take one more).
+-- The agent's eligibility now, as four values (no table, since this runs for nearly every
+-- event): online (may receive at all), eligible (may take one more), its load and, when
+-- eligible, its weighted pass.
 local function agent_state(agent_id, cfg)
-  if not cfg then return { online = false } end
+  if not cfg then return false, false end
   local online = cfg.auto_assign ~= false and max_concurrent(cfg) > 0
     and status_receives(status_of(agent_id))
   local load = load_of(agent_id)
-  local state = {
-    online = online, load = load,
-    eligible = online and load < max_concurrent(cfg) and not daily_limit_reached(agent_id, cfg),
-  }
-  if state.eligible then
-    -- weighted: an agent (re)joining starts at the current virtual time, so time spent away
-    -- is not paid back as a burst of assignments.
-    local pass = tonumber(redis.call('HGET', K.passes, agent_id)) or 0
-    local vtime = meta_number('vtime')
-    if pass < vtime then
-      pass = vtime
-      redis.call('HSET', K.passes, agent_id, pass)
-    end
-    state.pass = pass
+  local eligible = online and load < max_concurrent(cfg)
+    and not daily_limit_reached(agent_id, cfg)
+  if not eligible then return online, false, load end
+  -- weighted: an agent (re)joining starts at the current virtual time, so time spent away is
+  -- not paid back as a burst of assignments.
+  local pass = tonumber(redis.call('HGET', K.passes, agent_id)) or 0
+  local vtime = meta_number('vtime')
+  if pass < vtime then
+    pass = vtime
+    redis.call('HSET', K.passes, agent_id, pass)
   end
-  return state
+  return online, true, load, pass
 end
 
 -- Puts the agent into the pools or takes it out, according to its current eligibility.
 -- Returns whether it is eligible now (what `available` would then read).
 local function refresh(agent_id)
   local cfg = agent(agent_id)
-  local state = agent_state(agent_id, cfg)
-  place(BASE, agent_id, cfg, state)
+  local online, eligible, load, pass = agent_state(agent_id, cfg)
+  place(BASE, agent_id, cfg, online, eligible, load, pass)
   for _, id in ipairs(memberships_of(agent_id)) do
-    place(requirement_pool(id), agent_id, cfg, state)
+    place(requirement_pool(id), agent_id, cfg, online, eligible, load, pass)
   end
-  return state.eligible == true
+  return eligible == true
 end
 
 local function refresh_all()
@@ -192,17 +198,18 @@ local function rejoin_pools(agent_id, previous)
   set_memberships(agent_id, ids)
 end
 
+local function sorted_copy(list)
+  local copy = {}
+  for i, v in ipairs(list or NONE) do copy[i] = v end
+  table.sort(copy)
+  return copy
+end
+
 -- The pool of a requirement, registered and filled with the qualifying agents the first time
 -- it is needed (one pass over the team, once per distinct requirement).
 local function pool_for(req)
-  local function sorted(list)
-    local copy = {}
-    for i, v in ipairs(list or {}) do copy[i] = v end
-    table.sort(copy)
-    return copy
-  end
   local canonical = {
-    s = sorted(req.s), sc = sorted(req.sc), ch = req.ch or '', ca = req.ca or '',
+    s = sorted_copy(req.s), sc = sorted_copy(req.sc), ch = req.ch or '', ca = req.ca or '',
   }
   if #canonical.s == 0 and #canonical.sc == 0 and canonical.ch == '' and canonical.ca == '' then
     return BASE
@@ -212,11 +219,17 @@ local function pool_for(req)
   local id = string.sub(redis.sha1hex(text), 1, 16)
   if redis.call('HSETNX', K.pools, id, cjson.encode(req)) == 1 then
     meta_cache.pool_count = redis.call('HINCRBY', K.meta, 'pool_count', 1)
+    if BASE.waiting == K.waiting then
+      -- The first requirement pool: the base pool gets a queue of its own, which holds every
+      -- conversation waiting so far (they were all the base pool's).
+      redis.call('ZUNIONSTORE', K.base_waiting, '1', K.waiting)
+      BASE.waiting = K.base_waiting
+    end
     local pool = requirement_pool(id)
     for _, agent_id in ipairs(redis.call('HKEYS', K.agents)) do
       local cfg = agent(agent_id)
       if qualifies(cfg, req) then
-        local ids = memberships_of(agent_id)
+        local ids = { unpack(memberships_of(agent_id)) }
         ids[#ids + 1] = id
         set_memberships(agent_id, ids)
         place(pool, agent_id, cfg, agent_state(agent_id, cfg))
@@ -234,14 +247,17 @@ end
 -- The first agent the strategy chooses among the pool's eligible agents of one precedence
 -- `level` (all of them when nil: a project without levels has everyone outside them),
 -- skipping the agents in `excluded` (a set; a conversation's few agents it must not go back to).
-local function pick_in(pool, strategy, excluded, level)
-  local function first_allowed(key, min, max)
-    for offset = 0, 1000 do
-      local found = redis.call('ZRANGE', key, min, max, 'BYSCORE', 'LIMIT', offset, 1)[1]
-      if not found then return nil end
-      if not excluded[found] then return found end
-    end
+-- The first member of `key` scored within [min, max] that `excluded` does not hold.
+local function first_allowed(key, min, max, excluded)
+  for offset = 0, 1000 do
+    local from = offset == 0 and '0' or offset -- as text when it can (see NOW_TEXT)
+    local found = redis.call('ZRANGE', key, min, max, 'BYSCORE', 'LIMIT', from, '1')[1]
+    if not found then return nil end
+    if not excluded[found] then return found end
   end
+end
+
+local function pick_in(pool, strategy, excluded, level)
   local min, max, low, high = '-inf', '+inf', nil, nil
   if level then
     low, high = level * BUCKET, (level + 1) * BUCKET
@@ -253,13 +269,13 @@ local function pick_in(pool, strategy, excluded, level)
     local last = tonumber(last_text)
     local found
     if last and (not low or (last >= low and last < high)) then
-      found = first_allowed(pool.order, '(' .. last_text, max)
+      found = first_allowed(pool.order, '(' .. last_text, max, excluded)
     end
-    return found or first_allowed(pool.order, min, max)
+    return found or first_allowed(pool.order, min, max, excluded)
   elseif strategy == 'weighted' then
-    return first_allowed(pass_key(pool, level or OUTSIDE), '-inf', '+inf')
+    return first_allowed(pass_key(pool, level or OUTSIDE), '-inf', '+inf', excluded)
   end
-  return first_allowed(pool.load, min, max)
+  return first_allowed(pool.load, min, max, excluded)
 end
 
 -- The agent for a conversation of this pool, by strategy and precedence: only the first level
@@ -267,11 +283,15 @@ end
 -- Agents outside the levels serve only when no level agent is online: then the conversation is
 -- offered to all of them, returned as the second value.
 local function choose(pool, strategy, excluded)
-  excluded = excluded or {}
   if meta_number('level_agents') == 0 then
-    return pick_in(pool, strategy, excluded)
+    -- Every strategy picks among the same eligible agents: none for one, none for all.
+    if nobody_eligible[pool.id] then return nil end
+    local agent_id = pick_in(pool, strategy, excluded or NONE)
+    if not agent_id and not excluded then nobody_eligible[pool.id] = true end
+    return agent_id
   end
-  local first = redis.call('ZRANGE', pool.online, 0, 0, 'WITHSCORES')
+  excluded = excluded or NONE
+  local first = redis.call('ZRANGE', pool.online, '0', '0', 'WITHSCORES')
   if not first[1] then return nil end
   local level = tonumber(first[2])
   while level < OUTSIDE do

@@ -36,7 +36,10 @@
 --                        decision (custom), score 0
 --   16 offers    zset    "agent|conversation" for every standing offer (score 0, by lex)
 --   17 online    zset    base pool's agents that are online (whatever their load), score = bucket
---   18 base_waiting zset  waiting conversations of the base pool (members as in `waiting`)
+--   18 base_waiting zset  waiting conversations of the base pool (members as in `waiting`), once
+--                        the project has a requirement pool: until then every waiting
+--                        conversation is the base pool's, and `waiting` serves as its queue
+--                        (one write per enqueue and dequeue instead of two)
 --   19 pools     hash    requirement pool id -> requirement (skills, channels), JSON; each pool
 --                        has keys <prefix>rq:<id>:{load,order,pass,online,waiting}, built from
 --                        this project's prefix, so they share its hash tag and cluster slot
@@ -55,6 +58,10 @@
 
 local K, PREFIX, EVENT_TYPE, NOW, DEDUPE_TTL, CLOSED_RETENTION
 local ASSUMED_TIMEZONE, TODAY, NEXT_MIDNIGHT
+-- NOW and DEDUPE_TTL as the worker wrote them. A Lua number given to redis.call is turned
+-- into text with snprintf("%.17g"), a measurable cost on the hot path: text that is at hand,
+-- and literals such as '0' and '1', go as they are.
+local NOW_TEXT, DEDUPE_TTL_TEXT
 
 -- Later parts that keep per-call state (caches, kept by every write to what they cache) add a
 -- function here that resets it; `begin_call` runs them once per call.
@@ -62,9 +69,16 @@ local per_call_resets = {}
 -- Later parts that keep per-event state add a function here that resets it; `begin_event`
 -- runs them before each event of the batch.
 local per_event_resets = {}
+-- Later parts that write a cached value back once per call instead of once per change add a
+-- function here; `end_call` runs them after the batch's last event.
+local per_call_finishes = {}
 
 -- cjson.null (the library's top level may not touch cjson: only calls can).
 local NULL
+
+-- An empty table that nothing writes to: a default that allocates nothing (every table a call
+-- creates is garbage the Lua collector must later sweep, a measurable share of a call).
+local NONE = {}
 
 -- Filled in when the library is assembled, from domain::settings::defaults() (store/script.rs).
 local DEFAULT_SETTINGS = {}
@@ -153,8 +167,8 @@ local function begin_call(keys, args)
     PREFIX = string.sub(keys[1], 1, -9)
     keys_bound_for = keys[1]
   end
-  NOW = tonumber(args[1])
-  DEDUPE_TTL = tonumber(args[3])
+  NOW, NOW_TEXT = tonumber(args[1]), args[1]
+  DEDUPE_TTL, DEDUPE_TTL_TEXT = tonumber(args[3]), args[3]
   CLOSED_RETENTION = tonumber(args[4])
   ASSUMED_TIMEZONE = args[5]
   TODAY = args[6]
@@ -162,6 +176,11 @@ local function begin_call(keys, args)
   NULL = cjson.null
   settings_cache = nil
   for _, reset in ipairs(per_call_resets) do reset() end
+end
+
+-- Writes back what the call kept in its caches only.
+local function end_call()
+  for _, finish in ipairs(per_call_finishes) do finish() end
 end
 
 -- Binds one event of the batch (its record key, type and random seed) and resets every

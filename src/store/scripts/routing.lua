@@ -48,13 +48,16 @@ end
 
 -- The pool the conversation is routed by now.
 local function pool_of(record)
-  local req = {}
   local step = current_step(record)
+  local restricted = meta_number('restricted_agents') > 0
+  -- Most conversations of most projects: no rule step, no agent limited to some channels.
+  if not step and not restricted then return BASE end
+  local req = {}
   if step then
     req.s = step.skills
     req.sc = step.channels
   end
-  if meta_number('restricted_agents') > 0 then
+  if restricted then
     req.ch = record.ch
     req.ca = record.ca
   end
