@@ -808,6 +808,21 @@ async fn main() {
             rates(&workers),
             rates(&unbatched_runs)
         ));
+        // A round's relay and worker drain back to back, under much the same load from the
+        // rest of the machine: the median of the rounds' own ratios pairs them.
+        let paired = |runs: &[(f64, CpuPerEvents)]| {
+            let ratios: Vec<f64> = runs
+                .iter()
+                .zip(&relays)
+                .map(|((rate, _), (relay, _))| rate / relay)
+                .collect();
+            median(&ratios)
+        };
+        line(format!(
+            "Median of the rounds' own ratios (each round's worker over that round's relay): worker {:.2}, batching off {:.2}.\n",
+            paired(&workers),
+            paired(&unbatched_runs)
+        ));
         line("CPU ms per 1,000 events in the median round (where the time goes; all processes share the machine's cores):\n".into());
         line("| | RabbitMQ | Redis | handler process | total | machine busy |\n|---|---|---|---|---|---|".into());
         for (name, cpu) in [
