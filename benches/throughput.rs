@@ -214,7 +214,8 @@ impl Workers {
                 return;
             }
             let elapsed = started.elapsed().as_secs_f64();
-            let rate = (done - at_start) as f64 / elapsed.max(1e-3);
+            // A failed scrape counts a worker as 0: never below the start.
+            let rate = done.saturating_sub(at_start) as f64 / elapsed.max(1e-3);
             let half_of_rest = if rate > 0.0 {
                 (n - done) as f64 / rate / 2.0
             } else {
@@ -926,7 +927,7 @@ async fn main() {
     }
     if part("f") {
         line("## (f) Redis CPU per event (batches straight through the store, no broker)\n".into());
-        line(format!("The backlog of (a), applied in batches of {} (one call at a time), three times; Redis's own CPU time (user + system) per event, median. The figure the worker/relay ratio hangs on, free of the broker and of the machine's other load.\n", Config::default().batch_size));
+        line(format!("The backlog of (a), applied in batches of {} (one call at a time), three times; Redis's own CPU time (user + system) per event, median: the decision's cost, the largest part of what separates the worker from the relay, free of the broker and steadier than drain rates on a shared machine.\n", Config::default().batch_size));
         let mut runs = vec![];
         for _ in 0..3 {
             runs.push(redis_cpu_per_event(events, Config::default().batch_size.into()).await);
