@@ -23,13 +23,12 @@ end
 -- written since: the same event twice in a batch is a replay the second time.
 local records
 
--- Applies the batch's `i`-th event, as if it were a call of its own.
-local function apply_event(keys, args, i)
+-- Applies the batch's `i`-th event (its data decoded), as if it were a call of its own.
+local function apply_event(keys, args, i, data)
   local event_key = keys[PROJECT_KEYS + i]
   local recorded = records[event_key]
   if recorded then return { 1, recorded } end
-  local event_type, data = args[SHARED_ARGS + 2 * i - 1], args[SHARED_ARGS + 2 * i]
-  begin_event(event_key, event_type, tonumber(args[2]) + i - 1)
+  begin_event(event_key, args[SHARED_ARGS + 2 * i - 1], tonumber(args[2]) + i - 1)
 
   -- The worker computes the local date (Lua has no time-zone data): if it assumed another
   -- zone than the project's, it is told the right one and calls again. Nothing has changed.
@@ -48,7 +47,7 @@ local function apply_event(keys, args, i)
   local handler = handlers[EVENT_TYPE]
   -- The worker sends only the contract's types; anything else is a bug, failed loudly.
   if not handler then error('unknown event type ' .. EVENT_TYPE) end
-  handler(cjson.decode(data))
+  handler(data)
   drain()
   forget_old()
 
@@ -81,9 +80,20 @@ local function apply(keys, args)
     return replies
   end
   begin_call(keys, args)
+  -- The conversations the batch's events name are read with one HMGET, not one HGET each.
+  local data, named = {}, {}
+  for i = 1, events do
+    if not records[keys[PROJECT_KEYS + i]] then
+      data[i] = cjson.decode(args[SHARED_ARGS + 2 * i])
+      if type(data[i].conversation_id) == 'string' then
+        named[#named + 1] = data[i].conversation_id
+      end
+    end
+  end
+  prefetch_conversations(named)
   local replies = {}
   for i = 1, events do
-    replies[i] = apply_event(keys, args, i)
+    replies[i] = apply_event(keys, args, i, data[i])
     if replies[i][1] == 2 then break end
   end
   end_call()

@@ -10,13 +10,37 @@
 -- queue it waits in, tn = timer number, plus the routing fields (ch, ca, lang, cat, attrs). A record with state closed and no visitor is a tombstone: the conversation was closed
 -- before it was created, and a late creation is ignored.
 
+-- Conversation records read or written in this call, as stored (id -> JSON, false: none). A
+-- batch's own conversations are read together up front (`prefetch_conversations`); every
+-- write goes through here too, so a read sees exactly what Redis holds. Kept as text: each
+-- read decodes a fresh table, which its caller may change.
+local conversation_cache
+per_call_resets[#per_call_resets + 1] = function() conversation_cache = {} end
+
 local function conversation(conversation_id)
-  local raw = redis.call('HGET', K.convs, conversation_id)
+  local raw = conversation_cache[conversation_id]
+  if raw == nil then
+    raw = redis.call('HGET', K.convs, conversation_id) or false
+    conversation_cache[conversation_id] = raw
+  end
   return raw and cjson.decode(raw) or nil
 end
 
+-- Reads these conversations' records with one HMGET (those not read yet in this call).
+local function prefetch_conversations(ids)
+  local missing = {}
+  for _, id in ipairs(ids) do
+    if conversation_cache[id] == nil then missing[#missing + 1] = id end
+  end
+  if #missing == 0 then return end
+  local found = redis.call('HMGET', K.convs, unpack(missing))
+  for i, id in ipairs(missing) do conversation_cache[id] = found[i] or false end
+end
+
 local function save_conversation(conversation_id, record)
-  redis.call('HSET', K.convs, conversation_id, cjson.encode(record))
+  local raw = cjson.encode(record)
+  redis.call('HSET', K.convs, conversation_id, raw)
+  conversation_cache[conversation_id] = raw
 end
 
 local function new_record(data)
@@ -300,6 +324,7 @@ local function forget_old()
     local record = conversation(conversation_id)
     if record and record.s == 'closed' then
       redis.call('HDEL', K.convs, conversation_id)
+      conversation_cache[conversation_id] = false
     end
     redis.call('ZREM', K.closed, conversation_id)
   end
