@@ -121,13 +121,21 @@ local function release(conversation_id, record)
   end
 end
 
+-- A member of the queue of every waiting conversation and of its pool's queue, which are one
+-- key while the project has no requirement pool (see KEYS 18): added or removed once there.
+local function queue_add(pool_queue, score, member)
+  redis.call('ZADD', K.waiting, score, member)
+  if pool_queue ~= K.waiting then redis.call('ZADD', pool_queue, score, member) end
+end
+
+local function queue_remove(pool_queue, member)
+  redis.call('ZREM', K.waiting, member)
+  if pool_queue ~= K.waiting then redis.call('ZREM', pool_queue, member) end
+end
+
 -- Takes the conversation out of the waiting queues.
 local function dequeue(record)
-  if record.w then
-    redis.call('ZREM', K.waiting, record.w)
-    local queue = pool_by_id(record.pw).waiting
-    if queue ~= K.waiting then redis.call('ZREM', queue, record.w) end
-  end
+  if record.w then queue_remove(pool_by_id(record.pw).waiting, record.w) end
   record.w = nil
   record.pw = nil
 end
@@ -140,8 +148,7 @@ local function enqueue(conversation_id, record, reason, pool)
   local member = string.format('%016d', record.n or 0) .. '|' .. conversation_id
   local priority = tonumber(record.p) or 0
   local score = priority == 0 and '0' or -priority
-  redis.call('ZADD', K.waiting, score, member)
-  if pool.waiting ~= K.waiting then redis.call('ZADD', pool.waiting, score, member) end
+  queue_add(pool.waiting, score, member)
   record.s = 'waiting'
   record.a = nil
   record.w = member
@@ -289,8 +296,7 @@ local function drain()
       local conversation_id = after_bar(best_member)
       local record = conversation(conversation_id)
       if not record or record.s ~= 'waiting' then
-        redis.call('ZREM', K.waiting, best_member)
-        if best.waiting ~= K.waiting then redis.call('ZREM', best.waiting, best_member) end
+        queue_remove(best.waiting, best_member)
       elseif agent_id then
         dequeue(record)
         assign(conversation_id, record, agent_id, 'backlog', strategy, nil, best)

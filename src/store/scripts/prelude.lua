@@ -56,9 +56,9 @@
 --   8… two per event of the batch, in order: the event type, then its data, JSON (checked by
 --      the worker)
 
-local K, PREFIX, EVENT_TYPE, NOW, DEDUPE_TTL, CLOSED_RETENTION
+local K, PREFIX, EVENT_TYPE, NOW, CLOSED_RETENTION
 local ASSUMED_TIMEZONE, TODAY, NEXT_MIDNIGHT
--- NOW and DEDUPE_TTL as the worker wrote them. A Lua number given to redis.call is turned
+-- NOW and the dedupe TTL as the worker wrote them. A Lua number given to redis.call is turned
 -- into text with snprintf("%.17g"), a measurable cost on the hot path: text that is at hand,
 -- and literals such as '0' and '1', go as they are.
 local NOW_TEXT, DEDUPE_TTL_TEXT
@@ -168,7 +168,7 @@ local function begin_call(keys, args)
     keys_bound_for = keys[1]
   end
   NOW, NOW_TEXT = tonumber(args[1]), args[1]
-  DEDUPE_TTL, DEDUPE_TTL_TEXT = tonumber(args[3]), args[3]
+  DEDUPE_TTL_TEXT = args[3]
   CLOSED_RETENTION = tonumber(args[4])
   ASSUMED_TIMEZONE = args[5]
   TODAY = args[6]
