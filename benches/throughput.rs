@@ -330,11 +330,8 @@ impl CpuUse {
     }
 
     fn sample(handlers: &[u32]) -> [f64; 3] {
-        let rabbitmq = pids_named("beam.smp").iter().map(|p| cpu_seconds(*p)).sum();
-        let redis = pids_named("redis-server")
-            .iter()
-            .map(|p| cpu_seconds(*p))
-            .sum();
+        let rabbitmq = cpu_seconds_named("beam.smp");
+        let redis = cpu_seconds_named("redis-server");
         let handler = handlers.iter().map(|p| cpu_seconds(*p)).sum();
         [rabbitmq, redis, handler]
     }
@@ -366,6 +363,11 @@ fn pids_named(name: &str) -> Vec<u32> {
                 .is_ok_and(|comm| comm.trim() == name)
         })
         .collect()
+}
+
+/// User + system CPU seconds of every process of this name.
+fn cpu_seconds_named(name: &str) -> f64 {
+    pids_named(name).iter().map(|p| cpu_seconds(*p)).sum()
 }
 
 /// User + system CPU seconds of a process (0 if it is gone).
@@ -945,17 +947,22 @@ async fn main() {
     println!("\nwritten to bench-results/latest.md and bench-results/latest.svg");
 }
 
+/// The store a worker with this configuration would use.
+async fn store(config: &Config) -> switchboard::store::Store {
+    switchboard::store::Store::connect(
+        std::slice::from_ref(&config.redis_url),
+        switchboard::store::StoreOptions::from_config(config),
+    )
+    .await
+    .unwrap()
+}
+
 /// Redis CPU microseconds per event for the mixed backlog (after its setup) applied straight
 /// through the store in batches of `batch` events, one call at a time.
 async fn redis_cpu_per_event(events: usize, batch: usize) -> f64 {
     let tag = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let config = Config::default();
-    let store = switchboard::store::Store::connect(
-        std::slice::from_ref(&config.redis_url),
-        switchboard::store::StoreOptions::from_config(&config),
-    )
-    .await
-    .unwrap();
+    let store = store(&config).await;
     let (setup, backlog) = mixed_backlog(&tag, 10, events);
     let decode = |bodies: &[Vec<u8>]| -> Vec<_> {
         bodies
@@ -968,14 +975,12 @@ async fn redis_cpu_per_event(events: usize, batch: usize) -> f64 {
     for event in &setup {
         store.apply(event, now()).await.unwrap();
     }
-    let redis = pids_named("redis-server");
-    let cpu = || redis.iter().map(|p| cpu_seconds(*p)).sum::<f64>();
-    let before = cpu();
+    let before = cpu_seconds_named("redis-server");
     for chunk in backlog.chunks(batch) {
         let chunk: Vec<_> = chunk.iter().collect();
         store.apply_batch(&chunk, now()).await.unwrap();
     }
-    let used = cpu() - before;
+    let used = cpu_seconds_named("redis-server") - before;
     forget_keys(&config, &format!("sb:{{{tag}}}:*")).await;
     used * 1e6 / backlog.len() as f64
 }
@@ -986,12 +991,7 @@ async fn redis_cpu_per_event(events: usize, batch: usize) -> f64 {
 async fn redis_time_by_type(events: usize) -> Vec<(String, usize, f64, f64, f64)> {
     let tag = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let config = Config::default();
-    let store = switchboard::store::Store::connect(
-        std::slice::from_ref(&config.redis_url),
-        switchboard::store::StoreOptions::from_config(&config),
-    )
-    .await
-    .unwrap();
+    let store = store(&config).await;
     let set = |name: &'static str, value: String| {
         let store = store.clone();
         async move {
