@@ -198,14 +198,12 @@ async fn consume(worker: Arc<Worker>, tag: String) {
                     let mut failed = None;
                     for delivery in batch {
                         match delivery {
-                            Ok(delivery) => {
-                                // In arrival order, before any of them can be settled.
-                                context.acks.received(delivery.delivery_tag).await;
-                                deliveries.push(delivery);
-                            }
+                            Ok(delivery) => deliveries.push(delivery),
                             Err(error) => failed = Some(error),
                         }
                     }
+                    // In arrival order, before any of them can be settled.
+                    context.acks.received(deliveries.iter().map(|d| d.delivery_tag)).await;
                     if !deliveries.is_empty() {
                         let (worker, context, abandoned) =
                             (worker.clone(), context.clone(), abandoned.clone());

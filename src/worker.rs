@@ -159,8 +159,13 @@ impl Worker {
             broker.session_failed.cancel();
             return;
         }
-        for one in &decided {
-            if self.ack(one.delivery, broker).await {
+        let tags: Vec<u64> = decided
+            .iter()
+            .map(|one| one.delivery.delivery_tag)
+            .collect();
+        let newly = self.ack(&tags, broker).await;
+        for (one, newly) in decided.iter().zip(newly) {
+            if newly {
                 EventApplied {
                     project: one.event.project.as_str(),
                     event_id: &one.event.id,
@@ -316,7 +321,7 @@ impl Worker {
             broker.session_failed.cancel();
             return true;
         }
-        self.ack(delivery, broker).await;
+        self.ack(&[delivery.delivery_tag], broker).await;
         true
     }
 
@@ -386,7 +391,7 @@ impl Worker {
             broker.session_failed.cancel();
             return;
         }
-        if self.ack(delivery, broker).await {
+        if self.ack(&[delivery.delivery_tag], broker).await[0] {
             EventDeadLettered {
                 kind: rejected.kind,
                 reason: rejected.reason,
@@ -398,15 +403,15 @@ impl Worker {
         }
     }
 
-    /// Settles a delivery whose work is done (see `broker::acks`). True when it was not
-    /// settled before.
-    async fn ack(&self, delivery: &Delivery, broker: &DeliveryContext) -> bool {
-        match broker.acks.ack(delivery.delivery_tag).await {
+    /// Settles deliveries whose work is done, in one frame when it can (see `broker::acks`).
+    /// For each, true when it was not settled before.
+    async fn ack(&self, delivery_tags: &[u64], broker: &DeliveryContext) -> Vec<bool> {
+        match broker.acks.ack(delivery_tags).await {
             Ok(newly) => newly,
             Err(error) => {
-                tracing::warn!(%error, "ack failed; the event will be redelivered");
+                tracing::warn!(%error, "ack failed; the events will be redelivered");
                 broker.session_failed.cancel();
-                false
+                vec![false; delivery_tags.len()]
             }
         }
     }

@@ -36,10 +36,13 @@ impl Acknowledgements {
         }
     }
 
-    /// Records a delivery as received. Called by the consumer loop for every delivery, in
+    /// Records deliveries as received. Called by the consumer loop for every delivery, in
     /// the order they arrive, before the delivery is handled.
-    pub async fn received(&self, delivery_tag: u64) {
-        self.outstanding.lock().await.insert(delivery_tag, false);
+    pub async fn received(&self, delivery_tags: impl IntoIterator<Item = u64>) {
+        let mut outstanding = self.outstanding.lock().await;
+        for delivery_tag in delivery_tags {
+            outstanding.insert(delivery_tag, false);
+        }
     }
 
     /// True when the delivery was acknowledged or returned to the queue already (or is
@@ -48,17 +51,26 @@ impl Acknowledgements {
         self.outstanding.lock().await.get(&delivery_tag) != Some(&false)
     }
 
-    /// Settles a delivery whose work is done: it is acknowledged, together with the settled
-    /// ones after it, as soon as every delivery before it is settled. False when it was
-    /// settled already (nothing is acknowledged twice).
-    pub async fn ack(&self, delivery_tag: u64) -> Result<bool, lapin::Error> {
+    /// Settles deliveries whose work is done (a batch's, together): each is acknowledged,
+    /// with the settled ones after it, as soon as every delivery before it is settled. A
+    /// batch whose elders are all settled goes in one frame, not one per event. For each
+    /// delivery, in order: false when it was settled already (nothing is acknowledged twice).
+    pub async fn ack(&self, delivery_tags: &[u64]) -> Result<Vec<bool>, lapin::Error> {
         let mut outstanding = self.outstanding.lock().await;
-        match outstanding.get_mut(&delivery_tag) {
-            Some(settled @ false) => *settled = true,
-            _ => return Ok(false),
+        let newly: Vec<bool> = delivery_tags
+            .iter()
+            .map(|delivery_tag| match outstanding.get_mut(delivery_tag) {
+                Some(settled @ false) => {
+                    *settled = true;
+                    true
+                }
+                _ => false,
+            })
+            .collect();
+        if newly.contains(&true) {
+            self.ack_settled_run(&mut outstanding).await?;
         }
-        self.ack_settled_run(&mut outstanding).await?;
-        Ok(true)
+        Ok(newly)
     }
 
     /// Returns a delivery to the queue now (a negative ack that requeues it); it then counts

@@ -55,7 +55,7 @@ impl Queue {
                 .await
                 .unwrap()
                 .expect("a message is ready");
-            acks.received(message.delivery.delivery_tag).await;
+            acks.received([message.delivery.delivery_tag]).await;
             tags.push(message.delivery.delivery_tag);
         }
         (channel, acks, tags)
@@ -81,9 +81,9 @@ async fn settled_deliveries_wait_for_their_elders_then_go_in_one_ack() {
     let queue = Queue::with_messages(4).await;
     let (channel, acks, tags) = queue.take(4).await;
     // The last two are done first; the first is still in flight.
-    assert!(acks.ack(tags[3]).await.unwrap());
-    assert!(acks.ack(tags[2]).await.unwrap());
-    assert!(!acks.ack(tags[2]).await.unwrap(), "settled once only");
+    assert!(acks.ack(&[tags[3]]).await.unwrap()[0]);
+    assert!(acks.ack(&[tags[2]]).await.unwrap()[0]);
+    assert!(!acks.ack(&[tags[2]]).await.unwrap()[0], "settled once only");
     assert!(acks.is_settled(tags[2]).await);
     assert!(!acks.is_settled(tags[0]).await);
     // The worker dies now: nothing was acknowledged ahead of the event in flight, so all
@@ -96,8 +96,8 @@ async fn settled_deliveries_wait_for_their_elders_then_go_in_one_ack() {
 async fn a_returned_delivery_releases_the_settled_ones_behind_it() {
     let queue = Queue::with_messages(4).await;
     let (channel, acks, tags) = queue.take(4).await;
-    assert!(acks.ack(tags[1]).await.unwrap());
-    assert!(acks.ack(tags[2]).await.unwrap());
+    assert!(acks.ack(&[tags[1]]).await.unwrap()[0]);
+    assert!(acks.ack(&[tags[2]]).await.unwrap()[0]);
     // The first goes back to the queue: the two settled behind it are acknowledged.
     assert!(acks.requeue(tags[0]).await.unwrap());
     assert!(!acks.requeue(tags[0]).await.unwrap(), "returned once only");
@@ -107,4 +107,19 @@ async fn a_returned_delivery_releases_the_settled_ones_behind_it() {
     // failed on a tag acknowledged twice).
     channel.close(200, "done".into()).await.unwrap();
     assert_eq!(queue.ready().await, 2);
+}
+
+#[tokio::test]
+async fn a_batch_settles_together_and_reports_which_were_new() {
+    let queue = Queue::with_messages(4).await;
+    let (channel, acks, tags) = queue.take(4).await;
+    assert!(acks.ack(&[tags[1]]).await.unwrap()[0]);
+    // The batch of the first three, one of them settled already: the two others are new,
+    // and with them the first three go (the fourth is still in flight).
+    let newly = acks.ack(&tags[..3]).await.unwrap();
+    assert_eq!(newly, vec![true, false, true]);
+    assert!(acks.is_settled(tags[0]).await);
+    assert!(!acks.is_settled(tags[3]).await);
+    channel.close(200, "crash".into()).await.unwrap();
+    assert_eq!(queue.ready().await, 1, "only the one in flight comes back");
 }
