@@ -234,7 +234,15 @@ impl Env {
 
     /// A worker in this process, stopped when the handle is dropped or stopped.
     pub async fn spawn_worker(&self) -> WorkerHandle {
-        let application = Application::build(self.config.clone(), Arc::new(SystemClock))
+        self.spawn_worker_with_clock(Arc::new(SystemClock)).await
+    }
+
+    /// A worker in this process that tells time by `clock`.
+    pub async fn spawn_worker_with_clock(
+        &self,
+        clock: Arc<dyn switchboard::clock::Clock>,
+    ) -> WorkerHandle {
+        let application = Application::build(self.config.clone(), clock)
             .await
             .unwrap();
         let http_addr = application.http_addr();

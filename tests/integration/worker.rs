@@ -467,3 +467,81 @@ async fn a_backlog_handled_in_batches_decides_each_event_once_and_rejects_only_t
     kill_and_wait(worker);
     env.cleanup().await;
 }
+
+/// A clock that panics when asked to arm a timer of about `delay_ms`: a stand-in for a bug
+/// that strikes one event while the worker prepares its outputs.
+struct PanicsArmingTimer {
+    delay_ms: i64,
+}
+
+impl Clock for PanicsArmingTimer {
+    fn now_ms(&self) -> i64 {
+        switchboard::clock::SystemClock.now_ms()
+    }
+
+    fn to_real_ms(&self, ms: i64) -> i64 {
+        if (self.delay_ms - 60_000..=self.delay_ms).contains(&ms) {
+            panic!("test: a bug while arming a timer");
+        }
+        ms
+    }
+}
+
+/// A bug (a panic) while handling one event of a batch costs only that event: its neighbours
+/// are handled one by one and published once each, and the event that panics goes back to the
+/// queue until the delivery limit dead-letters it, decided once in Redis however often it came.
+#[tokio::test]
+async fn a_panic_costs_only_its_own_event_which_is_dead_lettered_at_the_delivery_limit() {
+    let mut env = Env::new().await; // delivery limit 5
+    let (mut poisoned, mut healthy) = (Platform::new(), Platform::new());
+    // Only the poisoned project's assignments arm a reply timer, the one the clock fails on.
+    let mut backlog =
+        vec![poisoned.event("project.configured", json!({"reply_timeout_seconds": 3600}))];
+    backlog.extend(poisoned.agents(&[("a", 5)]));
+    backlog.extend(healthy.agents(&[("b", 5)]));
+    backlog.push(healthy.created("c1"));
+    let poison = poisoned.created("c1");
+    backlog.push(poison.clone());
+    backlog.push(healthy.created("c2"));
+    backlog.push(healthy.created("c3"));
+    env.publish_many(&backlog).await;
+    let worker = env
+        .spawn_worker_with_clock(std::sync::Arc::new(PanicsArmingTimer {
+            delay_ms: 3_600_000,
+        }))
+        .await;
+
+    let letters = env.dead_letters(1, WAIT).await;
+    assert_eq!(
+        letters.len(),
+        1,
+        "the event that panics reached dead letters"
+    );
+    assert_eq!(letters[0].body, poison);
+    let outputs = env.outputs_for(Duration::from_secs(1)).await;
+    let assigned = of_type(&outputs, "conversation.assigned");
+    let healthy_ones: Vec<&str> = assigned
+        .iter()
+        .filter(|o| o["project"] == healthy.project.as_str())
+        .map(|o| o["data"]["conversation_id"].as_str().unwrap())
+        .collect();
+    let mut sorted = healthy_ones.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["c1", "c2", "c3"], "each neighbour published once");
+    assert!(
+        assigned
+            .iter()
+            .all(|o| o["project"] != poisoned.project.as_str()),
+        "nothing of the event that panics was published"
+    );
+    let store = store_at(&env.config.redis_url).await;
+    assert_eq!(
+        load_of(&store, &poisoned.project, "a").await,
+        1,
+        "decided once, replayed on every redelivery"
+    );
+    assert_eq!(env.depth(&env.config.work_queue).await, 0);
+    assert!(worker.readiness.is_ready(), "still consuming");
+    worker.stop().await;
+    env.cleanup().await;
+}
