@@ -64,22 +64,23 @@ local function apply(keys, args)
     error('apply expects ' .. PROJECT_KEYS .. ' project keys, one record key per event, '
       .. SHARED_ARGS .. ' shared arguments and two per event')
   end
-  -- Every record is read before anything else: a replayed batch costs one MGET.
-  local found = redis.call('MGET', unpack(keys, PROJECT_KEYS + 1))
+  -- Every record is read before anything else, with the settings: a replayed batch costs one
+  -- MGET, and so does everything else a call reads from those keys.
+  local found = redis.call('MGET', keys[1], unpack(keys, PROJECT_KEYS + 1))
   records = {}
   local replays = 0
   for i = 1, events do
-    if found[i] then
-      records[keys[PROJECT_KEYS + i]] = found[i]
+    if found[i + 1] then
+      records[keys[PROJECT_KEYS + i]] = found[i + 1]
       replays = replays + 1
     end
   end
   if replays == events then
     local replies = {}
-    for i = 1, events do replies[i] = { 1, found[i] } end
+    for i = 1, events do replies[i] = { 1, found[i + 1] } end
     return replies
   end
-  begin_call(keys, args)
+  begin_call(keys, args, found[1])
   -- The conversations the batch's events name are read with one HMGET, not one HGET each.
   local data, named = {}, {}
   for i = 1, events do

@@ -84,11 +84,13 @@ local NONE = {}
 local DEFAULT_SETTINGS = {}
 
 local settings_cache, outputs, timers
+-- The settings as stored when the call began (false: none), read with the batch's event
+-- records in one MGET; decoded on first use.
+local settings_text
 
 local function settings()
   if settings_cache == nil then
-    local raw = redis.call('GET', K.settings)
-    settings_cache = raw and cjson.decode(raw) or {}
+    settings_cache = settings_text and cjson.decode(settings_text) or {}
   end
   return settings_cache
 end
@@ -152,8 +154,8 @@ local function random(...)
 end
 
 -- Binds KEYS and the shared ARGV for one call (a batch of one project's events) and resets
--- every per-call cache.
-local function begin_call(keys, args)
+-- every per-call cache; `stored_settings` is the settings key's value (false: none).
+local function begin_call(keys, args, stored_settings)
   if keys_bound_for ~= keys[1] then
     K = {
       settings = keys[1], agents = keys[2], status = keys[3], convs = keys[4],
@@ -174,7 +176,7 @@ local function begin_call(keys, args)
   TODAY = args[6]
   NEXT_MIDNIGHT = tonumber(args[7])
   NULL = cjson.null
-  settings_cache = nil
+  settings_cache, settings_text = nil, stored_settings
   for _, reset in ipairs(per_call_resets) do reset() end
 end
 
