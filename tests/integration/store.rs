@@ -552,6 +552,46 @@ async fn a_batch_sees_what_the_events_before_it_changed() {
 }
 
 #[tokio::test]
+async fn a_returning_visitor_in_a_batch_goes_back_to_the_agent_an_earlier_event_gave_it() {
+    // An assignment earlier in the batch counts as the visitor's last agent for its next
+    // conversation in the same batch, as it would one event at a time.
+    let events = |project: &str| {
+        [
+            (
+                "agent.upserted",
+                json!({"agents": [{"agent_id": "a", "max_concurrent": 5}]}),
+            ),
+            (
+                "agent.status_changed",
+                json!({"agent_id": "a", "status": "online"}),
+            ),
+            (
+                "conversation.created",
+                json!({"conversation_id": "c1", "visitor_id": "v"}),
+            ),
+            ("conversation.closed", json!({"conversation_id": "c1"})),
+            (
+                "agent.upserted",
+                json!({"agents": [{"agent_id": "b", "max_concurrent": 5}]}),
+            ),
+            (
+                "agent.status_changed",
+                json!({"agent_id": "b", "status": "online"}),
+            ),
+            (
+                "conversation.created",
+                json!({"conversation_id": "c2", "visitor_id": "v"}),
+            ),
+        ]
+        .map(|(event_type, data)| event(project, event_type, data))
+    };
+    let in_batch = batch_and_one_by_one_agree(events).await;
+    let back = &in_batch[6];
+    assert_eq!(assigned_agents(back), ["a"]);
+    assert_eq!(back[0].data["reason"], "returning");
+}
+
+#[tokio::test]
 async fn a_batch_finds_the_capacity_an_earlier_event_opened() {
     // Capacity opened within a batch (a close, a raised limit, an agent coming online) serves
     // the conversations waiting and the next ones, as it would one event at a time.
