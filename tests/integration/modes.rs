@@ -312,3 +312,27 @@ async fn a_silent_custom_allocator_is_replaced_by_the_strategy_after_its_timeout
     assert_eq!(out[1]["data"]["reason"], "new");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn get_next_skips_and_clears_a_queue_entry_whose_conversation_no_longer_waits() {
+    // A call that fails halfway can leave a member in the waiting queue whose conversation is
+    // gone or no longer waiting; "get next" must not keep answering with it.
+    let p = Project::new().await;
+    p.configure(json!({"mode": "manual"})).await;
+    p.online_agents(&[("a", 2)]).await;
+    p.create("real").await;
+    let queue = format!("sb:{{{}}}:waiting", p.id);
+    for member in ["0000000000000000|ghost", "0000000000000000|real"] {
+        // Ahead of everything: a higher priority than the real entry's.
+        let _: i64 = p
+            .store
+            .query(redis::cmd("ZADD").arg(&queue).arg(-9).arg(member))
+            .await
+            .unwrap();
+    }
+    let got = claim(&p, "a", None).await;
+    assert_eq!(types(&got), ["conversation.assigned"], "{got:?}");
+    assert_eq!(got[0].data["conversation_id"], "real");
+    assert!(p.waiting().await.is_empty(), "stale entries cleared");
+    assert_eq!(rejection(&claim(&p, "a", None).await), "nothing_waiting");
+}

@@ -258,24 +258,34 @@ handlers['agent.claim_requested'] = function(data)
   local conversation_id = data.conversation_id
   if not conversation_id then
     -- Get next: the best head among the queues of the pools the agent belongs to, else the
-    -- oldest offer made to this agent.
-    local head, head_score
+    -- oldest offer made to this agent. A head whose conversation no longer waits there (a
+    -- call that failed halfway can leave one) is taken out of the queues, and the next tried.
     local queues = { BASE.waiting }
     for _, id in ipairs(memberships_of(data.agent_id)) do
       queues[#queues + 1] = requirement_pool(id).waiting
     end
-    for _, key in ipairs(queues) do
-      local member, score = head_of(key)
-      if member and (not head or score < head_score or (score == head_score and member < head)) then
-        head, head_score = member, score
+    for _ = 1, 100 do
+      local head, head_score, head_queue
+      for _, key in ipairs(queues) do
+        local member, score = head_of(key)
+        if member and (not head or score < head_score or (score == head_score and member < head)) then
+          head, head_score, head_queue = member, score, key
+        end
       end
+      if not head then break end
+      local record = conversation(after_bar(head))
+      if record and record.s == 'waiting' and record.w == head then
+        conversation_id = after_bar(head)
+        break
+      end
+      queue_remove(head_queue, head)
     end
-    if not head then
+    if not conversation_id then
       local min, max = agent_range(data.agent_id)
-      head = redis.call('ZRANGE', K.offers, min, max, 'BYLEX', 'LIMIT', 0, 1)[1]
+      local offered = redis.call('ZRANGE', K.offers, min, max, 'BYLEX', 'LIMIT', 0, 1)[1]
+      if not offered then return rejected('nothing_waiting', data) end
+      conversation_id = after_bar(offered)
     end
-    if not head then return rejected('nothing_waiting', data) end
-    conversation_id = after_bar(head)
   end
   local record = conversation(conversation_id)
   if not record or not record.v then return rejected('unknown_conversation', data) end
