@@ -28,7 +28,7 @@ use lapin::types::FieldTable;
 use serde_json::{json, Value};
 use switchboard::broker::{self, Message, Session};
 use switchboard::config::Config;
-use switchboard::store::keys::{event_key, APPLY_KEY_NAMES};
+use switchboard::store::interface::PROJECT_KEYS;
 
 fn config(tag: &str) -> Config {
     Config {
@@ -977,7 +977,7 @@ async fn redis_cpu_per_event(events: usize, batch: usize) -> f64 {
     }
     let before = cpu_seconds_named("redis-server");
     for chunk in backlog.chunks(batch) {
-        let chunk: Vec<_> = chunk.iter().collect();
+        let chunk: Vec<_> = chunk.iter().map(Into::into).collect();
         store.apply_batch(&chunk, now()).await.unwrap();
     }
     let used = cpu_seconds_named("redis-server") - before;
@@ -1026,19 +1026,16 @@ async fn redis_time_by_type(events: usize) -> Vec<(String, usize, f64, f64, f64)
     let (setup, backlog) = mixed_backlog(&tag, 10, events);
     let mut by_type: std::collections::BTreeMap<String, (usize, f64, usize)> = Default::default();
     let mut client_us: HashMap<String, (usize, f64)> = HashMap::new();
-    // Event record key → event type.
+    // Each event is applied at its own `now` (a millisecond apart), which names it in the log:
+    // `now` → event type.
     let mut types: HashMap<String, &'static str> = HashMap::new();
+    let start_ms = switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock);
     for (i, body) in setup.iter().chain(&backlog).enumerate() {
         let event = switchboard::contract::decode(body).unwrap();
-        types.insert(event_key(&event.project, &event.id), event.kind.type_name());
+        let now_ms = start_ms + i as i64;
+        types.insert(now_ms.to_string(), event.kind.type_name());
         let started = Instant::now();
-        store
-            .apply(
-                &event,
-                switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock),
-            )
-            .await
-            .unwrap();
+        store.apply(&event, now_ms).await.unwrap();
         let client = client_us.entry(event.kind.type_name().into()).or_default();
         client.0 += 1;
         client.1 += started.elapsed().as_secs_f64() * 1e6;
@@ -1076,9 +1073,9 @@ async fn redis_time_by_type(events: usize) -> Vec<(String, usize, f64, f64, f64)
                     }
                 }
                 // The slow log keeps only the first 32 arguments, which leaves out the event
-                // type: the event's record key, the first after the project's 21, names it.
-                let event_key = args.get(3 + APPLY_KEY_NAMES.len()).map(text);
-                let Some(event_type) = event_key.and_then(|key| types.get(&key)) else {
+                // type: the call's `now`, the first argument after the keys, names it.
+                let now = args.get(3 + PROJECT_KEYS.len()).map(text);
+                let Some(event_type) = now.and_then(|now| types.get(&now)) else {
                     continue;
                 };
                 let entry = by_type.entry(event_type.to_string()).or_default();

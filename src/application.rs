@@ -15,6 +15,7 @@ use crate::broker::Session;
 use crate::clock::Clock;
 use crate::config::{redact_url, Config};
 use crate::http::{self, Readiness};
+use crate::store::confirmations::Confirmations;
 use crate::store::{Store, StoreOptions};
 use crate::telemetry::{self, Reconnecting};
 use crate::worker::{DeliveryContext, Worker};
@@ -22,6 +23,8 @@ use crate::worker::{DeliveryContext, Worker};
 /// A worker, built and ready to run.
 pub struct Application {
     worker: Arc<Worker>,
+    /// Writes the worker's confirmations; awaited once the worker has stopped consuming.
+    confirming: tokio::task::JoinHandle<()>,
     listener: TcpListener,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     consumer_tag: String,
@@ -44,8 +47,11 @@ impl Application {
             "worker starting"
         );
         let consumer_tag = format!("switchboard-{}", uuid::Uuid::new_v4().simple());
+        let (confirmations, confirming) = Confirmations::start(store.clone());
         Ok(Application {
+            confirming,
             worker: Arc::new(Worker {
+                confirmations,
                 config: Arc::new(config),
                 backlog: Arc::new(Backlog::new(store.clone())),
                 store,
@@ -93,6 +99,8 @@ impl Application {
         tracing::info!("stopping: no new events; finishing those in flight");
         shutdown.cancel();
         consuming.await?;
+        self.worker.confirmations.close();
+        self.confirming.await?;
         background.close();
         background.wait().await;
         tracing::info!("worker stopped");

@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
 use crate::contract::OutboundEvent;
+use crate::store::Outcome;
 
 /// Installs the global tracing subscriber: `RUST_LOG` filters, else `default_level` for
 /// Switchboard's own lines (`info` for a worker, `warn` for the CLI tools).
@@ -67,20 +68,22 @@ pub fn init_metrics() -> PrometheusHandle {
         .clone()
 }
 
-/// An inbound event was applied (or replayed) and its outputs confirmed by the broker.
+/// An inbound event was handled (applied, replayed, or found a duplicate or stale) and its
+/// outputs confirmed by the broker.
 pub struct EventApplied<'a> {
     pub project: &'a str,
     pub event_id: &'a str,
     pub event_type: &'static str,
     pub conversation_id: Option<&'a str>,
-    pub replayed: bool,
+    pub outcome: Outcome,
     pub decision: Duration,
     pub outputs: &'a [OutboundEvent],
 }
 
 impl EventApplied<'_> {
     pub fn emit(&self) {
-        let outcome = if self.replayed { "replayed" } else { "applied" };
+        let outcome = self.outcome.label();
+        let replayed = self.outcome == Outcome::Replayed;
         counter!("switchboard_events_total", "type" => self.event_type, "outcome" => outcome)
             .increment(1);
         histogram!("switchboard_decision_seconds").record(self.decision.as_secs_f64());
@@ -102,7 +105,7 @@ impl EventApplied<'_> {
                 conversation_id = output.data["conversation_id"].as_str(),
                 agent_id = output.data["agent_id"].as_str(),
                 reason = output.data["reason"].as_str(),
-                replayed = self.replayed,
+                replayed,
                 "decision"
             );
         }

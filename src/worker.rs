@@ -23,7 +23,8 @@ use crate::clock::{rfc3339, Clock};
 use crate::config::Config;
 use crate::contract::{decode, outbound, InboundEvent};
 use crate::http::Readiness;
-use crate::store::{Applied, Store, StoreError};
+use crate::store::confirmations::Confirmations;
+use crate::store::{Applied, Delivered, Store, StoreError};
 use crate::telemetry::{EventApplied, EventDeadLettered, StoreUnavailable};
 
 /// Everything needed to handle an event; shared by all in-flight events of a worker.
@@ -36,6 +37,8 @@ pub struct Worker {
     pub readiness: Arc<Readiness>,
     /// Cancelled when the worker is stopping: retries give up and leave the event unacked.
     pub shutdown: CancellationToken,
+    /// Tells the store which events' outputs the broker confirmed (see `store::confirmations`).
+    pub confirmations: Confirmations,
 }
 
 /// The broker side of one delivery: where to publish, and a token to cancel when the session
@@ -163,6 +166,13 @@ impl Worker {
             .iter()
             .map(|one| one.delivery.delivery_tag)
             .collect();
+        // Confirmed: the store may forget the outputs it kept for a replay.
+        for one in &decided {
+            if one.applied.awaits_confirmation() {
+                self.confirmations
+                    .confirmed(&one.event.project, one.applied.record.clone());
+            }
+        }
         let newly = self.ack(&tags, broker).await;
         for (one, newly) in decided.iter().zip(newly) {
             if newly {
@@ -171,7 +181,7 @@ impl Worker {
                     event_id: &one.event.id,
                     event_type: one.event.kind.type_name(),
                     conversation_id: one.event.kind.conversation_id().map(|c| c.as_str()),
-                    replayed: one.applied.replayed,
+                    outcome: one.applied.outcome,
                     decision,
                     outputs: &one.applied.outputs,
                 }
@@ -181,9 +191,9 @@ impl Worker {
     }
 
     /// Applies the events, one store call per project (a cluster keeps each project on one
-    /// node), the projects side by side; the results are in the events' order. A call that
-    /// fails for a reason retrying cannot fix is split into one call per event, so that only
-    /// the event at fault is dead-lettered.
+    /// node), the projects side by side; the results are in the events' order. An event the
+    /// store fails on is an error of its own (dead-lettered); `None` for events left for
+    /// redelivery because the worker is stopping while Redis is away.
     async fn apply_by_project(
         &self,
         events: &[(&Delivery, InboundEvent)],
@@ -200,15 +210,23 @@ impl Worker {
             }
         }
         let by_group = futures_util::future::join_all(groups.iter().map(|group| async move {
-            let batch: Vec<&InboundEvent> = group.iter().map(|&i| &events[i].1).collect();
+            let batch: Vec<Delivered> = group
+                .iter()
+                .map(|&i| Delivered {
+                    event: &events[i].1,
+                    redelivered: events[i].0.redelivered,
+                })
+                .collect();
             match self.apply_with_retry(&batch).await {
-                Some(Ok(applied)) => applied.into_iter().map(|a| Some(Ok(a))).collect(),
+                Some(Ok(results)) => results.into_iter().map(Some).collect(),
+                // The reply could not be read: nothing says which event is at fault, so each
+                // is tried alone.
                 Some(Err(error)) if batch.len() > 1 => {
                     tracing::warn!(%error, events = batch.len(), "a batch failed; applying its events one by one");
                     let mut results = Vec::with_capacity(batch.len());
-                    for event in batch {
-                        let one = self.apply_with_retry(&[event]).await;
-                        results.push(one.map(|applied| applied.map(|mut a| a.remove(0))));
+                    for delivered in batch {
+                        let one = self.apply_with_retry(&[delivered]).await;
+                        results.push(one.map(|result| result.and_then(|mut r| r.remove(0))));
                     }
                     results
                 }
@@ -251,10 +269,12 @@ impl Worker {
             let due = applied.time_ms + timer.delay_ms as i64;
             let real_wait = self.clock.to_real_ms(due - now).max(0);
             let queue = self.delay_queue(real_wait as u64, broker).await?;
+            // A timer's `time` is when it is due: a schedule's switch is an event about the
+            // agent's status at that instant (see the store's order of events).
             timers.push((
                 queue,
                 due,
-                outbound::timer_event(&event.project, timer, &time),
+                outbound::timer_event(&event.project, timer, &rfc3339(due)),
             ));
         }
         Some(Decided {
@@ -346,8 +366,8 @@ impl Worker {
     /// worker is stopping before Redis came back.
     async fn apply_with_retry(
         &self,
-        events: &[&InboundEvent],
-    ) -> Option<Result<Vec<Applied>, StoreError>> {
+        events: &[Delivered<'_>],
+    ) -> Option<Result<Vec<Result<Applied, StoreError>>, StoreError>> {
         let mut backoff = Duration::from_millis(50);
         loop {
             match self.store.apply_batch(events, self.clock.now_ms()).await {

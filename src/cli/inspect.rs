@@ -35,7 +35,7 @@ pub async fn render(store: &Store, project: &Id) -> Result<String, StoreError> {
         .query(redis::cmd("ZRANGE").arg(key("owned")).arg(0).arg(-1))
         .await?;
     let eligible: Vec<String> = store
-        .query(redis::cmd("ZRANGE").arg(key("pool:load")).arg(0).arg(-1))
+        .query(redis::cmd("ZRANGE").arg(key("by_load")).arg(0).arg(-1))
         .await?;
     let waiting_count: usize = store.query(redis::cmd("ZCARD").arg(key("waiting"))).await?;
     let waiting: Vec<String> = store

@@ -360,7 +360,7 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     }
     // Wait until the settings and the team are in place before the day starts (a worker
     // handles events concurrently, so they may be applied in any order).
-    let pool = keys::project_key(&project_id, "pool:load");
+    let pool = keys::project_key(&project_id, "by_load");
     let settings_key = keys::project_key(&project_id, "settings");
     let started_waiting = Instant::now();
     loop {

@@ -16,7 +16,9 @@ pub struct Envelope {
     pub id: String,
     pub source: String,
     pub event_type: String,
-    pub time: Option<String>,
+    /// `time`, in microseconds since the epoch: the order the platform states (see
+    /// [`InboundEvent::time_us`](super::InboundEvent::time_us)).
+    pub time_us: Option<i64>,
     pub project: Id,
     pub data: Value,
 }
@@ -54,13 +56,9 @@ impl Envelope {
         }
         let source = required_string(&object, "source")?;
         let event_type = required_string(&object, "type")?;
-        let time = match object.get("time") {
+        let time_us = match object.get("time") {
             None | Some(Value::Null) => None,
-            Some(Value::String(t)) => {
-                chrono::DateTime::parse_from_rfc3339(t)
-                    .map_err(|_| Rejection::invalid("time", "not an RFC 3339 timestamp"))?;
-                Some(t.clone())
-            }
+            Some(Value::String(t)) => Some(time_us(t)?),
             Some(_) => return Err(Rejection::invalid("time", "must be a string")),
         };
         if let Some(content_type) = object.get("datacontenttype") {
@@ -86,10 +84,22 @@ impl Envelope {
             id,
             source,
             event_type,
-            time,
+            time_us,
             project,
             data,
         })
+    }
+}
+
+/// An RFC 3339 timestamp in microseconds since the epoch. Finer digits are dropped: two events
+/// of one thing less than a microsecond apart count as simultaneous.
+fn time_us(text: &str) -> Result<i64, Rejection> {
+    let instant = chrono::DateTime::parse_from_rfc3339(text)
+        .map_err(|_| Rejection::invalid("time", "not an RFC 3339 timestamp"))?;
+    // From 1970 to 2262, so that the number is exact in the store's Lua (below 2^53).
+    match instant.timestamp_nanos_opt() {
+        Some(nanos) if nanos >= 0 => Ok(nanos / 1000),
+        _ => Err(Rejection::invalid("time", "must be between 1970 and 2262")),
     }
 }
 
@@ -123,6 +133,40 @@ mod tests {
         assert_eq!(envelope.id, "e1");
         assert_eq!(envelope.project.as_str(), "acme");
         assert_eq!(envelope.event_type, "conversation.created");
+        assert_eq!(envelope.time_us, Some(1_795_341_600_000_000));
+    }
+
+    #[test]
+    fn time_keeps_microseconds_and_any_offset() {
+        let at = |t: &str| {
+            Envelope::parse(&event(|o| {
+                o.insert("time".into(), json!(t));
+            }))
+            .unwrap()
+            .time_us
+        };
+        assert_eq!(
+            at("2026-11-22T10:00:00.000001Z"),
+            Some(1_795_341_600_000_001)
+        );
+        assert_eq!(
+            at("2026-11-22T11:00:00.5+01:00"),
+            Some(1_795_341_600_500_000)
+        );
+        // Nanoseconds beyond the microsecond are dropped.
+        assert_eq!(
+            at("2026-11-22T10:00:00.0000019Z"),
+            Some(1_795_341_600_000_001)
+        );
+        let none = Envelope::parse(&event(|o| {
+            o.remove("time");
+        }))
+        .unwrap();
+        assert_eq!(none.time_us, None);
+        let before_1970 = Envelope::parse(&event(|o| {
+            o.insert("time".into(), json!("1969-12-31T23:59:59Z"));
+        }));
+        assert!(before_1970.unwrap_err().to_string().contains("1970"));
     }
 
     #[test]

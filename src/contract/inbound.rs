@@ -25,7 +25,9 @@ pub struct InboundEvent {
     pub id: String,
     pub source: String,
     pub project: Id,
-    pub time: Option<String>,
+    /// The envelope's `time` in microseconds since the epoch. Events about one thing take
+    /// effect in this order: a later one wins, an older one is stale (see the store).
+    pub time_us: Option<i64>,
     pub kind: EventKind,
 }
 
@@ -258,7 +260,7 @@ pub fn decode(body: &[u8]) -> Result<InboundEvent, Rejection> {
         id: envelope.id,
         source: envelope.source,
         project: envelope.project,
-        time: envelope.time,
+        time_us: envelope.time_us,
         kind,
     })
 }

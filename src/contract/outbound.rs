@@ -16,12 +16,25 @@ pub const SOURCE: &str = "switchboard";
 /// Namespace of the UUIDv5 output ids (a fixed random UUID: changing it changes every id).
 const OUTPUT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c1c_4a5e_93d2_4f0b_8a77_2f7e_0b1d_5c39);
 
-/// One decision the store made: an event type and its data.
+/// One decision the store made: an event type, its data and, for an event about a conversation
+/// (or an agent's status), its place in that thing's sequence of decisions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboundEvent {
     #[serde(rename = "type")]
     pub event_type: String,
     pub data: Value,
+    /// Grows with every decision about the conversation (the agent, for `agent.status_changed`):
+    /// published as the CloudEvents `sequence` extension, so a consumer can keep the latest
+    /// whatever order outputs of several workers arrive in. Recorded with the outputs, so a
+    /// replay carries the same number.
+    #[serde(rename = "q", default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+}
+
+/// The `sequence` attribute as the contract writes it: 20 decimal digits, so that it orders as
+/// text too.
+pub fn sequence_text(sequence: u64) -> String {
+    format!("{sequence:020}")
 }
 
 /// The id of the `index`-th output caused by event `causation_id` of `project`.
@@ -38,7 +51,7 @@ pub fn envelope(
     time: &str,
     event: &OutboundEvent,
 ) -> Vec<u8> {
-    let body = json!({
+    let mut body = json!({
         "specversion": "1.0",
         "id": output_id(project, causation_id, index).to_string(),
         "source": SOURCE,
@@ -49,6 +62,9 @@ pub fn envelope(
         "causationid": causation_id,
         "data": event.data,
     });
+    if let Some(sequence) = event.sequence {
+        body["sequence"] = Value::String(sequence_text(sequence));
+    }
     serde_json::to_vec(&body).expect("a JSON value always serializes")
 }
 
@@ -95,6 +111,7 @@ mod tests {
         let event = OutboundEvent {
             event_type: "conversation.queued".into(),
             data: json!({"conversation_id": "c1", "reason": "new"}),
+            sequence: Some(7),
         };
         let body: Value =
             serde_json::from_slice(&envelope(&p, "e1", 0, "2026-11-22T10:00:00Z", &event)).unwrap();
@@ -103,5 +120,14 @@ mod tests {
         assert_eq!(body["project"], "acme");
         assert_eq!(body["type"], "conversation.queued");
         assert_eq!(body["data"]["conversation_id"], "c1");
+        assert_eq!(body["sequence"], "00000000000000000007");
+    }
+
+    #[test]
+    fn sequences_order_as_text_too() {
+        let (small, large) = (sequence_text(9), sequence_text(10));
+        assert_eq!(small.len(), 20);
+        assert!(small < large);
+        assert_eq!(sequence_text(u64::MAX).len(), 20);
     }
 }

@@ -5,68 +5,74 @@
 //! them atomically. Project ids are validated identifiers (no braces), so no project can reach
 //! into another's tag.
 
+use super::interface::{key_position, PROJECT_KEYS};
 use crate::contract::Id;
-
-/// The keys of the `apply` function, in the order its KEYS list expects (see `prelude.lua`).
-pub const APPLY_KEY_NAMES: &[&str] = &[
-    "settings",
-    "agents",
-    "status",
-    "convs",
-    "owned",
-    "waiting",
-    "pool:load",
-    "pool:order",
-    "pool:pass:1001",
-    "meta",
-    "closed",
-    "passes",
-    "visitors",
-    "visitor_seen",
-    "held",
-    "offers",
-    "online",
-    "base_waiting",
-    "pools",
-    "memberships",
-    "daily",
-];
 
 /// The prefix of every key of `project`.
 pub fn project_prefix(project: &Id) -> String {
     format!("sb:{{{project}}}:")
 }
 
-/// A project key by its name in [`APPLY_KEY_NAMES`].
+/// A project key by its name in [`PROJECT_KEYS`] (`"convs"`, `"by_load"`…). The generation keys
+/// of event records have no fixed name: see [`events_key`].
 pub fn project_key(project: &Id, name: &str) -> String {
-    format!("{}{name}", project_prefix(project))
+    let suffix = PROJECT_KEYS[key_position(name) - 1].suffix;
+    assert!(!suffix.contains('<'), "{name} has no fixed key name");
+    format!("{}{suffix}", project_prefix(project))
 }
 
-/// The dedupe record of one inbound event. The event id is free text, so it is hashed rather
-/// than put in the key name as it is.
-pub fn event_key(project: &Id, event_id: &str) -> String {
+/// The hash of one generation of event records.
+pub fn events_key(project: &Id, generation: u64) -> String {
+    format!("{}events:{generation}", project_prefix(project))
+}
+
+/// The record an earlier release kept for one event (a string key per event, the outputs
+/// JSON). Redeliveries of events applied before an upgrade are replayed from it.
+pub fn legacy_event_key(project: &Id, event_id: &str) -> String {
     let digest = sha1_smol::Sha1::from(event_id.as_bytes())
         .digest()
         .to_string();
     format!("{}event:{digest}", project_prefix(project))
 }
 
-/// KEYS of the `apply` function for a batch of events of `project`: the project's keys, then
-/// each event's record key, in order. Built on every batch, so without `format!` (profiling
-/// showed it at a tenth of a worker's CPU).
+/// The field an event is recorded under in its generation's hash, and the digest the versions
+/// of things keep: 14 characters of base64url (84 bits) of the SHA-1 of its id. Short enough
+/// for Redis to store in 16 bytes, long enough that two ids of one project never meet.
+pub fn event_digest(event_id: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = sha1_smol::Sha1::from(event_id.as_bytes()).digest().bytes();
+    let mut bits = u128::from_be_bytes(bytes[..16].try_into().expect("SHA-1 has 20 bytes"));
+    let mut digest = String::with_capacity(14);
+    for _ in 0..14 {
+        digest.push(ALPHABET[(bits >> 122) as usize] as char);
+        bits <<= 6;
+    }
+    digest
+}
+
+/// KEYS of the `apply` function for a batch of events of `project` in `generation`: the
+/// project's keys, then the legacy records of the redelivered events among them.
+/// Built on every batch, so without `format!` (profiling showed it at a tenth of a worker's
+/// CPU).
 pub fn apply_keys<'a>(
     project: &Id,
-    event_ids: impl ExactSizeIterator<Item = &'a str>,
+    generation: u64,
+    legacy_event_ids: impl ExactSizeIterator<Item = &'a str>,
 ) -> Vec<String> {
     let prefix = project_prefix(project);
-    let mut keys = Vec::with_capacity(APPLY_KEY_NAMES.len() + event_ids.len());
-    keys.extend(APPLY_KEY_NAMES.iter().map(|name| {
-        let mut key = String::with_capacity(prefix.len() + name.len());
-        key.push_str(&prefix);
-        key.push_str(name);
-        key
+    let mut keys = Vec::with_capacity(PROJECT_KEYS.len() + legacy_event_ids.len());
+    let previous = generation.saturating_sub(1);
+    keys.extend(PROJECT_KEYS.iter().map(|key| match key.name {
+        "events" => events_key(project, generation),
+        "previous_events" => events_key(project, previous),
+        _ => {
+            let mut name = String::with_capacity(prefix.len() + key.suffix.len());
+            name.push_str(&prefix);
+            name.push_str(key.suffix);
+            name
+        }
     }));
-    keys.extend(event_ids.map(|id| event_key(project, id)));
+    keys.extend(legacy_event_ids.map(|id| legacy_event_key(project, id)));
     keys
 }
 
@@ -77,10 +83,24 @@ mod tests {
     #[test]
     fn every_key_carries_the_project_hash_tag() {
         let project = Id::parse("acme").unwrap();
-        let keys = apply_keys(&project, ["weird id {other}", "e2"].into_iter());
-        assert_eq!(keys.len(), APPLY_KEY_NAMES.len() + 2);
-        assert_eq!(keys[0], project_key(&project, APPLY_KEY_NAMES[0]));
-        assert_eq!(keys[APPLY_KEY_NAMES.len() + 1], event_key(&project, "e2"));
+        let keys = apply_keys(&project, 7, ["weird id {other}", "e2"].into_iter());
+        assert_eq!(keys.len(), PROJECT_KEYS.len() + 2);
+        assert_eq!(keys[0], project_key(&project, PROJECT_KEYS[0].name));
+        assert_eq!(keys[key_position("events") - 1], "sb:{acme}:events:7");
+        assert_eq!(
+            keys[key_position("previous_events") - 1],
+            "sb:{acme}:events:6"
+        );
+        assert_eq!(
+            keys[PROJECT_KEYS.len() + 1],
+            legacy_event_key(&project, "e2")
+        );
+        assert_eq!(event_digest("e1"), event_digest("e1"));
+        assert_ne!(event_digest("e1"), event_digest("e2"));
+        assert_eq!(event_digest("e1").len(), 14);
+        assert!(event_digest("e1")
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         for key in &keys {
             assert!(key.starts_with("sb:{acme}:"), "{key}");
             assert_eq!(key.matches('{').count(), 1, "{key}");

@@ -1,6 +1,8 @@
 //! The Redis edge: one connection (a single node or a cluster) and typed calls of the function
 //! library (see `script`).
 
+pub mod confirmations;
+pub mod interface;
 pub mod keys;
 pub mod script;
 
@@ -19,6 +21,7 @@ use chrono_tz::Tz;
 use crate::contract::outbound::TimerRequest;
 use crate::contract::{Id, InboundEvent, OutboundEvent};
 use crate::domain::calendar::{local_date, next_midnight};
+use interface::ReplyCode;
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,9 @@ pub enum StoreError {
     /// The script answered something this worker does not understand.
     #[error("unexpected store reply: {0}")]
     Reply(String),
+    /// The library failed on one event (a bug): retrying would fail the same way.
+    #[error("the store failed on this event: {0}")]
+    Failed(String),
 }
 
 /// Redis answers `ERR Function not found` to an FCALL of a library it does not hold.
@@ -80,24 +86,114 @@ impl From<RedisError> for StoreError {
     }
 }
 
+/// What became of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied now.
+    Applied,
+    /// Applied before, its outputs not confirmed since (a redelivery after a crash): they are
+    /// published again, with the same ids.
+    Replayed,
+    /// Seen before, its outputs confirmed: nothing to publish.
+    Duplicate,
+    /// Older than the state of what it would change (the platform published a later event
+    /// about it, applied first): nothing changed, nothing to publish.
+    Stale,
+}
+
+impl Outcome {
+    /// The `outcome` label of `switchboard_events_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Replayed => "replayed",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+        }
+    }
+}
+
 /// What applying one event did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
-    /// The event had been applied before: these are the outputs recorded then.
-    pub replayed: bool,
+    pub outcome: Outcome,
     /// When the event was first applied, ms since the epoch (the `time` of its outputs).
     pub time_ms: i64,
     pub outputs: Vec<OutboundEvent>,
     /// Timers to arm, published (and confirmed) together with the outputs.
     pub timers: Vec<TimerRequest>,
+    /// Where the event is recorded, for [`Store::confirm`]: its generation and digest.
+    pub record: RecordRef,
 }
 
+impl Applied {
+    /// The event had been applied before: these are the outputs recorded then.
+    pub fn replayed(&self) -> bool {
+        self.outcome == Outcome::Replayed
+    }
+
+    /// Whether the store keeps its outputs for a replay until told they were confirmed.
+    pub fn awaits_confirmation(&self) -> bool {
+        matches!(self.outcome, Outcome::Applied | Outcome::Replayed)
+            && !(self.outputs.is_empty() && self.timers.is_empty())
+    }
+}
+
+/// Where an event's record is: the generation of records it was written to, and its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordRef {
+    pub generation: u64,
+    pub digest: String,
+}
+
+/// One event to apply, and whether the broker delivers it again (then the record an earlier
+/// release may have kept for it is looked up too).
+#[derive(Debug, Clone, Copy)]
+pub struct Delivered<'a> {
+    pub event: &'a InboundEvent,
+    pub redelivered: bool,
+}
+
+impl<'a> From<&'a InboundEvent> for Delivered<'a> {
+    fn from(event: &'a InboundEvent) -> Self {
+        Delivered {
+            event,
+            redelivered: false,
+        }
+    }
+}
+
+/// An event's record as the library keeps it: when it was applied, its outputs and timers.
 #[derive(Deserialize)]
 struct Record {
     t: i64,
     o: Vec<OutboundEvent>,
     #[serde(default)]
     timers: Vec<TimerRequest>,
+}
+
+impl Applied {
+    /// The result of one event from its reply: a record, or "" when there is nothing to publish.
+    fn from_record(outcome: Outcome, text: &str, record: RecordRef) -> Result<Applied, StoreError> {
+        if text.is_empty() {
+            return Ok(Applied {
+                outcome,
+                time_ms: 0,
+                outputs: vec![],
+                timers: vec![],
+                record,
+            });
+        }
+        let stored: Record =
+            serde_json::from_str(text).map_err(|e| StoreError::Reply(format!("{e}: {text}")))?;
+        Ok(Applied {
+            outcome,
+            time_ms: stored.t,
+            outputs: stored.o,
+            timers: stored.timers,
+            record,
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -169,50 +265,88 @@ impl Store {
 
     /// Applies one event atomically and returns the outputs it causes (or caused before).
     pub async fn apply(&self, event: &InboundEvent, now_ms: i64) -> Result<Applied, StoreError> {
-        let mut applied = self.apply_batch(&[event], now_ms).await?;
-        Ok(applied.remove(0))
+        let mut applied = self.apply_batch(&[event.into()], now_ms).await?;
+        applied.remove(0)
+    }
+
+    /// The generation of event records at `now_ms`, and when it began (us since the epoch).
+    fn generation(&self, now_ms: i64) -> (u64, i64) {
+        let length_ms = (self.options.dedupe_ttl.as_millis() as i64).max(1000);
+        let generation = now_ms.max(0) / length_ms;
+        (generation as u64, generation * length_ms * 1000)
     }
 
     /// Applies events of one project in order, each atomically and exactly as if it were
     /// applied alone, in one call (two when the project's time zone was not the one assumed).
     /// One call per event costs a round trip and Redis's handling of a call each time: the
-    /// main cost of a small event once the function library is loaded.
+    /// main cost of a small event once the function library is loaded. The results are in the
+    /// events' order; an event the library failed on (a bug) is an error of its own, and the
+    /// events after it are applied in a call of their own.
     pub async fn apply_batch(
         &self,
-        events: &[&InboundEvent],
+        events: &[Delivered<'_>],
         now_ms: i64,
-    ) -> Result<Vec<Applied>, StoreError> {
+    ) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
         let Some(first) = events.first() else {
             return Ok(vec![]);
         };
-        let project = &first.project;
+        let project = &first.event.project;
         assert!(
-            events.iter().all(|event| event.project == *project),
+            events.iter().all(|d| d.event.project == *project),
             "a batch holds the events of one project (one hash tag)"
         );
         let data: Vec<String> = events
             .iter()
-            .map(|event| crate::domain::schedule::script_data(&event.kind, now_ms).to_string())
+            .map(|d| crate::domain::schedule::script_data(&d.event.kind, now_ms).to_string())
             .collect();
+        let digests: Vec<String> = events
+            .iter()
+            .map(|d| keys::event_digest(&d.event.id))
+            .collect();
+        let (generation, generation_start) = self.generation(now_ms);
+        let generation_ttl = (self.options.dedupe_ttl.as_secs().max(1) * 2).to_string();
         let seed = rand::random::<u32>();
         let mut zone = self.remembered_timezone(project);
-        let mut applied = Vec::with_capacity(events.len());
-        while applied.len() < events.len() {
-            let rest = &events[applied.len()..];
-            let keys = keys::apply_keys(project, rest.iter().map(|event| event.id.as_str()));
+        let mut results: Vec<Result<Applied, StoreError>> = Vec::with_capacity(events.len());
+        while results.len() < events.len() {
+            let done = results.len();
+            let rest = &events[done..];
+            let redelivered = rest.iter().filter(|d| d.redelivered);
+            let keys = keys::apply_keys(
+                project,
+                generation,
+                redelivered
+                    .map(|d| d.event.id.as_str())
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            );
             let mut call = redis::cmd("FCALL");
             call.arg(&script::LIBRARY.apply_function)
                 .arg(keys.len())
                 .arg(&keys)
                 .arg(now_ms)
-                .arg(seed)
-                .arg(self.options.dedupe_ttl.as_secs().max(1))
+                .arg(seed.wrapping_add(done as u32))
                 .arg(self.options.closed_retention.as_millis() as u64)
                 .arg(zone.name())
                 .arg(local_date(now_ms, zone))
-                .arg(next_midnight(now_ms, zone));
-            for (event, data) in rest.iter().zip(&data[applied.len()..]) {
-                call.arg(event.kind.type_name()).arg(data);
+                .arg(next_midnight(now_ms, zone))
+                .arg(generation)
+                .arg(generation_start)
+                .arg(&generation_ttl);
+            let mut legacy = interface::PROJECT_KEYS.len();
+            for (i, delivered) in rest.iter().enumerate() {
+                let index = if delivered.redelivered {
+                    legacy += 1;
+                    legacy
+                } else {
+                    0
+                };
+                let time = delivered.event.time_us.map(|t| t.to_string());
+                call.arg(delivered.event.kind.type_name())
+                    .arg(&data[done + i])
+                    .arg(time.as_deref().unwrap_or(""))
+                    .arg(&digests[done + i])
+                    .arg(index);
             }
             let replies: Vec<(i64, String)> = match self.raw_query(&call).await {
                 Err(error) if is_function_missing(&error) => {
@@ -230,35 +364,76 @@ impl Store {
                     rest.len()
                 )));
             }
-            for (status, text) in replies {
-                if status == 2 {
-                    // The project's day is in another zone: this event and the rest of the
-                    // batch were not applied; call again with the right zone.
-                    let right: Tz = text
-                        .parse()
-                        .map_err(|_| StoreError::Reply(format!("unknown time zone {text}")))?;
-                    if right == zone {
-                        // The script refused the zone it asks for: a contradiction, not worth
-                        // a loop.
-                        return Err(StoreError::Reply(format!(
-                            "the script refused time zone {text}"
-                        )));
+            for (code, text) in replies {
+                let record = RecordRef {
+                    generation,
+                    digest: digests[results.len()].clone(),
+                };
+                let outcome = match ReplyCode::from_code(code) {
+                    Some(ReplyCode::Applied) => Outcome::Applied,
+                    Some(ReplyCode::Replayed) => Outcome::Replayed,
+                    Some(ReplyCode::Duplicate) => Outcome::Duplicate,
+                    Some(ReplyCode::Stale) => Outcome::Stale,
+                    Some(ReplyCode::WrongTimezone) => {
+                        // The project's day is in another zone: this event and the rest of the
+                        // batch were not applied; call again with the right zone.
+                        let right: Tz = text
+                            .parse()
+                            .map_err(|_| StoreError::Reply(format!("unknown time zone {text}")))?;
+                        if right == zone {
+                            // The script refused the zone it asks for: a contradiction, not
+                            // worth a loop.
+                            return Err(StoreError::Reply(format!(
+                                "the script refused time zone {text}"
+                            )));
+                        }
+                        self.remember_timezone(project, right);
+                        zone = right;
+                        break;
                     }
-                    self.remember_timezone(project, right);
-                    zone = right;
-                    break;
-                }
-                let record: Record = serde_json::from_str(&text)
-                    .map_err(|e| StoreError::Reply(format!("{e}: {text}")))?;
-                applied.push(Applied {
-                    replayed: status == 1,
-                    time_ms: record.t,
-                    outputs: record.o,
-                    timers: record.timers,
-                });
+                    Some(ReplyCode::Failed) => {
+                        // A bug on this event: it is the one at fault; the rest of the batch
+                        // was not applied and goes in the next call.
+                        results.push(Err(StoreError::Failed(text)));
+                        break;
+                    }
+                    None => return Err(StoreError::Reply(format!("unknown reply code {code}"))),
+                };
+                results.push(Ok(Applied::from_record(outcome, &text, record)?));
             }
         }
-        Ok(applied)
+        Ok(results)
+    }
+
+    /// Tells the store that the outputs of these events of `project` were confirmed by the
+    /// broker: they need no replay, and a duplicate of one of them publishes nothing. The
+    /// events are remembered as seen until their generation expires.
+    pub async fn confirm(&self, project: &Id, records: &[RecordRef]) -> Result<(), StoreError> {
+        let mut by_generation: Vec<(u64, Vec<&str>)> = Vec::new();
+        for record in records {
+            match by_generation
+                .iter_mut()
+                .find(|(g, _)| *g == record.generation)
+            {
+                Some((_, digests)) => digests.push(&record.digest),
+                None => by_generation.push((record.generation, vec![&record.digest])),
+            }
+        }
+        for (generation, digests) in by_generation {
+            let mut call = redis::cmd("FCALL");
+            call.arg(&script::LIBRARY.confirm_function)
+                .arg(1)
+                .arg(keys::events_key(project, generation))
+                .arg(digests);
+            let _: i64 = match self.raw_query(&call).await {
+                Err(error) if is_function_missing(&error) => {
+                    self.load_library().await?;
+                    self.query(&call).await?
+                }
+                reply => reply?,
+            };
+        }
+        Ok(())
     }
 
     fn remembered_timezone(&self, project: &Id) -> Tz {

@@ -1,4 +1,5 @@
-//! The `switchboard` Redis function library, assembled from its parts.
+//! The `switchboard` Redis function library, assembled from its parts: the interface tables
+//! generated from `interface.rs`, then the `.lua` files.
 //!
 //! Redis code cannot import code, so the parts (each headed by the KEYS and ARGV it uses) are
 //! concatenated into one library. It is loaded once per Redis node (`FUNCTION LOAD`) and each
@@ -15,7 +16,9 @@ use std::sync::LazyLock;
 use serde_json::Value;
 
 const PARTS: &str = concat!(
+    "-- INTERFACE\n",
     include_str!("scripts/prelude.lua"),
+    include_str!("scripts/order.lua"),
     include_str!("scripts/agents.lua"),
     include_str!("scripts/pools.lua"),
     include_str!("scripts/routing.lua"),
@@ -25,10 +28,12 @@ const PARTS: &str = concat!(
     include_str!("scripts/apply.lua"),
 );
 
+const INTERFACE_SLOT: &str = "-- INTERFACE\n";
 const DEFAULTS_SLOT: &str = "local DEFAULT_SETTINGS = {}";
-const FUNCTION_NAME_SLOT: &str = "local APPLY_FUNCTION_NAME = 'switchboard_apply'";
+const APPLY_NAME_SLOT: &str = "local APPLY_FUNCTION_NAME = 'switchboard_apply'";
+const CONFIRM_NAME_SLOT: &str = "local CONFIRM_FUNCTION_NAME = 'switchboard_confirm'";
 
-/// The assembled library: what `FUNCTION LOAD` gets, and the name `FCALL` calls.
+/// The assembled library: what `FUNCTION LOAD` gets, and the names `FCALL` calls.
 pub struct Library {
     /// `#!lua name=switchboard_<version>` and the code.
     pub code: String,
@@ -36,6 +41,8 @@ pub struct Library {
     pub name: String,
     /// The `apply` function's name, `switchboard_apply_<version>`.
     pub apply_function: String,
+    /// The `confirm` function's name, `switchboard_confirm_<version>`.
+    pub confirm_function: String,
 }
 
 /// The library of this build.
@@ -44,29 +51,38 @@ pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
         PARTS.contains(DEFAULTS_SLOT),
         "prelude.lua declares DEFAULT_SETTINGS"
     );
-    assert!(
-        PARTS.contains(FUNCTION_NAME_SLOT),
-        "apply.lua declares APPLY_FUNCTION_NAME"
-    );
+    for slot in [APPLY_NAME_SLOT, CONFIRM_NAME_SLOT] {
+        assert!(PARTS.contains(slot), "apply.lua declares {slot}");
+    }
     let table = lua_table(&crate::domain::settings::defaults());
-    let body = PARTS.replacen(
-        DEFAULTS_SLOT,
-        &format!("local DEFAULT_SETTINGS = {table}"),
-        1,
-    );
+    let body = PARTS
+        .replacen(INTERFACE_SLOT, &super::interface::lua_binding(), 1)
+        .replacen(
+            DEFAULTS_SLOT,
+            &format!("local DEFAULT_SETTINGS = {table}"),
+            1,
+        );
     let digest = sha1_smol::Sha1::from(body.as_bytes()).digest().to_string();
     let version = &digest[..16];
     let name = format!("switchboard_{version}");
     let apply_function = format!("switchboard_apply_{version}");
-    let body = body.replacen(
-        FUNCTION_NAME_SLOT,
-        &format!("local APPLY_FUNCTION_NAME = '{apply_function}'"),
-        1,
-    );
+    let confirm_function = format!("switchboard_confirm_{version}");
+    let body = body
+        .replacen(
+            APPLY_NAME_SLOT,
+            &format!("local APPLY_FUNCTION_NAME = '{apply_function}'"),
+            1,
+        )
+        .replacen(
+            CONFIRM_NAME_SLOT,
+            &format!("local CONFIRM_FUNCTION_NAME = '{confirm_function}'"),
+            1,
+        );
     Library {
         code: format!("#!lua name={name}\n{body}"),
         name,
         apply_function,
+        confirm_function,
     }
 });
 
@@ -97,6 +113,7 @@ mod tests {
         assert!(LIBRARY.code.contains("mode = \"auto\""));
         assert!(LIBRARY.code.contains("visitor_memory_days = 30"));
         assert!(!LIBRARY.code.contains(DEFAULTS_SLOT));
+        assert!(LIBRARY.code.contains("local KEY_AT = {"));
     }
 
     #[test]
@@ -107,6 +124,10 @@ mod tests {
         assert!(LIBRARY.code.contains(&format!(
             "local APPLY_FUNCTION_NAME = '{}'",
             LIBRARY.apply_function
+        )));
+        assert!(LIBRARY.code.contains(&format!(
+            "local CONFIRM_FUNCTION_NAME = '{}'",
+            LIBRARY.confirm_function
         )));
         assert_eq!(
             LIBRARY.name.trim_start_matches("switchboard_"),

@@ -15,6 +15,7 @@ end
 -- The counters every call may need, read in one HMGET.
 local META_FIELDS = {
   'day', 'level_agents', 'restricted_agents', 'vtime', 'pool_count', 'day_timer', 'arrival_seq',
+  'events_generation',
 }
 local meta_cache
 -- Agents' statuses read or written in this call (agent id -> status).

@@ -1,38 +1,111 @@
--- apply.lua: the entry point. For each event of the batch: dedupe, dispatch to the event's
--- handler, hand waiting conversations to any capacity the event opened, and record the outputs.
--- Last part of the library; registers `apply` (its name carries the library's version, filled
--- in by store/script.rs) with the KEYS and ARGV listed in prelude.lua.
+-- apply.lua: the entry points. `apply`: for each event of the batch, dedupe, dispatch to the
+-- event's handler, hand waiting conversations to any capacity the event opened, and record the
+-- outputs. `confirm`: the broker confirmed some events' outputs, which need no replay any more.
+-- Last part of the library; registers both (their names carry the library's version, filled
+-- in by store/script.rs). Uses KEYS events, previous_events and the legacy records after the
+-- project's keys, and every ARGV (see the binding above prelude.lua).
 --
--- Returns one reply per event, in order: {replayed, record}, where record is
--- {"t": now_ms, "o": [outputs], "timers": [timers]}. An event seen before returns the record
--- stored the first time (replayed = 1), so a redelivery publishes exactly the same outputs again
--- and changes nothing else. {2, time zone}: the worker assumed the wrong zone for the project's
--- day, and should call again with this one for this event and the rest of the batch, which
--- were not applied (the list ends there).
+-- Event records. Each event is recorded under the digest of its id in the hash of the current
+-- generation (`events`, one per `dedupe TTL` of the worker's clock, expiring after two, so an
+-- id is remembered for at least one TTL): first its outputs, {"t": now_ms, "o": [outputs],
+-- "timers": [timers]}, until the worker has them confirmed by the broker and calls `confirm`,
+-- then "" (seen). So a redelivery of an event whose outputs may not have been confirmed (its
+-- worker died in between) publishes exactly those outputs again, and a duplicate of one whose
+-- outputs were confirmed publishes nothing. An event with neither outputs nor timers is
+-- recorded as "" at once. Releases before this one kept a string key per event
+-- ("event:<sha1>"), read here for redelivered events, which the worker names.
+--
+-- Returns one reply per event, in order: {code, text} with the codes of REPLY: applied and
+-- replayed carry the record; wrong_timezone names the project's zone (the worker assumed
+-- another: this event and the rest of the batch were not applied, the list ends there);
+-- failed carries the error of a bug (the rest of the batch was not applied either).
 
--- The project's keys come first in KEYS, then one record key per event; ARGV has 7 values
--- shared by the batch, then a type and a data per event.
-local PROJECT_KEYS, SHARED_ARGS = 21, 7
+-- Replaced by store/script.rs with the versioned names.
+local APPLY_FUNCTION_NAME = 'switchboard_apply'
+local CONFIRM_FUNCTION_NAME = 'switchboard_confirm'
 
 local function encode_list(list)
   if #list == 0 then return '[]' end
   return cjson.encode(list)
 end
 
--- Records read at the start of the call (one MGET for the batch), by event key, and the ones
--- written since: the same event twice in a batch is a replay the second time.
-local records
+-- For each event digest of the call: the record found (found_records; "" = seen, its outputs
+-- confirmed) and whether it was in the current generation; the digests handled in this call
+-- (a second copy in the batch is a duplicate); the records to write when the call ends.
+local found_records, found_in_current, handled, new_records
+
+local function digest_at(args, i)
+  return args[SHARED_ARG_COUNT + (i - 1) * EVENT_ARG_COUNT + EVENT_ARG_AT.digest + 1]
+end
+
+local function event_arg(args, i, name)
+  return args[SHARED_ARG_COUNT + (i - 1) * EVENT_ARG_COUNT + EVENT_ARG_AT[name] + 1]
+end
+
+-- A worker's clock and a platform's may disagree by this much (us): an event whose `time` is
+-- this close to the current generation's start may have been applied in the previous one.
+local CLOCK_SKEW_US = 600000000
+
+-- Looks the batch's events up: in the current generation, then in the previous one for the
+-- events that may have been applied before the current one began (their `time` is older than
+-- its start, give or take the clocks' skew, or they have none), then in the records an earlier
+-- release kept for the redelivered ones. Returns how many were found.
+local function find_records(keys, args, events)
+  local digests = {}
+  for i = 1, events do digests[i] = digest_at(args, i) end
+  found_records, found_in_current, handled, new_records = {}, {}, {}, {}
+  local current = redis.call('HMGET', K.events, unpack(digests))
+  local older = {}
+  for i = 1, events do
+    if current[i] then
+      found_records[digests[i]] = current[i]
+      found_in_current[digests[i]] = true
+    else
+      local time = tonumber(event_arg(args, i, 'time'))
+      if not time or time < GENERATION_START + CLOCK_SKEW_US then older[#older + 1] = digests[i] end
+    end
+  end
+  if #older > 0 then
+    local previous = redis.call('HMGET', K.previous_events, unpack(older))
+    for i, digest in ipairs(older) do
+      if previous[i] then found_records[digest] = previous[i] end
+    end
+  end
+  local found = 0
+  for i = 1, events do
+    local legacy = tonumber(event_arg(args, i, 'legacy'))
+    if legacy > 0 and not found_records[digests[i]] then
+      found_records[digests[i]] = redis.call('GET', keys[legacy]) or nil
+    end
+    if found_records[digests[i]] then found = found + 1 end
+  end
+  return found
+end
+
+-- The reply for an event recorded before, or handled earlier in this batch. A record whose
+-- outputs are not confirmed yet, found outside the current generation, is written there again,
+-- where the worker's `confirm` (which names the current generation) reaches it.
+local function replay(digest)
+  if handled[digest] then return { REPLY.duplicate, '' } end
+  handled[digest] = true
+  local record = found_records[digest]
+  if record == '' then return { REPLY.duplicate, '' } end
+  if not found_in_current[digest] then new_records[digest] = record end
+  return { REPLY.replayed, record }
+end
 
 -- Applies the batch's `i`-th event (its data decoded), as if it were a call of its own.
-local function apply_event(keys, args, i, data)
-  local event_key = keys[PROJECT_KEYS + i]
-  local recorded = records[event_key]
-  if recorded then return { 1, recorded } end
-  begin_event(event_key, args[SHARED_ARGS + 2 * i - 1], tonumber(args[2]) + i - 1)
+local function apply_event(args, i, data)
+  local digest = digest_at(args, i)
+  if handled[digest] or found_records[digest] then return replay(digest) end
+  begin_event(event_arg(args, i, 'type'), event_arg(args, i, 'time'), digest,
+    tonumber(args[ARGV_AT.seed]) + i - 1)
 
   -- The worker computes the local date (Lua has no time-zone data): if it assumed another
   -- zone than the project's, it is told the right one and calls again. Nothing has changed.
-  if ASSUMED_TIMEZONE ~= setting('timezone') then return { 2, setting('timezone') } end
+  if ASSUMED_TIMEZONE ~= setting('timezone') then
+    return { REPLY.wrong_timezone, setting('timezone') }
+  end
 
   -- A new local day: daily counts start again, agents held back by them rejoin the pools, and
   -- conversations already waiting take the capacity before this event's own.
@@ -47,60 +120,102 @@ local function apply_event(keys, args, i, data)
   local handler = handlers[EVENT_TYPE]
   -- The worker sends only the contract's types; anything else is a bug, failed loudly.
   if not handler then error('unknown event type ' .. EVENT_TYPE) end
-  handler(data)
+  handled[digest] = true
+  local outcome = handler(data)
+  if outcome then
+    -- Stale or a duplicate: the handler changed nothing.
+    new_records[digest] = ''
+    return { REPLY[outcome], '' }
+  end
   drain()
   forget_old()
 
-  local record = '{"t":' .. NOW_TEXT .. ',"o":' .. encode_list(outputs)
-    .. ',"timers":' .. encode_list(timers) .. '}'
-  redis.call('SET', K.event, record, 'EX', DEDUPE_TTL_TEXT)
-  records[K.event] = record
-  return { 0, record }
+  local record = ''
+  if #outputs > 0 or #timers > 0 then
+    record = '{"t":' .. NOW_TEXT .. ',"o":' .. encode_list(outputs)
+      .. ',"timers":' .. encode_list(timers) .. '}'
+  end
+  new_records[digest] = record
+  return { REPLY.applied, record }
+end
+
+-- Writes the call's new event records in one HSET. The first write to a generation's hash sets
+-- its expiry: `meta` notes the generation (when the call read it), else EXPIRE ... NX asks.
+local function write_records(meta_read)
+  local fields = {}
+  for digest, record in pairs(new_records) do
+    fields[#fields + 1] = digest
+    fields[#fields + 1] = record
+  end
+  if #fields == 0 then return end
+  redis.call('HSET', K.events, unpack(fields))
+  if not meta_read then
+    redis.call('EXPIRE', K.events, GENERATION_TTL_TEXT, 'NX')
+  elseif meta_cache.events_generation ~= GENERATION then
+    redis.call('EXPIRE', K.events, GENERATION_TTL_TEXT)
+    redis.call('HSET', K.meta, 'events_generation', GENERATION)
+    meta_cache.events_generation = GENERATION
+  end
+end
+
+-- The error of a failed event, as text (redis.call raises a table with `err`).
+local function error_text(failure)
+  if type(failure) == 'table' then return tostring(failure.err) end
+  return tostring(failure)
 end
 
 local function apply(keys, args)
-  local events = #keys - PROJECT_KEYS
-  if events < 1 or #args ~= SHARED_ARGS + 2 * events then
-    error('apply expects ' .. PROJECT_KEYS .. ' project keys, one record key per event, '
-      .. SHARED_ARGS .. ' shared arguments and two per event')
+  local events = (#args - SHARED_ARG_COUNT) / EVENT_ARG_COUNT
+  if #keys < PROJECT_KEY_COUNT or events < 1 or events % 1 ~= 0 then
+    error('apply expects ' .. PROJECT_KEY_COUNT .. ' project keys and legacy record keys, '
+      .. SHARED_ARG_COUNT .. ' shared arguments and ' .. EVENT_ARG_COUNT .. ' per event')
   end
-  -- Every record is read before anything else, with the settings: a replayed batch costs one
-  -- MGET, and so does everything else a call reads from those keys.
-  local found = redis.call('MGET', keys[1], unpack(keys, PROJECT_KEYS + 1))
-  records = {}
-  local replays = 0
-  for i = 1, events do
-    if found[i + 1] then
-      records[keys[PROJECT_KEYS + i]] = found[i + 1]
-      replays = replays + 1
-    end
-  end
-  if replays == events then
-    local replies = {}
-    for i = 1, events do replies[i] = { 1, found[i + 1] } end
+  bind(keys, args)
+  local replies = {}
+  -- A batch of repeats costs a lookup, nothing more.
+  if find_records(keys, args, events) == events then
+    for i = 1, events do replies[i] = replay(digest_at(args, i)) end
+    write_records(false)
     return replies
   end
-  begin_call(keys, args, found[1])
+  begin_call(redis.call('GET', K.settings))
   -- The conversations the batch's events name are read with one HMGET, not one HGET each.
   local data, named = {}, {}
   for i = 1, events do
-    if not records[keys[PROJECT_KEYS + i]] then
-      data[i] = cjson.decode(args[SHARED_ARGS + 2 * i])
+    if not found_records[digest_at(args, i)] then
+      data[i] = cjson.decode(event_arg(args, i, 'data'))
       if type(data[i].conversation_id) == 'string' then
         named[#named + 1] = data[i].conversation_id
       end
     end
   end
   prefetch_conversations(named)
-  local replies = {}
   for i = 1, events do
-    replies[i] = apply_event(keys, args, i, data[i])
-    if replies[i][1] == 2 then break end
+    local ok, reply = pcall(apply_event, args, i, data[i])
+    if not ok then reply = { REPLY.failed, error_text(reply) } end
+    replies[i] = reply
+    if reply[1] == REPLY.wrong_timezone or reply[1] == REPLY.failed then break end
   end
   end_call()
+  write_records(true)
   return replies
 end
 
--- Replaced by store/script.rs with the versioned name.
-local APPLY_FUNCTION_NAME = 'switchboard_apply'
+-- The broker confirmed the outputs of these events (ARGV: their digests), recorded in the
+-- generation KEYS[1]: they are remembered as seen, without their outputs. An event no longer
+-- there (its generation expired) stays forgotten.
+local function confirm(keys, args)
+  local records = redis.call('HMGET', keys[1], unpack(args))
+  local fields = {}
+  for i, digest in ipairs(args) do
+    if records[i] and records[i] ~= '' then
+      fields[#fields + 1] = digest
+      fields[#fields + 1] = ''
+    end
+  end
+  if #fields > 0 then redis.call('HSET', keys[1], unpack(fields)) end
+  return #fields / 2
+end
+
 redis.register_function(APPLY_FUNCTION_NAME, apply)
+redis.register_function(CONFIRM_FUNCTION_NAME, confirm)

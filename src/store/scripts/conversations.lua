@@ -1,14 +1,24 @@
 -- conversations.lua: conversation records, assignment, the waiting queues and their draining,
 -- returning visitors, reply timers and rule-step escalation.
--- Part of the function library; uses KEYS convs, owned, waiting, meta, closed, visitors,
--- visitor_seen, the pools' keys, and ARGV now and closed-conversation retention.
+-- Part of the function library; uses KEYS convs, owned, waiting, base_waiting, meta, closed,
+-- visitors, visitor_seen, daily, the pools' keys, and ARGV now and closed_retention.
 --
--- A conversation record is JSON: s = state (waiting | open | closed), a = agent (while open, and
--- kept after closing), v = visitor, p = priority, n = arrival number, w = member in `waiting`,
--- an = assignment number (bumped by every assignment), rp = the assignment number the agent
--- replied to, x = agents that let it time out, ri/si = rule and step, pw = the pool whose
--- queue it waits in, tn = timer number, plus the routing fields (ch, ca, lang, cat, attrs). A record with state closed and no visitor is a tombstone: the conversation was closed
--- before it was created, and a late creation is ignored.
+-- A conversation record is JSON:
+--   s   state: waiting | open | offered (broadcast) | pending (custom) | closed
+--   a   agent (while open; kept after closing, for a reopen)
+--   v   visitor (absent in a tombstone: closed before it was created; a late creation is
+--       ignored)
+--   p   priority, n arrival number, w member in the waiting queues, pw the pool whose queue it
+--       waits in
+--   an  assignment number (bumped by every assignment), rp the assignment the agent replied to,
+--       x agents that let it time out, tn rule-step timer number, rq custom request number,
+--       o agents it is offered to
+--   ri, si  rule and step; ch, ca, lang, cat, attrs the routing fields
+--   t   lifecycle version: the latest `time` (us, as text) of a creation, message or close
+--       applied to it; ta assignment version: the latest `time` of an event that changed who
+--       holds it (creation, close, reopen, claim, transfer, decision); e the digest of the last
+--       event applied to it (see order.lua)
+--   q   the sequence of decisions published about it (see `next_sequence`)
 
 -- Conversation records read or written in this call, as stored (id -> JSON, false: none). A
 -- batch's own conversations are read together up front (`prefetch_conversations`); every
@@ -41,6 +51,27 @@ local function save_conversation(conversation_id, record)
   local raw = cjson.encode(record)
   redis.call('HSET', K.convs, conversation_id, raw)
   conversation_cache[conversation_id] = raw
+end
+
+-- How the current event stands against the conversation (nil: none yet): against its
+-- lifecycle (creation, message, close) or its assignment (reply, claim, transfer, decision).
+local function judge_conversation(record, aspect)
+  if not record then return 'apply' end
+  return judge(tonumber(aspect == 'assignment' and record.ta or record.t), record.e)
+end
+
+-- Notes in the record (which the caller saves) that the current event changed its lifecycle,
+-- its assignment, or both: their versions move to the event's time, never back.
+local function stamp(record, lifecycle, assignment)
+  if EVENT_TIME then
+    if lifecycle and not ((tonumber(record.t) or -1) > EVENT_TIME) then
+      record.t = EVENT_TIME_TEXT
+    end
+    if assignment and not ((tonumber(record.ta) or -1) > EVENT_TIME) then
+      record.ta = EVENT_TIME_TEXT
+    end
+  end
+  record.e = EVENT_DIGEST
 end
 
 local function new_record(data)
@@ -90,6 +121,7 @@ local function assign(conversation_id, record, agent_id, reason, strategy, previ
   record.w = nil
   record.pw = nil
   record.an = (tonumber(record.an) or 0) + 1
+  local sequence = next_sequence(record)
   save_conversation(conversation_id, record)
   local today_count = redis.call('HINCRBY', K.daily, agent_id, '1')
   local daily_limit = tonumber((agent(agent_id) or {}).daily_limit)
@@ -105,7 +137,7 @@ local function assign(conversation_id, record, agent_id, reason, strategy, previ
   emit('conversation.assigned', {
     conversation_id = conversation_id, agent_id = agent_id, reason = reason,
     strategy = strategy, previous_agent_id = previous_agent_id,
-  })
+  }, sequence)
   local timeout = tonumber(setting('reply_timeout_seconds')) or 0
   if timeout > 0 and not UNTIMED[reason] then
     arm_timer(timeout * 1000, 'reply_timeout:' .. conversation_id .. ':' .. record.an,
@@ -160,8 +192,9 @@ local function enqueue(conversation_id, record, reason, pool)
     arm_timer(wait * 1000, 'rule_step:' .. conversation_id .. ':' .. record.tn,
       { timer = 'rule_step', conversation_id = conversation_id, token = record.tn })
   end
+  local sequence = next_sequence(record)
   save_conversation(conversation_id, record)
-  emit('conversation.queued', { conversation_id = conversation_id, reason = reason })
+  emit('conversation.queued', { conversation_id = conversation_id, reason = reason }, sequence)
 end
 
 local function why_waiting()
@@ -190,9 +223,10 @@ local function allocate(conversation_id, record, reason, previous_agent_id, excl
     end
   end
   if previous_agent_id and record.s == 'open' then
+    -- Every path below saves the record, with this number in it.
     emit('conversation.unassigned', {
       conversation_id = conversation_id, previous_agent_id = previous_agent_id, reason = reason,
-    })
+    }, next_sequence(record))
   end
   if outsiders then
     dequeue(record)

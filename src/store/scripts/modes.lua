@@ -31,8 +31,9 @@ offer = function(conversation_id, record, agents)
   for _, agent_id in ipairs(agents) do
     redis.call('ZADD', K.offers, 0, owned_member(agent_id, conversation_id))
   end
+  local sequence = next_sequence(record)
   save_conversation(conversation_id, record)
-  emit('conversation.offered', { conversation_id = conversation_id, agent_ids = agents })
+  emit('conversation.offered', { conversation_id = conversation_id, agent_ids = agents }, sequence)
 end
 
 -- Offers the conversation (broadcast) or asks for a decision (custom). False when no agent is
@@ -56,8 +57,10 @@ hold_for_mode = function(conversation_id, record, excluded)
       agent_id = agent_id, open = load_of(agent_id), max_concurrent = max_concurrent(agent(agent_id)),
     }
   end
+  local sequence = next_sequence(record)
   save_conversation(conversation_id, record)
-  emit('allocation.requested', { conversation_id = conversation_id, candidates = candidates })
+  emit('allocation.requested', { conversation_id = conversation_id, candidates = candidates },
+    sequence)
   local timeout = tonumber(setting('custom_timeout_seconds')) or 10
   arm_timer(math.max(timeout, 1) * 1000, 'custom_timeout:' .. conversation_id .. ':' .. record.rq,
     { timer = 'custom_timeout', conversation_id = conversation_id, token = record.rq })

@@ -9,59 +9,23 @@
 -- for its later events: every write to those keys also updates the cache, so an event sees
 -- exactly what it would read from Redis.
 --
--- KEYS (every key carries the project's hash tag, so one call stays on one cluster slot)
---   1  settings  string  the project's settings, JSON (merge-patched by project.configured)
---   2  agents    hash    agent id -> agent configuration, JSON
---   3  status    hash    agent id -> online | busy | offline
---   4  convs     hash    conversation id -> conversation record, JSON
---   5  owned     zset    "agent|conversation" for every open assignment (score 0, by lex);
---                        an agent's load is the count of its members, so it cannot drift
---   6  waiting   zset    every waiting conversation: "<arrival, 16 digits>|conversation",
---                        score = -priority (claims and `inspect` read it)
---   7  by_load   zset    the base pool (every eligible agent, whatever its skills): score =
---                        bucket * 1e11 + open conversations + random tie-breaker
---   8  by_order  zset    base pool, score = bucket * 1e11 + round-robin position
---   9  by_pass   zset    base pool, agents outside the precedence levels (bucket 1001), score =
---                        weighted-fair virtual pass. Each level has its own pass set,
---                        "<prefix>pool:pass:<level>": a pass is a small fraction, which a bucket
---                        prefix in the score would round away. (bucket = the agent's precedence
---                        level, or 1001 outside the levels)
---   10 meta      hash    counters: agent_seq, arrival_seq, rr_last, vtime
---   11 closed    zset    conversation id -> closing time in ms (forgotten after retention)
---   12 passes    hash    agent id -> virtual pass, kept while the agent is out of the pool
---   13 visitors  hash    visitor id -> agent that last served the visitor
---   14 visitor_seen zset visitor id -> when that agent last served, ms (forgotten after
---                        `visitor_memory_days`)
---   15 held      zset    conversations offered to agents (broadcast) or awaiting an external
---                        decision (custom), score 0
---   16 offers    zset    "agent|conversation" for every standing offer (score 0, by lex)
---   17 online    zset    base pool's agents that are online (whatever their load), score = bucket
---   18 base_waiting zset  waiting conversations of the base pool (members as in `waiting`), once
---                        the project has a requirement pool: until then every waiting
---                        conversation is the base pool's, and `waiting` serves as its queue
---                        (one write per enqueue and dequeue instead of two)
---   19 pools     hash    requirement pool id -> requirement (skills, channels), JSON; each pool
---                        has keys <prefix>rq:<id>:{load,order,pass,online,waiting}, built from
---                        this project's prefix, so they share its hash tag and cluster slot
---   20 memberships hash  agent id -> ids of the requirement pools it qualifies for, JSON
---   21 daily     hash    agent id -> assignments today (the project's day, meta field `day`)
---   22…  event   string  one per event of the batch, in order: the outputs recorded for this
---                        (project, event id), the dedupe record
--- ARGV
---   1  now, ms since epoch 2  random seed (the batch's first event; the next ones count up)
---   3  dedupe TTL, s       4  closed-conversation retention, ms
---   5  the time zone the worker assumed for the project
---   6  today's date in that zone, YYYY-MM-DD (daily limits count per local day)
---   7  the next local midnight in that zone, ms since epoch
---   8… two per event of the batch, in order: the event type, then its data, JSON (checked by
---      the worker)
+-- KEYS, ARGV and the reply codes are declared once, in src/store/interface.rs, and written
+-- just above this part as Lua tables (KEY_AT, ARGV_AT, EVENT_ARG_AT, REPLY): `bind` binds
+-- every key to its name in K (K.convs, K.by_load…), so no part counts positions.
 
 local K, PREFIX, EVENT_TYPE, NOW, CLOSED_RETENTION
 local ASSUMED_TIMEZONE, TODAY, NEXT_MIDNIGHT
--- NOW and the dedupe TTL as the worker wrote them. A Lua number given to redis.call is turned
--- into text with snprintf("%.17g"), a measurable cost on the hot path: text that is at hand,
--- and literals such as '0' and '1', go as they are.
-local NOW_TEXT, DEDUPE_TTL_TEXT
+-- NOW as the worker wrote it. A Lua number given to redis.call is turned into text with
+-- snprintf("%.17g"), a measurable cost on the hot path: text that is at hand, and literals
+-- such as '0' and '1', go as they are.
+local NOW_TEXT
+-- The generation of event records this call writes to (see apply.lua): its number, when it
+-- began (us) and how long its key lives (s, text).
+local GENERATION, GENERATION_START, GENERATION_TTL_TEXT
+-- The event being applied: its `time` in us since the epoch (nil: it has none) as a number
+-- and as the worker wrote it, and the digest of its id. Together they are the event's place
+-- in the order of each thing it changes (see order.lua).
+local EVENT_TIME, EVENT_TIME_TEXT, EVENT_DIGEST
 
 -- Later parts that keep per-call state (caches, kept by every write to what they cache) add a
 -- function here that resets it; `begin_call` runs them once per call.
@@ -84,8 +48,7 @@ local NONE = {}
 local DEFAULT_SETTINGS = {}
 
 local settings_cache, outputs, timers
--- The settings as stored when the call began (false: none), read with the batch's event
--- records in one MGET; decoded on first use.
+-- The settings as stored when the call began (false: none); decoded on first use.
 local settings_text
 
 local function settings()
@@ -101,8 +64,18 @@ local function setting(name)
   return value
 end
 
-local function emit(event_type, data)
-  outputs[#outputs + 1] = { type = event_type, data = data }
+-- An output of the event; `sequence` is its place among the decisions about its conversation
+-- (or agent), for events about one (see `next_sequence`).
+local function emit(event_type, data, sequence)
+  outputs[#outputs + 1] = { type = event_type, data = data, q = sequence }
+end
+
+-- The next number of the sequence of decisions about a conversation record (or an agent's
+-- configuration), kept in the record itself (`q`): the caller saves the record afterwards.
+local function next_sequence(record)
+  local sequence = (tonumber(record.q) or 0) + 1
+  record.q = sequence
+  return sequence
 end
 
 -- Timers the worker arms after this call (RabbitMQ delay queues): each comes back later as a
@@ -153,28 +126,30 @@ local function random(...)
   return math.random(...)
 end
 
--- Binds KEYS and the shared ARGV for one call (a batch of one project's events) and resets
--- every per-call cache; `stored_settings` is the settings key's value (false: none).
-local function begin_call(keys, args, stored_settings)
+-- Binds KEYS and the shared ARGV for one call (a batch of one project's events).
+local function bind(keys, args)
   if keys_bound_for ~= keys[1] then
-    K = {
-      settings = keys[1], agents = keys[2], status = keys[3], convs = keys[4],
-      owned = keys[5], waiting = keys[6], by_load = keys[7], by_order = keys[8],
-      by_pass = keys[9], meta = keys[10], closed = keys[11], passes = keys[12],
-      visitors = keys[13], visitor_seen = keys[14], held = keys[15], offers = keys[16],
-      online = keys[17], base_waiting = keys[18], pools = keys[19], memberships = keys[20],
-      daily = keys[21],
-    }
+    K = {}
+    for name, i in pairs(KEY_AT) do K[name] = keys[i] end
     -- "sb:{project}:", the prefix of every key of the project (keys[1] is "<prefix>settings").
     PREFIX = string.sub(keys[1], 1, -9)
     keys_bound_for = keys[1]
   end
-  NOW, NOW_TEXT = tonumber(args[1]), args[1]
-  DEDUPE_TTL_TEXT = args[3]
-  CLOSED_RETENTION = tonumber(args[4])
-  ASSUMED_TIMEZONE = args[5]
-  TODAY = args[6]
-  NEXT_MIDNIGHT = tonumber(args[7])
+  -- The generation keys change name every generation: bound on every call.
+  K.events, K.previous_events = keys[KEY_AT.events], keys[KEY_AT.previous_events]
+  NOW, NOW_TEXT = tonumber(args[ARGV_AT.now]), args[ARGV_AT.now]
+  CLOSED_RETENTION = tonumber(args[ARGV_AT.closed_retention])
+  ASSUMED_TIMEZONE = args[ARGV_AT.timezone]
+  TODAY = args[ARGV_AT.today]
+  NEXT_MIDNIGHT = tonumber(args[ARGV_AT.next_midnight])
+  GENERATION = args[ARGV_AT.generation]
+  GENERATION_START = tonumber(args[ARGV_AT.generation_start])
+  GENERATION_TTL_TEXT = args[ARGV_AT.generation_ttl]
+end
+
+-- Resets every per-call cache, once `bind` is done and the call has events to apply;
+-- `stored_settings` is the settings key's value (false: none).
+local function begin_call(stored_settings)
   NULL = cjson.null
   settings_cache, settings_text = nil, stored_settings
   for _, reset in ipairs(per_call_resets) do reset() end
@@ -185,11 +160,13 @@ local function end_call()
   for _, finish in ipairs(per_call_finishes) do finish() end
 end
 
--- Binds one event of the batch (its record key, type and random seed) and resets every
+-- Binds one event of the batch (its type, time, digest and random seed) and resets every
 -- per-event value.
-local function begin_event(event_key, event_type, seed)
-  K.event = event_key
+local function begin_event(event_type, time_text, digest, seed)
   EVENT_TYPE = event_type
+  EVENT_TIME_TEXT = time_text ~= '' and time_text or nil
+  EVENT_TIME = tonumber(EVENT_TIME_TEXT)
+  EVENT_DIGEST = digest
   SEED, seeded = seed, false
   outputs, timers = {}, {}
   for _, reset in ipairs(per_event_resets) do reset() end

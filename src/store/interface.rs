@@ -1,0 +1,352 @@
+//! The interface between the worker and the Redis function library, declared once.
+//!
+//! Redis passes a function its KEYS and ARGV by position. Writing those positions by hand on
+//! both sides (and the reply codes) is how the two drift apart, so they are declared here only:
+//! the Rust side builds its calls from these lists, and [`lua_binding`] writes the same lists
+//! into the library as Lua tables (see `script.rs`), through which the Lua code reads its keys
+//! and arguments by name (`K.convs`, `ARGV_AT.now`). A key's documentation lives here too.
+
+use std::fmt::Write;
+
+/// One key of a project that the `apply` function is given.
+pub struct ProjectKey {
+    /// The name the Lua code binds it to (`K.<name>`).
+    pub name: &'static str,
+    /// What follows the project prefix `sb:{<project>}:` in the key's name.
+    pub suffix: &'static str,
+    /// What it holds.
+    pub doc: &'static str,
+}
+
+const fn key(name: &'static str, suffix: &'static str, doc: &'static str) -> ProjectKey {
+    ProjectKey { name, suffix, doc }
+}
+
+/// The project's keys, in the order of the `apply` function's KEYS. Every one carries the
+/// project's hash tag, so a call stays on one cluster slot.
+pub const PROJECT_KEYS: &[ProjectKey] = &[
+    key(
+        "settings",
+        "settings",
+        "string: the project's settings, JSON (merge-patched)",
+    ),
+    key(
+        "agents",
+        "agents",
+        "hash: agent id -> agent configuration, JSON",
+    ),
+    key(
+        "status",
+        "status",
+        "hash: agent id -> online | busy | offline",
+    ),
+    key(
+        "convs",
+        "convs",
+        "hash: conversation id -> conversation record, JSON",
+    ),
+    key(
+        "owned",
+        "owned",
+        "zset: \"agent|conversation\" for every open assignment (score 0, by lex); an agent's \
+         load is the count of its members, so it cannot drift",
+    ),
+    key(
+        "waiting",
+        "waiting",
+        "zset: every waiting conversation, \"<arrival, 16 digits>|conversation\", score = \
+         -priority",
+    ),
+    key(
+        "by_load",
+        "pool:load",
+        "zset: the base pool's eligible agents, score = level bucket * 1e11 + open \
+         conversations + random tie-breaker",
+    ),
+    key(
+        "by_order",
+        "pool:order",
+        "zset: the base pool's eligible agents, score = level bucket * 1e11 + round-robin \
+         position",
+    ),
+    key(
+        "by_pass",
+        "pool:pass:1001",
+        "zset: the base pool's eligible agents outside the precedence levels, score = \
+         weighted-fair virtual pass (each level has its own \"pool:pass:<level>\")",
+    ),
+    key(
+        "meta",
+        "meta",
+        "hash: counters (agent_seq, arrival_seq, vtime, day, pool_count, events_generation, ...)",
+    ),
+    key(
+        "closed",
+        "closed",
+        "zset: conversation id -> closing time, ms (forgotten after retention)",
+    ),
+    key(
+        "passes",
+        "passes",
+        "hash: agent id -> virtual pass, kept while out of the pool",
+    ),
+    key(
+        "visitors",
+        "visitors",
+        "hash: visitor id -> the agent that last served the visitor",
+    ),
+    key(
+        "visitor_seen",
+        "visitor_seen",
+        "zset: visitor id -> when that agent last served, ms (forgotten after visitor_memory_days)",
+    ),
+    key(
+        "held",
+        "held",
+        "zset: conversations offered (broadcast) or awaiting an external decision (custom)",
+    ),
+    key(
+        "offers",
+        "offers",
+        "zset: \"agent|conversation\" for every standing offer",
+    ),
+    key(
+        "online",
+        "online",
+        "zset: the base pool's agents that are online whatever their load, score = level bucket",
+    ),
+    key(
+        "base_waiting",
+        "base_waiting",
+        "zset: the base pool's waiting conversations once a requirement pool exists (until \
+         then `waiting` serves as the base pool's queue)",
+    ),
+    key(
+        "pools",
+        "pools",
+        "hash: requirement pool id -> requirement (skills, channels), JSON; each pool has keys \
+         rq:<id>:{load,order,pass,online,waiting}",
+    ),
+    key(
+        "memberships",
+        "memberships",
+        "hash: agent id -> ids of the requirement pools it is in",
+    ),
+    key(
+        "daily",
+        "daily",
+        "hash: agent id -> assignments today (the project's local day)",
+    ),
+    key(
+        "versions",
+        "versions",
+        "hash: the order of each thing that is not a conversation, \"<time us>:<event digest>\" \
+         of the last event applied to it: s|<agent> (status), f|<agent>|<field>, u|<agent> \
+         (last upsert), r|<agent> (removal), c|<setting>, n|<agent> (get-next claims)",
+    ),
+    key(
+        "events",
+        "events:<generation>",
+        "hash: event digest -> outputs recorded for replay until the broker confirmed them, then \
+         \"\" (seen); one key per generation of `dedupe TTL`, expiring after two",
+    ),
+    key(
+        "previous_events",
+        "events:<generation - 1>",
+        "hash: the previous generation's events",
+    ),
+];
+
+/// The arguments every call shares, in the order of ARGV.
+pub const SHARED_ARGS: &[(&str, &str)] = &[
+    ("now", "the worker's time, ms since the epoch"),
+    (
+        "seed",
+        "a random seed (the batch's first event; the next ones count up)",
+    ),
+    ("closed_retention", "closed-conversation retention, ms"),
+    (
+        "timezone",
+        "the time zone the worker assumed for the project",
+    ),
+    (
+        "today",
+        "today's date in that zone, YYYY-MM-DD (daily limits count per local day)",
+    ),
+    (
+        "next_midnight",
+        "the next local midnight in that zone, ms since the epoch",
+    ),
+    (
+        "generation",
+        "the current generation of event records (now / dedupe TTL)",
+    ),
+    (
+        "generation_start",
+        "when the current generation began, us since the epoch",
+    ),
+    (
+        "generation_ttl",
+        "how long a generation's key lives, s (two generations)",
+    ),
+];
+
+/// The arguments of each event of the batch, in order, after the shared ones.
+pub const EVENT_ARGS: &[(&str, &str)] = &[
+    ("type", "the event type"),
+    ("data", "its data, JSON (checked by the worker)"),
+    (
+        "time",
+        "its `time`, us since the epoch, or \"\" when it has none",
+    ),
+    ("digest", "a digest of its id (dedupe and versions)"),
+    (
+        "legacy",
+        "the index in KEYS of the record an earlier release kept for it (redelivered events \
+         only), or 0",
+    ),
+];
+
+/// What `apply` answers for one event: `{code, text}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i64)]
+pub enum ReplyCode {
+    /// Applied now; text is the record of its outputs.
+    Applied = 0,
+    /// Applied before and not confirmed since: text is the record to publish again.
+    Replayed = 1,
+    /// The worker assumed another time zone for the project: text names the right one; this
+    /// event and the rest of the batch were not applied.
+    WrongTimezone = 2,
+    /// Seen before, its outputs confirmed: nothing to publish.
+    Duplicate = 3,
+    /// Older than the state it would change: nothing changed, nothing to publish.
+    Stale = 4,
+    /// The library failed on this event (a bug): text is the error; the rest of the batch
+    /// was not applied.
+    Failed = 5,
+}
+
+impl ReplyCode {
+    pub const ALL: [ReplyCode; 6] = [
+        ReplyCode::Applied,
+        ReplyCode::Replayed,
+        ReplyCode::WrongTimezone,
+        ReplyCode::Duplicate,
+        ReplyCode::Stale,
+        ReplyCode::Failed,
+    ];
+
+    pub fn from_code(code: i64) -> Option<ReplyCode> {
+        ReplyCode::ALL.into_iter().find(|c| *c as i64 == code)
+    }
+
+    /// The name the Lua code uses (`REPLY.<name>`).
+    pub fn lua_name(self) -> &'static str {
+        match self {
+            ReplyCode::Applied => "applied",
+            ReplyCode::Replayed => "replayed",
+            ReplyCode::WrongTimezone => "wrong_timezone",
+            ReplyCode::Duplicate => "duplicate",
+            ReplyCode::Stale => "stale",
+            ReplyCode::Failed => "failed",
+        }
+    }
+}
+
+/// The position (1-based, as Lua counts) of a project key by name.
+pub fn key_position(name: &str) -> usize {
+    PROJECT_KEYS
+        .iter()
+        .position(|k| k.name == name)
+        .unwrap_or_else(|| panic!("no project key named {name}"))
+        + 1
+}
+
+/// The Lua tables the library reads its interface from, with each key's documentation.
+pub fn lua_binding() -> String {
+    let mut lua = String::from(
+        "-- Generated from src/store/interface.rs: the KEYS and ARGV of `apply`, and its reply \
+         codes.\n-- KEYS (sb:{<project>}:<suffix>), then the records earlier releases kept for \
+         redelivered events:\n",
+    );
+    for (i, key) in PROJECT_KEYS.iter().enumerate() {
+        let _ = writeln!(
+            lua,
+            "--   {:<2} {:<16} {}: {}",
+            i + 1,
+            key.name,
+            key.suffix,
+            key.doc
+        );
+    }
+    lua.push_str("local KEY_AT = {");
+    for (i, key) in PROJECT_KEYS.iter().enumerate() {
+        let _ = write!(lua, " {} = {},", key.name, i + 1);
+    }
+    lua.push_str(" }\n-- ARGV shared by the batch:\n");
+    for (i, (name, doc)) in SHARED_ARGS.iter().enumerate() {
+        let _ = writeln!(lua, "--   {:<2} {name}: {doc}", i + 1);
+    }
+    lua.push_str("local ARGV_AT = {");
+    for (i, (name, _)) in SHARED_ARGS.iter().enumerate() {
+        let _ = write!(lua, " {name} = {},", i + 1);
+    }
+    lua.push_str(" }\n-- then, for each event of the batch:\n");
+    for (i, (name, doc)) in EVENT_ARGS.iter().enumerate() {
+        let _ = writeln!(lua, "--   +{i} {name}: {doc}");
+    }
+    lua.push_str("local EVENT_ARG_AT = {");
+    for (i, (name, _)) in EVENT_ARGS.iter().enumerate() {
+        let _ = write!(lua, " {name} = {i},");
+    }
+    lua.push_str(" }\nlocal REPLY = {");
+    for code in ReplyCode::ALL {
+        let _ = write!(lua, " {} = {},", code.lua_name(), code as i64);
+    }
+    lua.push_str(" }\n");
+    let _ = writeln!(
+        lua,
+        "local PROJECT_KEY_COUNT, SHARED_ARG_COUNT, EVENT_ARG_COUNT = {}, {}, {}",
+        PROJECT_KEYS.len(),
+        SHARED_ARGS.len(),
+        EVENT_ARGS.len()
+    );
+    lua
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_suffixes_are_distinct() {
+        let mut names: Vec<_> = PROJECT_KEYS.iter().map(|k| k.name).collect();
+        let mut suffixes: Vec<_> = PROJECT_KEYS.iter().map(|k| k.suffix).collect();
+        names.sort();
+        names.dedup();
+        suffixes.sort();
+        suffixes.dedup();
+        assert_eq!(names.len(), PROJECT_KEYS.len());
+        assert_eq!(suffixes.len(), PROJECT_KEYS.len());
+    }
+
+    #[test]
+    fn reply_codes_round_trip() {
+        for code in ReplyCode::ALL {
+            assert_eq!(ReplyCode::from_code(code as i64), Some(code));
+        }
+        assert_eq!(ReplyCode::from_code(99), None);
+    }
+
+    #[test]
+    fn the_binding_lists_every_key_and_argument() {
+        let lua = lua_binding();
+        for key in PROJECT_KEYS {
+            assert!(lua.contains(&format!(" {} = ", key.name)));
+        }
+        assert!(lua.contains("now = 1,"));
+        assert!(lua.contains("type = 0,"));
+        assert!(lua.contains("stale = 4,"));
+    }
+}
