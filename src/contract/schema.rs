@@ -541,6 +541,20 @@ impl EventSchema {
                 json!({"type": "string", "minLength": 1}),
             );
             required.push("causationid");
+            extensions.insert(
+                "sequence".into(),
+                json!({
+                    "type": "string",
+                    "pattern": "^[0-9]{20}$",
+                    "description": "CloudEvents sequence extension: grows with every decision \
+                        about the conversation (the agent, for agent.status_changed); 20 digits, \
+                        so that it orders as text too. A consumer keeps the event with the \
+                        highest sequence per conversation (per agent) and may drop lower ones."
+                }),
+            );
+            if self.event_type != "command.rejected" {
+                required.push("sequence");
+            }
         }
         let mut properties = json!({
             "specversion": {"const": "1.0"},

@@ -4,6 +4,7 @@
 pub mod confirmations;
 pub mod interface;
 pub mod keys;
+pub mod read;
 pub mod script;
 
 use std::time::Duration;
@@ -270,7 +271,7 @@ impl Store {
     }
 
     /// The generation of event records at `now_ms`, and when it began (us since the epoch).
-    fn generation(&self, now_ms: i64) -> (u64, i64) {
+    pub fn generation(&self, now_ms: i64) -> (u64, i64) {
         let length_ms = (self.options.dedupe_ttl.as_millis() as i64).max(1000);
         let generation = now_ms.max(0) / length_ms;
         (generation as u64, generation * length_ms * 1000)

@@ -20,12 +20,30 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// The `time` of test events that do not state one of their own: all the same instant, so
+/// events about one thing are applied in the order workers apply them.
+pub const TEST_TIME: &str = "2026-11-22T10:00:00Z";
+
 pub fn body(project: &str, id: &str, event_type: &str, data: Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({
+    body_at(project, id, event_type, data, Some(TEST_TIME))
+}
+
+/// An event body with the given `time` (none when `None`).
+pub fn body_at(
+    project: &str,
+    id: &str,
+    event_type: &str,
+    data: Value,
+    time: Option<&str>,
+) -> Vec<u8> {
+    let mut event = json!({
         "specversion": "1.0", "id": id, "source": "/tests", "type": event_type,
-        "time": "2026-11-22T10:00:00Z", "project": project, "data": data
-    }))
-    .unwrap()
+        "project": project, "data": data
+    });
+    if let Some(time) = time {
+        event["time"] = json!(time);
+    }
+    serde_json::to_vec(&event).unwrap()
 }
 
 pub fn event(project: &str, event_type: &str, data: Value) -> InboundEvent {
@@ -39,15 +57,11 @@ pub async fn store() -> Store {
 
 pub async fn store_at(url: &str) -> Store {
     let nodes: Vec<String> = url.split(',').map(|s| s.trim().to_string()).collect();
-    Store::connect(
-        &nodes,
-        StoreOptions {
-            dedupe_ttl: std::time::Duration::from_secs(3600),
-            closed_retention: std::time::Duration::from_secs(3600),
-        },
-    )
-    .await
-    .expect("Redis is reachable")
+    // The workers' defaults, so that the tests read the records the workers write.
+    let options = StoreOptions::from_config(&Config::default());
+    Store::connect(&nodes, options)
+        .await
+        .expect("Redis is reachable")
 }
 
 /// Drives one project's state through the store directly, with a settable clock.
@@ -356,6 +370,31 @@ impl Env {
         );
     }
 
+    /// Waits until a worker has handled each of these events of `project` (applied them, or
+    /// found them stale or duplicates): their effect is then final.
+    pub async fn handled(&self, project: &str, event_ids: &[String]) {
+        let store = store_at(&self.config.redis_url).await;
+        let project = switchboard::contract::Id::parse(project).unwrap();
+        let ids: Vec<&str> = event_ids.iter().map(String::as_str).collect();
+        let now = switchboard::clock::Clock::now_ms(&SystemClock);
+        for _ in 0..600 {
+            if store
+                .handled(&project, &ids, now)
+                .await
+                .unwrap()
+                .iter()
+                .all(|h| *h)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "{} events of {project} were not handled within 15 s",
+            ids.len()
+        );
+    }
+
     /// The next `n` outbound events, in the order they arrived; fewer if `wait` runs out.
     pub async fn outputs(&mut self, n: usize, wait: Duration) -> Vec<Value> {
         let mut received = vec![];
@@ -475,6 +514,26 @@ impl Env {
                 .await;
         }
         self.session.close().await;
+    }
+}
+
+/// `switchboard run` processes, killed (SIGKILL) when dropped, so that a failing test leaves
+/// none running.
+pub struct WorkerProcesses(pub Vec<std::process::Child>);
+
+impl WorkerProcesses {
+    /// `n` worker processes on `env`'s topology.
+    pub fn spawn(env: &Env, n: usize) -> WorkerProcesses {
+        WorkerProcesses((0..n).map(|_| env.spawn_process()).collect())
+    }
+}
+
+impl Drop for WorkerProcesses {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -671,13 +730,18 @@ impl Platform {
     }
 
     pub fn event(&mut self, event_type: &str, data: Value) -> Vec<u8> {
+        self.event_at(event_type, data, Some(TEST_TIME))
+    }
+
+    /// An event with its own `time` (none when `None`).
+    pub fn event_at(&mut self, event_type: &str, data: Value, time: Option<&str>) -> Vec<u8> {
         self.next += 1;
-        body(
-            &self.project,
-            &format!("ev-{}", self.next),
-            event_type,
-            data,
-        )
+        body_at(&self.project, &self.last_id(), event_type, data, time)
+    }
+
+    /// The id of the last event built.
+    pub fn last_id(&self) -> String {
+        format!("ev-{}", self.next)
     }
 
     pub fn agents(&mut self, agents: &[(&str, u64)]) -> Vec<Vec<u8>> {

@@ -9,6 +9,7 @@ mod deploy;
 mod helpers;
 mod lifecycle;
 mod modes;
+mod order;
 mod outages;
 mod private_rabbit;
 mod routing;

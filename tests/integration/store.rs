@@ -356,7 +356,7 @@ async fn without_levels_rules_or_channel_rights_the_script_touches_only_declared
     .await;
     p.apply("agent.removed", json!({"agent_id": "b"})).await;
     let project = switchboard::contract::Id::parse(&p.id).unwrap();
-    let generation = p.now_ms as u64 / 3_600_000; // the helpers' store has a dedupe TTL of an hour
+    let (generation, _) = p.store.generation(p.now_ms);
     let declared: std::collections::BTreeSet<String> =
         switchboard::store::keys::apply_keys(&project, generation, std::iter::empty())
             .into_iter()

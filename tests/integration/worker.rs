@@ -110,8 +110,11 @@ async fn outputs_are_cloudevents_caused_by_the_inbound_event() {
     env.cleanup().await;
 }
 
+/// A platform retry that arrives while the first copy may still be in flight: whether it finds
+/// the first copy's outputs confirmed (nothing to publish) or not yet (the same output again),
+/// it never causes a second decision. (order.rs pins each case down on its own.)
 #[tokio::test]
-async fn a_redelivered_event_publishes_the_same_outputs_and_nothing_new() {
+async fn a_repeat_arriving_at_once_publishes_the_same_output_or_nothing() {
     let mut env = Env::new().await;
     let _worker = env.spawn_worker().await;
     let mut platform = Platform::new();
@@ -119,9 +122,9 @@ async fn a_redelivered_event_publishes_the_same_outputs_and_nothing_new() {
     let created = platform.created("c1");
     env.publish(&created).await;
     env.publish(&created).await; // a platform retry: same project, same id
-    let out = env.outputs(2, WAIT).await;
-    assert_eq!(out.len(), 2);
-    assert_eq!(out[0], out[1], "the repeat carries the same id and content");
+    let out = env.outputs_for(Duration::from_secs(2)).await;
+    assert!(matches!(out.len(), 1 | 2), "{out:?}");
+    assert!(out.iter().all(|o| o == &out[0]), "a repeat carries the same id and content");
     let store = store().await;
     assert_eq!(load_of(&store, &platform.project, "a").await, 1);
     env.cleanup().await;

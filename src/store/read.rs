@@ -1,0 +1,249 @@
+//! Reading a project's state as the library keeps it: what `switchboard inspect`, `simulate`
+//! and the tests look at. Each read is one or a few commands, not an atomic snapshot of the
+//! project; the key names and record formats stay inside the store.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::keys::{event_digest, events_key, project_key};
+use super::{Store, StoreError};
+use crate::contract::Id;
+
+/// A conversation as its record tells it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ConversationState {
+    /// `waiting`, `open`, `offered` (broadcast), `pending` (custom) or `closed`.
+    #[serde(rename = "s")]
+    pub state: String,
+    /// The agent holding it while open (and the last one after a close).
+    #[serde(rename = "a", default)]
+    pub agent: Option<String>,
+    /// Absent for a tombstone (closed before it was seen created).
+    #[serde(rename = "v", default)]
+    pub visitor: Option<String>,
+    #[serde(rename = "p", default)]
+    pub priority: i64,
+    /// The last sequence number published about it.
+    #[serde(rename = "q", default)]
+    pub sequence: u64,
+}
+
+/// One waiting conversation, in the order they are served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub conversation_id: String,
+    pub priority: i64,
+}
+
+impl Store {
+    /// The project's settings as stored (only those set; the defaults are
+    /// `domain::settings::defaults()`).
+    pub async fn settings(&self, project: &Id) -> Result<Map<String, Value>, StoreError> {
+        let stored: Option<String> = self
+            .query(redis::cmd("GET").arg(project_key(project, "settings")))
+            .await?;
+        Ok(stored
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default())
+    }
+
+    /// Every agent's configuration, by agent id.
+    pub async fn agents(&self, project: &Id) -> Result<BTreeMap<String, Value>, StoreError> {
+        let stored: HashMap<String, String> = self
+            .query(redis::cmd("HGETALL").arg(project_key(project, "agents")))
+            .await?;
+        Ok(stored
+            .into_iter()
+            .map(|(id, text)| (id, serde_json::from_str(&text).unwrap_or_default()))
+            .collect())
+    }
+
+    /// Every agent's status that is not the default (`offline`), by agent id.
+    pub async fn statuses(&self, project: &Id) -> Result<BTreeMap<String, String>, StoreError> {
+        self.query(redis::cmd("HGETALL").arg(project_key(project, "status")))
+            .await
+    }
+
+    /// One agent's status (`offline` unless set).
+    pub async fn status(&self, project: &Id, agent: &str) -> Result<String, StoreError> {
+        let status: Option<String> = self
+            .query(
+                redis::cmd("HGET")
+                    .arg(project_key(project, "status"))
+                    .arg(agent),
+            )
+            .await?;
+        Ok(status.unwrap_or_else(|| "offline".into()))
+    }
+
+    /// The open conversations each agent holds, by agent id (agents holding none are absent).
+    pub async fn open_conversations(
+        &self,
+        project: &Id,
+    ) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+        let members: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(project_key(project, "owned"))
+                    .arg(0)
+                    .arg(-1),
+            )
+            .await?;
+        let mut open: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for member in members {
+            if let Some((agent, conversation)) = member.split_once('|') {
+                open.entry(agent.into())
+                    .or_default()
+                    .push(conversation.into());
+            }
+        }
+        Ok(open)
+    }
+
+    /// How many open conversations one agent holds.
+    pub async fn load(&self, project: &Id, agent: &str) -> Result<u64, StoreError> {
+        self.query(
+            redis::cmd("ZLEXCOUNT")
+                .arg(project_key(project, "owned"))
+                .arg(format!("[{agent}|"))
+                .arg(format!("[{agent}|\u{ff}")),
+        )
+        .await
+    }
+
+    /// The agents that may take a conversation now (the base pool), fewest open first.
+    pub async fn eligible(&self, project: &Id) -> Result<Vec<String>, StoreError> {
+        self.query(
+            redis::cmd("ZRANGE")
+                .arg(project_key(project, "by_load"))
+                .arg(0)
+                .arg(-1),
+        )
+        .await
+    }
+
+    /// One conversation's record, if the project remembers it.
+    pub async fn conversation(
+        &self,
+        project: &Id,
+        conversation: &str,
+    ) -> Result<Option<ConversationState>, StoreError> {
+        let stored: Option<String> = self
+            .query(
+                redis::cmd("HGET")
+                    .arg(project_key(project, "convs"))
+                    .arg(conversation),
+            )
+            .await?;
+        stored
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|e| StoreError::Reply(format!("{e}: {text}")))
+            })
+            .transpose()
+    }
+
+    /// Every conversation the project remembers, by id.
+    pub async fn conversations(
+        &self,
+        project: &Id,
+    ) -> Result<BTreeMap<String, ConversationState>, StoreError> {
+        let stored: HashMap<String, String> = self
+            .query(redis::cmd("HGETALL").arg(project_key(project, "convs")))
+            .await?;
+        stored
+            .into_iter()
+            .map(|(id, text)| {
+                serde_json::from_str(&text)
+                    .map(|state| (id, state))
+                    .map_err(|e| StoreError::Reply(format!("{e}: {text}")))
+            })
+            .collect()
+    }
+
+    /// The first `limit` waiting conversations (every one when `None`), in the order they are
+    /// served: priority, then arrival.
+    pub async fn waiting(
+        &self,
+        project: &Id,
+        limit: Option<usize>,
+    ) -> Result<Vec<Waiting>, StoreError> {
+        let last = limit.map_or(-1, |n| n as isize - 1);
+        let members: Vec<(String, f64)> = self
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(project_key(project, "waiting"))
+                    .arg(0)
+                    .arg(last)
+                    .arg("WITHSCORES"),
+            )
+            .await?;
+        Ok(members
+            .into_iter()
+            .filter_map(|(member, score)| {
+                let (_, conversation) = member.split_once('|')?;
+                Some(Waiting {
+                    conversation_id: conversation.into(),
+                    priority: -score as i64,
+                })
+            })
+            .collect())
+    }
+
+    /// Whether the store still keeps an event's outputs for a replay (`Some(true)`: the broker
+    /// has not confirmed them yet, as far as the store knows), remembers the event as seen
+    /// (`Some(false)`), or does not know it (`None`). `now_ms` picks the window.
+    pub async fn replayable(
+        &self,
+        project: &Id,
+        event_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<bool>, StoreError> {
+        let digest = event_digest(event_id);
+        let (generation, _) = self.generation(now_ms);
+        for generation in [generation, generation.saturating_sub(1)] {
+            let record: Option<String> = self
+                .query(
+                    redis::cmd("HGET")
+                        .arg(events_key(project, generation))
+                        .arg(&digest),
+                )
+                .await?;
+            if let Some(record) = record {
+                return Ok(Some(!record.is_empty()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether each of these events (by id) was handled by a worker (applied, replayed, or
+    /// found stale or a duplicate) within the dedupe window: the effect of one that was is
+    /// final. `now_ms` picks the window.
+    pub async fn handled(
+        &self,
+        project: &Id,
+        event_ids: &[&str],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        if event_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let digests: Vec<String> = event_ids.iter().map(|id| event_digest(id)).collect();
+        let (generation, _) = self.generation(now_ms);
+        let mut handled = vec![false; event_ids.len()];
+        for generation in [generation, generation.saturating_sub(1)] {
+            let found: Vec<Option<String>> = self
+                .query(
+                    redis::cmd("HMGET")
+                        .arg(events_key(project, generation))
+                        .arg(&digests),
+                )
+                .await?;
+            for (seen, found) in handled.iter_mut().zip(found) {
+                *seen |= found.is_some();
+            }
+        }
+        Ok(handled)
+    }
+}
