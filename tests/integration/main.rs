@@ -7,6 +7,7 @@ mod cli;
 mod contract_docs;
 mod deploy;
 mod helpers;
+mod interleaving;
 mod lifecycle;
 mod modes;
 mod order;

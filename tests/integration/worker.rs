@@ -124,7 +124,10 @@ async fn a_repeat_arriving_at_once_publishes_the_same_output_or_nothing() {
     env.publish(&created).await; // a platform retry: same project, same id
     let out = env.outputs_for(Duration::from_secs(2)).await;
     assert!(matches!(out.len(), 1 | 2), "{out:?}");
-    assert!(out.iter().all(|o| o == &out[0]), "a repeat carries the same id and content");
+    assert!(
+        out.iter().all(|o| o == &out[0]),
+        "a repeat carries the same id and content"
+    );
     let store = store().await;
     assert_eq!(load_of(&store, &platform.project, "a").await, 1);
     env.cleanup().await;
