@@ -275,7 +275,7 @@ async fn run_seed(seed: u64) {
     let scripts: Vec<Vec<Step>> = (0..PROJECTS).map(|_| script(&mut rng)).collect();
     let projects: Vec<String> = (0..PROJECTS).map(|_| unique("p")).collect();
     let references: Vec<String> = (0..PROJECTS).map(|_| unique("p")).collect();
-    let mut cursors = vec![0; PROJECTS];
+    let mut cursors = [0; PROJECTS];
     let mut next_id = 0;
     while cursors.iter().zip(&scripts).any(|(c, s)| *c < s.len()) {
         let p = rng.random_range(0..PROJECTS);
