@@ -14,6 +14,9 @@ else
   run() { cargo test --no-fail-fast "$@"; }
 fi
 
+echo "== the previous release, for the upgrade test (built once)"
+bash scripts/previous-release.sh
+
 echo "== python example's dependency (pika)"
 python3 -m pip install -q --disable-pip-version-check -r examples/python/requirements.txt \
   || echo "pika could not be installed: the Python example's test will skip" >&2

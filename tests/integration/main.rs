@@ -16,4 +16,5 @@ mod private_rabbit;
 mod routing;
 mod simulate;
 mod store;
+mod upgrade;
 mod worker;

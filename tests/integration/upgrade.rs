@@ -1,0 +1,262 @@
+//! Upgrades lose nothing: the previous release's worker runs first, then this release's, on the
+//! same Redis and the same queues; and both side by side, as during a rolling deploy. The
+//! previous release is built from its git tag by `scripts/previous-release.sh` (once; the
+//! README's test command builds it before the tests).
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use switchboard::contract::{decode, Id};
+use switchboard::store::{Delivered, Outcome, Store};
+
+use crate::helpers::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The previous release's `switchboard` binary.
+fn previous_release() -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/previous-release.sh");
+    let built = std::process::Command::new("bash")
+        .arg(script)
+        .output()
+        .expect("bash runs");
+    assert!(
+        built.status.success(),
+        "the previous release could not be built: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    String::from_utf8(built.stdout).unwrap().trim().to_string()
+}
+
+/// Stops a worker process as a deploy does (SIGTERM: it finishes what it has) and waits.
+fn stop(mut worker: std::process::Child) {
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let status = worker.wait().unwrap();
+    assert!(status.success(), "the worker stopped cleanly: {status:?}");
+}
+
+/// Loads are exactly the open conversations, and nobody holds more than `max_concurrent`.
+async fn assert_consistent(store: &Store, project: &Id) {
+    let agents = store.agents(project).await.unwrap();
+    let mut held: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    for (id, conversation) in store.conversations(project).await.unwrap() {
+        if conversation.state == "open" {
+            held.entry(conversation.agent.unwrap())
+                .or_default()
+                .insert(id);
+        }
+    }
+    let owned: BTreeMap<String, HashSet<String>> = store
+        .open_conversations(project)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(agent, conversations)| (agent, conversations.into_iter().collect()))
+        .collect();
+    assert_eq!(owned, held);
+    for (agent, conversations) in &owned {
+        let max = agents[agent]["max_concurrent"].as_u64().unwrap();
+        assert!(
+            conversations.len() as u64 <= max,
+            "{agent} holds {} > {max}",
+            conversations.len()
+        );
+    }
+}
+
+fn decisions(outputs: &[Value]) -> Vec<(&str, &str)> {
+    outputs
+        .iter()
+        .filter(|o| o["type"] == "conversation.assigned" || o["type"] == "conversation.queued")
+        .map(|o| {
+            (
+                o["data"]["conversation_id"].as_str().unwrap(),
+                o["type"].as_str().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn this_release_continues_where_the_previous_one_stopped() {
+    let previous = previous_release();
+    let mut env = Env::new().await;
+    let mut platform = Platform::new();
+    let project = Id::parse(&platform.project).unwrap();
+    let store = store().await;
+
+    // The previous release: a team, more conversations than room, a close. (Its outputs carry
+    // no sequence, which this release's schemas require.)
+    env.check_outputs = false;
+    let old = worker_process_of(&previous, &env.config, 0);
+    env.team(&mut platform, &[("a", 2), ("b", 2)]).await;
+    let created: Vec<Vec<u8>> = (0..8).map(|i| platform.created(&format!("c{i}"))).collect();
+    env.publish_many(&created).await;
+    let first = env.outputs(8, WAIT).await;
+    assert_eq!(
+        decisions(&first)
+            .iter()
+            .filter(|d| d.1 == "conversation.queued")
+            .count(),
+        4
+    );
+    let holder_of_c0 = first
+        .iter()
+        .find(|o| o["data"]["conversation_id"] == "c0")
+        .map(|o| o["data"]["agent_id"].as_str().unwrap().to_string())
+        .unwrap();
+    env.publish(&platform.closed("c0")).await;
+    let backlog = env.outputs(1, WAIT).await;
+    assert_eq!(backlog[0]["data"]["conversation_id"], "c4");
+    assert_eq!(backlog[0]["data"]["reason"], "backlog");
+    stop(old);
+    env.check_outputs = true;
+
+    // This release, on what the previous one left.
+    let _new = WorkerProcesses::spawn(&env, 1);
+    env.publish(&platform.closed("c1")).await;
+    let out = env.outputs(1, WAIT).await;
+    assert_eq!(
+        out[0]["data"]["conversation_id"], "c5",
+        "the next in the old queue: {out:?}"
+    );
+    assert_eq!(out[0]["data"]["reason"], "backlog");
+    // The previous release published no sequence: this release's first decision is number 1.
+    assert_eq!(out[0]["sequence"], "00000000000000000001");
+    // c0, closed under the previous release, comes back: its agent is full, so it waits.
+    env.publish(&platform.event(
+        "message.received",
+        json!({"conversation_id": "c0", "visitor_id": "v-c0"}),
+    ))
+    .await;
+    let out = env.outputs(1, WAIT).await;
+    assert_eq!(out[0]["data"]["conversation_id"], "c0", "{out:?}");
+    assert_eq!(
+        out[0]["type"], "conversation.queued",
+        "{holder_of_c0} is full: {out:?}"
+    );
+    // The queue the previous release filled is served in arrival order, which c0 keeps from
+    // its first arrival.
+    env.publish_many(&platform.agents(&[("c", 4)])).await;
+    let out = env.outputs(3, WAIT).await;
+    let served: Vec<&str> = out
+        .iter()
+        .map(|o| o["data"]["conversation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(served, ["c0", "c6", "c7"], "{out:?}");
+    assert_consistent(&store, &project).await;
+
+    // A redelivery of an event the previous release applied is replayed from its record: the
+    // outputs it published then, with the same ids.
+    let event = decode(&created[2]).unwrap();
+    let now = switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock);
+    let replayed = store
+        .apply_batch(
+            &[Delivered {
+                event: &event,
+                redelivered: true,
+            }],
+            now,
+        )
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(replayed.outcome, Outcome::Replayed);
+    let published = first
+        .iter()
+        .find(|o| o["data"]["conversation_id"] == "c2")
+        .unwrap();
+    assert_eq!(replayed.outputs.len(), 1);
+    assert_eq!(
+        serde_json::to_value(&replayed.outputs[0].data).unwrap(),
+        published["data"]
+    );
+    // Once those are confirmed, the same event again (a platform retry) publishes nothing.
+    store
+        .confirm(&project, std::slice::from_ref(&replayed.record))
+        .await
+        .unwrap();
+    let retried = store.apply(&event, now).await.unwrap();
+    assert_eq!(retried.outcome, Outcome::Duplicate, "{retried:?}");
+    assert_consistent(&store, &project).await;
+    env.cleanup().await;
+}
+
+/// A rolling deploy: a worker of each release on the same queue, under a burst of creations
+/// and closes. No agent is overfilled, no capacity leaks, every conversation is decided once.
+#[tokio::test]
+async fn both_releases_side_by_side_keep_every_invariant() {
+    let previous = previous_release();
+    let mut env = Env::new().await;
+    env.check_outputs = false;
+    let mut platform = Platform::new();
+    let project = Id::parse(&platform.project).unwrap();
+    let _workers = WorkerProcesses(vec![
+        worker_process_of(&previous, &env.config, 0),
+        env.spawn_process(),
+    ]);
+    env.team(&mut platform, &[("a", 5), ("b", 5), ("c", 5)])
+        .await;
+    let created: Vec<Vec<u8>> = (0..60)
+        .map(|i| platform.created(&format!("c{i}")))
+        .collect();
+    env.publish_many(&created).await;
+    let all_decided = |out: &[Value]| {
+        decisions(out)
+            .iter()
+            .map(|d| d.0)
+            .collect::<HashSet<_>>()
+            .len()
+            == 60
+    };
+    let out = env.outputs_until(all_decided, WAIT).await;
+    // Each conversation decided once: a repeat would carry the same id.
+    let mut ids_by_conversation: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
+    for o in &out {
+        if o["type"] == "conversation.assigned" || o["type"] == "conversation.queued" {
+            ids_by_conversation
+                .entry(o["data"]["conversation_id"].as_str().unwrap())
+                .or_default()
+                .insert(o["id"].as_str().unwrap());
+        }
+    }
+    assert_eq!(ids_by_conversation.len(), 60);
+    assert!(
+        ids_by_conversation.values().all(|ids| ids.len() == 1),
+        "{ids_by_conversation:?}"
+    );
+    // Half of them close: each close of an open one hands its place to the next waiting.
+    let closed: Vec<Vec<u8>> = (0..60)
+        .step_by(2)
+        .map(|i| platform.closed(&format!("c{i}")))
+        .collect();
+    env.publish_many(&closed).await;
+    let store = store().await;
+    // Wait for the closes, then the state must be consistent.
+    for _ in 0..100 {
+        if env.depth(&env.config.work_queue.clone()).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_consistent(&store, &project).await;
+    let open: usize = store
+        .open_conversations(&project)
+        .await
+        .unwrap()
+        .values()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(
+        open, 15,
+        "every agent full: 30 conversations are still open for 15 places"
+    );
+    env.cleanup().await;
+}
