@@ -1,5 +1,11 @@
 """Plays a chat platform against Switchboard: configures a project, adds three agents, brings
-them online, opens conversations, and prints every decision the workers publish.
+them online, opens conversations, and prints every decision the workers publish, then the inbox
+it keeps from them.
+
+Every event carries `time` with millisecond precision: Switchboard applies the events about one
+thing (an agent's status, a setting, a conversation) in that order, whatever the number of
+workers. Decisions published by different workers may arrive in any order, so the inbox keeps,
+per conversation, the decision with the highest `sequence` and drops a lower one arriving late.
 
     pip install -r examples/python/requirements.txt
     python3 examples/python/chat_platform.py --conversations 10 --seconds 5
@@ -29,6 +35,38 @@ def cloudevent(project, event_type, data):
         "project": project,
         "data": data,
     }
+
+
+class Inbox:
+    """What a platform shows: each conversation's latest decision. Outputs of several workers
+    may overtake each other; `sequence` (20 digits, so it also orders as text) says which came
+    last."""
+
+    def __init__(self):
+        self.latest = {}  # conversation id -> (sequence, event)
+
+    def take(self, event):
+        """Keeps the event unless a later decision about its conversation is already here.
+        Returns False for one that arrived too late (dropped)."""
+        conversation = event["data"].get("conversation_id")
+        sequence = event.get("sequence")
+        if conversation is None or sequence is None:
+            return True
+        if event["type"] == "command.rejected":
+            return True  # a rejection changes nothing: it carries the state it was judged against
+        known = self.latest.get(conversation)
+        if known is not None and known[0] >= sequence:
+            return False
+        self.latest[conversation] = (sequence, event)
+        return True
+
+    def holders(self):
+        """Conversation -> its agent (or the state it waits in)."""
+        shown = {}
+        for conversation, (_, event) in sorted(self.latest.items()):
+            data = event["data"]
+            shown[conversation] = data.get("agent_id") or event["type"].split(".")[1]
+        return shown
 
 
 def main():
@@ -69,6 +107,7 @@ def main():
         })
     print(f"published {args.conversations} conversations to project {args.project!r}")
 
+    inbox = Inbox()
     deadline = time.monotonic() + args.seconds
     while time.monotonic() < deadline:
         method, _, body = channel.basic_get(decisions, auto_ack=True)
@@ -79,9 +118,13 @@ def main():
         if event.get("project") != args.project:
             continue
         data = event["data"]
+        late = "" if inbox.take(event) else "  (dropped: a later decision arrived first)"
         print(f'{event["type"]:<24} {data.get("conversation_id", ""):<22} '
-              f'{data.get("agent_id", "-"):<8} {data.get("reason", "")}')
+              f'{data.get("agent_id", "-"):<8} {data.get("reason", "")}{late}')
     connection.close()
+    print("inbox:")
+    for conversation, holder in inbox.holders().items():
+        print(f"  {conversation:<22} {holder}")
 
 
 if __name__ == "__main__":
