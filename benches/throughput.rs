@@ -40,10 +40,15 @@ fn config(tag: &str) -> Config {
     }
 }
 
+/// One event as a platform publishes it: its `time` (ms precision) grows with its number, so
+/// the store's order checks run as they do in production.
 fn event(project: &str, id: u64, event_type: &str, data: Value) -> Vec<u8> {
+    static START_MS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let start = *START_MS.get_or_init(|| chrono::Utc::now().timestamp_millis());
     serde_json::to_vec(&json!({
         "specversion": "1.0", "id": format!("{project}-{id}"), "source": "/bench",
         "type": event_type, "project": project, "data": data,
+        "time": switchboard::clock::rfc3339(start + id as i64),
     }))
     .unwrap()
 }

@@ -65,8 +65,8 @@ pub fn document() -> Value {
         "asyncapi": "3.0.0",
         "info": {
             "title": "Switchboard",
-            "version": "1.0.0",
-            "description": "Assigns customer conversations to support agents. Platforms publish CloudEvents 1.0 (structured JSON, routing key = type) to the inbound exchange; workers publish their decisions to the outbound exchange. Every event carries the tenant in the `project` extension attribute; outbound events carry `causationid` (the inbound event's id) and an id derived from it.",
+            "version": "1.1.0",
+            "description": "Assigns customer conversations to support agents. Platforms publish CloudEvents 1.0 (structured JSON, routing key = type) to the inbound exchange; workers publish their decisions to the outbound exchange. Every event carries the tenant in the `project` extension attribute. Inbound events carry `time` (millisecond precision or finer): events about one agent, setting or conversation take effect in that order, and an older one arriving late changes nothing. Outbound events carry `causationid` (the inbound event's id), an id derived from it, and `sequence` (per conversation, per agent for status changes) so a consumer can keep the latest decision.",
         },
         "defaultContentType": "application/json",
         "servers": {
@@ -81,7 +81,7 @@ pub fn document() -> Value {
             },
             "outbound": {
                 "address": names.outbound_exchange,
-                "description": "Decisions. A redelivered inbound event republishes the same outputs with the same ids.",
+                "description": "Decisions. The redelivery of an inbound event whose outputs were not confirmed republishes the same outputs with the same ids; a duplicate of one whose outputs were confirmed publishes nothing.",
                 "messages": outbound,
                 "bindings": exchange(&names.outbound_exchange),
             },

@@ -565,7 +565,17 @@ impl EventSchema {
                 json!({"const": "switchboard"})
             },
             "type": {"const": self.event_type},
-            "time": {"type": "string", "format": "date-time"},
+            "time": if self.direction == Direction::Outbound {
+                json!({"type": "string", "format": "date-time"})
+            } else {
+                json!({
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "RFC 3339, millisecond precision or finer, one clock per \
+                        thing: events about one agent, setting or conversation take effect in \
+                        this order; an older one arriving late changes nothing."
+                })
+            },
             "datacontenttype": {"type": "string", "pattern": "^application/json"},
             "data": data,
         });
