@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::broker::{self, Message, Publisher, Session};
 use crate::config::Config;
+use crate::contract::CloudEvent;
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -35,15 +36,10 @@ struct Demo<'a> {
 impl Demo<'_> {
     async fn send(&mut self, event_type: &str, data: Value) -> anyhow::Result<()> {
         self.sequence += 1;
-        let body = serde_json::to_vec(&json!({
-            "specversion": "1.0",
-            "id": format!("{}-{}", self.project, self.sequence),
-            "source": "/demo",
-            "type": event_type,
-            "time": chrono::Utc::now().to_rfc3339(),
-            "project": self.project,
-            "data": data,
-        }))?;
+        let id = format!("{}-{}", self.project, self.sequence);
+        let body = CloudEvent::new(&self.project, id, "/demo", event_type, data)
+            .time_ms(chrono::Utc::now().timestamp_millis())
+            .to_bytes();
         self.publisher
             .publish_all(vec![Message {
                 exchange: &self.config.inbound_exchange,

@@ -30,7 +30,7 @@ use crate::clock::{Clock, ScaledClock};
 /// The simulated day starts on Monday 2026-11-23, 08:00 UTC.
 const MONDAY_MORNING_MS: i64 = 1_795_420_800_000;
 use crate::config::Config;
-use crate::contract::Id;
+use crate::contract::{CloudEvent, Id};
 use crate::store::{keys, Store, StoreOptions};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -315,11 +315,16 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     let mut sequence = 0u64;
     let mut send = |event_type: &str, data: Value| {
         sequence += 1;
-        let body = serde_json::to_vec(&json!({
-            "specversion": "1.0", "id": format!("{project}-{sequence}"), "source": "/simulate",
-            "type": event_type, "project": project, "data": data,
-        }))
-        .expect("JSON serializes");
+        // Stamped with the simulated clock: the day's events about one thing keep their order.
+        let body = CloudEvent::new(
+            &project,
+            format!("{project}-{sequence}"),
+            "/simulate",
+            event_type,
+            data,
+        )
+        .time_ms(clock.now_ms())
+        .to_bytes();
         let publisher = publisher.clone();
         let exchange = config.inbound_exchange.clone();
         let routing_key = event_type.to_string();

@@ -91,6 +91,59 @@ impl Envelope {
     }
 }
 
+/// A CloudEvents 1.0 event in structured JSON mode, built to be published: the one builder
+/// of every producer (outputs, timers, the demo, `simulate`, the benchmark, the tests), so
+/// that they all write the same envelope.
+#[derive(Debug, Clone)]
+pub struct CloudEvent {
+    body: Map<String, Value>,
+}
+
+impl CloudEvent {
+    /// An event of `project` with its id, `type` and data; its source is `source`.
+    pub fn new(
+        project: &str,
+        id: impl Into<String>,
+        source: &str,
+        event_type: &str,
+        data: Value,
+    ) -> CloudEvent {
+        let mut body = Map::new();
+        body.insert("specversion".into(), "1.0".into());
+        body.insert("id".into(), Value::String(id.into()));
+        body.insert("source".into(), source.into());
+        body.insert("type".into(), event_type.into());
+        body.insert("project".into(), project.into());
+        body.insert("data".into(), data);
+        CloudEvent { body }
+    }
+
+    /// Its `time`, as RFC 3339 text (the order a platform states, see the contract).
+    pub fn time(mut self, time: impl Into<String>) -> CloudEvent {
+        self.body.insert("time".into(), Value::String(time.into()));
+        self
+    }
+
+    /// Its `time`, in ms since the epoch, written with millisecond precision.
+    pub fn time_ms(self, ms: i64) -> CloudEvent {
+        let time = chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        self.time(time)
+    }
+
+    /// Any other attribute (an extension such as `causationid`, or `datacontenttype`).
+    pub fn attribute(mut self, name: &str, value: impl Into<Value>) -> CloudEvent {
+        self.body.insert(name.into(), value.into());
+        self
+    }
+
+    /// The JSON body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.body).expect("a JSON map always serializes")
+    }
+}
+
 /// An RFC 3339 timestamp in microseconds since the epoch. Finer digits are dropped: two events
 /// of one thing less than a microsecond apart count as simultaneous.
 fn time_us(text: &str) -> Result<i64, Rejection> {
@@ -118,11 +171,16 @@ mod tests {
     use serde_json::json;
 
     fn event(mutate: impl FnOnce(&mut Map<String, Value>)) -> Vec<u8> {
-        let mut value = json!({
-            "specversion": "1.0", "id": "e1", "source": "/platform/acme",
-            "type": "conversation.created", "time": "2026-11-22T10:00:00Z",
-            "project": "acme", "data": {"conversation_id": "c1", "visitor_id": "v1"}
-        });
+        let built = CloudEvent::new(
+            "acme",
+            "e1",
+            "/platform/acme",
+            "conversation.created",
+            json!({"conversation_id": "c1", "visitor_id": "v1"}),
+        )
+        .time("2026-11-22T10:00:00Z")
+        .to_bytes();
+        let mut value: Value = serde_json::from_slice(&built).unwrap();
         mutate(value.as_object_mut().unwrap());
         serde_json::to_vec(&value).unwrap()
     }

@@ -11,7 +11,7 @@ pub mod inbound;
 pub mod outbound;
 pub mod schema;
 
-pub use envelope::MAX_EVENT_BYTES;
+pub use envelope::{CloudEvent, MAX_EVENT_BYTES};
 pub use ids::Id;
 pub use inbound::{decode, EventKind, InboundEvent};
 pub use outbound::OutboundEvent;

@@ -5,10 +5,10 @@
 //! the repeats by id.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::Id;
+use super::{CloudEvent, Id};
 
 /// The `source` of every outbound event.
 pub const SOURCE: &str = "switchboard";
@@ -51,21 +51,21 @@ pub fn envelope(
     time: &str,
     event: &OutboundEvent,
 ) -> Vec<u8> {
-    let mut body = json!({
-        "specversion": "1.0",
-        "id": output_id(project, causation_id, index).to_string(),
-        "source": SOURCE,
-        "type": event.event_type,
-        "time": time,
-        "datacontenttype": "application/json",
-        "project": project,
-        "causationid": causation_id,
-        "data": event.data,
-    });
-    if let Some(sequence) = event.sequence {
-        body["sequence"] = Value::String(sequence_text(sequence));
+    let sequence = event.sequence;
+    let mut event = CloudEvent::new(
+        project.as_str(),
+        output_id(project, causation_id, index).to_string(),
+        SOURCE,
+        &event.event_type,
+        event.data.clone(),
+    )
+    .time(time)
+    .attribute("datacontenttype", "application/json")
+    .attribute("causationid", causation_id);
+    if let Some(sequence) = sequence {
+        event = event.attribute("sequence", sequence_text(sequence));
     }
-    serde_json::to_vec(&body).expect("a JSON value always serializes")
+    event.to_bytes()
 }
 
 /// A timer a decision arms: after `delay_ms`, a `timer.fired` event with this id and data comes
@@ -79,21 +79,21 @@ pub struct TimerRequest {
 
 /// The `timer.fired` event a timer comes back as, after its delay.
 pub fn timer_event(project: &Id, timer: &TimerRequest, time: &str) -> Vec<u8> {
-    let body = json!({
-        "specversion": "1.0",
-        "id": timer.id,
-        "source": SOURCE,
-        "type": super::inbound::TIMER_FIRED,
-        "time": time,
-        "project": project,
-        "data": timer.data,
-    });
-    serde_json::to_vec(&body).expect("a JSON value always serializes")
+    CloudEvent::new(
+        project.as_str(),
+        timer.id.clone(),
+        SOURCE,
+        super::inbound::TIMER_FIRED,
+        timer.data.clone(),
+    )
+    .time(time)
+    .to_bytes()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn ids_are_deterministic_and_distinct() {

@@ -107,8 +107,17 @@ async fn the_python_example_plays_a_platform() {
     assert_eq!(text.matches("conversation.assigned").count(), 6, "{text}");
     assert!(text.matches("conversation.queued").count() >= 2, "{text}");
     // The inbox it keeps by sequence: every conversation, six with an agent, two waiting.
-    let inbox: Vec<&str> = text.split("inbox:\n").nth(1).unwrap_or("").lines().collect();
+    let inbox: Vec<&str> = text
+        .split("inbox:\n")
+        .nth(1)
+        .unwrap_or("")
+        .lines()
+        .collect();
     assert_eq!(inbox.len(), 8, "{text}");
-    assert_eq!(inbox.iter().filter(|l| l.ends_with(" queued")).count(), 2, "{text}");
+    assert_eq!(
+        inbox.iter().filter(|l| l.ends_with(" queued")).count(),
+        2,
+        "{text}"
+    );
     env.cleanup().await;
 }
