@@ -17,14 +17,21 @@ use serde_json::Value;
 
 const PARTS: &str = concat!(
     "-- INTERFACE\n",
-    include_str!("scripts/prelude.lua"),
+    include_str!("scripts/modules.lua"),
+    include_str!("scripts/core.lua"),
+    include_str!("scripts/call.lua"),
     include_str!("scripts/order.lua"),
+    include_str!("scripts/meta.lua"),
     include_str!("scripts/agents.lua"),
     include_str!("scripts/pools.lua"),
     include_str!("scripts/routing.lua"),
+    include_str!("scripts/records.lua"),
+    include_str!("scripts/visitors.lua"),
+    include_str!("scripts/queues.lua"),
     include_str!("scripts/conversations.lua"),
     include_str!("scripts/modes.lua"),
-    include_str!("scripts/handlers.lua"),
+    include_str!("scripts/handlers_agents.lua"),
+    include_str!("scripts/handlers_conversations.lua"),
     include_str!("scripts/apply.lua"),
 );
 
@@ -49,7 +56,7 @@ pub struct Library {
 pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
     assert!(
         PARTS.contains(DEFAULTS_SLOT),
-        "prelude.lua declares DEFAULT_SETTINGS"
+        "call.lua declares DEFAULT_SETTINGS"
     );
     for slot in [APPLY_NAME_SLOT, CONFIRM_NAME_SLOT] {
         assert!(PARTS.contains(slot), "apply.lua declares {slot}");

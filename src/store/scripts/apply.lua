@@ -3,7 +3,7 @@
 -- outputs. `confirm`: the broker confirmed some events' outputs, which need no replay any more.
 -- Last part of the library; registers both (their names carry the library's version, filled
 -- in by store/script.rs). Uses KEYS events, previous_events and the legacy records after the
--- project's keys, and every ARGV (see the binding above prelude.lua).
+-- project's keys, and every ARGV (see the binding above core.lua).
 --
 -- Event records. Each event is recorded under the digest of its id in the hash of the current
 -- generation (`events`, one per `dedupe TTL` of the worker's clock, expiring after two, so an
@@ -98,26 +98,25 @@ end
 local function apply_event(args, i, data)
   local digest = digest_at(args, i)
   if handled[digest] or found_records[digest] then return replay(digest) end
-  begin_event(event_arg(args, i, 'type'), event_arg(args, i, 'time'), digest,
+  Call.begin_event(event_arg(args, i, 'type'), event_arg(args, i, 'time'), digest,
     tonumber(args[ARGV_AT.seed]) + i - 1)
 
   -- The worker computes the local date (Lua has no time-zone data): if it assumed another
   -- zone than the project's, it is told the right one and calls again. Nothing has changed.
-  if ASSUMED_TIMEZONE ~= setting('timezone') then
-    return { REPLY.wrong_timezone, setting('timezone') }
+  if ASSUMED_TIMEZONE ~= Call.setting('timezone') then
+    return { REPLY.wrong_timezone, Call.setting('timezone') }
   end
 
   -- A new local day: daily counts start again, agents held back by them rejoin the pools, and
   -- conversations already waiting take the capacity before this event's own.
-  if meta_cache.day ~= TODAY then
-    redis.call('DEL', K.daily)
-    redis.call('HSET', K.meta, 'day', TODAY)
-    meta_cache.day = TODAY
-    refresh_all()
-    drain()
+  if Meta.get('day') ~= TODAY then
+    Agents.new_day()
+    Meta.set('day', TODAY)
+    Pools.refresh_all()
+    Conversations.drain()
   end
 
-  local handler = handlers[EVENT_TYPE]
+  local handler = Handlers[EVENT_TYPE]
   -- The worker sends only the contract's types; anything else is a bug, failed loudly.
   if not handler then error('unknown event type ' .. EVENT_TYPE) end
   handled[digest] = true
@@ -127,9 +126,10 @@ local function apply_event(args, i, data)
     new_records[digest] = ''
     return { REPLY[outcome], '' }
   end
-  drain()
-  forget_old()
+  Conversations.drain()
+  Conversations.forget_old()
 
+  local outputs, timers = Call.produced()
   local record = ''
   if #outputs > 0 or #timers > 0 then
     record = '{"t":' .. NOW_TEXT .. ',"o":' .. encode_list(outputs)
@@ -151,10 +151,9 @@ local function write_records(meta_read)
   redis.call('HSET', K.events, unpack(fields))
   if not meta_read then
     redis.call('EXPIRE', K.events, GENERATION_TTL_TEXT, 'NX')
-  elseif meta_cache.events_generation ~= GENERATION then
+  elseif Meta.get('events_generation') ~= GENERATION then
     redis.call('EXPIRE', K.events, GENERATION_TTL_TEXT)
-    redis.call('HSET', K.meta, 'events_generation', GENERATION)
-    meta_cache.events_generation = GENERATION
+    Meta.set('events_generation', GENERATION)
   end
 end
 
@@ -170,7 +169,7 @@ local function apply(keys, args)
     error('apply expects ' .. PROJECT_KEY_COUNT .. ' project keys and legacy record keys, '
       .. SHARED_ARG_COUNT .. ' shared arguments and ' .. EVENT_ARG_COUNT .. ' per event')
   end
-  bind(keys, args)
+  Call.bind(keys, args)
   local replies = {}
   -- A batch of repeats costs a lookup, nothing more.
   if find_records(keys, args, events) == events then
@@ -178,7 +177,7 @@ local function apply(keys, args)
     write_records(false)
     return replies
   end
-  begin_call(redis.call('GET', K.settings))
+  Call.begin_call(redis.call('GET', K.settings))
   -- The conversations the batch's events name are read with one HMGET, not one HGET each.
   local data, named = {}, {}
   for i = 1, events do
@@ -189,14 +188,14 @@ local function apply(keys, args)
       end
     end
   end
-  prefetch_conversations(named)
+  Records.prefetch(named)
   for i = 1, events do
     local ok, reply = pcall(apply_event, args, i, data[i])
     if not ok then reply = { REPLY.failed, error_text(reply) } end
     replies[i] = reply
     if reply[1] == REPLY.wrong_timezone or reply[1] == REPLY.failed then break end
   end
-  end_call()
+  Call.end_call()
   write_records(true)
   return replies
 end

@@ -1,0 +1,174 @@
+-- call.lua: the context of one call and of the event being applied, the settings, and what an
+-- event produces (outputs, timers). Module `Call`, after core.lua; the modules after it read
+-- the context below (K, NOW, EVENT_TIME…) and call `Call.*`.
+--
+-- The library is loaded once (FUNCTION LOAD); each batch of events of one project (often a
+-- batch of one) is one FCALL of its `apply` function, and each event of a batch is applied as
+-- if it had its own call. The library's top level runs once, so every per-call value is an
+-- upvalue that `Call.begin_call` sets afresh, and every per-event value one that
+-- `Call.begin_event` sets afresh: nothing leaks from one call into the next. What a call caches
+-- (settings, agents, counters) is read once per call and kept for its later events: every
+-- write to those keys also updates the cache, so an event sees exactly what it would read from
+-- Redis.
+--
+-- KEYS, ARGV and the reply codes are declared once, in src/store/interface.rs, and written
+-- above core.lua as Lua tables (KEY_AT, ARGV_AT, EVENT_ARG_AT, REPLY): `Call.bind` binds every
+-- key to its name in K (K.convs, K.by_load…), so no module counts positions.
+
+-- The call: the project's keys by name, their common prefix, and the shared ARGV.
+local K, PREFIX, NOW, CLOSED_RETENTION, ASSUMED_TIMEZONE, TODAY, NEXT_MIDNIGHT
+-- NOW as the worker wrote it. A Lua number given to redis.call is turned into text with
+-- snprintf("%.17g"), a measurable cost on the hot path: text that is at hand, and literals
+-- such as '0' and '1', go as they are.
+local NOW_TEXT
+-- The generation of event records this call writes to (see apply.lua): its number, when it
+-- began (us) and how long its key lives (s, text).
+local GENERATION, GENERATION_START, GENERATION_TTL_TEXT
+-- The event being applied: its type, its `time` in us since the epoch (nil: it has none) as a
+-- number and as the worker wrote it, and the digest of its id (see order.lua).
+local EVENT_TYPE, EVENT_TIME, EVENT_TIME_TEXT, EVENT_DIGEST
+-- cjson.null (the library's top level may not touch cjson: only calls can).
+local NULL
+-- An empty table that nothing writes to: a default that allocates nothing (every table a call
+-- creates is garbage the Lua collector must later sweep, a measurable share of a call).
+local NONE = {}
+-- Filled in when the library is assembled, from domain::settings::defaults() (store/script.rs).
+local DEFAULT_SETTINGS = {}
+
+do
+  -- Modules that keep per-call state (caches, kept by every write to what they cache), per-event
+  -- state, or a cached value written back once per call, register a function here.
+  local per_call_resets, per_event_resets, per_call_finishes = {}, {}, {}
+
+  function Call.on_call(reset) per_call_resets[#per_call_resets + 1] = reset end
+  function Call.on_event(reset) per_event_resets[#per_event_resets + 1] = reset end
+  function Call.on_call_end(finish) per_call_finishes[#per_call_finishes + 1] = finish end
+
+  local settings_cache, outputs, timers
+  -- The settings as stored when the call began (false: none); decoded on first use.
+  local settings_text
+
+  function Call.settings()
+    if settings_cache == nil then
+      settings_cache = settings_text and cjson.decode(settings_text) or {}
+    end
+    return settings_cache
+  end
+
+  -- The project's settings changed within the call (its table, as stored now).
+  function Call.settings_changed(current)
+    settings_cache = current
+  end
+
+  function Call.setting(name)
+    local value = Call.settings()[name]
+    if value == nil then return DEFAULT_SETTINGS[name] end
+    return value
+  end
+
+  -- An output of the event; `sequence` is its place among the decisions about its conversation
+  -- (or agent), for events about one (see `next_sequence`).
+  function Call.emit(event_type, data, sequence)
+    outputs[#outputs + 1] = { type = event_type, data = data, q = sequence }
+  end
+
+  -- The next number of the sequence of decisions about a conversation record (or an agent's
+  -- configuration), kept in the record itself (`q`): the caller saves the record afterwards.
+  function Call.next_sequence(record)
+    local sequence = (tonumber(record.q) or 0) + 1
+    record.q = sequence
+    return sequence
+  end
+
+  -- Timers the worker arms after this call (RabbitMQ delay queues): each comes back later as a
+  -- `timer.fired` event with this id and data, and is applied like any other event.
+  function Call.arm_timer(delay_ms, id, data)
+    timers[#timers + 1] = { delay_ms = delay_ms, id = id, data = data }
+  end
+
+  -- What the current event produced.
+  function Call.produced()
+    return outputs, timers
+  end
+
+  -- Removes one agent's members from `key` (owned or offers); returns their conversation ids.
+  function Call.take_agent_members(key, agent_id)
+    local min, max = Core.agent_range(agent_id)
+    local conversation_ids = {}
+    for i, member in ipairs(redis.call('ZRANGE', key, min, max, 'BYLEX')) do
+      redis.call('ZREM', key, member)
+      conversation_ids[i] = Core.after_bar(member)
+    end
+    return conversation_ids
+  end
+
+  -- The settings key the names in K were bound for. The KEYS layout is fixed by this
+  -- library's version, so the settings key identifies all the others: a worker's consecutive
+  -- events of one project reuse the table instead of building it again (a measurable share of
+  -- a call).
+  local keys_bound_for
+
+  -- ARGV's random seed; the generator is seeded with it on first use in a call only, since most
+  -- calls draw no random number.
+  local seed, seeded
+
+  function Call.random(...)
+    if not seeded then
+      math.randomseed(seed)
+      seeded = true
+    end
+    return math.random(...)
+  end
+
+  -- The event's seed (forget_old runs on a share of events picked by it).
+  function Call.seed()
+    return seed
+  end
+
+  -- Binds KEYS and the shared ARGV for one call (a batch of one project's events).
+  function Call.bind(keys, args)
+    if keys_bound_for ~= keys[1] then
+      K = {}
+      for name, i in pairs(KEY_AT) do K[name] = keys[i] end
+      -- "sb:{project}:", the prefix of every key of the project (keys[1] is
+      -- "<prefix>settings").
+      PREFIX = string.sub(keys[1], 1, -9)
+      keys_bound_for = keys[1]
+    end
+    -- The generation keys change name every generation: bound on every call.
+    K.events, K.previous_events = keys[KEY_AT.events], keys[KEY_AT.previous_events]
+    NOW, NOW_TEXT = tonumber(args[ARGV_AT.now]), args[ARGV_AT.now]
+    CLOSED_RETENTION = tonumber(args[ARGV_AT.closed_retention])
+    ASSUMED_TIMEZONE = args[ARGV_AT.timezone]
+    TODAY = args[ARGV_AT.today]
+    NEXT_MIDNIGHT = tonumber(args[ARGV_AT.next_midnight])
+    GENERATION = args[ARGV_AT.generation]
+    GENERATION_START = tonumber(args[ARGV_AT.generation_start])
+    GENERATION_TTL_TEXT = args[ARGV_AT.generation_ttl]
+  end
+
+  -- Resets every per-call cache, once `bind` is done and the call has events to apply;
+  -- `stored_settings` is the settings key's value (false: none).
+  function Call.begin_call(stored_settings)
+    NULL = cjson.null
+    settings_cache, settings_text = nil, stored_settings
+    for _, reset in ipairs(per_call_resets) do reset() end
+  end
+
+  -- Writes back what the call kept in its caches only.
+  function Call.end_call()
+    for _, finish in ipairs(per_call_finishes) do finish() end
+  end
+
+  -- Binds one event of the batch (its type, time, digest and random seed) and resets every
+  -- per-event value.
+  function Call.begin_event(event_type, time_text, digest, event_seed)
+    EVENT_TYPE = event_type
+    EVENT_TIME_TEXT = time_text ~= '' and time_text or nil
+    EVENT_TIME = tonumber(EVENT_TIME_TEXT)
+    EVENT_DIGEST = digest
+    seed, seeded = event_seed, false
+    outputs, timers = {}, {}
+    for _, reset in ipairs(per_event_resets) do reset() end
+  end
+end

@@ -1,0 +1,299 @@
+-- core.lua: the decisions that need no Redis: the order of events, rule matching, which pool a
+-- conversation needs and who qualifies for it, eligibility, and the strategies' arithmetic.
+-- First module of the function library; it calls no Redis command and reads no KEYS or ARGV,
+-- so `cargo test` runs it in a plain Lua 5.1 (store/core_tests.rs). The other modules feed it
+-- what they read.
+
+-- Limits and units, by name.
+Core.OUTSIDE = 1001 -- the precedence bucket of agents outside the levels (levels are 1..1000)
+Core.OUTSIDE_TEXT = '1001'
+Core.BUCKET = 1e11 -- a pool score's bucket prefix: bucket * BUCKET + the score within it
+Core.ORDER_TIE_RANGE = 4096 -- round-robin positions are order * 4096 + insertion seq mod 4096
+Core.LOAD_TIE_WIDTH = 0.999 -- least_loaded ties are broken by a random fraction below one
+Core.MS_PER_DAY = 86400000
+
+do
+  ---------------------------------------------------------------------------------------------
+  -- The order of events about one thing (see order.lua for where versions are kept).
+
+  -- What to do with an event (its time in us, nil when it has none, and the digest of its id),
+  -- given the version of a thing it would change (the time and digest of the last event
+  -- applied to it, nil when none was): 'apply', 'stale' (older than that version) or
+  -- 'duplicate' (that very event).
+  function Core.judge(stored_time, stored_digest, time, digest)
+    if stored_digest == digest then return 'duplicate' end
+    if time and stored_time and time < stored_time then return 'stale' end
+    return 'apply'
+  end
+
+  -- A version as stored, "<time us>:<digest>" (the time empty for an event without one):
+  -- its time (a number, or nil) and digest.
+  function Core.parse_version(text)
+    if not text then return nil, nil end
+    local colon = string.find(text, ':', 1, true)
+    return tonumber(string.sub(text, 1, colon - 1)), string.sub(text, colon + 1)
+  end
+
+  -- The version of a thing once an event is applied to it: the later time stays (an event
+  -- without time does not move it), and the digest is the event's.
+  function Core.advanced_version(stored_time, time, time_text, digest)
+    if not time or (stored_time and stored_time > time) then
+      time_text = stored_time and string.format('%d', stored_time) or ''
+    end
+    return time_text .. ':' .. digest
+  end
+
+  -- Combines the outcomes of the parts of one event (the fields of a patch, the agents of an
+  -- upsert; a set of outcome names): applied (nil) if any part was, else stale if any part
+  -- was, else a duplicate.
+  function Core.combined_outcome(outcomes)
+    if outcomes.apply then return nil end
+    if outcomes.stale then return 'stale' end
+    if outcomes.duplicate then return 'duplicate' end
+    return nil
+  end
+
+  ---------------------------------------------------------------------------------------------
+  -- Members of the sorted sets that pair an agent with a conversation ("agent|conversation";
+  -- '|' cannot appear in an identifier) or order waiting conversations ("<arrival>|id").
+
+  function Core.pair(agent_id, conversation_id)
+    return agent_id .. '|' .. conversation_id
+  end
+
+  -- What follows the first '|' of a member.
+  function Core.after_bar(member)
+    return string.sub(member, string.find(member, '|', 1, true) + 1)
+  end
+
+  -- The lex range of one agent's "agent|conversation" members.
+  function Core.agent_range(agent_id)
+    return '[' .. agent_id .. '|', '[' .. agent_id .. '|\255'
+  end
+
+  -- A waiting conversation's member (arrival first, so equal priorities keep arrival order)
+  -- and score (higher priority first; '0' as text, the common case, costs no formatting).
+  function Core.waiting_member(arrival, conversation_id)
+    return string.format('%016d', arrival or 0) .. '|' .. conversation_id
+  end
+
+  function Core.waiting_score(priority)
+    priority = tonumber(priority) or 0
+    if priority == 0 then return '0' end
+    return -priority
+  end
+
+  -- Whether a queue head (member, score) is served before another: priority, then arrival.
+  function Core.served_before(member, score, other_member, other_score)
+    return not other_member or score < other_score
+      or (score == other_score and member < other_member)
+  end
+
+  ---------------------------------------------------------------------------------------------
+  -- Rules: the first rule whose `when` matches the conversation routes it through its steps.
+
+  local RECORD_FIELDS = { channel = 'ch', channel_account = 'ca', language = 'lang', category = 'cat' }
+
+  -- A conversation field by the name a rule uses (an attribute, optionally `attributes.<x>`).
+  function Core.field_value(record, name)
+    local short = RECORD_FIELDS[name]
+    if short then return record[short] end
+    local attribute = string.match(name, '^attributes%.(.+)$') or name
+    return (record.attrs or {})[attribute]
+  end
+
+  function Core.condition_holds(actual, expected)
+    if actual == nil then return false end
+    if type(expected) == 'table' then
+      for _, value in ipairs(expected) do
+        if value == actual then return true end
+      end
+      return false
+    end
+    return expected == actual
+  end
+
+  -- The index of the first rule matching the conversation, or nil.
+  function Core.matching_rule(record, rules)
+    for i, rule in ipairs(rules or {}) do
+      local holds = true
+      for name, expected in pairs(rule.when or {}) do
+        if not Core.condition_holds(Core.field_value(record, name), expected) then
+          holds = false
+          break
+        end
+      end
+      if holds then return i end
+    end
+    return nil
+  end
+
+  -- The conversation's current rule step, if any, and its rule.
+  function Core.current_step(record, rules)
+    local rule = record.ri and (rules or {})[record.ri]
+    return rule and rule.route_to and rule.route_to[record.si or 1], rule
+  end
+
+  -- Whether the rule has a step after the conversation's current one (a wider one to widen to).
+  function Core.has_next_step(record, rule)
+    return rule ~= nil and rule.route_to[(record.si or 1) + 1] ~= nil
+  end
+
+  ---------------------------------------------------------------------------------------------
+  -- Pools: a requirement (skills s, step channels sc, conversation channel ch or channel
+  -- account ca) and who meets it.
+
+  -- The requirement of a conversation at its rule step (nil: the base pool, no requirement).
+  -- `restricted`: some agents only serve some channels, so the conversation's channel counts.
+  function Core.requirement(step, record, restricted)
+    if not step and not restricted then return nil end
+    local req = {}
+    if step then
+      req.s = step.skills
+      req.sc = step.channels
+    end
+    if restricted then
+      req.ch = record.ch
+      req.ca = record.ca
+    end
+    return req
+  end
+
+  local function sorted_copy(list)
+    local copy = {}
+    for i, v in ipairs(list or {}) do copy[i] = v end
+    table.sort(copy)
+    return copy
+  end
+
+  -- A requirement as canonical text (the same requirement written in any order gives the
+  -- same text, whose digest names its pool), or nil when it requires nothing.
+  function Core.requirement_text(req)
+    local s, sc = sorted_copy(req.s), sorted_copy(req.sc)
+    local ch, ca = req.ch or '', req.ca or ''
+    if #s == 0 and #sc == 0 and ch == '' and ca == '' then return nil end
+    return table.concat(s, '+') .. '/' .. table.concat(sc, '+') .. '/' .. ch .. '/' .. ca
+  end
+
+  local function has_all(list, needed)
+    if not needed or #needed == 0 then return true end
+    local have = {}
+    for _, v in ipairs(list or {}) do have[v] = true end
+    for _, v in ipairs(needed) do
+      if not have[v] then return false end
+    end
+    return true
+  end
+
+  -- Whether an agent (its configuration) receives from a channel or channel account.
+  function Core.receives_from(cfg, channel)
+    if cfg.channels == nil then return true end
+    for _, c in ipairs(cfg.channels) do
+      if c == channel then return true end
+    end
+    return false
+  end
+
+  -- Does the agent meet the requirement?
+  function Core.qualifies(cfg, req)
+    if not has_all(cfg.skills, req.s) then return false end
+    for _, channel in ipairs(req.sc or {}) do
+      if not Core.receives_from(cfg, channel) then return false end
+    end
+    if (req.ch or req.ca) and cfg.channels ~= nil then
+      if not ((req.ch and Core.receives_from(cfg, req.ch))
+          or (req.ca and Core.receives_from(cfg, req.ca))) then
+        return false
+      end
+    end
+    return true
+  end
+
+  ---------------------------------------------------------------------------------------------
+  -- Eligibility.
+
+  -- Whether a status lets an agent receive conversations, under the project's settings.
+  function Core.status_receives(status, include_busy, include_offline)
+    if status == 'online' then return true end
+    if status == 'busy' then return include_busy end
+    return include_offline
+  end
+
+  function Core.max_concurrent(cfg)
+    return tonumber(cfg.max_concurrent) or 0
+  end
+
+  -- Whether the agent may receive automatically at all (`online` in the pools' sense): it takes
+  -- part in automatic assignment, has room for at least one, and its status lets it receive.
+  function Core.receives(cfg, status_lets_it)
+    return cfg.auto_assign ~= false and Core.max_concurrent(cfg) > 0 and status_lets_it and true
+      or false
+  end
+
+  -- Whether it has reached its `daily_limit`, with `today` assignments so far.
+  function Core.daily_limit_reached(cfg, today)
+    local limit = tonumber(cfg.daily_limit)
+    return limit ~= nil and (tonumber(today) or 0) >= limit
+  end
+
+  -- Whether an agent holding `load` open conversations has room for one more.
+  function Core.has_room(cfg, load)
+    return load < Core.max_concurrent(cfg)
+  end
+
+  -- Precedence: level 1 is served first; agents outside the levels come after every level.
+  function Core.bucket(cfg)
+    return tonumber(cfg.priority) or Core.OUTSIDE
+  end
+
+  ---------------------------------------------------------------------------------------------
+  -- Strategies' arithmetic.
+
+  -- least_loaded: the score in a pool, ties between equal loads broken by `fraction` (random,
+  -- below one).
+  function Core.load_score(cfg, load, fraction)
+    return Core.bucket(cfg) * Core.BUCKET + load + fraction * Core.LOAD_TIE_WIDTH
+  end
+
+  -- round_robin: `order`, else insertion order; the insertion sequence breaks ties so every
+  -- position is distinct (below BUCKET for orders up to 2e7).
+  function Core.order_position(cfg)
+    local seq = tonumber(cfg.seq) or 0
+    local position = tonumber(cfg.order) or seq
+    return position * Core.ORDER_TIE_RANGE + (seq % Core.ORDER_TIE_RANGE)
+  end
+
+  function Core.order_score(cfg)
+    return Core.bucket(cfg) * Core.BUCKET + Core.order_position(cfg)
+  end
+
+  -- weighted: `weight`, else `daily_limit`, else 1.
+  function Core.weight_of(cfg)
+    return tonumber(cfg.weight) or tonumber(cfg.daily_limit) or 1
+  end
+
+  -- weighted (stride scheduling): an agent (re)joining starts at the current virtual time, so
+  -- time spent away is not paid back as a burst; each assignment moves its pass by 1/weight.
+  function Core.joining_pass(pass, vtime)
+    pass = tonumber(pass) or 0
+    vtime = tonumber(vtime) or 0
+    if pass < vtime then return vtime, true end
+    return pass, false
+  end
+
+  function Core.pass_after_assignment(pass, cfg)
+    return (tonumber(pass) or 0) + 1 / Core.weight_of(cfg)
+  end
+
+  -- The score range of one precedence level in a pool's sorted set, as ZRANGE BYSCORE bounds
+  -- ('-inf', '+inf' for all levels).
+  function Core.level_range(level)
+    if not level then return '-inf', '+inf' end
+    return level * Core.BUCKET, '(' .. (level + 1) * Core.BUCKET
+  end
+
+  -- Whether a score is in one precedence level's range (any, when `level` is nil).
+  function Core.in_level(score, level)
+    return not level or (score >= level * Core.BUCKET and score < (level + 1) * Core.BUCKET)
+  end
+end

@@ -1,0 +1,96 @@
+-- records.lua: conversation records, as stored and as the current event orders them. Module
+-- `Records`; uses KEYS convs and no ARGV of its own.
+--
+-- A conversation record is JSON:
+--   s   state: waiting | open | offered (broadcast) | pending (custom) | closed
+--   a   agent (while open; kept after closing, for a reopen)
+--   v   visitor (absent in a tombstone: closed before it was created; a late creation is
+--       ignored)
+--   p   priority, n arrival number, w member in the waiting queues, pw the pool whose queue it
+--       waits in
+--   an  assignment number (bumped by every assignment), rp the assignment the agent replied to,
+--       x agents that let it time out, tn rule-step timer number, rq custom request number,
+--       o agents it is offered to
+--   ri, si  rule and step; ch, ca, lang, cat, attrs the routing fields
+--   t   lifecycle version: the latest `time` (us, as text) of a creation, message or close
+--       applied to it; ta assignment version: the latest `time` of an event that changed who
+--       holds it (creation, close, reopen, claim, transfer, decision); e the digest of the last
+--       event applied to it (see order.lua)
+--   q   the sequence of decisions published about it (see `Call.next_sequence`)
+
+do
+  -- Records read or written in this call, as stored (id -> JSON, false: none). A batch's own
+  -- conversations are read together up front (`Records.prefetch`); every write goes through
+  -- here too, so a read sees exactly what Redis holds. Kept as text: each read decodes a fresh
+  -- table, which its caller may change.
+  local cache
+  Call.on_call(function() cache = {} end)
+
+  -- The conversation's record (a fresh table), or nil.
+  function Records.get(conversation_id)
+    local raw = cache[conversation_id]
+    if raw == nil then
+      raw = redis.call('HGET', K.convs, conversation_id) or false
+      cache[conversation_id] = raw
+    end
+    return raw and cjson.decode(raw) or nil
+  end
+
+  -- Reads these conversations' records with one HMGET (those not read yet in this call).
+  function Records.prefetch(ids)
+    local missing = {}
+    for _, id in ipairs(ids) do
+      if cache[id] == nil then missing[#missing + 1] = id end
+    end
+    if #missing == 0 then return end
+    local found = redis.call('HMGET', K.convs, unpack(missing))
+    for i, id in ipairs(missing) do cache[id] = found[i] or false end
+  end
+
+  function Records.save(conversation_id, record)
+    local raw = cjson.encode(record)
+    redis.call('HSET', K.convs, conversation_id, raw)
+    cache[conversation_id] = raw
+  end
+
+  -- Forgets a closed conversation's record.
+  function Records.forget(conversation_id)
+    redis.call('HDEL', K.convs, conversation_id)
+    cache[conversation_id] = false
+  end
+
+  -- How the current event stands against the conversation (nil: none yet): against its
+  -- lifecycle (creation, message, close) or its assignment (reply, claim, transfer, decision).
+  function Records.judge(record, aspect)
+    if not record then return 'apply' end
+    return Versions.judge(tonumber(aspect == 'assignment' and record.ta or record.t), record.e)
+  end
+
+  -- Notes in the record (which the caller saves) that the current event changed its lifecycle,
+  -- its assignment, or both: their versions move to the event's time, never back.
+  function Records.stamp(record, lifecycle, assignment)
+    if EVENT_TIME then
+      if lifecycle and not ((tonumber(record.t) or -1) > EVENT_TIME) then
+        record.t = EVENT_TIME_TEXT
+      end
+      if assignment and not ((tonumber(record.ta) or -1) > EVENT_TIME) then
+        record.ta = EVENT_TIME_TEXT
+      end
+    end
+    record.e = EVENT_DIGEST
+  end
+
+  -- The record of a conversation seen for the first time, numbered in arrival order and
+  -- matched against the rules.
+  function Records.new(data)
+    local record = {
+      v = data.visitor_id, p = data.priority or 0,
+      n = Meta.next_arrival(),
+      ch = data.channel, ca = data.channel_account, lang = data.language,
+      cat = data.category, attrs = data.attributes,
+    }
+    record.ri = Routing.matching_rule(record)
+    if record.ri then record.si = 1 end
+    return record
+  end
+end
