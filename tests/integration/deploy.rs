@@ -47,6 +47,11 @@ struct ConfigFields {
     dedupe_ttl_seconds: u64,
     closed_retention_seconds: u64,
     log_format: String,
+    tls_ca_file: Option<std::path::PathBuf>,
+    tls_cert_file: Option<std::path::PathBuf>,
+    tls_key_file: Option<std::path::PathBuf>,
+    redis_wait_replicas: u16,
+    redis_wait_timeout_ms: u64,
 }
 
 impl From<Config> for ConfigFields {
@@ -66,10 +71,15 @@ impl From<Config> for ConfigFields {
             dedupe_ttl_seconds,
             closed_retention_seconds,
             log_format,
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+            redis_wait_replicas,
+            redis_wait_timeout_ms,
         } = c;
         ConfigFields {
-            amqp_url,
-            redis_url,
+            amqp_url: amqp_url.as_str().to_string(),
+            redis_url: redis_url.as_str().to_string(),
             http_addr,
             inbound_exchange,
             work_queue,
@@ -81,6 +91,11 @@ impl From<Config> for ConfigFields {
             dedupe_ttl_seconds,
             closed_retention_seconds,
             log_format,
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+            redis_wait_replicas,
+            redis_wait_timeout_ms,
         }
     }
 }
@@ -444,7 +459,7 @@ async fn rabbitmq_loads_the_definitions_and_workers_agree_with_them() {
     std::fs::write(&path, parsed.to_string()).unwrap();
     run(&["import_definitions", path.to_str().unwrap()]);
     let config = Config {
-        amqp_url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+        amqp_url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}").into(),
         ..Config::default()
     };
     let declared = switchboard::broker::Session::open(&config, "definitions-test").await;
