@@ -1,6 +1,7 @@
 //! The Redis edge: one connection (a single node or a cluster) and typed calls of the function
 //! library (see `script`).
 
+mod connection;
 pub mod keys;
 pub mod script;
 
@@ -33,6 +34,9 @@ pub enum StoreError {
     /// The script answered something this worker does not understand.
     #[error("unexpected store reply: {0}")]
     Reply(String),
+    /// A setting that cannot work (a TLS file that became unreadable).
+    #[error(transparent)]
+    Settings(#[from] crate::config::SettingError),
 }
 
 /// Redis answers `ERR Function not found` to an FCALL of a library it does not hold.
@@ -71,7 +75,10 @@ impl From<RedisError> for StoreError {
                     | RetryMethod::WaitAndRetry
                     | RetryMethod::RefreshSlotsAndRetry
             )
-            || error.to_string().contains("BUSY");
+            || error.to_string().contains("BUSY")
+            // Credentials or ACL permissions refused: held until someone fixes them, never
+            // dead-lettered (see `connection`).
+            || connection::is_refusal(&error);
         if transient {
             StoreError::Unavailable(error)
         } else {
@@ -111,6 +118,12 @@ enum Connection {
 pub struct StoreOptions {
     pub dedupe_ttl: Duration,
     pub closed_retention: Duration,
+    /// Trust and identity for `rediss://` nodes.
+    pub tls: crate::tls::TlsFiles,
+    /// Replicas that must hold a call's writes before it returns (0: none, see
+    /// [`Store::wait_for_replicas`]), and how long to wait for them.
+    pub wait_replicas: u16,
+    pub wait_timeout: Duration,
 }
 
 impl StoreOptions {
@@ -118,7 +131,16 @@ impl StoreOptions {
         StoreOptions {
             dedupe_ttl: Duration::from_secs(config.dedupe_ttl_seconds),
             closed_retention: Duration::from_secs(config.closed_retention_seconds),
+            tls: crate::tls::TlsFiles::from_config(config),
+            wait_replicas: config.redis_wait_replicas,
+            wait_timeout: Duration::from_millis(config.redis_wait_timeout_ms),
         }
+    }
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions::from_config(&crate::config::Config::default())
     }
 }
 
@@ -137,29 +159,18 @@ pub struct Store {
 const REMEMBERED_TIMEZONES: usize = 100_000;
 
 impl Store {
-    /// Connects to one node, or to a cluster when several node URLs are given. A single node is
-    /// connected lazily, so a worker starts (and reports not ready) while Redis is down.
-    pub async fn connect(nodes: &[String], options: StoreOptions) -> Result<Store, StoreError> {
-        let connection = match nodes {
-            [] => return Err(StoreError::Reply("no Redis URL configured".into())),
-            [url] => {
-                let client = redis::Client::open(url.as_str()).map_err(StoreError::Script)?;
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(Duration::from_secs(5)))
-                    .set_number_of_retries(2)
-                    .set_max_delay(Duration::from_secs(2));
-                Connection::Single(ConnectionManager::new_lazy_with_config(client, config)?)
-            }
-            urls => {
-                let client = redis::cluster::ClusterClient::builder(urls.to_vec())
-                    .connection_timeout(Duration::from_secs(2))
-                    .response_timeout(Duration::from_secs(5))
-                    .build()
-                    .map_err(StoreError::Script)?;
-                Connection::Cluster(client.get_async_connection().await?)
-            }
-        };
+    /// Connects to one node, or to a cluster when several node URLs are given (each may also be
+    /// a comma-separated list). A single node is connected lazily, so a worker starts (and
+    /// reports not ready) while Redis is down.
+    pub async fn connect(
+        nodes: &[impl AsRef<str>],
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        let nodes: Vec<&str> = nodes
+            .iter()
+            .flat_map(|node| crate::secret::nodes(node.as_ref()))
+            .collect();
+        let connection = connection::open(&nodes, &options.tls).await?;
         Ok(Store {
             connection,
             options,
@@ -258,6 +269,7 @@ impl Store {
                 });
             }
         }
+        self.wait_for_replicas(project).await?;
         Ok(applied)
     }
 

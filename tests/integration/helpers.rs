@@ -44,6 +44,7 @@ pub async fn store_at(url: &str) -> Store {
         StoreOptions {
             dedupe_ttl: std::time::Duration::from_secs(3600),
             closed_retention: std::time::Duration::from_secs(3600),
+            ..StoreOptions::default()
         },
     )
     .await
@@ -205,8 +206,8 @@ impl Env {
     pub async fn with_amqp_url(amqp_url: String) -> Env {
         let tag = unique("t");
         let config = Config {
-            amqp_url,
-            redis_url: redis_url(),
+            amqp_url: amqp_url.into(),
+            redis_url: redis_url().into(),
             http_addr: "127.0.0.1:0".into(),
             inbound_exchange: format!("{tag}.in"),
             work_queue: format!("{tag}.work"),
@@ -501,8 +502,8 @@ impl WorkerHandle {
 pub fn worker_process(config: &Config, http_port: u16) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .arg("run")
-        .env("SWITCHBOARD_AMQP_URL", &config.amqp_url)
-        .env("SWITCHBOARD_REDIS_URL", &config.redis_url)
+        .env("SWITCHBOARD_AMQP_URL", config.amqp_url.as_str())
+        .env("SWITCHBOARD_REDIS_URL", config.redis_url.as_str())
         .env("SWITCHBOARD_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("SWITCHBOARD_INBOUND_EXCHANGE", &config.inbound_exchange)
         .env("SWITCHBOARD_WORK_QUEUE", &config.work_queue)
