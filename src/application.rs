@@ -118,9 +118,14 @@ async fn connect_store(config: &Config, options: StoreOptions) -> Store {
         match Store::connect(&nodes, options.clone()).await {
             Ok(store) => return store,
             Err(error) => {
-                backoff = retry_later("redis", &error, error.is_refusal(), backoff);
+                let refusal = error.refusal();
+                let shown: &dyn std::fmt::Display = match &refusal {
+                    Some(why) => why,
+                    None => &error,
+                };
+                backoff = retry_later("redis", shown, refusal.is_some(), backoff);
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(max_backoff(error.is_refusal()));
+                backoff = (backoff * 2).min(max_backoff(refusal.is_some()));
             }
         }
     }
@@ -139,7 +144,8 @@ async fn watch_redis(worker: Arc<Worker>) {
                 Duration::from_secs(5)
             }
             Err(error) if error.is_refusal() => {
-                let pause = retry_later("redis", &error, true, refused_backoff);
+                let why = error.refusal().unwrap_or_default();
+                let pause = retry_later("redis", &why, true, refused_backoff);
                 refused_backoff = (pause * 2).min(max_backoff(true));
                 pause
             }

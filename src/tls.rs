@@ -151,12 +151,18 @@ pub fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         }
         next = error.source();
     }
-    // Some libraries keep only the text of the TLS error.
+    // Some libraries (redis-rs) keep only the text of the TLS error.
     let text = error.to_string();
     if text.contains("invalid peer certificate") {
-        return Some(format!(
-            "the server's certificate is not accepted ({text}): SWITCHBOARD_TLS_CA_FILE must hold the CA that signed it, and the certificate must name the host of the URL"
-        ));
+        return Some(if text.contains("NotValidForName") {
+            format!("the server's certificate does not name the host of the URL ({text})")
+        } else if text.contains("Expired") {
+            format!("the server's certificate has expired ({text})")
+        } else {
+            format!(
+                "the server's certificate is not trusted ({text}): SWITCHBOARD_TLS_CA_FILE must hold the CA that signed it"
+            )
+        });
     }
     if text.contains("received fatal alert") {
         return Some(format!(

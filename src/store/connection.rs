@@ -99,22 +99,39 @@ impl Store {
 }
 
 impl StoreError {
-    /// True when retrying cannot help until someone changes credentials, ACL permissions or
-    /// certificates: the worker keeps the events, retries slowly and says so at error level.
-    pub fn is_refusal(&self) -> bool {
-        match self {
-            StoreError::Settings(_) => true,
-            StoreError::Unavailable(error) | StoreError::Script(error) => is_refusal(error),
-            StoreError::Reply(_) => false,
+    /// What was refused, said plainly, when retrying cannot help until someone changes
+    /// credentials, ACL permissions or certificates: the worker keeps the events, retries
+    /// slowly and says so at error level. `None` for an outage or any other failure.
+    pub fn refusal(&self) -> Option<String> {
+        let error = match self {
+            StoreError::Settings(error) => return Some(error.to_string()),
+            StoreError::Unavailable(error) | StoreError::Script(error) => error,
+            StoreError::Reply(_) => return None,
+        };
+        if let Some(why) = crate::tls::refusal(error) {
+            return Some(format!("TLS with Redis: {why}"));
         }
+        let code = error.code().unwrap_or_default();
+        if matches!(error.kind(), ErrorKind::Server(ServerErrorKind::NoPerm)) || code == "NOPERM" {
+            return Some(format!(
+                "the Redis ACL user of SWITCHBOARD_REDIS_URL may not run what the worker needs: {error}"
+            ));
+        }
+        if matches!(error.kind(), ErrorKind::AuthenticationFailed) || REFUSAL_CODES.contains(&code)
+        {
+            return Some(format!(
+                "Redis refused the user and password of SWITCHBOARD_REDIS_URL: {error}"
+            ));
+        }
+        None
+    }
+
+    pub fn is_refusal(&self) -> bool {
+        self.refusal().is_some()
     }
 }
 
 /// Authentication or permission refused, or a TLS certificate refused either way.
 pub(super) fn is_refusal(error: &RedisError) -> bool {
-    matches!(
-        error.kind(),
-        ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm)
-    ) || error.code().is_some_and(|code| REFUSAL_CODES.contains(&code))
-        || crate::tls::refusal(error).is_some()
+    StoreError::Unavailable(error.clone()).is_refusal()
 }

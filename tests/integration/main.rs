@@ -14,4 +14,6 @@ mod private_rabbit;
 mod routing;
 mod simulate;
 mod store;
+mod tls;
+mod tls_support;
 mod worker;
