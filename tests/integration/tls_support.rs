@@ -76,6 +76,14 @@ fn authority(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
 }
 
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server on {port} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A free loopback port whose cluster bus port (+10000) is free too, below the ephemeral range
 /// so that no outgoing connection takes either meanwhile.
 fn node_port() -> u16 {
@@ -96,6 +104,7 @@ pub const USER: &str = "switchboard";
 pub struct TlsRedis {
     pub ports: Vec<u16>,
     pub password: String,
+    cluster: bool,
     dir: PathBuf,
     servers: Vec<Option<Child>>,
 }
@@ -103,8 +112,8 @@ pub struct TlsRedis {
 impl TlsRedis {
     /// One node.
     pub fn start(certificates: &Certificates) -> TlsRedis {
-        let mut redis = TlsRedis::new(1);
-        redis.boot_all(certificates, false);
+        let mut redis = TlsRedis::new(1, false);
+        redis.boot_all(certificates);
         redis
     }
 
@@ -115,8 +124,8 @@ impl TlsRedis {
         masters: usize,
         replicas_each: usize,
     ) -> TlsRedis {
-        let mut redis = TlsRedis::new(masters * (1 + replicas_each));
-        redis.boot_all(certificates, true);
+        let mut redis = TlsRedis::new(masters * (1 + replicas_each), true);
+        redis.boot_all(certificates);
         let mut create = redis.cli(certificates, redis.ports[0]);
         create.arg("--cluster").arg("create");
         for port in &redis.ports {
@@ -137,12 +146,13 @@ impl TlsRedis {
         panic!("the TLS Redis Cluster did not settle within 30 s");
     }
 
-    fn new(nodes: usize) -> TlsRedis {
+    fn new(nodes: usize, cluster: bool) -> TlsRedis {
         let dir = std::env::temp_dir().join(unique("sbredis"));
         std::fs::create_dir_all(&dir).unwrap();
         TlsRedis {
             ports: (0..nodes).map(|_| node_port()).collect(),
             password: unique("pw"),
+            cluster,
             dir,
             servers: (0..nodes).map(|_| None).collect(),
         }
@@ -161,20 +171,25 @@ impl TlsRedis {
             .join(",")
     }
 
-    fn boot_all(&mut self, certificates: &Certificates, cluster: bool) {
+    fn boot_all(&mut self, certificates: &Certificates) {
         for i in 0..self.ports.len() {
-            self.boot(i, certificates, cluster);
+            self.boot(i, certificates);
         }
         for port in self.ports.clone() {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "redis-server on {port} did not start");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait_for_port(port);
         }
     }
 
-    fn boot(&mut self, i: usize, certificates: &Certificates, cluster: bool) {
+    /// Starts the server on `port` again (after [`TlsRedis::kill`]), on its own data: a
+    /// cluster node comes back knowing the cluster, as a replica if it was failed over.
+    pub fn restart(&mut self, certificates: &Certificates, port: u16) {
+        let i = self.ports.iter().position(|p| *p == port).unwrap();
+        self.kill(port);
+        self.boot(i, certificates);
+        wait_for_port(port);
+    }
+
+    fn boot(&mut self, i: usize, certificates: &Certificates) {
         let port = self.ports[i];
         let dir = self.dir.join(port.to_string());
         std::fs::create_dir_all(&dir).unwrap();
@@ -197,7 +212,7 @@ impl TlsRedis {
             path(certificates.path("client.pem")),
             path(certificates.path("client-key.pem"))
         );
-        if cluster {
+        if self.cluster {
             conf += "cluster-enabled yes\ntls-cluster yes\ncluster-node-timeout 1000\n\
                      cluster-config-file nodes.conf\n";
         }
@@ -250,8 +265,9 @@ impl TlsRedis {
         })
     }
 
-    /// The port of the master that holds `slot`, as the node at `ask_port` sees it.
-    pub fn master_of(&self, certificates: &Certificates, ask_port: u16, slot: u16) -> u16 {
+    /// The port of the master that holds `slot`, as the node at `ask_port` sees it (`None`
+    /// while that master is failing).
+    pub fn master_of(&self, certificates: &Certificates, ask_port: u16, slot: u16) -> Option<u16> {
         let nodes = self.ask(certificates, ask_port, &["cluster", "nodes"]);
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
@@ -265,10 +281,10 @@ impl TlsRedis {
             });
             if owns {
                 let address = fields[1].split('@').next().unwrap();
-                return address.rsplit(':').next().unwrap().parse().unwrap();
+                return address.rsplit(':').next().unwrap().parse().ok();
             }
         }
-        panic!("no master holds slot {slot}:\n{nodes}");
+        None
     }
 
     /// Kills the server on `port` at once (SIGKILL), as a crash would.
