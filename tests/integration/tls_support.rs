@@ -136,14 +136,23 @@ impl TlsRedis {
             .stdout(Stdio::null());
         let created = create.output().expect("redis-cli runs");
         assert!(created.status.success(), "cluster create: {created:?}");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if redis.is_settled(certificates, masters * (1 + replicas_each)) {
                 return redis;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("the TLS Redis Cluster did not settle within 30 s");
+        let states: Vec<String> = redis
+            .ports
+            .iter()
+            .map(|port| {
+                let info = redis.ask(certificates, *port, &["info", "replication"]);
+                let nodes = redis.ask(certificates, *port, &["cluster", "nodes"]);
+                format!("{port}:\n{info}\n{nodes}")
+            })
+            .collect();
+        panic!("the TLS Redis Cluster did not settle within 60 s:\n{}", states.join("\n"));
     }
 
     fn new(nodes: usize, cluster: bool) -> TlsRedis {
@@ -197,7 +206,7 @@ impl TlsRedis {
         let mut conf = format!(
             "port 0\ntls-port {port}\nbind 127.0.0.1\ndir {dir}\nsave \"\"\nappendonly no\n\
              tls-cert-file {cert}\ntls-key-file {key}\ntls-ca-cert-file {ca}\n\
-             tls-auth-clients yes\ntls-replication yes\n\
+             tls-auth-clients yes\ntls-replication yes\nrepl-diskless-sync-delay 0\n\
              user default off\nuser {USER} on >{password} ~* &* +@all\n\
              masteruser {USER}\nmasterauth {password}\n",
             dir = dir.display(),
@@ -251,11 +260,15 @@ impl TlsRedis {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Every node sees the cluster ok, with every other node connected.
+    /// Every node sees the cluster ok, with every other node connected, and every replica has
+    /// its master's data (its replication link is up).
     fn is_settled(&self, certificates: &Certificates, nodes: usize) -> bool {
         self.ports.iter().all(|port| {
-            self.ask(certificates, *port, &["cluster", "info"])
-                .contains("cluster_state:ok")
+            let replication = self.ask(certificates, *port, &["info", "replication"]);
+            (replication.contains("role:master") || replication.contains("master_link_status:up"))
+                && self
+                    .ask(certificates, *port, &["cluster", "info"])
+                    .contains("cluster_state:ok")
                 && self
                     .ask(certificates, *port, &["cluster", "nodes"])
                     .lines()
