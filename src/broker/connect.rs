@@ -68,7 +68,7 @@ impl BrokerError {
                 }
                 _ => false,
             },
-            BrokerError::Nacked => false,
+            _ => false,
         }
     }
 }

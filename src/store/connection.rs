@@ -106,7 +106,7 @@ impl StoreError {
         let error = match self {
             StoreError::Settings(error) => return Some(error.to_string()),
             StoreError::Unavailable(error) | StoreError::Script(error) => error,
-            StoreError::Reply(_) => return None,
+            _ => return None,
         };
         if let Some(why) = crate::tls::refusal(error) {
             return Some(format!("TLS with Redis: {why}"));

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use crate::helpers::unique;
 use crate::tls_support::Certificates;
 
+/// Variables to set, the setting the line must start with, and what it must say.
+type Case<'a> = (Vec<(&'a str, String)>, &'a str, &'a str);
+
 /// Runs `switchboard run` with these variables; its exit status and standard error.
 fn run(variables: &[(&str, String)]) -> (Option<i32>, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
@@ -51,7 +54,7 @@ fn settings_that_cannot_work_stop_the_worker_with_one_line_and_status_2() {
     let busy_addr = busy.local_addr().unwrap().to_string();
     let secret = unique("secret");
     let path = |p: std::path::PathBuf| p.display().to_string();
-    let cases: Vec<(Vec<(&str, String)>, &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             vec![("SWITCHBOARD_AMQP_URL", format!("amqp//guest:{secret}@host"))],
             "SWITCHBOARD_AMQP_URL: ",
