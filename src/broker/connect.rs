@@ -14,8 +14,8 @@ use crate::tls::TlsFiles;
 const ACCESS_REFUSED: u16 = 403;
 const NOT_ALLOWED: u16 = 530;
 
-/// Opens a connection as `config.amqp_url` says.
-pub(super) async fn open(
+/// Opens a connection as `config.amqp_url` says, with the configured TLS material.
+pub async fn open(
     config: &Config,
     properties: ConnectionProperties,
 ) -> Result<Connection, BrokerError> {

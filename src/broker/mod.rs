@@ -11,6 +11,8 @@ mod connect;
 pub mod delay;
 pub mod topology;
 
+pub use connect::open as open_connection;
+
 use std::collections::HashSet;
 use std::future::{poll_fn, Future};
 use std::sync::{Arc, Mutex};
