@@ -47,6 +47,9 @@ fn run(variables: &[(&str, String)]) -> (Option<i32>, String) {
 
 #[test]
 fn settings_that_cannot_work_stop_the_worker_with_one_line_and_status_2() {
+    if crate::tls_support::second_pass() {
+        return;
+    }
     let certificates = Certificates::generate();
     let garbage = certificates.path("garbage.pem");
     std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nnot base64!\n").unwrap();

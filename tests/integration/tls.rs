@@ -37,6 +37,9 @@ fn options(tls: TlsFiles) -> StoreOptions {
 
 #[tokio::test]
 async fn redis_over_tls_with_an_acl_user_decides_and_refuses_what_it_should() {
+    if crate::tls_support::second_pass() {
+        return;
+    }
     let certificates = Certificates::generate();
     let redis = TlsRedis::start(&certificates);
     let good = tls_files(&certificates, certificates.ca(), true);
@@ -82,6 +85,9 @@ async fn redis_over_tls_with_an_acl_user_decides_and_refuses_what_it_should() {
 
 #[tokio::test]
 async fn a_worker_decides_over_amqps_and_rediss_with_its_own_user_and_vhost() {
+    if crate::tls_support::second_pass() {
+        return;
+    }
     let certificates = Certificates::generate();
     let redis = TlsRedis::start(&certificates);
     let rabbit = PrivateRabbit::start_with_tls(&certificates);

@@ -15,6 +15,16 @@ use rcgen::{
 
 use crate::helpers::unique;
 
+/// The suite runs twice, the second time against a Redis Cluster (`scripts/test.sh`). Tests
+/// that bring their own servers would only repeat themselves there; they skip that pass.
+pub fn second_pass() -> bool {
+    let skip = crate::helpers::redis_url().contains(',');
+    if skip {
+        eprintln!("brings its own servers: run in the single-node pass only");
+    }
+    skip
+}
+
 /// A CA, a server certificate for `127.0.0.1` and `localhost` signed by it, a client
 /// certificate signed by it, and an unrelated CA (the "wrong" one), as PEM files.
 pub struct Certificates {
