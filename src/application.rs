@@ -13,11 +13,11 @@ use tokio_util::task::TaskTracker;
 use crate::backlog::Backlog;
 use crate::broker::Session;
 use crate::clock::Clock;
-use crate::config::{redact_url, Config};
+use crate::config::{Config, SettingError};
 use crate::http::{self, Readiness};
 use crate::store::confirmations::Confirmations;
 use crate::store::{Store, StoreOptions};
-use crate::telemetry::{self, Reconnecting};
+use crate::telemetry::{self, ConnectionRefused, Reconnecting};
 use crate::worker::{DeliveryContext, Worker};
 
 /// A worker, built and ready to run.
@@ -31,16 +31,27 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the HTTP address and connects to Redis (a single node lazily, so a worker started
-    /// while Redis is down waits for it instead of failing).
+    /// Checks the TLS files, binds the HTTP address and connects to Redis (a single node
+    /// lazily, so a worker started while Redis is down waits for it instead of failing). A
+    /// setting that cannot work is a [`SettingError`].
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
         let metrics = telemetry::init_metrics();
-        let listener = TcpListener::bind(&config.http_addr).await?;
+        crate::tls::TlsFiles::from_config(&config).load()?;
+        let listener = TcpListener::bind(&config.http_addr)
+            .await
+            .map_err(|error| {
+                SettingError::new(
+                    "http_addr",
+                    format!("cannot listen on {}: {error}", config.http_addr),
+                )
+            })?;
         let options = StoreOptions::from_config(&config);
         let store = connect_store(&config, options).await;
         tracing::info!(
-            amqp = %redact_url(&config.amqp_url),
-            redis = %redact_url(&config.redis_url),
+            amqp = %config.amqp_url.redacted(),
+            redis = %config.redis_url.redacted(),
+            tls_ca_file = ?config.tls_ca_file,
+            tls_cert_file = ?config.tls_cert_file,
             http = %listener.local_addr()?,
             queue = config.work_queue,
             prefetch = config.prefetch,
@@ -115,28 +126,80 @@ async fn connect_store(config: &Config, options: StoreOptions) -> Store {
         match Store::connect(&nodes, options.clone()).await {
             Ok(store) => return store,
             Err(error) => {
-                Reconnecting {
-                    target: "redis",
-                    error: &error,
-                    retry_in: backoff,
-                }
-                .emit();
+                let refusal = error.refusal();
+                let shown: &dyn std::fmt::Display = match &refusal {
+                    Some(why) => why,
+                    None => &error,
+                };
+                backoff = retry_later("redis", shown, refusal.is_some(), backoff);
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(max_backoff(refusal.is_some()));
             }
         }
     }
 }
 
-/// Keeps `/readyz` honest about Redis while no event is flowing.
+/// Keeps `/readyz` honest about Redis while no event is flowing, and says at error level, at
+/// a slowing pace, when Redis refuses this worker (credentials, ACL, certificates).
 async fn watch_redis(worker: Arc<Worker>) {
+    let mut refused_backoff = REFUSED_BACKOFF;
     loop {
-        let up = worker.store.ping().await.is_ok();
-        worker.readiness.set_redis(up);
+        let pinged = worker.store.ping().await;
+        worker.readiness.set_redis(pinged.is_ok());
+        let pause = match pinged {
+            Ok(()) => {
+                refused_backoff = REFUSED_BACKOFF;
+                Duration::from_secs(5)
+            }
+            Err(error) if error.is_refusal() => {
+                let why = error.refusal().unwrap_or_default();
+                let pause = retry_later("redis", &why, true, refused_backoff);
+                refused_backoff = (pause * 2).min(max_backoff(true));
+                pause
+            }
+            Err(_) => Duration::from_secs(1),
+        };
         tokio::select! {
             _ = worker.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(if up { 5 } else { 1 })) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+/// The first wait after a refusal: someone has to act, so retrying at once is only noise.
+const REFUSED_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The longest wait between attempts: an outage is retried often, as it may end any moment;
+/// a refusal slowly.
+fn max_backoff(refused: bool) -> Duration {
+    Duration::from_secs(if refused { 30 } else { 5 })
+}
+
+/// Says why `target` is retried and returns how long to wait: `backoff`, or at least
+/// [`REFUSED_BACKOFF`] after a refusal, which is logged at error level.
+fn retry_later(
+    target: &'static str,
+    error: &dyn std::fmt::Display,
+    refused: bool,
+    backoff: Duration,
+) -> Duration {
+    if refused {
+        let retry_in = backoff.max(REFUSED_BACKOFF);
+        ConnectionRefused {
+            target,
+            error,
+            retry_in,
+        }
+        .emit();
+        retry_in
+    } else {
+        Reconnecting {
+            target,
+            error,
+            retry_in: backoff,
+        }
+        .emit();
+        backoff
     }
 }
 
@@ -162,17 +225,12 @@ async fn consume(worker: Arc<Worker>, tag: String) {
             Ok(opened) => opened,
             Err(error) => {
                 worker.readiness.set_broker(false);
-                Reconnecting {
-                    target: "broker",
-                    error: &error,
-                    retry_in: backoff,
-                }
-                .emit();
+                backoff = retry_later("broker", &error, error.is_refusal(), backoff);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(max_backoff(error.is_refusal()));
                 continue;
             }
         };

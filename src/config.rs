@@ -5,18 +5,39 @@
 //! `SWITCHBOARD_HTTP_ADDR`); every other field maps the same way: `work_queue` is
 //! `SWITCHBOARD_WORK_QUEUE`, and so on.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
+
+pub use crate::secret::{redact_url, SecretUrl};
 
 /// Everything a worker needs to know to run.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Where RabbitMQ is. Holds a password: never logged as is (see [`redact_url`]).
-    pub amqp_url: String,
-    /// One Redis URL, or several comma-separated node URLs of one Redis Cluster.
-    pub redis_url: String,
-    /// Address of the `/metrics`, `/healthz` and `/readyz` server.
+    /// Where RabbitMQ is: `amqp://` or `amqps://` (TLS), with the user, password and vhost.
+    /// Never shown as is: `Debug` and log lines redact the password.
+    pub amqp_url: SecretUrl,
+    /// One Redis URL, or several comma-separated node URLs of one Redis Cluster; `redis://` or
+    /// `rediss://` (TLS), `redis://user:password@…` for an ACL user. Never shown as is.
+    pub redis_url: SecretUrl,
+    /// Address of the `/metrics`, `/healthz` and `/readyz` server; port 0 takes a free port.
     pub http_addr: String,
+    /// PEM certificates trusted for TLS servers (`amqps://`, `rediss://`) besides the system's
+    /// trust store: a private CA, a managed service's own CA.
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM certificate chain presented to TLS servers that ask for a client certificate (with
+    /// `tls_key_file`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file` (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    pub tls_key_file: Option<PathBuf>,
+    /// After each store call, wait until this many replicas of the Redis node hold its writes
+    /// (`WAIT`) before the outputs are published. 0 (the default) does not wait: a failover may
+    /// then lose the last decisions the old master had not yet replicated (see the README).
+    pub redis_wait_replicas: u16,
+    /// How long one `WAIT` may take. When fewer replicas confirm in time, the call counts as
+    /// failed and the events are retried (and replayed, not decided twice).
+    pub redis_wait_timeout_ms: u64,
     /// Topic exchange the platforms publish to.
     pub inbound_exchange: String,
     /// Quorum queue every worker consumes.
@@ -50,6 +71,11 @@ impl Default for Config {
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
             http_addr: "127.0.0.1:9464".into(),
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            redis_wait_replicas: 0,
+            redis_wait_timeout_ms: 1000,
             inbound_exchange: "switchboard.in".into(),
             work_queue: "switchboard.work".into(),
             outbound_exchange: "switchboard.out".into(),
@@ -64,72 +90,108 @@ impl Default for Config {
     }
 }
 
+/// A setting that cannot work, named as the operator set it: `SWITCHBOARD_TLS_CA_FILE: cannot
+/// read /x/ca.pem: No such file or directory`. `switchboard` prints this one line and exits
+/// with status 2. The problem never quotes a URL's password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct SettingError {
+    /// The environment variable (`SWITCHBOARD_…`); the TOML key is its lower-case tail.
+    pub setting: String,
+    pub problem: String,
+}
+
+impl SettingError {
+    /// `field` is the configuration field (`tls_ca_file`) or a whole variable name.
+    pub fn new(field: &str, problem: impl Into<String>) -> SettingError {
+        let setting = if field.starts_with("SWITCHBOARD_") {
+            field.to_string()
+        } else {
+            format!("SWITCHBOARD_{}", field.to_uppercase())
+        };
+        SettingError {
+            setting,
+            problem: problem.into(),
+        }
+    }
+}
+
 impl Config {
-    /// Reads the layers: defaults, then `file` (if given), then `SWITCHBOARD_*` variables.
-    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    /// Reads the layers: defaults, then `file` (if given), then `SWITCHBOARD_*` variables; then
+    /// checks every setting that can be checked before connecting, TLS files included.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Config, SettingError> {
         let mut builder = config::Config::builder();
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).required(true));
         }
+        // SWITCHBOARD_CONFIG names the file (the command line reads it); it is not a setting.
+        let variables = std::env::vars()
+            .filter(|(name, _)| name != "SWITCHBOARD_CONFIG")
+            .collect();
         builder = builder.add_source(
             config::Environment::with_prefix("SWITCHBOARD")
                 .prefix_separator("_")
-                .try_parsing(true),
+                .try_parsing(true)
+                .source(Some(variables)),
         );
-        let config: Config = builder.build()?.try_deserialize()?;
+        let config: Config = builder
+            .build()
+            .and_then(|layers| layers.try_deserialize())
+            .map_err(|error| crate::settings::layer_error(error, file))?;
         config.validate()?;
+        crate::tls::TlsFiles::from_config(&config).load()?;
         Ok(config)
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.prefetch > 0, "prefetch must be at least 1");
+    /// Checks what can be checked without I/O.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        let ensure = |ok: bool, field: &str, problem: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(SettingError::new(field, problem))
+            }
+        };
+        ensure(self.prefetch > 0, "prefetch", "must be at least 1")?;
         // The apply function reads a batch's records with one MGET of its keys, and Lua unpacks
         // at most a few thousand values; a batch never holds more than batch_size events.
-        anyhow::ensure!(
+        ensure(
             (1..=1000).contains(&self.batch_size),
-            "batch_size must be between 1 and 1000"
-        );
-        anyhow::ensure!(self.delivery_limit > 0, "delivery_limit must be at least 1");
-        anyhow::ensure!(
+            "batch_size",
+            "must be between 1 and 1000",
+        )?;
+        ensure(self.delivery_limit > 0, "delivery_limit", "must be at least 1")?;
+        ensure(
             matches!(self.log_format.as_str(), "text" | "json"),
-            "log_format must be `text` or `json`"
-        );
-        for name in [
-            &self.inbound_exchange,
-            &self.work_queue,
-            &self.outbound_exchange,
-            &self.dead_letter_queue,
+            "log_format",
+            "must be `text` or `json`",
+        )?;
+        for (field, name) in [
+            ("inbound_exchange", &self.inbound_exchange),
+            ("work_queue", &self.work_queue),
+            ("outbound_exchange", &self.outbound_exchange),
+            ("dead_letter_queue", &self.dead_letter_queue),
         ] {
-            anyhow::ensure!(
+            ensure(
                 !name.is_empty() && name.len() <= 255,
-                "exchange and queue names must be 1-255 bytes"
-            );
+                field,
+                "exchange and queue names must be 1-255 bytes",
+            )?;
         }
+        ensure(
+            self.redis_wait_replicas == 0 || self.redis_wait_timeout_ms > 0,
+            "redis_wait_timeout_ms",
+            "must be at least 1 when SWITCHBOARD_REDIS_WAIT_REPLICAS is set",
+        )?;
+        crate::settings::check_amqp_url(&self.amqp_url)?;
+        crate::settings::check_redis_urls(&self.redis_url)?;
+        crate::settings::check_http_addr(&self.http_addr)?;
         Ok(())
     }
 
     /// The Redis node URLs: one for a single node, several for a cluster.
     pub fn redis_nodes(&self) -> Vec<String> {
-        self.redis_url
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()
-    }
-}
-
-/// A URL fit for a log line: the password, if any, replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_string(),
+        self.redis_url.nodes().into_iter().map(String::from).collect()
     }
 }
 
@@ -138,16 +200,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_never_reach_a_log_line() {
-        assert_eq!(
-            redact_url("amqp://guest:s3cret@rabbit:5672/%2f"),
-            "amqp://guest:***@rabbit:5672/%2f"
-        );
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
-        assert_eq!(redact_url("redis://:pw@h:1"), "redis://:***@h:1");
+    fn a_printed_configuration_shows_no_password() {
+        let config = Config {
+            amqp_url: "amqps://sb:amqp-pw@mq:5671/prod".into(),
+            redis_url: "rediss://sb:redis-pw@a:6380,rediss://sb:redis-pw@b:6380".into(),
+            ..Config::default()
+        };
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("-pw"), "{printed}");
+        assert!(printed.contains("rediss://sb:***@b:6380"), "{printed}");
+    }
+
+    #[test]
+    fn a_setting_error_names_the_variable() {
+        let error = SettingError::new("tls_ca_file", "cannot read /x: gone");
+        assert_eq!(error.to_string(), "SWITCHBOARD_TLS_CA_FILE: cannot read /x: gone");
     }
 
     #[test]

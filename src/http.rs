@@ -1,15 +1,33 @@
-//! `/metrics`, `/healthz` and `/readyz` over a deliberately tiny HTTP/1.1 server: three GET
-//! routes do not justify a web framework in a worker's dependency tree.
+//! `/metrics`, `/healthz` and `/readyz`, served by hyper: whole requests are read however the
+//! bytes arrive, the request head is bounded in size (a larger one gets 431) and in time (a
+//! client that does not finish it in time is dropped), and anything but those three GET routes
+//! is answered 404 or 405.
 
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::backlog::Backlog;
+
+/// The largest request head read (hyper's smallest buffer): a probe's or a scraper's GET is a
+/// few hundred bytes.
+const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// How long a client may take to send a request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may keep answering after shutdown began.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// What `/readyz` reports: connected to the broker and Redis, and consuming.
 #[derive(Debug, Default)]
@@ -62,7 +80,15 @@ impl Readiness {
     }
 }
 
-/// Serves until `shutdown` is cancelled.
+/// What the routes answer from.
+struct Routes {
+    metrics: PrometheusHandle,
+    backlog: Arc<Backlog>,
+    readiness: Arc<Readiness>,
+}
+
+/// Serves until `shutdown` is cancelled, then lets the requests in progress finish (for a
+/// short grace period) and returns.
 pub async fn serve(
     listener: TcpListener,
     metrics: PrometheusHandle,
@@ -70,66 +96,88 @@ pub async fn serve(
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
 ) {
+    let routes = Arc::new(Routes {
+        metrics,
+        backlog,
+        readiness,
+    });
+    let connections = TaskTracker::new();
     loop {
         let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
                     tracing::warn!(%error, "HTTP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
-        let metrics = metrics.clone();
-        let backlog = backlog.clone();
-        let readiness = readiness.clone();
-        tokio::spawn(async move {
-            let _ = respond(stream, &metrics, &backlog, &readiness).await;
+        let routes = routes.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let routes = routes.clone();
+                async move { Ok::<_, Infallible>(routes.answer(request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                // One request per connection, closed after the answer, as before: probes and
+                // scrapes come seconds apart, and a client that reads to the end of the stream
+                // gets its answer at once instead of after an idle timeout.
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+                }
+            }
         });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+impl Routes {
+    async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
+        }
+        match request.uri().path() {
+            "/metrics" => {
+                let body = self.metrics.render() + &self.backlog.render().await;
+                let mut response = text(StatusCode::OK, body);
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                response
+            }
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/readyz" if self.readiness.is_ready() => {
+                text(StatusCode::OK, self.readiness.describe())
+            }
+            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, self.readiness.describe()),
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
     }
 }
 
-async fn respond(
-    mut stream: TcpStream,
-    metrics: &PrometheusHandle,
-    backlog: &Backlog,
-    readiness: &Readiness,
-) -> std::io::Result<()> {
-    let mut buffer = [0u8; 2048];
-    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer))
-        .await
-        .unwrap_or(Ok(0))?;
-    let request = String::from_utf8_lossy(&buffer[..read]);
-    let mut parts = request.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            metrics.render() + &backlog.render().await,
-        ),
-        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
-        ("GET", "/readyz") if readiness.is_ready() => {
-            ("200 OK", "text/plain", readiness.describe())
-        }
-        ("GET", "/readyz") => (
-            "503 Service Unavailable",
-            "text/plain",
-            readiness.describe(),
-        ),
-        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "method not allowed\n".to_string(),
-        ),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use switchboard::cli;
-use switchboard::config::Config;
+use switchboard::config::{Config, SettingError};
 
 #[derive(Parser)]
 #[command(version, about = "Assigns customer conversations to support agents")]
@@ -42,9 +42,29 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Exit status of a setting that cannot work (as `sysexits`' usage errors and most CLIs do).
+const SETTING_ERROR: u8 = 2;
+
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("the Tokio runtime starts");
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // One line each, no debug dump: a setting names itself; anything else says what failed.
+        Err(error) => match error.downcast_ref::<SettingError>() {
+            Some(setting) => {
+                eprintln!("{setting}");
+                std::process::ExitCode::from(SETTING_ERROR)
+            }
+            None => {
+                eprintln!("switchboard: {error:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     let level = if matches!(args.command, Command::Run) {
         "info"

@@ -185,6 +185,23 @@ impl Reconnecting<'_> {
     }
 }
 
+/// A dependency refused this worker: credentials, permissions or certificates. Unlike an
+/// outage it does not heal by itself, so each retry (slow) says so at error level.
+pub struct ConnectionRefused<'a> {
+    pub target: &'static str,
+    pub error: &'a dyn std::fmt::Display,
+    pub retry_in: Duration,
+}
+
+impl ConnectionRefused<'_> {
+    pub fn emit(&self) {
+        counter!("switchboard_reconnects_total", "target" => self.target).increment(1);
+        tracing::error!(target_service = self.target, error = %self.error,
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            "refused: check the credentials, permissions and certificates; retrying");
+    }
+}
+
 /// Events being processed right now.
 pub fn in_flight(delta: f64) {
     gauge!("switchboard_in_flight_events").increment(delta);

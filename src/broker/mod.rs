@@ -7,8 +7,11 @@
 //! event is idempotent.
 
 pub mod acks;
+mod connect;
 pub mod delay;
 pub mod topology;
+
+pub use connect::open as open_connection;
 
 use std::collections::HashSet;
 use std::future::{poll_fn, Future};
@@ -24,7 +27,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 
-use crate::config::Config;
+use crate::config::{Config, SettingError};
 
 /// Header carrying the reason an event was dead-lettered.
 pub const ERROR_HEADER: &str = "x-switchboard-error";
@@ -36,6 +39,11 @@ pub enum BrokerError {
     Amqp(#[from] lapin::Error),
     #[error("the broker refused (nacked) a publish")]
     Nacked,
+    /// Credentials, permissions or certificates the broker (or this worker) refuses.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Settings(#[from] SettingError),
 }
 
 /// One connection to RabbitMQ with its two channels.
@@ -50,7 +58,7 @@ impl Session {
     pub async fn open(config: &Config, name: &str) -> Result<Session, BrokerError> {
         let properties = ConnectionProperties::default()
             .with_connection_name(LongString::from(name.to_string()));
-        let connection = Connection::connect(&config.amqp_url, properties).await?;
+        let connection = connect::open(config, properties).await?;
         let consume_channel = connection.create_channel().await?;
         topology::declare(&consume_channel, config).await?;
         consume_channel

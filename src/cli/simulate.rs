@@ -562,7 +562,8 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
 
 /// Deletes the private topology of an in-process simulation.
 async fn cleanup(config: &Config) {
-    let Ok(connection) = lapin::Connection::connect(&config.amqp_url, Default::default()).await
+    let Ok(connection) =
+        crate::broker::open_connection(config, lapin::ConnectionProperties::default()).await
     else {
         return;
     };

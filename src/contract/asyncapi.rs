@@ -70,7 +70,24 @@ pub fn document() -> Value {
         },
         "defaultContentType": "application/json",
         "servers": {
-            "local": {"host": "127.0.0.1:5672", "protocol": "amqp", "protocolVersion": "0-9-1"}
+            "local": {
+                "host": "127.0.0.1:5672",
+                "protocol": "amqp",
+                "protocolVersion": "0-9-1",
+                "description": "A broker on the machine, for development (docker compose, the tests).",
+                "bindings": {"amqp": {"bindingVersion": "0.3.0"}},
+            },
+            "production": {
+                "host": "rabbitmq.example.com:5671",
+                "protocol": "amqps",
+                "protocolVersion": "0-9-1",
+                "description": "A managed or self-hosted broker over TLS (`SWITCHBOARD_AMQP_URL=amqps://user:password@host:5671/vhost`). The server is verified against the system's trust store plus `SWITCHBOARD_TLS_CA_FILE`; a client certificate is presented when `SWITCHBOARD_TLS_CERT_FILE` and `SWITCHBOARD_TLS_KEY_FILE` are set.",
+                "security": [
+                    {"$ref": "#/components/securitySchemes/userPassword"},
+                    {"$ref": "#/components/securitySchemes/clientCertificate"},
+                ],
+                "bindings": {"amqp": {"bindingVersion": "0.3.0"}},
+            },
         },
         "channels": {
             "inbound": {
@@ -120,6 +137,18 @@ pub fn document() -> Value {
                 "channel": {"$ref": "#/channels/dead"},
             },
         },
-        "components": {"messages": messages},
+        "components": {
+            "messages": messages,
+            "securitySchemes": {
+                "userPassword": {
+                    "type": "userPassword",
+                    "description": "An AMQP user and password (SASL PLAIN), from the URL's user info.",
+                },
+                "clientCertificate": {
+                    "type": "X509",
+                    "description": "A client certificate, where the broker asks for one.",
+                },
+            },
+        },
     })
 }

@@ -2,6 +2,7 @@
 //! library (see `script`).
 
 pub mod confirmations;
+mod connection;
 pub mod interface;
 pub mod keys;
 pub mod read;
@@ -40,6 +41,9 @@ pub enum StoreError {
     /// The library failed on one event (a bug): retrying would fail the same way.
     #[error("the store failed on this event: {0}")]
     Failed(String),
+    /// A setting that cannot work (a TLS file that became unreadable).
+    #[error(transparent)]
+    Settings(#[from] crate::config::SettingError),
 }
 
 /// Redis answers `ERR Function not found` to an FCALL of a library it does not hold.
@@ -48,8 +52,11 @@ fn is_function_missing(error: &RedisError) -> bool {
 }
 
 impl StoreError {
+    /// Worth retrying: the event is held, not dead-lettered. A TLS file that became
+    /// unreadable while reconnecting is held too, until the operator mends it: no event is
+    /// at fault.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::Settings(_))
     }
 }
 
@@ -78,7 +85,10 @@ impl From<RedisError> for StoreError {
                     | RetryMethod::WaitAndRetry
                     | RetryMethod::RefreshSlotsAndRetry
             )
-            || error.to_string().contains("BUSY");
+            || error.to_string().contains("BUSY")
+            // Credentials or ACL permissions refused: held until someone fixes them, never
+            // dead-lettered (see `connection`).
+            || connection::is_refusal(&error);
         if transient {
             StoreError::Unavailable(error)
         } else {
@@ -208,6 +218,12 @@ enum Connection {
 pub struct StoreOptions {
     pub dedupe_ttl: Duration,
     pub closed_retention: Duration,
+    /// Trust and identity for `rediss://` nodes.
+    pub tls: crate::tls::TlsFiles,
+    /// Replicas that must hold a call's writes before it returns (0: none, see
+    /// [`Store::wait_for_replicas`]), and how long to wait for them.
+    pub wait_replicas: u16,
+    pub wait_timeout: Duration,
 }
 
 impl StoreOptions {
@@ -215,7 +231,16 @@ impl StoreOptions {
         StoreOptions {
             dedupe_ttl: Duration::from_secs(config.dedupe_ttl_seconds),
             closed_retention: Duration::from_secs(config.closed_retention_seconds),
+            tls: crate::tls::TlsFiles::from_config(config),
+            wait_replicas: config.redis_wait_replicas,
+            wait_timeout: Duration::from_millis(config.redis_wait_timeout_ms),
         }
+    }
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions::from_config(&crate::config::Config::default())
     }
 }
 
@@ -234,29 +259,18 @@ pub struct Store {
 const REMEMBERED_TIMEZONES: usize = 100_000;
 
 impl Store {
-    /// Connects to one node, or to a cluster when several node URLs are given. A single node is
-    /// connected lazily, so a worker starts (and reports not ready) while Redis is down.
-    pub async fn connect(nodes: &[String], options: StoreOptions) -> Result<Store, StoreError> {
-        let connection = match nodes {
-            [] => return Err(StoreError::Reply("no Redis URL configured".into())),
-            [url] => {
-                let client = redis::Client::open(url.as_str()).map_err(StoreError::Script)?;
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(Duration::from_secs(5)))
-                    .set_number_of_retries(2)
-                    .set_max_delay(Duration::from_secs(2));
-                Connection::Single(ConnectionManager::new_lazy_with_config(client, config)?)
-            }
-            urls => {
-                let client = redis::cluster::ClusterClient::builder(urls.to_vec())
-                    .connection_timeout(Duration::from_secs(2))
-                    .response_timeout(Duration::from_secs(5))
-                    .build()
-                    .map_err(StoreError::Script)?;
-                Connection::Cluster(client.get_async_connection().await?)
-            }
-        };
+    /// Connects to one node, or to a cluster when several node URLs are given (each may also be
+    /// a comma-separated list). A single node is connected lazily, so a worker starts (and
+    /// reports not ready) while Redis is down.
+    pub async fn connect(
+        nodes: &[impl AsRef<str>],
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        let nodes: Vec<&str> = nodes
+            .iter()
+            .flat_map(|node| crate::secret::nodes(node.as_ref()))
+            .collect();
+        let connection = connection::open(&nodes, &options.tls).await?;
         Ok(Store {
             connection,
             options,
@@ -403,6 +417,7 @@ impl Store {
                 results.push(Ok(Applied::from_record(outcome, &text, record)?));
             }
         }
+        self.wait_for_replicas(project).await?;
         Ok(results)
     }
 

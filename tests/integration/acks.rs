@@ -61,6 +61,20 @@ impl Queue {
         (channel, acks, tags)
     }
 
+    /// Waits (up to 2 s) until `expected` messages are ready, and returns how many are. The
+    /// broker handles channels side by side: a requeue or a close on one is not yet seen by a
+    /// declare on another when the call that sent it returns.
+    async fn ready_soon(&self, expected: u32) -> u32 {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let ready = self.ready().await;
+            if ready == expected || tokio::time::Instant::now() > deadline {
+                return ready;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Messages ready in the queue (not the ones delivered and unacknowledged).
     async fn ready(&self) -> u32 {
         let channel = self.connection.create_channel().await.unwrap();
@@ -89,7 +103,7 @@ async fn settled_deliveries_wait_for_their_elders_then_go_in_one_ack() {
     // The worker dies now: nothing was acknowledged ahead of the event in flight, so all
     // four come back (the two done are replayed by the store, not decided again).
     channel.close(200, "crash".into()).await.unwrap();
-    assert_eq!(queue.ready().await, 4);
+    assert_eq!(queue.ready_soon(4).await, 4);
 }
 
 #[tokio::test]
@@ -101,12 +115,12 @@ async fn a_returned_delivery_releases_the_settled_ones_behind_it() {
     // The first goes back to the queue: the two settled behind it are acknowledged.
     assert!(acks.requeue(tags[0]).await.unwrap());
     assert!(!acks.requeue(tags[0]).await.unwrap(), "returned once only");
-    assert_eq!(queue.ready().await, 1);
+    assert_eq!(queue.ready_soon(1).await, 1);
     // Closing the channel requeues whatever was not acknowledged: the fourth, never settled,
     // joins the returned one; the two settled were acknowledged (and the channel never
     // failed on a tag acknowledged twice).
     channel.close(200, "done".into()).await.unwrap();
-    assert_eq!(queue.ready().await, 2);
+    assert_eq!(queue.ready_soon(2).await, 2);
 }
 
 #[tokio::test]
@@ -121,5 +135,5 @@ async fn a_batch_settles_together_and_reports_which_were_new() {
     assert!(acks.is_settled(tags[0]).await);
     assert!(!acks.is_settled(tags[3]).await);
     channel.close(200, "crash".into()).await.unwrap();
-    assert_eq!(queue.ready().await, 1, "only the one in flight comes back");
+    assert_eq!(queue.ready_soon(1).await, 1, "only the one in flight comes back");
 }

@@ -60,8 +60,8 @@ async fn the_python_example_plays_a_platform() {
     // The example uses the default exchange names: run a worker on them.
     let env = Env::new().await;
     let config = switchboard::config::Config {
-        amqp_url: amqp_url(),
-        redis_url: redis_url(),
+        amqp_url: amqp_url().into(),
+        redis_url: redis_url().into(),
         http_addr: "127.0.0.1:0".into(),
         ..switchboard::config::Config::default()
     };

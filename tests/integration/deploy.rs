@@ -47,6 +47,11 @@ struct ConfigFields {
     dedupe_ttl_seconds: u64,
     closed_retention_seconds: u64,
     log_format: String,
+    tls_ca_file: Option<std::path::PathBuf>,
+    tls_cert_file: Option<std::path::PathBuf>,
+    tls_key_file: Option<std::path::PathBuf>,
+    redis_wait_replicas: u16,
+    redis_wait_timeout_ms: u64,
 }
 
 impl From<Config> for ConfigFields {
@@ -66,10 +71,15 @@ impl From<Config> for ConfigFields {
             dedupe_ttl_seconds,
             closed_retention_seconds,
             log_format,
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+            redis_wait_replicas,
+            redis_wait_timeout_ms,
         } = c;
         ConfigFields {
-            amqp_url,
-            redis_url,
+            amqp_url: amqp_url.as_str().to_string(),
+            redis_url: redis_url.as_str().to_string(),
             http_addr,
             inbound_exchange,
             work_queue,
@@ -81,6 +91,11 @@ impl From<Config> for ConfigFields {
             dedupe_ttl_seconds,
             closed_retention_seconds,
             log_format,
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+            redis_wait_replicas,
+            redis_wait_timeout_ms,
         }
     }
 }
@@ -444,7 +459,7 @@ async fn rabbitmq_loads_the_definitions_and_workers_agree_with_them() {
     std::fs::write(&path, parsed.to_string()).unwrap();
     run(&["import_definitions", path.to_str().unwrap()]);
     let config = Config {
-        amqp_url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+        amqp_url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}").into(),
         ..Config::default()
     };
     let declared = switchboard::broker::Session::open(&config, "definitions-test").await;
@@ -455,4 +470,66 @@ async fn rabbitmq_loads_the_definitions_and_workers_agree_with_them() {
         "the worker's declarations conflict: {:?}",
         declared.err()
     );
+}
+
+/// The worker's HTTP address is where the probes and Prometheus look, and the TLS files the
+/// configuration names are those a Secret mounts, readable by the non-root worker.
+#[test]
+fn kubernetes_binds_the_probe_port_and_mounts_tls_material_from_a_secret() {
+    let configmap = &yaml("deploy/kubernetes/configmap.yaml")[0];
+    let data = &configmap["data"];
+    let addr = data["SWITCHBOARD_HTTP_ADDR"].as_str().unwrap();
+    assert!(addr.starts_with("0.0.0.0:"), "probes come from outside the pod: {addr}");
+    let port: u64 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let deployment = &yaml("deploy/kubernetes/deployment.yaml")[0];
+    let template = &deployment["spec"]["template"];
+    let spec = &template["spec"];
+    let container = &spec["containers"][0];
+    let metrics = container["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str() == Some("metrics"))
+        .unwrap();
+    assert_eq!(metrics["containerPort"].as_u64(), Some(port));
+    assert_eq!(
+        template["metadata"]["annotations"]["prometheus.io/port"].as_str(),
+        Some(port.to_string().as_str())
+    );
+    let mount = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"].as_str() == Some("tls"))
+        .expect("the TLS volume is mounted");
+    assert_eq!(mount["readOnly"].as_bool(), Some(true));
+    let mount_path = mount["mountPath"].as_str().unwrap();
+    let volume = spec["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"].as_str() == Some("tls"))
+        .unwrap();
+    let secret_name = volume["secret"]["secretName"].as_str().unwrap();
+    let secret = yaml("deploy/kubernetes/tls-secret.yaml")
+        .into_iter()
+        .find(|d| d["metadata"]["name"].as_str() == Some(secret_name))
+        .expect("the TLS Secret is in the manifests");
+    for variable in [
+        "SWITCHBOARD_TLS_CA_FILE",
+        "SWITCHBOARD_TLS_CERT_FILE",
+        "SWITCHBOARD_TLS_KEY_FILE",
+    ] {
+        let path = data[variable].as_str().unwrap();
+        let key = path
+            .strip_prefix(&format!("{mount_path}/"))
+            .unwrap_or_else(|| panic!("{variable}={path} is not under {mount_path}"));
+        assert!(secret["stringData"][key].is_string(), "the Secret has no {key}");
+    }
+    // Secret files are root-owned: the worker reads them through its group.
+    assert_eq!(
+        spec["securityContext"]["fsGroup"],
+        spec["securityContext"]["runAsGroup"]
+    );
+    assert!(file("deploy/kubernetes/kustomization.yaml").contains("tls-secret.yaml"));
 }

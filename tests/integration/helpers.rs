@@ -58,8 +58,7 @@ pub async fn store() -> Store {
 pub async fn store_at(url: &str) -> Store {
     let nodes: Vec<String> = url.split(',').map(|s| s.trim().to_string()).collect();
     // The workers' defaults, so that the tests read the records the workers write.
-    let options = StoreOptions::from_config(&Config::default());
-    Store::connect(&nodes, options)
+    Store::connect(&nodes, StoreOptions::default())
         .await
         .expect("Redis is reachable")
 }
@@ -222,8 +221,8 @@ impl Env {
     pub async fn with_amqp_url(amqp_url: String) -> Env {
         let tag = unique("t");
         let config = Config {
-            amqp_url,
-            redis_url: redis_url(),
+            amqp_url: amqp_url.into(),
+            redis_url: redis_url().into(),
             http_addr: "127.0.0.1:0".into(),
             inbound_exchange: format!("{tag}.in"),
             work_queue: format!("{tag}.work"),
@@ -571,8 +570,8 @@ pub fn worker_process(config: &Config, http_port: u16) -> std::process::Child {
 pub fn worker_process_of(binary: &str, config: &Config, http_port: u16) -> std::process::Child {
     std::process::Command::new(binary)
         .arg("run")
-        .env("SWITCHBOARD_AMQP_URL", &config.amqp_url)
-        .env("SWITCHBOARD_REDIS_URL", &config.redis_url)
+        .env("SWITCHBOARD_AMQP_URL", config.amqp_url.as_str())
+        .env("SWITCHBOARD_REDIS_URL", config.redis_url.as_str())
         .env("SWITCHBOARD_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("SWITCHBOARD_INBOUND_EXCHANGE", &config.inbound_exchange)
         .env("SWITCHBOARD_WORK_QUEUE", &config.work_queue)

@@ -20,7 +20,7 @@ fn decided_conversations(outputs: &[serde_json::Value]) -> HashSet<String> {
 async fn a_redis_crash_pauses_work_and_loses_nothing() {
     let mut redis = PrivateRedis::start();
     let mut env = Env::new().await;
-    env.config.redis_url = redis.url();
+    env.config.redis_url = redis.url().into();
     let worker = env.spawn_worker().await;
     let mut platform = Platform::new();
     env.team(&mut platform, &[("a", 5)]).await;
@@ -56,6 +56,7 @@ async fn a_redis_crash_pauses_work_and_loses_nothing() {
         switchboard::store::StoreOptions {
             dedupe_ttl: Duration::from_secs(60),
             closed_retention: Duration::from_secs(60),
+            ..Default::default()
         },
     )
     .await

@@ -45,6 +45,8 @@ pub enum Stop {
 pub struct PrivateRabbit {
     node: String,
     port: u16,
+    /// The TLS listener's port, when the node has one.
+    ssl_port: Option<u16>,
     dist_port: u16,
     dir: PathBuf,
     /// The `rabbitmq-server` script (a shell that runs the VM and waits for it).
@@ -107,17 +109,42 @@ fn run_with_timeout(command: &mut Command, timeout: Duration) -> Option<Output> 
 impl PrivateRabbit {
     /// Boots a new node and waits until it has fully started.
     pub fn start() -> PrivateRabbit {
+        PrivateRabbit::start_with(None)
+    }
+
+    /// Like [`PrivateRabbit::start`], with a TLS listener too, using the test CA and server
+    /// certificate, and requiring a client certificate signed by that CA.
+    pub fn start_with_tls(certificates: &crate::tls_support::Certificates) -> PrivateRabbit {
+        PrivateRabbit::start_with(Some(certificates))
+    }
+
+    fn start_with(tls: Option<&crate::tls_support::Certificates>) -> PrivateRabbit {
         let name = crate::helpers::unique("sbtest");
         let dir = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_listen_port(0);
         let dist_port = free_listen_port(port);
-        // Only the loopback listener (the shared node's /etc/rabbitmq/rabbitmq.conf is not read).
-        std::fs::write(
-            dir.join("rabbitmq.conf"),
-            format!("listeners.tcp.default = 127.0.0.1:{port}\n"),
-        )
-        .unwrap();
+        // Only loopback listeners (the shared node's /etc/rabbitmq/rabbitmq.conf is not read).
+        let mut conf = format!("listeners.tcp.default = 127.0.0.1:{port}\n");
+        let ssl_port = tls.map(|certificates| {
+            let ssl_port = loop {
+                let candidate = free_listen_port(port);
+                if candidate != dist_port {
+                    break candidate;
+                }
+            };
+            conf += &format!(
+                "listeners.ssl.default = 127.0.0.1:{ssl_port}\n\
+                 ssl_options.cacertfile = {}\nssl_options.certfile = {}\n\
+                 ssl_options.keyfile = {}\nssl_options.verify = verify_peer\n\
+                 ssl_options.fail_if_no_peer_cert = true\n",
+                certificates.ca().display(),
+                certificates.path("server.pem").display(),
+                certificates.path("server-key.pem").display(),
+            );
+            ssl_port
+        });
+        std::fs::write(dir.join("rabbitmq.conf"), conf).unwrap();
         // Replaces /etc/rabbitmq/rabbitmq-env.conf, which names the shared node.
         std::fs::write(
             dir.join("rabbitmq-env.conf"),
@@ -130,6 +157,7 @@ impl PrivateRabbit {
         let mut node = PrivateRabbit {
             node: format!("{name}@localhost"),
             port,
+            ssl_port,
             dist_port,
             dir,
             server: None,
@@ -147,6 +175,12 @@ impl PrivateRabbit {
 
     pub fn amqp_url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// The TLS listener's URL for `user` on `vhost` (URL-encoded already).
+    pub fn amqps_url(&self, user: &str, password: &str, vhost: &str) -> String {
+        let port = self.ssl_port.expect("started with TLS");
+        format!("amqps://{user}:{password}@127.0.0.1:{port}/{vhost}")
     }
 
     pub fn node(&self) -> &str {

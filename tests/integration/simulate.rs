@@ -8,8 +8,8 @@ use crate::helpers::*;
 #[tokio::test]
 async fn a_simulated_day_reports_shares_loads_and_waits() {
     let config = Config {
-        amqp_url: amqp_url(),
-        redis_url: redis_url(),
+        amqp_url: amqp_url().into(),
+        redis_url: redis_url().into(),
         ..Config::default()
     };
     let chart = std::env::temp_dir().join(format!("{}.svg", unique("sim")));
