@@ -160,7 +160,11 @@ impl Config {
             "batch_size",
             "must be between 1 and 1000",
         )?;
-        ensure(self.delivery_limit > 0, "delivery_limit", "must be at least 1")?;
+        ensure(
+            self.delivery_limit > 0,
+            "delivery_limit",
+            "must be at least 1",
+        )?;
         ensure(
             matches!(self.log_format.as_str(), "text" | "json"),
             "log_format",
@@ -191,7 +195,11 @@ impl Config {
 
     /// The Redis node URLs: one for a single node, several for a cluster.
     pub fn redis_nodes(&self) -> Vec<String> {
-        self.redis_url.nodes().into_iter().map(String::from).collect()
+        self.redis_url
+            .nodes()
+            .into_iter()
+            .map(String::from)
+            .collect()
     }
 }
 
@@ -214,7 +222,10 @@ mod tests {
     #[test]
     fn a_setting_error_names_the_variable() {
         let error = SettingError::new("tls_ca_file", "cannot read /x: gone");
-        assert_eq!(error.to_string(), "SWITCHBOARD_TLS_CA_FILE: cannot read /x: gone");
+        assert_eq!(
+            error.to_string(),
+            "SWITCHBOARD_TLS_CA_FILE: cannot read /x: gone"
+        );
     }
 
     #[test]

@@ -92,7 +92,11 @@ pub fn redact_url(urls: &str) -> String {
 
 fn redact_one(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return if url.is_empty() { String::new() } else { "***".into() };
+        return if url.is_empty() {
+            String::new()
+        } else {
+            "***".into()
+        };
     };
     // The authority ends at the first `/`, `?` or `#` after the user info; the user info ends
     // at the last `@` before that point (a password may itself hold `@`, `/` or `?` when it is
@@ -127,7 +131,10 @@ mod tests {
         );
         assert_eq!(redact_url("redis://:pw@h:1"), "redis://:***@h:1");
         assert_eq!(redact_url("rediss://token@h:1"), "rediss://***@h:1");
-        assert_eq!(redact_url("redis://u:p@ss/w?rd@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(
+            redact_url("redis://u:p@ss/w?rd@h:1/0"),
+            "redis://u:***@h:1/0"
+        );
         assert_eq!(redact_url("not a url with s3cret"), "***");
     }
 
@@ -135,7 +142,10 @@ mod tests {
     fn every_node_of_a_cluster_list_is_redacted() {
         let urls = "rediss://u:one@a:1, rediss://u:two@b:2,rediss://u:three@c:3";
         let shown = redact_url(urls);
-        assert_eq!(shown, "rediss://u:***@a:1,rediss://u:***@b:2,rediss://u:***@c:3");
+        assert_eq!(
+            shown,
+            "rediss://u:***@a:1,rediss://u:***@b:2,rediss://u:***@c:3"
+        );
         for secret in ["one", "two", "three"] {
             assert!(!shown.contains(secret), "{shown}");
         }
@@ -146,7 +156,10 @@ mod tests {
         let url = SecretUrl::from("amqps://switchboard:hunter2@mq:5671/prod");
         let printed = format!("{url:?} {:?}", Some(url.clone()));
         assert!(!printed.contains("hunter2"), "{printed}");
-        assert!(printed.contains("switchboard:***@mq:5671/prod"), "{printed}");
+        assert!(
+            printed.contains("switchboard:***@mq:5671/prod"),
+            "{printed}"
+        );
         assert_eq!(url.as_str(), "amqps://switchboard:hunter2@mq:5671/prod");
     }
 

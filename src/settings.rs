@@ -49,8 +49,7 @@ pub fn check_redis_urls(urls: &str) -> Result<(), SettingError> {
             "unix" | "redis+unix" if !cluster => {}
             "unix" | "redis+unix" => {
                 return Err(problem(
-                    "a cluster's nodes are reached over TCP: use redis:// or rediss:// URLs"
-                        .into(),
+                    "a cluster's nodes are reached over TCP: use redis:// or rediss:// URLs".into(),
                 ))
             }
             other => {
@@ -140,7 +139,11 @@ pub fn layer_error(error: config::ConfigError, file: Option<&std::path::Path>) -
 /// A parser's message on one line: its first line (where) and its last (what), without the
 /// excerpt between them.
 fn one_line(message: &str) -> String {
-    let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     match lines.as_slice() {
         [] => String::new(),
         [only] => only.to_string(),
@@ -150,10 +153,7 @@ fn one_line(message: &str) -> String {
 
 /// The field of serde's "unknown field `x`, expected one of …".
 fn unknown_field(message: &str) -> Option<&str> {
-    message
-        .strip_prefix("unknown field `")?
-        .split('`')
-        .next()
+    message.strip_prefix("unknown field `")?.split('`').next()
 }
 
 #[cfg(test)]
@@ -165,7 +165,10 @@ mod tests {
         assert!(check_amqp_url("amqps://u:p@mq.example.com:5671/prod").is_ok());
         let error = check_amqp_url("http://u:hunter2@mq/").unwrap_err();
         assert_eq!(error.setting, "SWITCHBOARD_AMQP_URL");
-        assert!(error.problem.contains("unsupported scheme `http://`"), "{error}");
+        assert!(
+            error.problem.contains("unsupported scheme `http://`"),
+            "{error}"
+        );
         let error = check_amqp_url("amqp//u:hunter2@mq").unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
         assert!(check_redis_urls("rediss://u:p@a:6380,rediss://u:p@b:6380").is_ok());

@@ -340,7 +340,10 @@ mod tests {
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let error = files(Some(&empty), None, None).load().err().unwrap();
         let _ = std::fs::remove_file(&empty);
-        assert!(error.problem.ends_with("holds no PEM certificate"), "{error}");
+        assert!(
+            error.problem.ends_with("holds no PEM certificate"),
+            "{error}"
+        );
         let error = files(None, Some(missing), None).load().err().unwrap();
         assert_eq!(error.setting, "SWITCHBOARD_TLS_KEY_FILE");
     }
@@ -351,6 +354,9 @@ mod tests {
         let parsed = CertificateDer::pem_slice_iter(pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
-        assert_eq!(parsed.len(), rustls_native_certs::load_native_certs().certs.len());
+        assert_eq!(
+            parsed.len(),
+            rustls_native_certs::load_native_certs().certs.len()
+        );
     }
 }

@@ -53,7 +53,8 @@ fn refusal(error: &lapin::Error, user: &str, vhost: &str) -> Option<BrokerError>
             _ => None,
         };
     }
-    crate::tls::refusal(error).map(|why| BrokerError::Refused(format!("TLS with the broker: {why}")))
+    crate::tls::refusal(error)
+        .map(|why| BrokerError::Refused(format!("TLS with the broker: {why}")))
 }
 
 impl BrokerError {

@@ -78,7 +78,7 @@ impl Store {
         let confirmed: u64 = match &self.connection {
             Connection::Single(connection) => wait.query_async(&mut connection.clone()).await?,
             Connection::Cluster(connection) => {
-                let route = Route::with_key(keys::project_key(project, ""), SlotAddr::Master);
+                let route = Route::with_key(keys::project_prefix(project), SlotAddr::Master);
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
                 let reply = connection.clone().route_command(wait, routing).await?;
                 redis::from_redis_value(reply)

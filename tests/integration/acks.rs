@@ -135,5 +135,9 @@ async fn a_batch_settles_together_and_reports_which_were_new() {
     assert!(acks.is_settled(tags[0]).await);
     assert!(!acks.is_settled(tags[3]).await);
     channel.close(200, "crash".into()).await.unwrap();
-    assert_eq!(queue.ready_soon(1).await, 1, "only the one in flight comes back");
+    assert_eq!(
+        queue.ready_soon(1).await,
+        1,
+        "only the one in flight comes back"
+    );
 }

@@ -479,7 +479,10 @@ fn kubernetes_binds_the_probe_port_and_mounts_tls_material_from_a_secret() {
     let configmap = &yaml("deploy/kubernetes/configmap.yaml")[0];
     let data = &configmap["data"];
     let addr = data["SWITCHBOARD_HTTP_ADDR"].as_str().unwrap();
-    assert!(addr.starts_with("0.0.0.0:"), "probes come from outside the pod: {addr}");
+    assert!(
+        addr.starts_with("0.0.0.0:"),
+        "probes come from outside the pod: {addr}"
+    );
     let port: u64 = addr.rsplit(':').next().unwrap().parse().unwrap();
     let deployment = &yaml("deploy/kubernetes/deployment.yaml")[0];
     let template = &deployment["spec"]["template"];
@@ -524,7 +527,10 @@ fn kubernetes_binds_the_probe_port_and_mounts_tls_material_from_a_secret() {
         let key = path
             .strip_prefix(&format!("{mount_path}/"))
             .unwrap_or_else(|| panic!("{variable}={path} is not under {mount_path}"));
-        assert!(secret["stringData"][key].is_string(), "the Secret has no {key}");
+        assert!(
+            secret["stringData"][key].is_string(),
+            "the Secret has no {key}"
+        );
     }
     // Secret files are root-owned: the worker reads them through its group.
     assert_eq!(

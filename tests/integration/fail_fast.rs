@@ -64,17 +64,26 @@ fn settings_that_cannot_work_stop_the_worker_with_one_line_and_status_2() {
             "relative URL",
         ),
         (
-            vec![("SWITCHBOARD_AMQP_URL", format!("http://guest:{secret}@host/"))],
+            vec![(
+                "SWITCHBOARD_AMQP_URL",
+                format!("http://guest:{secret}@host/"),
+            )],
             "SWITCHBOARD_AMQP_URL: ",
             "unsupported scheme `http://`",
         ),
         (
-            vec![("SWITCHBOARD_REDIS_URL", format!("rediss://u:{secret}@a:1,redis://u:{secret}@b:2"))],
+            vec![(
+                "SWITCHBOARD_REDIS_URL",
+                format!("rediss://u:{secret}@a:1,redis://u:{secret}@b:2"),
+            )],
             "SWITCHBOARD_REDIS_URL: ",
             "all use TLS",
         ),
         (
-            vec![("SWITCHBOARD_REDIS_URL", format!("rediss://u:{secret}@a:1/#insecure"))],
+            vec![(
+                "SWITCHBOARD_REDIS_URL",
+                format!("rediss://u:{secret}@a:1/#insecure"),
+            )],
             "SWITCHBOARD_REDIS_URL: ",
             "cannot be turned off",
         ),
@@ -89,14 +98,23 @@ fn settings_that_cannot_work_stop_the_worker_with_one_line_and_status_2() {
             "not PEM",
         ),
         (
-            vec![("SWITCHBOARD_TLS_CERT_FILE", path(certificates.path("client.pem")))],
+            vec![(
+                "SWITCHBOARD_TLS_CERT_FILE",
+                path(certificates.path("client.pem")),
+            )],
             "SWITCHBOARD_TLS_KEY_FILE: ",
             "required with SWITCHBOARD_TLS_CERT_FILE",
         ),
         (
             vec![
-                ("SWITCHBOARD_TLS_CERT_FILE", path(certificates.path("client.pem"))),
-                ("SWITCHBOARD_TLS_KEY_FILE", path(certificates.path("server-key.pem"))),
+                (
+                    "SWITCHBOARD_TLS_CERT_FILE",
+                    path(certificates.path("client.pem")),
+                ),
+                (
+                    "SWITCHBOARD_TLS_KEY_FILE",
+                    path(certificates.path("server-key.pem")),
+                ),
             ],
             "SWITCHBOARD_TLS_KEY_FILE: ",
             "does not fit the certificate",
@@ -125,11 +143,21 @@ fn settings_that_cannot_work_stop_the_worker_with_one_line_and_status_2() {
     for (variables, setting, problem) in cases {
         let (status, stderr) = run(&variables);
         assert_eq!(status, Some(2), "{variables:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{variables:?}: one line, got:\n{stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{variables:?}: one line, got:\n{stderr}"
+        );
         assert!(stderr.starts_with(setting), "{variables:?}: {stderr}");
         assert!(stderr.contains(problem), "{variables:?}: {stderr}");
-        assert!(!stderr.contains(&secret), "{variables:?} shows the password: {stderr}");
-        assert!(!stderr.contains("Error:") && !stderr.contains("backtrace"), "{stderr}");
+        assert!(
+            !stderr.contains(&secret),
+            "{variables:?} shows the password: {stderr}"
+        );
+        assert!(
+            !stderr.contains("Error:") && !stderr.contains("backtrace"),
+            "{stderr}"
+        );
     }
     drop(busy);
 }

@@ -47,7 +47,11 @@ async fn wait_for_teams(store: &Store, platforms: &[Platform]) {
             if online == AGENTS.len() {
                 break;
             }
-            assert!(Instant::now() < deadline, "the team of {} is not online", platform.project);
+            assert!(
+                Instant::now() < deadline,
+                "the team of {} is not online",
+                platform.project
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -114,9 +118,15 @@ async fn a_master_killed_in_a_burst_is_followed_and_nothing_is_lost() {
             Some(now) if now != master => break now,
             _ => {}
         }
-        assert!(killed.elapsed() < Duration::from_secs(30), "no failover within 30 s");
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "no failover within 30 s"
+        );
     };
-    eprintln!("master {master} killed; {promoted} promoted after {:.1?}", killed.elapsed());
+    eprintln!(
+        "master {master} killed; {promoted} promoted after {:.1?}",
+        killed.elapsed()
+    );
     // The crashed node comes back as the new master's replica, so that its shard can confirm
     // writes again (with SWITCHBOARD_REDIS_WAIT_REPLICAS=1 a shard without a replica holds
     // its events: durability before availability).
@@ -126,17 +136,27 @@ async fn a_master_killed_in_a_burst_is_followed_and_nothing_is_lost() {
     while decided(&outputs).len() < expected && killed.elapsed() < Duration::from_secs(90) {
         outputs.extend(env.outputs_for(Duration::from_secs(1)).await);
         let done = decided(&outputs).len();
-        eprintln!("{done} of {expected} decided, {:.1?} after the kill", killed.elapsed());
+        eprintln!(
+            "{done} of {expected} decided, {:.1?} after the kill",
+            killed.elapsed()
+        );
     }
     outputs.extend(env.outputs_for(Duration::from_millis(500)).await);
-    assert_eq!(decided(&outputs).len(), expected, "every conversation decided");
+    assert_eq!(
+        decided(&outputs).len(),
+        expected,
+        "every conversation decided"
+    );
 
     // A repeated output (a replay) is the same output: same id, same content.
     let mut by_id: HashMap<&str, &Value> = HashMap::new();
     for output in &outputs {
         let id = output["id"].as_str().unwrap();
         if let Some(earlier) = by_id.insert(id, output) {
-            assert_eq!(earlier["data"], output["data"], "output {id} changed on replay");
+            assert_eq!(
+                earlier["data"], output["data"],
+                "output {id} changed on replay"
+            );
         }
     }
     // Redis (the promoted master included) agrees with every decision published.
@@ -148,22 +168,46 @@ async fn a_master_killed_in_a_burst_is_followed_and_nothing_is_lost() {
             .map(|o| (*o).clone())
             .collect();
         let assigned = of_type(&mine, "conversation.assigned");
-        assert_eq!(assigned.len(), 15, "{}: the team's capacity", platform.project);
+        assert_eq!(
+            assigned.len(),
+            15,
+            "{}: the team's capacity",
+            platform.project
+        );
         for (agent, max) in AGENTS {
-            let published = assigned.iter().filter(|o| o["data"]["agent_id"] == agent).count();
+            let published = assigned
+                .iter()
+                .filter(|o| o["data"]["agent_id"] == agent)
+                .count();
             assert!(published as u64 <= max, "{agent} over its limit");
             let load = load_of(&store, &platform.project, agent).await;
-            assert_eq!(load, published as i64, "{}: {agent}'s load in Redis", platform.project);
+            assert_eq!(
+                load, published as i64,
+                "{}: {agent}'s load in Redis",
+                platform.project
+            );
         }
         let waiting: usize = store
             .query(redis::cmd("ZCARD").arg(format!("sb:{{{}}}:waiting", platform.project)))
             .await
             .unwrap();
-        assert_eq!(waiting, CONVERSATIONS - 15, "{}: the waiting queue", platform.project);
+        assert_eq!(
+            waiting,
+            CONVERSATIONS - 15,
+            "{}: the waiting queue",
+            platform.project
+        );
     }
-    assert_eq!(env.depth(&env.config.work_queue.clone()).await, 0, "every event acked");
+    assert_eq!(
+        env.depth(&env.config.work_queue.clone()).await,
+        0,
+        "every event acked"
+    );
     for worker in workers {
-        assert!(worker.readiness.is_ready(), "the worker follows the promotion");
+        assert!(
+            worker.readiness.is_ready(),
+            "the worker follows the promotion"
+        );
         worker.stop().await;
     }
     env.cleanup().await;

@@ -57,42 +57,72 @@ async fn whole_requests_are_read_and_only_the_three_routes_answer() {
         return;
     }
     let (addr, readiness, shutdown) = server().await;
-    let request = b"GET /readyz HTTP/1.1\r\nHost: switchboard\r\nUser-Agent: kube-probe/1.31\r\n\r\n";
+    let request =
+        b"GET /readyz HTTP/1.1\r\nHost: switchboard\r\nUser-Agent: kube-probe/1.31\r\n\r\n";
     let pieces: Vec<&[u8]> = request.chunks(3).collect();
     let answer = send_in_pieces(addr, &pieces).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(answer.contains("broker: down\nredis: down\nconsuming: down"), "{answer}");
+    assert!(
+        answer.contains("broker: down\nredis: down\nconsuming: down"),
+        "{answer}"
+    );
     readiness.set_broker(true);
     readiness.set_redis(true);
     readiness.set_consuming(true);
     let answer = send_in_pieces(addr, &pieces).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
-    let metrics = send_in_pieces(addr, &[b"GET /met", b"rics HTTP/1.1\r\nHo", b"st: x\r\n\r\n"]).await;
+    let metrics = send_in_pieces(
+        addr,
+        &[b"GET /met", b"rics HTTP/1.1\r\nHo", b"st: x\r\n\r\n"],
+    )
+    .await;
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
     assert!(metrics.contains("text/plain; version=0.0.4"), "{metrics}");
     let healthz = http_get(addr, "/healthz").await.unwrap();
-    assert!(healthz.starts_with("HTTP/1.1 200") && healthz.ends_with("ok\n"), "{healthz}");
+    assert!(
+        healthz.starts_with("HTTP/1.1 200") && healthz.ends_with("ok\n"),
+        "{healthz}"
+    );
     for path in ["/", "/metricsx", "/readyz/extra", "/../etc/passwd"] {
         let answer = http_get(addr, path).await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
     }
-    let post = send_in_pieces(addr, &[b"POST /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"]).await;
-    assert!(post.starts_with("HTTP/1.1 405") && post.contains("allow: GET, HEAD"), "{post}");
+    let post = send_in_pieces(
+        addr,
+        &[b"POST /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"],
+    )
+    .await;
+    assert!(
+        post.starts_with("HTTP/1.1 405") && post.contains("allow: GET, HEAD"),
+        "{post}"
+    );
 
     // A head larger than the bound is refused, not buffered.
-    let big = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\n\r\n", "a".repeat(20_000));
+    let big = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
     let answer = send_in_pieces(addr, &[big.as_bytes()]).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 
     // A head that never ends is dropped after the header timeout (5 s).
     let started = Instant::now();
     let mut slow = TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
-    assert!(closed.is_ok(), "the unfinished request is still open after 10 s");
-    assert!(started.elapsed() >= Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        closed.is_ok(),
+        "the unfinished request is still open after 10 s"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     shutdown.cancel();
 }
 
@@ -105,7 +135,10 @@ async fn readyz_is_503_while_redis_is_down() {
     let mut env = Env::new().await;
     env.config.redis_url = redis.url().into();
     let worker = env.spawn_worker().await;
-    assert!(http_get(worker.http_addr, "/readyz").await.unwrap().starts_with("HTTP/1.1 200"));
+    assert!(http_get(worker.http_addr, "/readyz")
+        .await
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
     redis.kill();
     let deadline = Instant::now() + Duration::from_secs(15);
     let answer = loop {
@@ -135,8 +168,14 @@ async fn port_zero_takes_a_free_port_and_the_worker_logs_it() {
         .env("SWITCHBOARD_HTTP_ADDR", "127.0.0.1:0")
         .env("SWITCHBOARD_WORK_QUEUE", &env.config.work_queue)
         .env("SWITCHBOARD_INBOUND_EXCHANGE", &env.config.inbound_exchange)
-        .env("SWITCHBOARD_OUTBOUND_EXCHANGE", &env.config.outbound_exchange)
-        .env("SWITCHBOARD_DEAD_LETTER_QUEUE", &env.config.dead_letter_queue)
+        .env(
+            "SWITCHBOARD_OUTBOUND_EXCHANGE",
+            &env.config.outbound_exchange,
+        )
+        .env(
+            "SWITCHBOARD_DEAD_LETTER_QUEUE",
+            &env.config.dead_letter_queue,
+        )
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -18,7 +18,10 @@ struct BrokerUser {
 }
 
 fn rabbitmqctl(args: &[&str]) {
-    let done = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl");
+    let done = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl");
     assert!(done.status.success(), "rabbitmqctl {args:?}: {done:?}");
 }
 
@@ -31,19 +34,34 @@ impl BrokerUser {
         };
         rabbitmqctl(&["add_vhost", &user.vhost]);
         rabbitmqctl(&["add_user", &user.user, &user.password]);
-        rabbitmqctl(&["set_permissions", "-p", &user.vhost, &user.user, ".*", ".*", ".*"]);
+        rabbitmqctl(&[
+            "set_permissions",
+            "-p",
+            &user.vhost,
+            &user.user,
+            ".*",
+            ".*",
+            ".*",
+        ]);
         user
     }
 
     fn url(&self, password: &str, port: u16) -> String {
-        format!("amqp://{}:{password}@127.0.0.1:{port}/{}", self.user, self.vhost)
+        format!(
+            "amqp://{}:{password}@127.0.0.1:{port}/{}",
+            self.user, self.vhost
+        )
     }
 }
 
 impl Drop for BrokerUser {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").args(["delete_user", &self.user]).output();
-        let _ = Command::new("rabbitmqctl").args(["delete_vhost", &self.vhost]).output();
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_user", &self.user])
+            .output();
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.vhost])
+            .output();
     }
 }
 
@@ -207,6 +225,13 @@ async fn no_password_in_logs_metrics_or_answers_whether_accepted_refused_or_unre
             logs[1]
         );
     }
-    assert!(refusal_lines(&logs[2], "broker").is_empty(), "unreachable is not refused");
-    assert!(logs[2].contains("connection lost; reconnecting"), "{}", logs[2]);
+    assert!(
+        refusal_lines(&logs[2], "broker").is_empty(),
+        "unreachable is not refused"
+    );
+    assert!(
+        logs[2].contains("connection lost; reconnecting"),
+        "{}",
+        logs[2]
+    );
 }

@@ -46,7 +46,10 @@ async fn redis_over_tls_with_an_acl_user_decides_and_refuses_what_it_should() {
     let store = Store::connect(&[redis.url()], options(good.clone()))
         .await
         .unwrap();
-    store.ping().await.expect("TLS, ACL user, client certificate");
+    store
+        .ping()
+        .await
+        .expect("TLS, ACL user, client certificate");
     let project = Project {
         id: unique("p"),
         store,
@@ -80,7 +83,10 @@ async fn redis_over_tls_with_an_acl_user_decides_and_refuses_what_it_should() {
     )
     .await
     .unwrap();
-    let error = anonymous.ping().await.expect_err("no client certificate, no access");
+    let error = anonymous
+        .ping()
+        .await
+        .expect_err("no client certificate, no access");
     if let Some(why) = error.refusal() {
         assert!(why.starts_with("TLS with Redis"), "{why}");
     }
@@ -122,9 +128,8 @@ async fn a_worker_decides_over_amqps_and_rediss_with_its_own_user_and_vhost() {
     let readiness = application.readiness();
     let stop = tokio_util::sync::CancellationToken::new();
     let stopped = stop.clone();
-    let worker = tokio::spawn(application.run_until_stopped(async move {
-        stopped.cancelled().await
-    }));
+    let worker =
+        tokio::spawn(application.run_until_stopped(async move { stopped.cancelled().await }));
     for _ in 0..200 {
         if readiness.is_ready() {
             break;
@@ -140,7 +145,12 @@ async fn a_worker_decides_over_amqps_and_rediss_with_its_own_user_and_vhost() {
     bodies.push(platform.created("c1"));
     let keys: Vec<String> = bodies
         .iter()
-        .map(|b| serde_json::from_slice::<Value>(b).unwrap()["type"].as_str().unwrap().into())
+        .map(|b| {
+            serde_json::from_slice::<Value>(b).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .into()
+        })
         .collect();
     for (body, key) in bodies.iter().zip(&keys) {
         // One at a time: the team is applied before the conversation arrives.
@@ -150,7 +160,11 @@ async fn a_worker_decides_over_amqps_and_rediss_with_its_own_user_and_vhost() {
             body,
             properties: broker::json_properties(),
         };
-        session.publisher().publish_all(vec![message]).await.unwrap();
+        session
+            .publisher()
+            .publish_all(vec![message])
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let delivery = tokio::time::timeout(Duration::from_secs(20), outputs.next())

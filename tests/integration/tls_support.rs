@@ -89,7 +89,10 @@ fn authority(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server on {port} did not start");
+        assert!(
+            Instant::now() < deadline,
+            "redis-server on {port} did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -142,7 +145,11 @@ impl TlsRedis {
             create.arg(format!("127.0.0.1:{port}"));
         }
         create
-            .args(["--cluster-replicas", &replicas_each.to_string(), "--cluster-yes"])
+            .args([
+                "--cluster-replicas",
+                &replicas_each.to_string(),
+                "--cluster-yes",
+            ])
             .stdout(Stdio::null());
         let created = create.output().expect("redis-cli runs");
         assert!(created.status.success(), "cluster create: {created:?}");
@@ -162,7 +169,10 @@ impl TlsRedis {
                 format!("{port}:\n{info}\n{nodes}")
             })
             .collect();
-        panic!("the TLS Redis Cluster did not settle within 60 s:\n{}", states.join("\n"));
+        panic!(
+            "the TLS Redis Cluster did not settle within 60 s:\n{}",
+            states.join("\n")
+        );
     }
 
     fn new(nodes: usize, cluster: bool) -> TlsRedis {
@@ -255,7 +265,13 @@ impl TlsRedis {
             .arg(certificates.path("client.pem"))
             .arg("--key")
             .arg(certificates.path("client-key.pem"))
-            .args(["--user", USER, "--pass", &self.password, "--no-auth-warning"]);
+            .args([
+                "--user",
+                USER,
+                "--pass",
+                &self.password,
+                "--no-auth-warning",
+            ]);
         cli
     }
 
@@ -298,8 +314,9 @@ impl TlsRedis {
                 continue;
             }
             let owns = fields[8..].iter().any(|range| match range.split_once('-') {
-                Some((a, b)) => (a.parse().unwrap_or(u16::MAX)..=b.parse().unwrap_or(0))
-                    .contains(&slot),
+                Some((a, b)) => {
+                    (a.parse().unwrap_or(u16::MAX)..=b.parse().unwrap_or(0)).contains(&slot)
+                }
                 None => range.parse() == Ok(slot),
             });
             if owns {
