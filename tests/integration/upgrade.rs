@@ -98,62 +98,90 @@ async fn this_release_continues_where_the_previous_one_stopped() {
     let created: Vec<Vec<u8>> = (0..8).map(|i| platform.created(&format!("c{i}"))).collect();
     env.publish_many(&created).await;
     let first = env.outputs(8, WAIT).await;
-    assert_eq!(
-        decisions(&first)
-            .iter()
-            .filter(|d| d.1 == "conversation.queued")
-            .count(),
-        4
-    );
-    let holder_of_c0 = first
+    let assigned: Vec<(String, String)> = first
         .iter()
-        .find(|o| o["data"]["conversation_id"] == "c0")
-        .map(|o| o["data"]["agent_id"].as_str().unwrap().to_string())
-        .unwrap();
-    env.publish(&platform.closed("c0")).await;
+        .filter(|o| o["type"] == "conversation.assigned")
+        .map(|o| {
+            let data = &o["data"];
+            (
+                data["conversation_id"].as_str().unwrap().into(),
+                data["agent_id"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(assigned.len(), 4, "{first:?}");
+    // Which waits next is the previous release's arrival order, read from its queue.
+    let next_waiting = |store: &Store| {
+        let store = store.clone();
+        let project = project.clone();
+        async move {
+            store
+                .waiting(&project, None)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|w| w.conversation_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let waiting = next_waiting(&store).await;
+    assert_eq!(waiting.len(), 4);
+    let (first_closed, first_holder) = assigned[0].clone();
+    env.publish(&platform.closed(&first_closed)).await;
     let backlog = env.outputs(1, WAIT).await;
-    assert_eq!(backlog[0]["data"]["conversation_id"], "c4");
+    assert_eq!(backlog[0]["data"]["conversation_id"], waiting[0].as_str());
+    assert_eq!(backlog[0]["data"]["agent_id"], first_holder.as_str());
     assert_eq!(backlog[0]["data"]["reason"], "backlog");
     stop(old);
     env.check_outputs = true;
 
     // This release, on what the previous one left.
     let _new = WorkerProcesses::spawn(&env, 1);
-    env.publish(&platform.closed("c1")).await;
+    env.publish(&platform.closed(&assigned[1].0)).await;
     let out = env.outputs(1, WAIT).await;
     assert_eq!(
-        out[0]["data"]["conversation_id"], "c5",
+        out[0]["data"]["conversation_id"],
+        waiting[1].as_str(),
         "the next in the old queue: {out:?}"
     );
     assert_eq!(out[0]["data"]["reason"], "backlog");
     // The previous release published no sequence: this release's first decision is number 1.
     assert_eq!(out[0]["sequence"], "00000000000000000001");
-    // c0, closed under the previous release, comes back: its agent is full, so it waits.
+    // The conversation closed under the previous release comes back: its agent is full again
+    // (the backlog took its place), and so is the other, so it waits.
     env.publish(&platform.event(
         "message.received",
-        json!({"conversation_id": "c0", "visitor_id": "v-c0"}),
+        json!({"conversation_id": first_closed, "visitor_id": format!("v-{first_closed}")}),
     ))
     .await;
     let out = env.outputs(1, WAIT).await;
-    assert_eq!(out[0]["data"]["conversation_id"], "c0", "{out:?}");
+    assert_eq!(
+        out[0]["data"]["conversation_id"],
+        first_closed.as_str(),
+        "{out:?}"
+    );
     assert_eq!(
         out[0]["type"], "conversation.queued",
-        "{holder_of_c0} is full: {out:?}"
+        "{first_holder} is full: {out:?}"
     );
-    // The queue the previous release filled is served in arrival order, which c0 keeps from
-    // its first arrival.
+    // The queue the previous release filled is served in its order, where the reopened
+    // conversation keeps its first arrival.
+    let waiting = next_waiting(&store).await;
+    assert_eq!(waiting.len(), 3);
     env.publish_many(&platform.agents(&[("c", 4)])).await;
     let out = env.outputs(3, WAIT).await;
     let served: Vec<&str> = out
         .iter()
         .map(|o| o["data"]["conversation_id"].as_str().unwrap())
         .collect();
-    assert_eq!(served, ["c0", "c6", "c7"], "{out:?}");
+    assert_eq!(served, waiting, "{out:?}");
     assert_consistent(&store, &project).await;
 
     // A redelivery of an event the previous release applied is replayed from its record: the
     // outputs it published then, with the same ids.
-    let event = decode(&created[2]).unwrap();
+    let replayed_conversation = &assigned[2].0;
+    let index: usize = replayed_conversation[1..].parse().unwrap();
+    let event = decode(&created[index]).unwrap();
     let now = switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock);
     let replayed = store
         .apply_batch(
@@ -170,7 +198,7 @@ async fn this_release_continues_where_the_previous_one_stopped() {
     assert_eq!(replayed.outcome, Outcome::Replayed);
     let published = first
         .iter()
-        .find(|o| o["data"]["conversation_id"] == "c2")
+        .find(|o| o["data"]["conversation_id"] == replayed_conversation.as_str())
         .unwrap();
     assert_eq!(replayed.outputs.len(), 1);
     assert_eq!(
