@@ -3,6 +3,8 @@
 
 pub mod confirmations;
 mod connection;
+#[cfg(test)]
+mod core_tests;
 pub mod interface;
 pub mod keys;
 pub mod read;

@@ -143,4 +143,81 @@ mod tests {
                 .trim_start_matches("switchboard_apply_")
         );
     }
+
+    /// Names of the form `<Module>.<name>` (and `K.<name>`) in the library's code, comments
+    /// left out.
+    fn qualified_names<'a>(code: &'a str, module: &str) -> Vec<&'a str> {
+        let mut names = vec![];
+        for line in code.lines() {
+            let line = line.split("--").next().unwrap_or("");
+            let mut rest = line;
+            while let Some(at) = rest.find(&format!("{module}.")) {
+                let before = rest[..at].chars().last();
+                let tail = &rest[at + module.len() + 1..];
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(tail.len());
+                if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') && end > 0 {
+                    names.push(&tail[..end]);
+                }
+                rest = &tail[end..];
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn every_module_function_called_is_defined_and_every_key_declared() {
+        let modules = [
+            "Core",
+            "Call",
+            "Versions",
+            "Meta",
+            "Agents",
+            "Pools",
+            "Routing",
+            "Records",
+            "Visitors",
+            "Queues",
+            "Conversations",
+            "Modes",
+        ];
+        for module in modules {
+            for name in qualified_names(PARTS, module) {
+                let defined = PARTS.contains(&format!("function {module}.{name}("))
+                    || PARTS.contains(&format!("{module}.{name} = "));
+                assert!(defined, "{module}.{name} is called but not defined");
+            }
+        }
+        let declared: Vec<&str> = super::super::interface::PROJECT_KEYS
+            .iter()
+            .map(|key| key.name)
+            .collect();
+        for name in qualified_names(PARTS, "K") {
+            assert!(declared.contains(&name), "K.{name} is not a declared key");
+        }
+    }
+
+    #[test]
+    fn the_library_loads_in_plain_lua() {
+        // Redis runs the top level once at FUNCTION LOAD: it must only define, and register the
+        // two functions.
+        let lua = mlua::Lua::new();
+        lua.load(
+            "registered = {}
+             redis = { register_function = function(name, f) registered[#registered + 1] = name end }",
+        )
+        .exec()
+        .unwrap();
+        let code = LIBRARY.code.split_once('\n').unwrap().1;
+        lua.load(code).exec().expect("the library's top level runs");
+        let registered: Vec<String> = lua.load("return registered").eval().unwrap();
+        assert_eq!(
+            registered,
+            [
+                LIBRARY.apply_function.clone(),
+                LIBRARY.confirm_function.clone()
+            ]
+        );
+    }
 }

@@ -1,0 +1,304 @@
+//! The library's Redis-free decisions (`scripts/core.lua`) run in a plain Lua 5.1, the
+//! language Redis embeds, without Redis: a routing rule or a strategy's arithmetic is tested
+//! in milliseconds. The same file is what the library loads.
+
+use mlua::{FromLuaMulti, Lua};
+
+/// A Lua with `Core` loaded as a global, as the library has it.
+fn lua() -> Lua {
+    let lua = Lua::new();
+    let chunk = format!(
+        "local Core = {{}}\n{}\n_G.Core = Core",
+        include_str!("scripts/core.lua")
+    );
+    lua.load(chunk).exec().expect("core.lua loads on its own");
+    lua
+}
+
+/// The value of a Lua expression, with `Core` in scope.
+fn eval<T: FromLuaMulti>(lua: &Lua, expression: &str) -> T {
+    lua.load(format!("return {expression}"))
+        .eval()
+        .unwrap_or_else(|e| panic!("{expression}: {e}"))
+}
+
+#[test]
+fn core_calls_no_redis_and_needs_nothing_else() {
+    let source = include_str!("scripts/core.lua");
+    for foreign in ["redis.", "cjson.", "K.", "Call.", "Pools.", "Agents."] {
+        assert!(!source.contains(foreign), "core.lua uses {foreign}");
+    }
+    // It loads in a Lua that has nothing but the standard library.
+    let lua = lua();
+    assert_eq!(eval::<i64>(&lua, "Core.OUTSIDE"), 1001);
+}
+
+#[test]
+fn an_event_older_than_a_things_version_is_stale_and_the_same_one_a_duplicate() {
+    let lua = lua();
+    let judge = |args: &str| eval::<String>(&lua, &format!("Core.judge({args})"));
+    assert_eq!(judge("nil, nil, 5, 'e1'"), "apply"); // nothing applied yet
+    assert_eq!(judge("10, 'e1', 5, 'e2'"), "stale");
+    assert_eq!(judge("10, 'e1', 10, 'e2'"), "apply"); // same time: in the order applied
+    assert_eq!(judge("10, 'e1', 11, 'e2'"), "apply");
+    assert_eq!(judge("10, 'e1', 10, 'e1'"), "duplicate");
+    assert_eq!(judge("10, 'e1', nil, 'e2'"), "apply"); // without time: never stale
+    assert_eq!(judge("10, 'e1', nil, 'e1'"), "duplicate");
+    assert_eq!(judge("nil, 'e1', 3, 'e2'"), "apply"); // the version came without time
+}
+
+#[test]
+fn a_version_keeps_the_latest_time_and_the_last_digest() {
+    let lua = lua();
+    let advanced = |args: &str| eval::<String>(&lua, &format!("Core.advanced_version({args})"));
+    assert_eq!(advanced("nil, 5, '5', 'e1'"), "5:e1");
+    assert_eq!(advanced("10, 5, '5', 'e2'"), "10:e2");
+    assert_eq!(advanced("10, 12, '12', 'e3'"), "12:e3");
+    assert_eq!(advanced("10, nil, nil, 'e4'"), "10:e4");
+    assert_eq!(advanced("nil, nil, nil, 'e5'"), ":e5");
+    // Microseconds since the epoch stay exact (below 2^53).
+    assert_eq!(
+        advanced("nil, 1795341600000001, '1795341600000001', 'e6'"),
+        "1795341600000001:e6"
+    );
+    let (time, digest): (Option<i64>, String) =
+        eval(&lua, "Core.parse_version('1795341600000001:e6')");
+    assert_eq!((time, digest.as_str()), (Some(1_795_341_600_000_001), "e6"));
+    let (time, digest): (Option<i64>, String) = eval(&lua, "Core.parse_version(':e5')");
+    assert_eq!((time, digest.as_str()), (None, "e5"));
+    // A patch is applied if any part of it is; else stale; else a duplicate.
+    let combined =
+        |set: &str| eval::<Option<String>>(&lua, &format!("Core.combined_outcome({set})"));
+    assert_eq!(combined("{stale = true, apply = true}"), None);
+    assert_eq!(
+        combined("{stale = true, duplicate = true}").as_deref(),
+        Some("stale")
+    );
+    assert_eq!(combined("{duplicate = true}").as_deref(), Some("duplicate"));
+}
+
+#[test]
+fn the_first_rule_that_matches_routes_the_conversation() {
+    let lua = lua();
+    lua.load(
+        r#"
+        rules = {
+          { when = { language = { 'es', 'pt' }, vip = true }, route_to = { { skills = { 'es' } } } },
+          { when = { channel = 'whatsapp' }, route_to = { { skills = { 'wa' }, wait_seconds = 30 }, {} } },
+          { when = { ['attributes.plan'] = 'gold' }, route_to = { { skills = { 'gold' } } } },
+          { route_to = { { skills = { 'any' } } } },
+        }
+        "#,
+    )
+    .exec()
+    .unwrap();
+    let rule = |record: &str| eval::<i64>(&lua, &format!("Core.matching_rule({record}, rules)"));
+    assert_eq!(rule("{ lang = 'pt', attrs = { vip = true } }"), 1);
+    // A condition on a field the conversation lacks does not hold.
+    assert_eq!(rule("{ lang = 'pt' }"), 4);
+    assert_eq!(rule("{ lang = 'pt', ch = 'whatsapp' }"), 2);
+    assert_eq!(rule("{ attrs = { plan = 'gold' } }"), 3);
+    assert_eq!(rule("{}"), 4);
+    assert!(eval::<Option<i64>>(&lua, "Core.matching_rule({}, {})").is_none());
+    // The step a conversation is at, and whether a wider one follows.
+    assert!(eval::<bool>(
+        &lua,
+        "(function() local r = { ri = 2, si = 1 } local step, rule = Core.current_step(r, rules) \
+         return step.wait_seconds == 30 and Core.has_next_step(r, rule) end)()"
+    ));
+    assert!(!eval::<bool>(
+        &lua,
+        "(function() local r = { ri = 2, si = 2 } local _, rule = Core.current_step(r, rules) \
+         return Core.has_next_step(r, rule) end)()"
+    ));
+}
+
+#[test]
+fn a_requirement_names_one_pool_however_it_is_written() {
+    let lua = lua();
+    let text = |req: &str| eval::<Option<String>>(&lua, &format!("Core.requirement_text({req})"));
+    assert_eq!(
+        text("{ s = { 'fr', 'billing' }, sc = { 'web' } }"),
+        text("{ s = { 'billing', 'fr' }, sc = { 'web' } }")
+    );
+    assert_ne!(text("{ s = { 'fr' } }"), text("{ sc = { 'fr' } }"));
+    assert_eq!(text("{ s = {}, sc = {} }"), None); // no requirement: the base pool
+                                                   // No rule step and no channel rights in the project: the base pool.
+    assert!(eval::<bool>(
+        &lua,
+        "Core.requirement(nil, { ch = 'web' }, false) == nil"
+    ));
+    assert_eq!(
+        eval::<Option<String>>(
+            &lua,
+            "Core.requirement_text(Core.requirement(nil, { ch = 'web', ca = 'acct' }, true))"
+        )
+        .as_deref(),
+        Some("//web/acct")
+    );
+}
+
+#[test]
+fn an_agent_qualifies_with_every_skill_and_the_channel() {
+    let lua = lua();
+    let qualifies =
+        |cfg: &str, req: &str| eval::<bool>(&lua, &format!("Core.qualifies({cfg}, {req})"));
+    let bilingual = "{ skills = { 'fr', 'es', 'billing' } }";
+    assert!(qualifies(bilingual, "{ s = { 'es', 'billing' } }"));
+    assert!(!qualifies(bilingual, "{ s = { 'es', 'legal' } }"));
+    // Channel rights: an agent without `channels` receives from every channel.
+    assert!(qualifies(bilingual, "{ ch = 'whatsapp' }"));
+    let web_only = "{ channels = { 'web', 'acct-7' } }";
+    assert!(qualifies(web_only, "{ ch = 'web' }"));
+    assert!(!qualifies(web_only, "{ ch = 'whatsapp' }"));
+    // The channel account may grant it where the channel does not.
+    assert!(qualifies(web_only, "{ ch = 'whatsapp', ca = 'acct-7' }"));
+    assert!(!qualifies(web_only, "{ sc = { 'web', 'email' } }"));
+}
+
+#[test]
+fn eligibility_follows_status_limits_and_the_switches() {
+    let lua = lua();
+    let receives = |status: &str, busy: bool, offline: bool| {
+        eval::<bool>(
+            &lua,
+            &format!("Core.status_receives('{status}', {busy}, {offline}) == true"),
+        )
+    };
+    assert!(receives("online", false, false));
+    assert!(!receives("busy", false, false));
+    assert!(receives("busy", true, false));
+    assert!(!receives("offline", true, false));
+    assert!(receives("offline", false, true));
+    assert!(eval::<bool>(
+        &lua,
+        "Core.receives({ max_concurrent = 2 }, true)"
+    ));
+    assert!(!eval::<bool>(
+        &lua,
+        "Core.receives({ max_concurrent = 0 }, true)"
+    ));
+    assert!(!eval::<bool>(
+        &lua,
+        "Core.receives({ max_concurrent = 2, auto_assign = false }, true)"
+    ));
+    assert!(!eval::<bool>(
+        &lua,
+        "Core.receives({ max_concurrent = 2 }, false)"
+    ));
+    assert!(eval::<bool>(
+        &lua,
+        "Core.has_room({ max_concurrent = 2 }, 1)"
+    ));
+    assert!(!eval::<bool>(
+        &lua,
+        "Core.has_room({ max_concurrent = 2 }, 2)"
+    ));
+    assert!(eval::<bool>(
+        &lua,
+        "Core.daily_limit_reached({ daily_limit = 3 }, '3')"
+    ));
+    assert!(!eval::<bool>(
+        &lua,
+        "Core.daily_limit_reached({ daily_limit = 3 }, false)"
+    ));
+    assert!(!eval::<bool>(&lua, "Core.daily_limit_reached({}, '99')"));
+}
+
+#[test]
+fn scores_put_each_precedence_level_in_its_own_range() {
+    let lua = lua();
+    // least_loaded: a level's agents sort by load, whatever their tie-breaking fraction, and
+    // every agent of level 1 comes before any of level 2.
+    assert!(eval::<bool>(
+        &lua,
+        "Core.load_score({ priority = 1 }, 5, 0.99) < Core.load_score({ priority = 1 }, 6, 0)"
+    ));
+    assert!(eval::<bool>(
+        &lua,
+        "Core.load_score({ priority = 1 }, 99999, 0.99) < Core.load_score({ priority = 2 }, 0, 0)"
+    ));
+    assert!(eval::<bool>(
+        &lua,
+        "Core.in_level(Core.load_score({ priority = 3 }, 7, 0.5), 3) \
+         and not Core.in_level(Core.load_score({ priority = 3 }, 7, 0.5), 2)"
+    ));
+    assert!(eval::<bool>(
+        &lua,
+        "Core.in_level(Core.load_score({}, 0, 0), Core.OUTSIDE)"
+    ));
+    // round_robin: `order` first, insertion order for equal orders and as the default.
+    assert!(eval::<bool>(
+        &lua,
+        "Core.order_score({ order = 1, seq = 9 }) < Core.order_score({ order = 2, seq = 1 })"
+    ));
+    assert!(eval::<bool>(
+        &lua,
+        "Core.order_score({ order = 1, seq = 1 }) < Core.order_score({ order = 1, seq = 2 })"
+    ));
+    assert!(eval::<bool>(
+        &lua,
+        "Core.order_score({ seq = 3 }) < Core.order_score({ seq = 4 })"
+    ));
+}
+
+#[test]
+fn weighted_shares_follow_the_weights() {
+    // Stride scheduling as the library does it: the agent with the lowest pass is served and
+    // its pass moves by 1/weight. Weights 100 and 200 (the second by its daily limit) give a
+    // third and two thirds, exactly, over every 300.
+    let lua = lua();
+    let shares: Vec<i64> = eval(
+        &lua,
+        "(function()
+           local agents = { { cfg = { weight = 100 }, pass = 0, served = 0 },
+                            { cfg = { daily_limit = 200 }, pass = 0, served = 0 } }
+           for _ = 1, 300 do
+             local best = agents[1].pass <= agents[2].pass and agents[1] or agents[2]
+             best.served = best.served + 1
+             best.pass = Core.pass_after_assignment(best.pass, best.cfg)
+           end
+           return { agents[1].served, agents[2].served }
+         end)()",
+    );
+    assert_eq!(shares, [100, 200]);
+    // An agent rejoining starts at the current virtual time: time away is not paid back.
+    let (pass, rejoined): (f64, bool) = eval(&lua, "Core.joining_pass(2, 7.5)");
+    assert_eq!((pass, rejoined), (7.5, true));
+    let (pass, rejoined): (f64, bool) = eval(&lua, "Core.joining_pass('9', 7.5)");
+    assert_eq!((pass, rejoined), (9.0, false));
+}
+
+#[test]
+fn waiting_conversations_are_served_by_priority_then_arrival() {
+    let lua = lua();
+    let member =
+        |n: i64, id: &str| eval::<String>(&lua, &format!("Core.waiting_member({n}, '{id}')"));
+    assert_eq!(member(42, "c1"), "0000000000000042|c1");
+    assert!(member(9, "z") < member(10, "a"), "members order by arrival");
+    assert_eq!(eval::<String>(&lua, "tostring(Core.waiting_score(0))"), "0");
+    assert_eq!(eval::<f64>(&lua, "Core.waiting_score(5)"), -5.0);
+    // A higher priority first, then the earlier arrival; anything beats no head at all.
+    assert!(eval::<bool>(
+        &lua,
+        "Core.served_before('0002|b', -5, '0001|a', 0)"
+    ));
+    assert!(eval::<bool>(
+        &lua,
+        "Core.served_before('0001|a', 0, '0002|b', 0)"
+    ));
+    assert!(!eval::<bool>(
+        &lua,
+        "Core.served_before('0002|b', 0, '0001|a', 0)"
+    ));
+    assert!(eval::<bool>(
+        &lua,
+        "Core.served_before('0002|b', 0, nil, nil)"
+    ));
+    // The members pairing an agent with a conversation, and one agent's range of them.
+    assert_eq!(eval::<String>(&lua, "Core.pair('a1', 'c1')"), "a1|c1");
+    assert_eq!(eval::<String>(&lua, "Core.after_bar('a1|c1')"), "c1");
+    let (min, max): (String, mlua::String) = eval(&lua, "Core.agent_range('a1')");
+    assert_eq!(min, "[a1|");
+    assert_eq!(max.as_bytes().as_ref(), b"[a1|\xff");
+}
