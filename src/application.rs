@@ -36,7 +36,7 @@ impl Application {
     /// setting that cannot work is a [`SettingError`].
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
         let metrics = telemetry::init_metrics();
-        crate::tls::TlsFiles::from_config(&config).load()?;
+        config.tls_files().load()?;
         let listener = TcpListener::bind(&config.http_addr)
             .await
             .map_err(|error| {

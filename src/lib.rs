@@ -13,7 +13,6 @@ pub mod contract;
 pub mod domain;
 pub mod http;
 pub mod secret;
-pub mod settings;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -14,7 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::{ExposeSecret, SecretSlice};
 
-use crate::config::{Config, SettingError};
+use crate::config::error::SettingError;
 
 /// Where the TLS material is; nothing is read until [`TlsFiles::load`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,14 +38,6 @@ struct Identity {
 }
 
 impl TlsFiles {
-    pub fn from_config(config: &Config) -> TlsFiles {
-        TlsFiles {
-            ca_file: config.tls_ca_file.clone(),
-            cert_file: config.tls_cert_file.clone(),
-            key_file: config.tls_key_file.clone(),
-        }
-    }
-
     /// Reads and checks every file given: readable, PEM, certificates that parse, a key that
     /// fits its certificate.
     pub fn load(&self) -> Result<ClientTls, SettingError> {

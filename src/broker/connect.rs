@@ -8,7 +8,6 @@ use lapin::{Connection, ConnectionProperties};
 
 use super::BrokerError;
 use crate::config::Config;
-use crate::tls::TlsFiles;
 
 /// AMQP reply codes that mean "not with these credentials or permissions".
 const ACCESS_REFUSED: u16 = 403;
@@ -19,7 +18,7 @@ pub async fn open(
     config: &Config,
     properties: ConnectionProperties,
 ) -> Result<Connection, BrokerError> {
-    let tls = TlsFiles::from_config(config).load()?;
+    let tls = config.tls_files().load()?;
     let uri = uri(config.amqp_url.as_str())?;
     let user = uri.authority.userinfo.username.clone();
     let vhost = uri.vhost.clone();

@@ -3,8 +3,8 @@
 
 use serde_json::{json, Map, Value};
 
+use super::names;
 use super::schema::{events, Direction};
-use crate::config::Config;
 
 /// The id of an event's message in `components.messages`.
 pub fn message_id(event_type: &str, direction: Direction) -> String {
@@ -18,7 +18,6 @@ pub fn message_id(event_type: &str, direction: Direction) -> String {
 
 /// The document, with the default exchange and queue names.
 pub fn document() -> Value {
-    let names = Config::default();
     let mut messages = Map::new();
     let mut by_direction: [Map<String, Value>; 3] = Default::default();
     for event in events() {
@@ -91,28 +90,28 @@ pub fn document() -> Value {
         },
         "channels": {
             "inbound": {
-                "address": names.inbound_exchange,
+                "address": names::INBOUND_EXCHANGE,
                 "description": "Platforms publish here; bound to the work queue with `#`.",
                 "messages": inbound,
-                "bindings": exchange(&names.inbound_exchange),
+                "bindings": exchange(names::INBOUND_EXCHANGE),
             },
             "outbound": {
-                "address": names.outbound_exchange,
+                "address": names::OUTBOUND_EXCHANGE,
                 "description": "Decisions. The redelivery of an inbound event whose outputs were not confirmed republishes the same outputs with the same ids; a duplicate of one whose outputs were confirmed publishes nothing.",
                 "messages": outbound,
-                "bindings": exchange(&names.outbound_exchange),
+                "bindings": exchange(names::OUTBOUND_EXCHANGE),
             },
             "work": {
-                "address": names.work_queue,
+                "address": names::WORK_QUEUE,
                 "description": "Quorum queue all workers consume; due timers arrive here from the delay queues.",
                 "messages": internal,
-                "bindings": queue(&names.work_queue),
+                "bindings": queue(names::WORK_QUEUE),
             },
             "dead": {
-                "address": names.dead_letter_queue,
+                "address": names::DEAD_LETTER_QUEUE,
                 "description": "Events that cannot be processed, body untouched, reason in the `x-switchboard-error` header.",
                 "messages": dead_messages,
-                "bindings": queue(&names.dead_letter_queue),
+                "bindings": queue(names::DEAD_LETTER_QUEUE),
             },
         },
         "operations": {

@@ -12,6 +12,18 @@ pub mod outbound;
 pub mod schema;
 
 pub use envelope::{CloudEvent, MAX_EVENT_BYTES};
+
+/// The contract's default names of its exchanges and queues (a deployment may rename them).
+pub mod names {
+    /// Topic exchange platforms publish to, routing key = the event type.
+    pub const INBOUND_EXCHANGE: &str = "switchboard.in";
+    /// Quorum queue every worker consumes, bound to the inbound exchange with `#`.
+    pub const WORK_QUEUE: &str = "switchboard.work";
+    /// Topic exchange workers publish their decisions to.
+    pub const OUTBOUND_EXCHANGE: &str = "switchboard.out";
+    /// Quorum queue of the events that cannot be processed.
+    pub const DEAD_LETTER_QUEUE: &str = "switchboard.dead";
+}
 pub use ids::Id;
 pub use inbound::{decode, EventKind, InboundEvent};
 pub use outbound::OutboundEvent;

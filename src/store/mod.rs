@@ -233,7 +233,7 @@ impl StoreOptions {
         StoreOptions {
             dedupe_ttl: Duration::from_secs(config.dedupe_ttl_seconds),
             closed_retention: Duration::from_secs(config.closed_retention_seconds),
-            tls: crate::tls::TlsFiles::from_config(config),
+            tls: config.tls_files(),
             wait_replicas: config.redis_wait_replicas,
             wait_timeout: Duration::from_millis(config.redis_wait_timeout_ms),
         }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use url::Url;
 
-use crate::config::SettingError;
+use super::error::SettingError;
 use crate::secret::{nodes, redact_url};
 
 /// `SWITCHBOARD_AMQP_URL`: `amqp://` or `amqps://`, with a host.

@@ -10,6 +10,12 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub use crate::secret::{redact_url, SecretUrl};
+pub use error::SettingError;
+
+use crate::contract::names;
+
+mod checks;
+pub mod error;
 
 /// Everything a worker needs to know to run.
 #[derive(Clone, Debug, Deserialize)]
@@ -76,42 +82,16 @@ impl Default for Config {
             tls_key_file: None,
             redis_wait_replicas: 0,
             redis_wait_timeout_ms: 1000,
-            inbound_exchange: "switchboard.in".into(),
-            work_queue: "switchboard.work".into(),
-            outbound_exchange: "switchboard.out".into(),
-            dead_letter_queue: "switchboard.dead".into(),
+            inbound_exchange: names::INBOUND_EXCHANGE.into(),
+            work_queue: names::WORK_QUEUE.into(),
+            outbound_exchange: names::OUTBOUND_EXCHANGE.into(),
+            dead_letter_queue: names::DEAD_LETTER_QUEUE.into(),
             prefetch: 64,
             batch_size: 16,
             delivery_limit: 20,
             dedupe_ttl_seconds: 7 * 24 * 3600,
             closed_retention_seconds: 7 * 24 * 3600,
             log_format: "text".into(),
-        }
-    }
-}
-
-/// A setting that cannot work, named as the operator set it: `SWITCHBOARD_TLS_CA_FILE: cannot
-/// read /x/ca.pem: No such file or directory`. `switchboard` prints this one line and exits
-/// with status 2. The problem never quotes a URL's password.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{setting}: {problem}")]
-pub struct SettingError {
-    /// The environment variable (`SWITCHBOARD_…`); the TOML key is its lower-case tail.
-    pub setting: String,
-    pub problem: String,
-}
-
-impl SettingError {
-    /// `field` is the configuration field (`tls_ca_file`) or a whole variable name.
-    pub fn new(field: &str, problem: impl Into<String>) -> SettingError {
-        let setting = if field.starts_with("SWITCHBOARD_") {
-            field.to_string()
-        } else {
-            format!("SWITCHBOARD_{}", field.to_uppercase())
-        };
-        SettingError {
-            setting,
-            problem: problem.into(),
         }
     }
 }
@@ -137,9 +117,9 @@ impl Config {
         let config: Config = builder
             .build()
             .and_then(|layers| layers.try_deserialize())
-            .map_err(|error| crate::settings::layer_error(error, file))?;
+            .map_err(|error| checks::layer_error(error, file))?;
         config.validate()?;
-        crate::tls::TlsFiles::from_config(&config).load()?;
+        config.tls_files().load()?;
         Ok(config)
     }
 
@@ -187,10 +167,20 @@ impl Config {
             "redis_wait_timeout_ms",
             "must be at least 1 when SWITCHBOARD_REDIS_WAIT_REPLICAS is set",
         )?;
-        crate::settings::check_amqp_url(&self.amqp_url)?;
-        crate::settings::check_redis_urls(&self.redis_url)?;
-        crate::settings::check_http_addr(&self.http_addr)?;
+        checks::check_amqp_url(&self.amqp_url)?;
+        checks::check_redis_urls(&self.redis_url)?;
+        checks::check_http_addr(&self.http_addr)?;
         Ok(())
+    }
+
+    /// The TLS material the settings name (read and checked by
+    /// [`TlsFiles::load`](crate::tls::TlsFiles::load)).
+    pub fn tls_files(&self) -> crate::tls::TlsFiles {
+        crate::tls::TlsFiles {
+            ca_file: self.tls_ca_file.clone(),
+            cert_file: self.tls_cert_file.clone(),
+            key_file: self.tls_key_file.clone(),
+        }
     }
 
     /// The Redis node URLs: one for a single node, several for a cluster.
