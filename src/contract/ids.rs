@@ -7,7 +7,11 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
 /// Longest identifier the contract accepts.
 pub const MAX_ID_LEN: usize = 128;
@@ -49,6 +53,34 @@ impl Id {
 
 fn is_id_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'@' | b'-')
+}
+
+/// An identifier in event data: a string of the contract's alphabet. The error names what is
+/// wrong with the value (the field is named by whoever reads it).
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Id, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::String(text) => Id::parse(&text)
+                .map_err(|e| serde::de::Error::custom(format!("{} {e}", super::quote(&text)))),
+            _ => Err(serde::de::Error::custom("must be a string")),
+        }
+    }
+}
+
+impl JsonSchema for Id {
+    fn schema_name() -> Cow<'static, str> {
+        "Identifier".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_.:@-]{1,128}$",
+            "minLength": 1,
+            "maxLength": 128,
+            "description": "1-128 characters from A-Z a-z 0-9 _ . : @ -"
+        })
+    }
 }
 
 impl fmt::Display for Id {

@@ -1,23 +1,28 @@
 //! Inbound events: the envelope plus `data` checked against the contract and typed.
 //!
-//! Unknown fields inside conversation data are ignored (platforms attach their own); unknown
-//! fields in settings and agent patches are rejected, because there a typo silently changes
-//! nothing and a team lead would never find out why.
+//! Each event's data is a type of its own, which also gives the published JSON Schema (see
+//! `schema`). Unknown fields inside conversation data are ignored (platforms attach their own);
+//! unknown fields in settings and agent patches are rejected, because there a typo silently
+//! changes nothing and a team lead would never find out why.
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use super::agents::{AgentStatus, AgentsUpserted, Schedule};
 use super::envelope::Envelope;
+use super::parse::typed;
+use super::settings::SettingsPatch;
 use super::{quote, Id, Rejection};
-use crate::domain::agent::{AgentPatch, AgentStatus};
-use crate::domain::settings::SettingsPatch;
 
-/// Most agents one `agent.upserted` may carry.
-pub const MAX_AGENTS_PER_UPSERT: usize = 1000;
 /// Bounds of a conversation's `priority`.
 pub const MAX_PRIORITY: i64 = 1_000_000;
 /// Most entries in a conversation's `attributes`.
 pub const MAX_ATTRIBUTES: usize = 32;
+/// Longest text field (language, category) and attribute name.
+pub const MAX_TEXT: usize = 128;
 
 /// A valid inbound event.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,70 +41,226 @@ pub struct InboundEvent {
 #[serde(untagged)]
 pub enum EventKind {
     ProjectConfigured(SettingsPatch),
-    AgentUpserted {
-        agents: Vec<AgentPatch>,
-    },
-    AgentRemoved {
-        agent_id: Id,
-    },
-    AgentStatusChanged {
-        agent_id: Id,
-        status: AgentStatus,
-    },
+    AgentUpserted(AgentsUpserted),
+    AgentRemoved(AgentRef),
+    AgentStatusChanged(StatusChanged),
     ConversationCreated(Conversation),
     MessageReceived(Conversation),
-    AgentReplied {
-        conversation_id: Id,
-        agent_id: Id,
-    },
-    ConversationClosed {
-        conversation_id: Id,
-    },
-    AgentClaimRequested {
-        agent_id: Id,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        conversation_id: Option<Id>,
-    },
-    ConversationTransferRequested {
-        conversation_id: Id,
-        to_agent_id: Id,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        by_agent_id: Option<Id>,
-    },
-    AllocationDecided {
-        conversation_id: Id,
-        agent_id: Id,
-    },
+    AgentReplied(ConversationAgent),
+    ConversationClosed(ConversationRef),
+    AgentClaimRequested(ClaimRequested),
+    ConversationTransferRequested(TransferRequested),
+    AllocationDecided(ConversationAgent),
     /// Internal: a timer armed by an earlier decision is due (see `broker::delay`).
-    TimerFired {
-        timer: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        conversation_id: Option<Id>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        agent_id: Option<Id>,
-        token: u64,
-        /// The agent's schedule, for `schedule` timers.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        schedule: Option<Value>,
-    },
+    TimerFired(TimerFired),
+}
+
+/// `agent.removed`: the agent leaves; its open conversations are reassigned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentRef {
+    pub agent_id: Id,
+}
+
+/// `agent.status_changed`: the agent's own status in this project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StatusChanged {
+    pub agent_id: Id,
+    pub status: AgentStatus,
+}
+
+/// A conversation and one agent: `agent.replied`, `allocation.decided`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConversationAgent {
+    pub conversation_id: Id,
+    pub agent_id: Id,
+}
+
+/// `conversation.closed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConversationRef {
+    pub conversation_id: Id,
+}
+
+/// `agent.claim_requested`: that conversation, or the next waiting one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClaimRequested {
+    pub agent_id: Id,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<Id>,
+}
+
+/// `conversation.transfer_requested`: hand a conversation to another agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TransferRequested {
+    pub conversation_id: Id,
+    pub to_agent_id: Id,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_agent_id: Option<Id>,
+}
+
+/// The timers the store may arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Timer {
+    ReplyTimeout,
+    CustomTimeout,
+    RuleStep,
+    Schedule,
+    NewDay,
+}
+
+/// Internal: a due timer (arrives through the work queue, never from platforms). Conversation
+/// timers name the conversation; `schedule` timers name the agent and carry its schedule. Its
+/// `token` must match the conversation's (agent's) current state, so a stale or forged timer
+/// changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TimerFired {
+    pub timer: Timer,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<Id>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<Id>,
+    pub token: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+}
+
+impl TimerFired {
+    /// Each timer names what it is about.
+    fn check(&self) -> Result<(), Rejection> {
+        match self.timer {
+            Timer::NewDay => Ok(()),
+            Timer::Schedule => {
+                let schedule = self
+                    .schedule
+                    .as_ref()
+                    .ok_or_else(|| Rejection::MissingField("schedule".into()))?;
+                self.agent_id
+                    .as_ref()
+                    .ok_or_else(|| Rejection::MissingField("agent_id".into()))?;
+                schedule.check("schedule")
+            }
+            _ => self
+                .conversation_id
+                .as_ref()
+                .map(|_| ())
+                .ok_or_else(|| Rejection::MissingField("conversation_id".into())),
+        }
+    }
 }
 
 /// The conversation data of `conversation.created` and `message.received`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Conversation {
     pub conversation_id: Id,
     pub visitor_id: Id,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<Id>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_account: Option<Id>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
     pub language: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
     pub category: Option<String>,
+    /// Higher waits less.
+    #[serde(default, deserialize_with = "null_as_zero")]
+    #[schemars(schema_with = "priority_schema")]
     pub priority: i64,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub attributes: Map<String, Value>,
+    /// A flat object of strings, numbers and booleans.
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
+}
+
+impl Conversation {
+    fn check(&self) -> Result<(), Rejection> {
+        if self.priority.abs() > MAX_PRIORITY {
+            return Err(Rejection::invalid(
+                "priority",
+                format!("must be an integer from -{MAX_PRIORITY} to {MAX_PRIORITY}"),
+            ));
+        }
+        for (field, text) in [("language", &self.language), ("category", &self.category)] {
+            if text
+                .as_ref()
+                .is_some_and(|t| t.is_empty() || t.chars().count() > MAX_TEXT)
+            {
+                return Err(Rejection::invalid(
+                    field,
+                    "must be a string of 1-128 characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `priority` may also be `null` (0).
+fn priority_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": ["integer", "null"],
+        "minimum": -MAX_PRIORITY,
+        "maximum": MAX_PRIORITY,
+        "default": 0,
+        "description": "Higher waits less."
+    })
+}
+
+fn null_as_zero<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    Ok(Option::<i64>::deserialize(deserializer)?.unwrap_or(0))
+}
+
+/// A conversation's `attributes`: a flat object of strings, numbers and booleans (rules test
+/// them), at most [`MAX_ATTRIBUTES`] of them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Attributes(pub Map<String, Value>);
+
+impl Attributes {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for Attributes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Attributes, D::Error> {
+        use serde::de::Error;
+        let map = match Value::deserialize(deserializer)? {
+            Value::Null => return Ok(Attributes::default()),
+            Value::Object(map) => map,
+            _ => return Err(D::Error::custom("must be an object")),
+        };
+        if map.len() > MAX_ATTRIBUTES {
+            return Err(D::Error::custom(format!(
+                "at most {MAX_ATTRIBUTES} entries"
+            )));
+        }
+        for (key, value) in &map {
+            let flat = matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_));
+            if !flat || key.is_empty() || key.len() > MAX_TEXT {
+                return Err(D::Error::custom(
+                    "must be a flat object of strings, numbers and booleans",
+                ));
+            }
+        }
+        Ok(Attributes(map))
+    }
+}
+
+impl JsonSchema for Attributes {
+    fn schema_name() -> Cow<'static, str> {
+        "Attributes".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": ["object", "null"],
+            "maxProperties": 32,
+            "additionalProperties": {"type": ["string", "number", "boolean"]},
+            "description": "A flat object of strings, numbers and booleans."
+        })
+    }
 }
 
 /// Every inbound `type` the contract defines.
@@ -119,35 +280,25 @@ pub const INBOUND_TYPES: &[&str] = &[
 ];
 
 /// The internal event a due timer comes back as. Its id is the timer's, so a timer that fires
-/// twice (redelivered) has one effect; its `token` must match the conversation's current
-/// assignment, so a stale or forged timer changes nothing.
+/// twice (redelivered) has one effect.
 pub const TIMER_FIRED: &str = "timer.fired";
-
-/// Timers the store may arm.
-pub const TIMERS: &[&str] = &[
-    "reply_timeout",
-    "custom_timeout",
-    "rule_step",
-    "schedule",
-    "new_day",
-];
 
 impl EventKind {
     /// The CloudEvents `type` of this event.
     pub fn type_name(&self) -> &'static str {
         match self {
             EventKind::ProjectConfigured(_) => "project.configured",
-            EventKind::AgentUpserted { .. } => "agent.upserted",
-            EventKind::AgentRemoved { .. } => "agent.removed",
-            EventKind::AgentStatusChanged { .. } => "agent.status_changed",
+            EventKind::AgentUpserted(_) => "agent.upserted",
+            EventKind::AgentRemoved(_) => "agent.removed",
+            EventKind::AgentStatusChanged(_) => "agent.status_changed",
             EventKind::ConversationCreated(_) => "conversation.created",
             EventKind::MessageReceived(_) => "message.received",
-            EventKind::AgentReplied { .. } => "agent.replied",
-            EventKind::ConversationClosed { .. } => "conversation.closed",
-            EventKind::AgentClaimRequested { .. } => "agent.claim_requested",
-            EventKind::ConversationTransferRequested { .. } => "conversation.transfer_requested",
-            EventKind::AllocationDecided { .. } => "allocation.decided",
-            EventKind::TimerFired { .. } => TIMER_FIRED,
+            EventKind::AgentReplied(_) => "agent.replied",
+            EventKind::ConversationClosed(_) => "conversation.closed",
+            EventKind::AgentClaimRequested(_) => "agent.claim_requested",
+            EventKind::ConversationTransferRequested(_) => "conversation.transfer_requested",
+            EventKind::AllocationDecided(_) => "allocation.decided",
+            EventKind::TimerFired(_) => TIMER_FIRED,
         }
     }
 
@@ -157,102 +308,48 @@ impl EventKind {
             EventKind::ConversationCreated(c) | EventKind::MessageReceived(c) => {
                 Some(&c.conversation_id)
             }
-            EventKind::AgentReplied {
-                conversation_id, ..
+            EventKind::AgentReplied(d) | EventKind::AllocationDecided(d) => {
+                Some(&d.conversation_id)
             }
-            | EventKind::ConversationClosed { conversation_id }
-            | EventKind::ConversationTransferRequested {
-                conversation_id, ..
-            }
-            | EventKind::AllocationDecided {
-                conversation_id, ..
-            } => Some(conversation_id),
-            EventKind::TimerFired {
-                conversation_id, ..
-            } => conversation_id.as_ref(),
-            EventKind::AgentClaimRequested {
-                conversation_id, ..
-            } => conversation_id.as_ref(),
+            EventKind::ConversationClosed(d) => Some(&d.conversation_id),
+            EventKind::ConversationTransferRequested(d) => Some(&d.conversation_id),
+            EventKind::TimerFired(d) => d.conversation_id.as_ref(),
+            EventKind::AgentClaimRequested(d) => d.conversation_id.as_ref(),
             _ => None,
         }
     }
 }
 
+/// Data whose fields may be anything a platform adds: unknown ones are ignored.
+fn data<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, Rejection> {
+    typed(value, |_| "a known field")
+}
+
 /// Decodes and checks one inbound event body.
 pub fn decode(body: &[u8]) -> Result<InboundEvent, Rejection> {
     let envelope = Envelope::parse(body)?;
-    let Value::Object(data) = envelope.data else {
-        unreachable!("Envelope::parse only accepts object data")
-    };
-    let data = Fields(&data);
+    let value = &envelope.data;
     let kind = match envelope.event_type.as_str() {
-        "project.configured" => EventKind::ProjectConfigured(SettingsPatch::parse(data.0)?),
-        "agent.upserted" => EventKind::AgentUpserted {
-            agents: parse_agents(&data)?,
-        },
-        "agent.removed" => EventKind::AgentRemoved {
-            agent_id: data.id("agent_id")?,
-        },
-        "agent.status_changed" => EventKind::AgentStatusChanged {
-            agent_id: data.id("agent_id")?,
-            status: AgentStatus::parse(data.required("status")?)?,
-        },
-        "conversation.created" => EventKind::ConversationCreated(parse_conversation(&data)?),
-        "message.received" => EventKind::MessageReceived(parse_conversation(&data)?),
-        "agent.replied" => EventKind::AgentReplied {
-            conversation_id: data.id("conversation_id")?,
-            agent_id: data.id("agent_id")?,
-        },
-        "conversation.closed" => EventKind::ConversationClosed {
-            conversation_id: data.id("conversation_id")?,
-        },
-        "agent.claim_requested" => EventKind::AgentClaimRequested {
-            agent_id: data.id("agent_id")?,
-            conversation_id: data.optional_id("conversation_id")?,
-        },
-        "conversation.transfer_requested" => EventKind::ConversationTransferRequested {
-            conversation_id: data.id("conversation_id")?,
-            to_agent_id: data.id("to_agent_id")?,
-            by_agent_id: data.optional_id("by_agent_id")?,
-        },
-        "allocation.decided" => EventKind::AllocationDecided {
-            conversation_id: data.id("conversation_id")?,
-            agent_id: data.id("agent_id")?,
-        },
-        TIMER_FIRED => {
-            let timer = match data.required("timer")?.as_str() {
-                Some(timer) if TIMERS.contains(&timer) => timer.to_string(),
-                _ => return Err(Rejection::invalid("timer", "is not a known timer")),
+        "project.configured" => {
+            let Value::Object(patch) = value else {
+                unreachable!("Envelope::parse only accepts object data")
             };
-            let token = data
-                .required("token")?
-                .as_u64()
-                .ok_or_else(|| Rejection::invalid("token", "must be a whole number"))?;
-            if timer == "new_day" {
-                EventKind::TimerFired {
-                    timer,
-                    conversation_id: None,
-                    agent_id: None,
-                    token,
-                    schedule: None,
-                }
-            } else if timer == "schedule" {
-                EventKind::TimerFired {
-                    timer,
-                    conversation_id: None,
-                    agent_id: Some(data.id("agent_id")?),
-                    token,
-                    schedule: Some(data.required("schedule")?.clone()),
-                }
-            } else {
-                EventKind::TimerFired {
-                    timer,
-                    conversation_id: Some(data.id("conversation_id")?),
-                    agent_id: None,
-                    token,
-                    schedule: None,
-                }
-            }
+            EventKind::ProjectConfigured(SettingsPatch::parse(patch)?)
+        }
+        "agent.upserted" => EventKind::AgentUpserted(AgentsUpserted::parse(value)?),
+        "agent.removed" => EventKind::AgentRemoved(data(value)?),
+        "agent.status_changed" => EventKind::AgentStatusChanged(data(value)?),
+        "conversation.created" => EventKind::ConversationCreated(conversation(value)?),
+        "message.received" => EventKind::MessageReceived(conversation(value)?),
+        "agent.replied" => EventKind::AgentReplied(data(value)?),
+        "conversation.closed" => EventKind::ConversationClosed(data(value)?),
+        "agent.claim_requested" => EventKind::AgentClaimRequested(data(value)?),
+        "conversation.transfer_requested" => EventKind::ConversationTransferRequested(data(value)?),
+        "allocation.decided" => EventKind::AllocationDecided(data(value)?),
+        TIMER_FIRED => {
+            let timer: TimerFired = data(value)?;
+            timer.check()?;
+            EventKind::TimerFired(timer)
         }
         other => return Err(Rejection::UnknownType(quote(other))),
     };
@@ -265,112 +362,10 @@ pub fn decode(body: &[u8]) -> Result<InboundEvent, Rejection> {
     })
 }
 
-fn parse_agents(data: &Fields) -> Result<Vec<AgentPatch>, Rejection> {
-    let Value::Array(entries) = data.required("agents")? else {
-        return Err(Rejection::invalid("agents", "must be an array"));
-    };
-    if entries.is_empty() || entries.len() > MAX_AGENTS_PER_UPSERT {
-        return Err(Rejection::invalid(
-            "agents",
-            format!("must hold 1 to {MAX_AGENTS_PER_UPSERT} entries"),
-        ));
-    }
-    entries
-        .iter()
-        .enumerate()
-        .map(|(i, entry)| AgentPatch::parse(entry, &format!("agents[{i}]")))
-        .collect()
-}
-
-fn parse_conversation(data: &Fields) -> Result<Conversation, Rejection> {
-    let priority = match data.0.get("priority") {
-        None | Some(Value::Null) => 0,
-        Some(value) => value
-            .as_i64()
-            .filter(|p| p.abs() <= MAX_PRIORITY)
-            .ok_or_else(|| {
-                Rejection::invalid(
-                    "priority",
-                    format!("must be an integer from -{MAX_PRIORITY} to {MAX_PRIORITY}"),
-                )
-            })?,
-    };
-    let attributes = match data.0.get("attributes") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(map)) => {
-            if map.len() > MAX_ATTRIBUTES {
-                return Err(Rejection::invalid(
-                    "attributes",
-                    format!("at most {MAX_ATTRIBUTES} entries"),
-                ));
-            }
-            for (key, value) in map {
-                let flat = matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_));
-                if !flat || key.is_empty() || key.len() > 128 {
-                    return Err(Rejection::invalid(
-                        "attributes",
-                        "must be a flat object of strings, numbers and booleans",
-                    ));
-                }
-            }
-            map.clone()
-        }
-        Some(_) => return Err(Rejection::invalid("attributes", "must be an object")),
-    };
-    Ok(Conversation {
-        conversation_id: data.id("conversation_id")?,
-        visitor_id: data.id("visitor_id")?,
-        channel: data.optional_id("channel")?,
-        channel_account: data.optional_id("channel_account")?,
-        language: data.optional_text("language")?,
-        category: data.optional_text("category")?,
-        priority,
-        attributes,
-    })
-}
-
-/// Field access with contract-worded errors.
-pub(crate) struct Fields<'a>(pub &'a Map<String, Value>);
-
-impl Fields<'_> {
-    pub fn required(&self, field: &str) -> Result<&Value, Rejection> {
-        match self.0.get(field) {
-            None | Some(Value::Null) => Err(Rejection::MissingField(field.into())),
-            Some(value) => Ok(value),
-        }
-    }
-
-    pub fn id(&self, field: &str) -> Result<Id, Rejection> {
-        parse_id(self.required(field)?, field)
-    }
-
-    pub fn optional_id(&self, field: &str) -> Result<Option<Id>, Rejection> {
-        match self.0.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(value) => parse_id(value, field).map(Some),
-        }
-    }
-
-    pub fn optional_text(&self, field: &str) -> Result<Option<String>, Rejection> {
-        match self.0.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 128 => {
-                Ok(Some(s.clone()))
-            }
-            Some(_) => Err(Rejection::invalid(
-                field,
-                "must be a string of 1-128 characters",
-            )),
-        }
-    }
-}
-
-/// Parses an identifier field, naming the field in the error.
-pub(crate) fn parse_id(value: &Value, field: &str) -> Result<Id, Rejection> {
-    let Value::String(s) = value else {
-        return Err(Rejection::invalid(field, "must be a string"));
-    };
-    Id::parse(s).map_err(|e| Rejection::invalid(field, format!("{} {e}", quote(s))))
+fn conversation(value: &Value) -> Result<Conversation, Rejection> {
+    let conversation: Conversation = data(value)?;
+    conversation.check()?;
+    Ok(conversation)
 }
 
 #[cfg(test)]
@@ -450,8 +445,14 @@ mod tests {
             panic!()
         };
         assert_eq!(c.priority, 5);
-        assert_eq!(c.channel.unwrap().as_str(), "whatsapp");
-        assert_eq!(c.attributes["vip"], json!(true));
+        assert_eq!(c.channel.as_ref().unwrap().as_str(), "whatsapp");
+        assert_eq!(c.attributes.0["vip"], json!(true));
+        // The store gets the data as sent, less what it does not know.
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            json!({"conversation_id": "c1", "visitor_id": "v1", "channel": "whatsapp",
+                   "language": "es", "priority": 5, "attributes": {"vip": true}})
+        );
     }
 
     #[test]

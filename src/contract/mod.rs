@@ -4,12 +4,15 @@
 //! what ends up in the `x-switchboard-error` header of the dead-lettered event, so it is short and
 //! says what a platform developer has to fix.
 
+pub mod agents;
 pub mod asyncapi;
 pub mod envelope;
 pub mod ids;
 pub mod inbound;
 pub mod outbound;
+pub mod parse;
 pub mod schema;
+pub mod settings;
 
 pub use envelope::{CloudEvent, MAX_EVENT_BYTES};
 

@@ -90,6 +90,135 @@ pub fn timer_event(project: &Id, timer: &TimerRequest, time: &str) -> Vec<u8> {
     .to_bytes()
 }
 
+/// The shapes of the outputs' `data`, for their JSON Schemas. The store's function library
+/// writes the outputs; the schemas say what a consumer gets, and the tests check every output
+/// against them.
+pub mod data {
+    use schemars::JsonSchema;
+
+    use crate::contract::agents::AgentStatus;
+    use crate::contract::settings::Strategy;
+    use crate::contract::Id;
+
+    #[derive(JsonSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum AssignmentReason {
+        New,
+        Returning,
+        Backlog,
+        Reopened,
+        OwnerUnavailable,
+        ReplyTimeout,
+        Claimed,
+        Transferred,
+        Custom,
+        AgentRemoved,
+        RuleEscalated,
+    }
+
+    #[derive(JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct ConversationAssigned {
+        pub conversation_id: Id,
+        pub agent_id: Id,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub previous_agent_id: Option<Id>,
+        pub reason: AssignmentReason,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub strategy: Option<Strategy>,
+    }
+
+    #[derive(JsonSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum QueuedReason {
+        NoEligibleAgent,
+        Manual,
+        Off,
+        Broadcast,
+        Custom,
+        OfferWithdrawn,
+    }
+
+    #[derive(JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct ConversationQueued {
+        pub conversation_id: Id,
+        pub reason: QueuedReason,
+    }
+
+    #[derive(JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct ConversationOffered {
+        pub conversation_id: Id,
+        #[schemars(length(min = 1))]
+        pub agent_ids: Vec<Id>,
+    }
+
+    #[derive(JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct ConversationUnassigned {
+        pub conversation_id: Id,
+        pub previous_agent_id: Id,
+        pub reason: AssignmentReason,
+    }
+
+    #[derive(JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Candidate {
+        pub agent_id: Id,
+        pub open: u32,
+        pub max_concurrent: u32,
+    }
+
+    #[derive(JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct AllocationRequested {
+        pub conversation_id: Id,
+        #[schemars(length(min = 1))]
+        pub candidates: Vec<Candidate>,
+    }
+
+    #[derive(JsonSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum StatusReason {
+        Schedule,
+    }
+
+    #[derive(JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct AgentStatusAnnounced {
+        pub agent_id: Id,
+        pub status: AgentStatus,
+        pub reason: StatusReason,
+    }
+
+    #[derive(JsonSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum RejectionReason {
+        ClaimingDisabled,
+        TransferDisabled,
+        UnknownAgent,
+        UnknownConversation,
+        AgentAtLimit,
+        AlreadyAssigned,
+        ConversationClosed,
+        NothingWaiting,
+        ConversationNotOpen,
+        NoAllocationPending,
+        AgentUnavailable,
+    }
+
+    #[derive(JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct CommandRejected {
+        pub reason: RejectionReason,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub conversation_id: Option<Id>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub agent_id: Option<Id>,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

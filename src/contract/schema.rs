@@ -1,371 +1,22 @@
 //! JSON Schemas of every event, generated from the types below with schemars.
 //!
-//! These types describe the wire shape of each event's `data`; the checks that enforce it live in
-//! `inbound` and `domain` (they need contract-worded errors and merge-patch nulls, which serde
-//! derives cannot give). Tests keep the two honest: example events must pass both the schema and
-//! `decode`, and every output the store produces must pass its schema. `switchboard schemas`
-//! writes the files under `docs/schemas/`, and a test fails when they differ from these types.
+//! An event's `data` is described by the very type `decode` reads it into (`inbound`,
+//! `settings`, `agents`; outputs by `outbound::data`), so a field is declared once. Tests keep
+//! the rest honest: example events must pass both the schema and `decode`, and every output the
+//! store produces must pass its schema. `switchboard schemas` writes the files under
+//! `docs/schemas/`, and a test fails when they differ from these types.
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
-
-use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
 
+use super::agents::AgentsUpserted;
+use super::inbound::{
+    AgentRef, ClaimRequested, Conversation, ConversationAgent, ConversationRef, StatusChanged,
+    TimerFired, TransferRequested,
+};
+use super::outbound::data::*;
+use super::settings::SettingsPatch;
 use super::Id;
-
-impl JsonSchema for Id {
-    fn schema_name() -> Cow<'static, str> {
-        "Identifier".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "pattern": "^[A-Za-z0-9_.:@-]{1,128}$",
-            "minLength": 1,
-            "maxLength": 128,
-            "description": "1-128 characters from A-Z a-z 0-9 _ . : @ -"
-        })
-    }
-}
-
-/// Merge-patch semantics: absent = unchanged, `null` = back to the default.
-type Patch<T> = Option<Option<T>>;
-
-#[derive(JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    Auto,
-    Manual,
-    Broadcast,
-    Custom,
-    Off,
-}
-
-#[derive(JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    LeastLoaded,
-    RoundRobin,
-    Weighted,
-}
-
-#[derive(JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ReturningStrategy {
-    LeastLoaded,
-    RoundRobin,
-    Weighted,
-    OriginalAgent,
-    OriginalAgentIfAvailable,
-}
-
-#[derive(JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PriorityOverflow {
-    WhenOffline,
-    WhenFull,
-}
-
-#[derive(JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Online,
-    Busy,
-    Offline,
-}
-
-/// A value a rule condition compares with.
-#[derive(JsonSchema)]
-#[serde(untagged)]
-pub enum Scalar {
-    Text(String),
-    Number(f64),
-    Flag(bool),
-}
-
-#[derive(JsonSchema)]
-#[serde(untagged)]
-pub enum Condition {
-    One(Scalar),
-    Any(Vec<Scalar>),
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RuleStep {
-    #[serde(default)]
-    pub skills: Vec<Id>,
-    pub channels: Option<Vec<Id>>,
-    #[schemars(range(max = 604800))]
-    pub wait_seconds: Option<u32>,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    /// Conversation field (`channel`, `channel_account`, `language`, `category`) or attribute
-    /// name, to a value or a list of values.
-    #[serde(default)]
-    pub when: BTreeMap<String, Condition>,
-    #[schemars(length(min = 1, max = 16))]
-    pub route_to: Vec<RuleStep>,
-}
-
-/// `project.configured`: a JSON merge patch of the project's allocation settings.
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProjectConfigured {
-    pub mode: Patch<Mode>,
-    pub new_visitors: Patch<Strategy>,
-    pub returning_visitors: Patch<ReturningStrategy>,
-    pub include_busy: Patch<bool>,
-    pub include_offline: Patch<bool>,
-    pub reassign_reopened_if_unavailable: Patch<bool>,
-    pub reassign_if_owner_offline: Patch<bool>,
-    pub agent_can_claim: Patch<bool>,
-    pub agent_can_transfer: Patch<bool>,
-    #[schemars(range(max = 604800))]
-    pub reply_timeout_seconds: Patch<u32>,
-    pub priority_overflow: Patch<PriorityOverflow>,
-    /// IANA time zone name.
-    pub timezone: Patch<String>,
-    #[schemars(length(max = 100))]
-    pub rules: Patch<Vec<Rule>>,
-    #[schemars(range(max = 604800))]
-    pub custom_timeout_seconds: Patch<u32>,
-    /// Extension: an agent going offline releases its open conversations at once.
-    pub release_on_offline: Patch<bool>,
-    /// Extension: how long a visitor's last agent is remembered.
-    #[schemars(range(min = 1, max = 3650))]
-    pub visitor_memory_days: Patch<u32>,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Schedule {
-    /// IANA time zone name.
-    pub timezone: String,
-    /// Days `mon`..`sun` to lists of `["HH:MM", "HH:MM"]` ranges (an end may be `24:00`).
-    pub hours: BTreeMap<String, Vec<[String; 2]>>,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AgentPatch {
-    pub agent_id: Id,
-    #[schemars(range(max = 100000))]
-    pub max_concurrent: Patch<u32>,
-    #[schemars(range(max = 100000))]
-    pub daily_limit: Patch<u32>,
-    /// A positive number.
-    pub weight: Patch<f64>,
-    #[schemars(range(min = 1))]
-    pub priority: Patch<u32>,
-    pub order: Patch<i64>,
-    pub skills: Patch<Vec<Id>>,
-    pub channels: Patch<Vec<Id>>,
-    pub auto_assign: Patch<bool>,
-    pub schedule: Patch<Schedule>,
-}
-
-#[derive(JsonSchema)]
-pub struct AgentUpserted {
-    #[schemars(length(min = 1, max = 1000))]
-    pub agents: Vec<AgentPatch>,
-}
-
-#[derive(JsonSchema)]
-pub struct AgentRef {
-    pub agent_id: Id,
-}
-
-#[derive(JsonSchema)]
-pub struct AgentStatusChanged {
-    pub agent_id: Id,
-    pub status: Status,
-}
-
-#[derive(JsonSchema)]
-pub struct Conversation {
-    pub conversation_id: Id,
-    pub visitor_id: Id,
-    pub channel: Option<Id>,
-    pub channel_account: Option<Id>,
-    #[schemars(length(min = 1, max = 128))]
-    pub language: Option<String>,
-    #[schemars(length(min = 1, max = 128))]
-    pub category: Option<String>,
-    /// Higher waits less.
-    #[schemars(range(min = -1000000, max = 1000000))]
-    pub priority: Option<i64>,
-    /// A flat object of strings, numbers and booleans.
-    pub attributes: Option<BTreeMap<String, Scalar>>,
-}
-
-#[derive(JsonSchema)]
-pub struct ConversationAgent {
-    pub conversation_id: Id,
-    pub agent_id: Id,
-}
-
-#[derive(JsonSchema)]
-pub struct ConversationRef {
-    pub conversation_id: Id,
-}
-
-#[derive(JsonSchema)]
-pub struct ClaimRequested {
-    pub agent_id: Id,
-    pub conversation_id: Option<Id>,
-}
-
-#[derive(JsonSchema)]
-pub struct TransferRequested {
-    pub conversation_id: Id,
-    pub to_agent_id: Id,
-    pub by_agent_id: Option<Id>,
-}
-
-#[derive(JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Timer {
-    ReplyTimeout,
-    CustomTimeout,
-    RuleStep,
-    Schedule,
-    NewDay,
-}
-
-/// Internal: a due timer (arrives through the work queue, never from platforms). Conversation
-/// timers name the conversation; `schedule` timers name the agent and carry its schedule.
-#[derive(JsonSchema)]
-pub struct TimerFired {
-    pub timer: Timer,
-    pub conversation_id: Option<Id>,
-    pub agent_id: Option<Id>,
-    pub token: u64,
-    pub schedule: Option<Schedule>,
-}
-
-#[derive(JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AssignmentReason {
-    New,
-    Returning,
-    Backlog,
-    Reopened,
-    OwnerUnavailable,
-    ReplyTimeout,
-    Claimed,
-    Transferred,
-    Custom,
-    AgentRemoved,
-    RuleEscalated,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConversationAssigned {
-    pub conversation_id: Id,
-    pub agent_id: Id,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub previous_agent_id: Option<Id>,
-    pub reason: AssignmentReason,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub strategy: Option<Strategy>,
-}
-
-#[derive(JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum QueuedReason {
-    NoEligibleAgent,
-    Manual,
-    Off,
-    Broadcast,
-    Custom,
-    OfferWithdrawn,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConversationQueued {
-    pub conversation_id: Id,
-    pub reason: QueuedReason,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConversationOffered {
-    pub conversation_id: Id,
-    #[schemars(length(min = 1))]
-    pub agent_ids: Vec<Id>,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConversationUnassigned {
-    pub conversation_id: Id,
-    pub previous_agent_id: Id,
-    pub reason: AssignmentReason,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Candidate {
-    pub agent_id: Id,
-    pub open: u32,
-    pub max_concurrent: u32,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AllocationRequested {
-    pub conversation_id: Id,
-    #[schemars(length(min = 1))]
-    pub candidates: Vec<Candidate>,
-}
-
-#[derive(JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StatusReason {
-    Schedule,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AgentStatusAnnounced {
-    pub agent_id: Id,
-    pub status: Status,
-    pub reason: StatusReason,
-}
-
-#[derive(JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectionReason {
-    ClaimingDisabled,
-    TransferDisabled,
-    UnknownAgent,
-    UnknownConversation,
-    AgentAtLimit,
-    AlreadyAssigned,
-    ConversationClosed,
-    NothingWaiting,
-    ConversationNotOpen,
-    NoAllocationPending,
-    AgentUnavailable,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CommandRejected {
-    pub reason: RejectionReason,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub conversation_id: Option<Id>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent_id: Option<Id>,
-}
 
 /// Which way an event travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,13 +51,13 @@ pub fn events() -> Vec<EventSchema> {
         event!(
             "project.configured",
             Inbound,
-            ProjectConfigured,
+            SettingsPatch,
             "Allocation settings, as a JSON merge patch."
         ),
         event!(
             "agent.upserted",
             Inbound,
-            AgentUpserted,
+            AgentsUpserted,
             "Create agents or change some of their fields."
         ),
         event!(
@@ -418,7 +69,7 @@ pub fn events() -> Vec<EventSchema> {
         event!(
             "agent.status_changed",
             Inbound,
-            AgentStatusChanged,
+            StatusChanged,
             "The agent's own status in this project."
         ),
         event!(

@@ -5,7 +5,6 @@
 //! here is everything that can be decided before that step: which values are valid, what the
 //! defaults are, and the calendar arithmetic Lua cannot do (time zones).
 
-pub mod agent;
 pub mod calendar;
 pub mod schedule;
 pub mod settings;

@@ -11,8 +11,8 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate};
 use chrono_tz::Tz;
 use serde_json::Value;
 
-use super::agent::{parse_hhmm, DAYS};
 use super::calendar::local_instant;
+use crate::contract::agents::{parse_hhmm, Schedule as Hours, DAYS};
 
 /// A weekly schedule in one time zone: ranges of minutes since local midnight, Monday first.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,16 +30,14 @@ pub struct ScheduleState {
 }
 
 impl Schedule {
-    /// Reads a schedule already checked by `AgentPatch::parse`.
-    pub fn from_json(value: &Value) -> Option<Schedule> {
-        let zone: Tz = value["timezone"].as_str()?.parse().ok()?;
+    /// The schedule an agent's weekly hours say (already checked by the contract).
+    pub fn new(given: &Hours) -> Option<Schedule> {
+        let zone: Tz = given.timezone.parse().ok()?;
         let mut hours: [Vec<(u32, u32)>; 7] = Default::default();
-        for (day, ranges) in value["hours"].as_object()? {
+        for (day, ranges) in &given.hours {
             let index = DAYS.iter().position(|d| d == day)?;
-            for range in ranges.as_array()? {
-                let start = parse_hhmm(range[0].as_str()?)?;
-                let end = parse_hhmm(range[1].as_str()?)?;
-                hours[index].push((start, end));
+            for [start, end] in ranges {
+                hours[index].push((parse_hhmm(start)?, parse_hhmm(end)?));
             }
         }
         Some(Schedule { zone, hours })
@@ -98,25 +96,28 @@ impl Schedule {
 pub fn script_data(kind: &crate::contract::EventKind, now_ms: i64) -> Value {
     use crate::contract::EventKind;
     let mut data = serde_json::to_value(kind).expect("event data serializes");
-    let state = |schedule: &Value| {
-        Schedule::from_json(schedule).map(|s| {
+    let state = |schedule: &Hours| {
+        Schedule::new(schedule).map(|s| {
             let state = s.state_at(now_ms);
             serde_json::json!({"online": state.online, "next_ms": state.next_change_ms})
         })
     };
     match kind {
-        EventKind::AgentUpserted { .. } => {
-            for patch in data["agents"].as_array_mut().into_iter().flatten() {
-                if let Some(annotation) = patch.get("schedule").and_then(state) {
+        EventKind::AgentUpserted(upserted) => {
+            let patches = data["agents"].as_array_mut().into_iter().flatten();
+            for (patch, given) in patches.zip(&upserted.agents) {
+                if let Some(annotation) = given
+                    .schedule
+                    .as_ref()
+                    .and_then(|s| s.as_ref())
+                    .and_then(state)
+                {
                     patch["_schedule"] = annotation;
                 }
             }
         }
-        EventKind::TimerFired {
-            schedule: Some(schedule),
-            ..
-        } => {
-            if let Some(annotation) = state(schedule) {
+        EventKind::TimerFired(timer) => {
+            if let Some(annotation) = timer.schedule.as_ref().and_then(state) {
                 data["_schedule"] = annotation;
             }
         }
@@ -132,7 +133,9 @@ mod tests {
     use serde_json::json;
 
     fn paris(hours: Value) -> Schedule {
-        Schedule::from_json(&json!({"timezone": "Europe/Paris", "hours": hours})).unwrap()
+        let given: Hours =
+            serde_json::from_value(json!({"timezone": "Europe/Paris", "hours": hours})).unwrap();
+        Schedule::new(&given).unwrap()
     }
 
     #[test]

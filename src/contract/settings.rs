@@ -1,0 +1,418 @@
+//! `project.configured`: a JSON merge patch (RFC 7386) of a project's allocation settings.
+//!
+//! A field present with a value sets it, `null` returns it to its default, an absent field is
+//! unchanged. Unknown setting names are rejected: a typo must not silently change nothing. The
+//! defaults themselves are the domain's (`domain::settings::Settings`).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use super::parse::{at, patch, typed, Patch};
+use super::{Id, Rejection};
+
+/// The longest delay a setting or a rule step may name: a week.
+pub const MAX_SECONDS: u32 = 7 * 24 * 3600;
+/// Most rules in a project.
+pub const MAX_RULES: usize = 100;
+/// Most steps in a rule.
+pub const MAX_STEPS: usize = 16;
+/// Most entries in a list of identifiers (skills, channels).
+pub const MAX_IDS: usize = 256;
+/// Longest name a rule condition may test.
+pub const MAX_CONDITION_NAME: usize = 128;
+/// How long a visitor's last agent may be remembered, in days.
+pub const VISITOR_MEMORY_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
+
+/// Allocation modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Auto,
+    Manual,
+    Broadcast,
+    Custom,
+    Off,
+}
+
+/// Strategies for new visitors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    LeastLoaded,
+    RoundRobin,
+    Weighted,
+}
+
+/// Strategies for returning visitors: the three above and two that prefer the original agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturningStrategy {
+    LeastLoaded,
+    RoundRobin,
+    Weighted,
+    OriginalAgent,
+    OriginalAgentIfAvailable,
+}
+
+/// What makes a precedence level hand over to the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorityOverflow {
+    WhenOffline,
+    WhenFull,
+}
+
+/// A value a rule condition compares with: a string, a number or a boolean.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Scalar(Value);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Scalar, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        if value.is_string() || value.is_number() || value.is_boolean() {
+            Ok(Scalar(value))
+        } else {
+            Err(serde::de::Error::custom(
+                "maps field names to a value or a non-empty list of values",
+            ))
+        }
+    }
+}
+
+impl JsonSchema for Scalar {
+    fn schema_name() -> Cow<'static, str> {
+        "Scalar".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": ["string", "number", "boolean"]})
+    }
+}
+
+/// What a condition accepts: one value, or any of a non-empty list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Condition {
+    One(Scalar),
+    /// Any of these (a non-empty list).
+    Any(Vec<Scalar>),
+}
+
+/// One step of a rule: the skills and channels an agent needs, and how long to wait for one
+/// before the next, wider step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleStep {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub skills: Option<Vec<Id>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub channels: Option<Vec<Id>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 604800))]
+    pub wait_seconds: Option<u32>,
+}
+
+/// A routing rule: the first whose `when` matches the conversation routes it through its steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Rule {
+    /// Conversation field (`channel`, `channel_account`, `language`, `category`) or attribute
+    /// name (optionally `attributes.<name>`), to a value or a list of values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<BTreeMap<String, Condition>>,
+    #[schemars(length(min = 1, max = 16))]
+    pub route_to: Vec<RuleStep>,
+}
+
+/// `project.configured`: a JSON merge patch of the project's allocation settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mode: Patch<Mode>,
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub new_visitors: Patch<Strategy>,
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub returning_visitors: Patch<ReturningStrategy>,
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub include_busy: Patch<bool>,
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub include_offline: Patch<bool>,
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reassign_reopened_if_unavailable: Patch<bool>,
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reassign_if_owner_offline: Patch<bool>,
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub agent_can_claim: Patch<bool>,
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub agent_can_transfer: Patch<bool>,
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(max = 604800))]
+    pub reply_timeout_seconds: Patch<u32>,
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub priority_overflow: Patch<PriorityOverflow>,
+    /// IANA time zone name.
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timezone: Patch<String>,
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(max = 100))]
+    pub rules: Patch<Vec<Rule>>,
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(max = 604800))]
+    pub custom_timeout_seconds: Patch<u32>,
+    /// Extension: an agent going offline releases its open conversations at once.
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub release_on_offline: Patch<bool>,
+    /// Extension: how long a visitor's last agent is remembered.
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1, max = 3650))]
+    pub visitor_memory_days: Patch<u32>,
+}
+
+impl SettingsPatch {
+    /// Checks a patch: every field a setting, every value one it may take.
+    pub fn parse(data: &Map<String, Value>) -> Result<SettingsPatch, Rejection> {
+        let patch: SettingsPatch = typed(&Value::Object(data.clone()), |path| {
+            if path.contains("route_to[") {
+                "a step field"
+            } else {
+                "a setting"
+            }
+        })?;
+        patch.check()?;
+        Ok(patch)
+    }
+
+    /// What serde cannot check.
+    fn check(&self) -> Result<(), Rejection> {
+        for (field, seconds) in [
+            ("reply_timeout_seconds", &self.reply_timeout_seconds),
+            ("custom_timeout_seconds", &self.custom_timeout_seconds),
+        ] {
+            check_seconds(field, seconds.flatten())?;
+        }
+        if let Some(Some(zone)) = &self.timezone {
+            timezone("timezone", zone)?;
+        }
+        if let Some(Some(days)) = self.visitor_memory_days {
+            if !VISITOR_MEMORY_DAYS.contains(&days) {
+                return Err(Rejection::invalid(
+                    "visitor_memory_days",
+                    "must be a whole number of days from 1 to 3650",
+                ));
+            }
+        }
+        if let Some(Some(rules)) = &self.rules {
+            check_rules(rules)?;
+        }
+        Ok(())
+    }
+}
+
+/// A delay in whole seconds, up to a week.
+fn check_seconds(field: &str, seconds: Option<u32>) -> Result<(), Rejection> {
+    match seconds {
+        Some(s) if s > MAX_SECONDS => Err(Rejection::invalid(
+            field,
+            "must be a whole number of seconds up to 604800",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// An IANA time zone name.
+pub fn timezone(field: &str, name: &str) -> Result<chrono_tz::Tz, Rejection> {
+    name.parse::<chrono_tz::Tz>()
+        .map_err(|_| Rejection::invalid(field, "must be an IANA time zone name"))
+}
+
+/// A list of identifiers (skills, channels): at most [`MAX_IDS`].
+pub fn check_ids(field: &str, ids: &[Id]) -> Result<(), Rejection> {
+    if ids.len() > MAX_IDS {
+        return Err(Rejection::invalid(field, "at most 256 entries"));
+    }
+    Ok(())
+}
+
+fn check_rules(rules: &[Rule]) -> Result<(), Rejection> {
+    if rules.len() > MAX_RULES {
+        return Err(Rejection::invalid("rules", "at most 100 rules"));
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let rule_at = format!("rules[{i}]");
+        for (name, condition) in rule.when.iter().flatten() {
+            let empty_list = matches!(condition, Condition::Any(values) if values.is_empty());
+            if name.is_empty() || name.len() > MAX_CONDITION_NAME || empty_list {
+                return Err(Rejection::invalid(
+                    at(&rule_at, "when"),
+                    "maps field names to a value or a non-empty list of values",
+                ));
+            }
+        }
+        if rule.route_to.is_empty() || rule.route_to.len() > MAX_STEPS {
+            return Err(Rejection::invalid(
+                at(&rule_at, "route_to"),
+                "must hold 1 to 16 steps",
+            ));
+        }
+        for (j, step) in rule.route_to.iter().enumerate() {
+            let step_at = format!("{rule_at}.route_to[{j}]");
+            check_ids(
+                &at(&step_at, "skills"),
+                step.skills.as_deref().unwrap_or(&[]),
+            )?;
+            check_ids(
+                &at(&step_at, "channels"),
+                step.channels.as_deref().unwrap_or(&[]),
+            )?;
+            check_seconds(&at(&step_at, "wait_seconds"), step.wait_seconds)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Result<SettingsPatch, Rejection> {
+        SettingsPatch::parse(value.as_object().unwrap())
+    }
+
+    #[test]
+    fn accepts_every_contract_setting_and_nulls() {
+        let given = json!({
+            "mode": "auto", "new_visitors": "weighted", "returning_visitors": "original_agent",
+            "include_busy": true, "include_offline": false,
+            "reassign_reopened_if_unavailable": true, "reassign_if_owner_offline": false,
+            "agent_can_claim": true, "agent_can_transfer": false, "reply_timeout_seconds": 60,
+            "priority_overflow": "when_full", "timezone": "Europe/Paris",
+            "rules": [{"when": {"language": ["es", "pt"], "vip": true},
+                       "route_to": [{"skills": ["spanish"], "wait_seconds": 30}, {"skills": []}]}],
+            "custom_timeout_seconds": 10, "release_on_offline": true, "visitor_memory_days": 90
+        });
+        let patch = parse(given.clone()).unwrap();
+        // What the store gets back is what the platform sent.
+        assert_eq!(serde_json::to_value(&patch).unwrap(), given);
+        let nulls = parse(json!({"mode": null, "rules": null})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&nulls).unwrap(),
+            json!({"mode": null, "rules": null})
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_setting() {
+        let cases = [
+            (json!({"mode": "turbo"}), "`mode`"),
+            (json!({"new_visitors": "original_agent"}), "`new_visitors`"),
+            (json!({"include_busy": "yes"}), "`include_busy`"),
+            (json!({"timezone": "Mars/Olympus"}), "`timezone`"),
+            (
+                json!({"reply_timeout_seconds": -1}),
+                "`reply_timeout_seconds`",
+            ),
+            (
+                json!({"reply_timeout_seconds": 604801}),
+                "`reply_timeout_seconds`: must be a whole number of seconds up to 604800",
+            ),
+            (
+                json!({"new_visitor": "weighted"}),
+                "`new_visitor`: is not a setting",
+            ),
+            (json!({"bogus": null}), "`bogus`"),
+            (json!({"rules": [{"route_to": []}]}), "rules[0].route_to"),
+            (
+                json!({"rules": [{"route_to": [{"skills": ["a b"]}]}]}),
+                "rules[0].route_to[0].skills",
+            ),
+            (
+                json!({"rules": [{"route_to": [{"skill": ["a"]}]}]}),
+                "`rules[0].route_to[0].skill`: is not a step field",
+            ),
+            (
+                json!({"rules": [{"when": {"language": []}, "route_to": [{}]}]}),
+                "rules[0].when",
+            ),
+            (json!({"visitor_memory_days": 0}), "`visitor_memory_days`"),
+        ];
+        for (value, expected) in cases {
+            let error = parse(value).unwrap_err().to_string();
+            assert!(
+                error.contains(expected),
+                "{error:?} should contain {expected:?}"
+            );
+        }
+    }
+}
