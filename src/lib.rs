@@ -5,6 +5,7 @@
 
 pub mod application;
 pub mod backlog;
+pub mod backoff;
 pub mod broker;
 pub mod cli;
 pub mod clock;

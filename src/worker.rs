@@ -17,6 +17,7 @@ use lapin::types::ShortString;
 use tokio_util::sync::CancellationToken;
 
 use crate::backlog::Backlog;
+use crate::backoff::Backoff;
 use crate::broker::acks::Acknowledgements;
 use crate::broker::{self, Message, Publisher};
 use crate::clock::{rfc3339, Clock};
@@ -368,7 +369,7 @@ impl Worker {
         &self,
         events: &[Delivered<'_>],
     ) -> Option<Result<Vec<Result<Applied, StoreError>>, StoreError>> {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(STORE_RETRY_FIRST, STORE_RETRY_LONGEST);
         loop {
             match self.store.apply_batch(events, self.clock.now_ms()).await {
                 Ok(applied) => {
@@ -379,14 +380,12 @@ impl Worker {
                     self.readiness.set_redis(false);
                     StoreUnavailable {
                         error: &error,
-                        retry_in: backoff,
+                        retry_in: backoff.peek(),
                     }
                     .emit();
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => return None,
-                        _ = tokio::time::sleep(backoff) => {}
+                    if !backoff.sleep(&self.shutdown).await {
+                        return None;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
                 Err(error) => return Some(Err(error)),
             }
@@ -436,6 +435,11 @@ impl Worker {
         }
     }
 }
+
+/// How soon a store call that met an outage is tried again, at first and at the longest: the
+/// events wait in memory meanwhile, unacknowledged.
+const STORE_RETRY_FIRST: Duration = Duration::from_millis(50);
+const STORE_RETRY_LONGEST: Duration = Duration::from_secs(2);
 
 /// Why an event goes to dead letters.
 struct Rejected<'a> {

@@ -8,12 +8,12 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{RecordRef, Store};
+use crate::backoff::Backoff;
 use crate::contract::Id;
 
 /// How often a confirmation is tried while Redis is unavailable before it is given up (its
@@ -70,13 +70,12 @@ async fn write_confirmations(store: Store, mut receiver: mpsc::UnboundedReceiver
 }
 
 async fn confirm_with_retry(store: &Store, project: &Id, records: &[RecordRef]) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::outage();
     for attempt in 1..=ATTEMPTS {
         match store.confirm(project, records).await {
             Ok(()) => return,
             Err(error) if error.is_transient() && attempt < ATTEMPTS => {
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
+                tokio::time::sleep(backoff.delay()).await;
             }
             Err(error) => {
                 tracing::warn!(%error, project = %project, events = records.len(),

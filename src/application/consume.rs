@@ -1,0 +1,196 @@
+//! The consumer loop: open a session, dispatch its deliveries until it breaks or the worker
+//! stops, drain what is in flight, repeat.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::Consumer;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::redis::Reconnection;
+use crate::backoff::Backoff;
+use crate::broker::Session;
+use crate::telemetry::{self, Reconnecting};
+use crate::worker::{DeliveryContext, Worker};
+
+/// How long the events of a broken session may take to finish before they are given up.
+const BROKEN_SESSION_GRACE: Duration = Duration::from_secs(5);
+
+/// Consumes until the worker stops.
+pub async fn run(worker: Arc<Worker>, tag: String) {
+    let mut reconnection = Reconnection::new("broker");
+    while let Some((session, consumer)) = open(&worker, &tag, &mut reconnection).await {
+        reconnection.succeeded();
+        let in_flight = TaskTracker::new();
+        let context = Arc::new(DeliveryContext {
+            publisher: session.publisher(),
+            acks: session.acknowledgements(),
+            session_failed: CancellationToken::new(),
+        });
+        // Cancelled when a broken session's events are given up (see `drain`).
+        let abandoned = CancellationToken::new();
+        dispatch(
+            &worker,
+            consumer,
+            &context,
+            &in_flight,
+            &abandoned,
+            &reconnection,
+        )
+        .await;
+        worker.readiness.set_consuming(false);
+        let stopping = worker.shutdown.is_cancelled();
+        drain(&worker, session, &tag, in_flight, abandoned, stopping).await;
+        if stopping || !Backoff::wait(reconnection.next_outage_delay(), &worker.shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Opens a session and starts consuming, retrying (not ready meanwhile) until it works or the
+/// worker stops (`None`).
+async fn open(
+    worker: &Worker,
+    tag: &str,
+    reconnection: &mut Reconnection,
+) -> Option<(Session, Consumer)> {
+    let config = &worker.config;
+    loop {
+        let opened = tokio::select! {
+            _ = worker.shutdown.cancelled() => return None,
+            opened = Session::open(config, tag) => opened,
+        };
+        let consuming = match opened {
+            Ok(session) => session
+                .consume(&config.work_queue, tag)
+                .await
+                .map(|consumer| (session, consumer)),
+            Err(error) => Err(error),
+        };
+        match consuming {
+            Ok(consuming) => {
+                worker.readiness.set_broker(true);
+                worker.readiness.set_consuming(true);
+                tracing::info!(queue = config.work_queue, "consuming");
+                return Some(consuming);
+            }
+            Err(error) => {
+                worker.readiness.set_broker(false);
+                let wait = reconnection.failed(&error, error.is_refusal());
+                if !Backoff::wait(wait, &worker.shutdown).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Hands the session's deliveries to the worker as they come, those that arrived together as
+/// one batch (a quiet queue gives batches of one, so nothing waits for a batch to fill), until
+/// the session breaks or the worker stops.
+async fn dispatch(
+    worker: &Arc<Worker>,
+    mut consumer: Consumer,
+    context: &Arc<DeliveryContext>,
+    in_flight: &TaskTracker,
+    abandoned: &CancellationToken,
+    reconnection: &Reconnection,
+) {
+    let mut batches = (&mut consumer).ready_chunks(worker.config.batch_size.into());
+    loop {
+        let next = tokio::select! {
+            _ = worker.shutdown.cancelled() => return,
+            _ = context.session_failed.cancelled() => return,
+            next = batches.next() => next,
+        };
+        let retry_in = reconnection.next_outage_delay();
+        let Some(batch) = next else {
+            let error = "the consumer was cancelled by the broker";
+            Reconnecting {
+                target: "broker",
+                error: &error,
+                retry_in,
+            }
+            .emit();
+            return;
+        };
+        let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
+        let mut failed = None;
+        for delivery in batch {
+            match delivery {
+                Ok(delivery) => deliveries.push(delivery),
+                Err(error) => failed = Some(error),
+            }
+        }
+        // In arrival order, before any of them can be settled.
+        context
+            .acks
+            .received(deliveries.iter().map(|d| d.delivery_tag))
+            .await;
+        if !deliveries.is_empty() {
+            let (worker, context, abandoned) = (worker.clone(), context.clone(), abandoned.clone());
+            let count = deliveries.len() as f64;
+            telemetry::batch(deliveries.len());
+            telemetry::in_flight(count);
+            in_flight.spawn(async move {
+                tokio::select! {
+                    _ = worker.handle(deliveries, &context) => {}
+                    // Stopping here is like a crash: the broker redelivers the events and the
+                    // store replays what was applied.
+                    _ = abandoned.cancelled() => {}
+                }
+                telemetry::in_flight(-count);
+            });
+        }
+        if let Some(error) = failed {
+            Reconnecting {
+                target: "broker",
+                error: &error,
+                retry_in,
+            }
+            .emit();
+            return;
+        }
+    }
+}
+
+/// The session ended. Stopping: no new deliveries, finish what is in flight (each acks after
+/// its outputs are confirmed), then close (anything still unacked is requeued by the broker).
+/// Broken: in-flight events cannot be acked on it any more, so it is dropped and the broker
+/// requeues them (they are replayed, not decided again, on redelivery); those still waiting on
+/// the dead connection after a grace period (a confirm or an ack that never resolves) are given
+/// up, so no task and no in-flight count outlives its session.
+async fn drain(
+    worker: &Worker,
+    session: Session,
+    tag: &str,
+    in_flight: TaskTracker,
+    abandoned: CancellationToken,
+    stopping: bool,
+) {
+    if stopping {
+        session.cancel(tag).await;
+        in_flight.close();
+        in_flight.wait().await;
+        session.close().await;
+        worker.readiness.set_broker(false);
+        return;
+    }
+    worker.readiness.set_broker(false);
+    in_flight.close();
+    if tokio::time::timeout(BROKEN_SESSION_GRACE, in_flight.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            events = in_flight.len(),
+            "events of the broken session are given up; the broker redelivers them"
+        );
+        abandoned.cancel();
+        in_flight.wait().await;
+    }
+    drop(session);
+}

@@ -1,0 +1,113 @@
+//! The worker's Redis: connecting (a cluster eagerly, a single node lazily) and keeping
+//! `/readyz` honest about it while no event flows. Also how a lost or refusing dependency is
+//! retried and reported, which the consumer loop shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::store::{Store, StoreOptions};
+use crate::telemetry::{ConnectionRefused, Reconnecting};
+use crate::worker::Worker;
+
+/// How long to wait before connecting again, and what to say: an outage is retried briefly
+/// with a warning, a refusal (credentials, permissions, certificates) slowly, at error level,
+/// since it does not heal by itself.
+pub struct Reconnection {
+    target: &'static str,
+    outage: Backoff,
+    refusal: Backoff,
+}
+
+impl Reconnection {
+    pub fn new(target: &'static str) -> Reconnection {
+        Reconnection {
+            target,
+            outage: Backoff::outage(),
+            refusal: Backoff::refusal(),
+        }
+    }
+
+    /// An attempt failed: says so and returns how long to wait.
+    pub fn failed(&mut self, error: &dyn std::fmt::Display, refused: bool) -> Duration {
+        if refused {
+            let retry_in = self.refusal.delay();
+            ConnectionRefused {
+                target: self.target,
+                error,
+                retry_in,
+            }
+            .emit();
+            retry_in
+        } else {
+            let retry_in = self.outage.delay();
+            Reconnecting {
+                target: self.target,
+                error,
+                retry_in,
+            }
+            .emit();
+            retry_in
+        }
+    }
+
+    /// The next wait after an outage, without counting a failure (a session that broke).
+    pub fn next_outage_delay(&self) -> Duration {
+        self.outage.peek()
+    }
+
+    pub fn succeeded(&mut self) {
+        self.outage.reset();
+        self.refusal.reset();
+    }
+}
+
+/// Connects to Redis, retrying until it answers (a cluster is connected eagerly; a single
+/// node lazily, so a worker started while Redis is down starts and reports not ready).
+pub async fn connect(config: &Config, options: StoreOptions) -> Store {
+    let nodes = config.redis_nodes();
+    let mut reconnection = Reconnection::new("redis");
+    loop {
+        match Store::connect(&nodes, options.clone()).await {
+            Ok(store) => return store,
+            Err(error) => {
+                let refusal = error.refusal();
+                let shown: &dyn std::fmt::Display = match &refusal {
+                    Some(why) => why,
+                    None => &error,
+                };
+                let wait = reconnection.failed(shown, refusal.is_some());
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// How often Redis is pinged while it answers, and while it does not.
+const PING_EVERY: Duration = Duration::from_secs(5);
+const PING_AGAIN: Duration = Duration::from_secs(1);
+
+/// Keeps `/readyz` honest about Redis while no event is flowing, and says at error level, at
+/// a slowing pace, when Redis refuses this worker (credentials, ACL, certificates).
+pub async fn watch(worker: Arc<Worker>) {
+    let mut reconnection = Reconnection::new("redis");
+    loop {
+        let pinged = worker.store.ping().await;
+        worker.readiness.set_redis(pinged.is_ok());
+        let pause = match pinged {
+            Ok(()) => {
+                reconnection.succeeded();
+                PING_EVERY
+            }
+            Err(error) if error.is_refusal() => {
+                let why = error.refusal().unwrap_or_default();
+                reconnection.failed(&why, true)
+            }
+            Err(_) => PING_AGAIN,
+        };
+        if !Backoff::wait(pause, &worker.shutdown).await {
+            return;
+        }
+    }
+}
