@@ -16,5 +16,4 @@ pub mod http;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
-pub mod tls;
 pub mod worker;

@@ -52,7 +52,7 @@ fn refusal(error: &lapin::Error, user: &str, vhost: &str) -> Option<BrokerError>
             _ => None,
         };
     }
-    crate::tls::refusal(error)
+    crate::config::tls::refusal(error)
         .map(|why| BrokerError::Refused(format!("TLS with the broker: {why}")))
 }
 

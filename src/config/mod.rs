@@ -16,6 +16,7 @@ use crate::contract::names;
 
 mod checks;
 pub mod error;
+pub mod tls;
 
 /// Everything a worker needs to know to run.
 #[derive(Clone, Debug, Deserialize)]
@@ -174,9 +175,9 @@ impl Config {
     }
 
     /// The TLS material the settings name (read and checked by
-    /// [`TlsFiles::load`](crate::tls::TlsFiles::load)).
-    pub fn tls_files(&self) -> crate::tls::TlsFiles {
-        crate::tls::TlsFiles {
+    /// [`TlsFiles::load`](tls::TlsFiles::load)).
+    pub fn tls_files(&self) -> tls::TlsFiles {
+        tls::TlsFiles {
             ca_file: self.tls_ca_file.clone(),
             cert_file: self.tls_cert_file.clone(),
             key_file: self.tls_key_file.clone(),

@@ -11,8 +11,8 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use super::{keys, Connection, Store, StoreError};
+use crate::config::tls::TlsFiles;
 use crate::contract::Id;
-use crate::tls::TlsFiles;
 
 /// Redis error codes that mean "not with these credentials or permissions".
 const REFUSAL_CODES: [&str; 3] = ["WRONGPASS", "NOAUTH", "NOPERM"];
@@ -108,7 +108,7 @@ impl StoreError {
             StoreError::Unavailable(error) | StoreError::Script(error) => error,
             _ => return None,
         };
-        if let Some(why) = crate::tls::refusal(error) {
+        if let Some(why) = crate::config::tls::refusal(error) {
             return Some(format!("TLS with Redis: {why}"));
         }
         let code = error.code().unwrap_or_default();

@@ -221,7 +221,7 @@ pub struct StoreOptions {
     pub dedupe_ttl: Duration,
     pub closed_retention: Duration,
     /// Trust and identity for `rediss://` nodes.
-    pub tls: crate::tls::TlsFiles,
+    pub tls: crate::config::tls::TlsFiles,
     /// Replicas that must hold a call's writes before it returns (0: none, see
     /// [`Store::wait_for_replicas`]), and how long to wait for them.
     pub wait_replicas: u16,

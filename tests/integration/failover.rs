@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use switchboard::config::tls::TlsFiles;
 use switchboard::store::{Store, StoreOptions};
-use switchboard::tls::TlsFiles;
 
 use crate::helpers::{load_of, of_type, Env, Platform};
 use crate::tls_support::{Certificates, TlsRedis};

@@ -11,9 +11,9 @@ use serde_json::Value;
 use switchboard::application::Application;
 use switchboard::broker::{self, Message, Session};
 use switchboard::clock::SystemClock;
+use switchboard::config::tls::TlsFiles;
 use switchboard::config::Config;
 use switchboard::store::{Store, StoreOptions};
-use switchboard::tls::TlsFiles;
 
 use crate::helpers::{assigned_agents, unique, Platform, Project};
 use crate::private_rabbit::PrivateRabbit;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use switchboard::config::tls::TlsFiles;
 use switchboard::store::{Store, StoreOptions};
-use switchboard::tls::TlsFiles;
 
 use crate::helpers::{event, unique};
 use crate::tls_support::{Certificates, TlsRedis};

@@ -14,7 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::{ExposeSecret, SecretSlice};
 
-use crate::config::error::SettingError;
+use super::error::SettingError;
 
 /// Where the TLS material is; nothing is read until [`TlsFiles::load`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
