@@ -216,34 +216,4 @@ impl Store {
         }
         Ok(None)
     }
-
-    /// Whether each of these events (by id) was handled by a worker (applied, replayed, or
-    /// found stale or a duplicate) within the dedupe window: the effect of one that was is
-    /// final. `now_ms` picks the window.
-    pub async fn handled(
-        &self,
-        project: &Id,
-        event_ids: &[&str],
-        now_ms: i64,
-    ) -> Result<Vec<bool>, StoreError> {
-        if event_ids.is_empty() {
-            return Ok(vec![]);
-        }
-        let digests: Vec<String> = event_ids.iter().map(|id| event_digest(id)).collect();
-        let (generation, _) = self.generation(now_ms);
-        let mut handled = vec![false; event_ids.len()];
-        for generation in [generation, generation.saturating_sub(1)] {
-            let found: Vec<Option<String>> = self
-                .query(
-                    redis::cmd("HMGET")
-                        .arg(events_key(project, generation))
-                        .arg(&digests),
-                )
-                .await?;
-            for (seen, found) in handled.iter_mut().zip(found) {
-                *seen |= found.is_some();
-            }
-        }
-        Ok(handled)
-    }
 }

@@ -201,6 +201,8 @@ pub struct Env {
     /// Whether every output received is checked against its JSON Schema (this release's; the
     /// upgrade test turns it off while the previous release publishes).
     pub check_outputs: bool,
+    /// Events published to this topology so far.
+    published: std::sync::atomic::AtomicU64,
     session: Session,
     outputs: lapin::Consumer,
     channel: lapin::Channel,
@@ -243,6 +245,7 @@ impl Env {
         Env {
             config,
             check_outputs: true,
+            published: Default::default(),
             session,
             outputs,
             channel,
@@ -324,6 +327,13 @@ impl Env {
             .publish_all(messages)
             .await
             .unwrap();
+        self.published
+            .fetch_add(bodies.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many events were published to this topology so far.
+    pub fn published(&self) -> u64 {
+        self.published.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Publishes a team (agents upserted, then online) and waits until a worker has applied it,
@@ -370,31 +380,6 @@ impl Env {
         panic!(
             "the settings of {} were not applied within 10 s",
             platform.project
-        );
-    }
-
-    /// Waits until a worker has handled each of these events of `project` (applied them, or
-    /// found them stale or duplicates): their effect is then final.
-    pub async fn handled(&self, project: &str, event_ids: &[String]) {
-        let store = store_at(&self.config.redis_url).await;
-        let project = switchboard::contract::Id::parse(project).unwrap();
-        let ids: Vec<&str> = event_ids.iter().map(String::as_str).collect();
-        let now = switchboard::clock::Clock::now_ms(&SystemClock);
-        for _ in 0..600 {
-            if store
-                .handled(&project, &ids, now)
-                .await
-                .unwrap()
-                .iter()
-                .all(|h| *h)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!(
-            "{} events of {project} were not handled within 15 s",
-            ids.len()
         );
     }
 
@@ -524,18 +509,80 @@ impl Env {
 
 /// `switchboard run` processes, killed (SIGKILL) when dropped, so that a failing test leaves
 /// none running.
-pub struct WorkerProcesses(pub Vec<std::process::Child>);
+pub struct WorkerProcesses {
+    pub children: Vec<std::process::Child>,
+    /// Where each serves `/metrics` (when known).
+    pub http_ports: Vec<u16>,
+}
 
 impl WorkerProcesses {
-    /// `n` worker processes on `env`'s topology.
+    /// `n` worker processes on `env`'s topology, each serving HTTP on a port of its own.
     pub fn spawn(env: &Env, n: usize) -> WorkerProcesses {
-        WorkerProcesses((0..n).map(|_| env.spawn_process()).collect())
+        let http_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let children = http_ports
+            .iter()
+            .map(|port| worker_process(&env.config, *port))
+            .collect();
+        WorkerProcesses {
+            children,
+            http_ports,
+        }
     }
+
+    /// Workers started otherwise (another build's, say), whose metrics are not read.
+    pub fn of(children: Vec<std::process::Child>) -> WorkerProcesses {
+        WorkerProcesses {
+            children,
+            http_ports: vec![],
+        }
+    }
+
+    /// Waits until these workers have handled every event published to `env` (applied them,
+    /// or found them stale or duplicates, or dead-lettered them): their effect is then final.
+    /// Read from their `/metrics`, as an operator would.
+    pub async fn settled(&self, env: &Env) {
+        let addrs: Vec<std::net::SocketAddr> = self
+            .http_ports
+            .iter()
+            .map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], *port)))
+            .collect();
+        let mut handled = 0;
+        for _ in 0..600 {
+            handled = events_handled(&addrs).await;
+            if handled >= env.published() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "{handled} of {} events were handled within 15 s",
+            env.published()
+        );
+    }
+}
+
+/// The events the workers serving `/metrics` at `addrs` have handled, from their
+/// `switchboard_events_total` (every outcome but `failed`; timers, which workers send
+/// themselves, left out).
+pub async fn events_handled(addrs: &[std::net::SocketAddr]) -> u64 {
+    let mut total = 0.0;
+    for addr in addrs {
+        let metrics = http_get(*addr, "/metrics").await.unwrap_or_default();
+        total += metrics
+            .lines()
+            .filter(|line| line.starts_with("switchboard_events_total{"))
+            .filter(|line| {
+                !line.contains("type=\"timer.fired\"") && !line.contains("outcome=\"failed\"")
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    total as u64
 }
 
 impl Drop for WorkerProcesses {
     fn drop(&mut self) {
-        for child in &mut self.0 {
+        for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -314,14 +314,7 @@ async fn run_seed(seed: u64) {
     for chunk in bodies.chunks(50) {
         env.publish_many(chunk).await;
     }
-    for (p, project) in projects.iter().enumerate() {
-        let ids: Vec<String> = published
-            .iter()
-            .filter(|(q, _, _)| *q == p)
-            .map(|(_, _, id)| id.clone())
-            .collect();
-        env.handled(project, &ids).await;
-    }
+    workers.settled(&env).await;
     drop(workers);
     for p in 0..PROJECTS {
         let run = Id::parse(&projects[p]).unwrap();

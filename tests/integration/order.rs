@@ -23,21 +23,13 @@ fn at(ms: i64) -> String {
     switchboard::clock::rfc3339(*BASE.get_or_init(|| now_ms() - 60_000) + ms)
 }
 
-/// Events published to the broker in the order given, each stamped with its own `time`; returns
-/// their ids.
-async fn publish(
-    env: &Env,
-    platform: &mut Platform,
-    events: Vec<(&str, Value, i64)>,
-) -> Vec<String> {
-    let mut bodies = vec![];
-    let mut ids = vec![];
-    for (event_type, data, time) in events {
-        bodies.push(platform.event_at(event_type, data, Some(&at(time))));
-        ids.push(platform.last_id());
-    }
+/// Events published to the broker in the order given, each stamped with its own `time`.
+async fn publish(env: &Env, platform: &mut Platform, events: Vec<(&str, Value, i64)>) {
+    let bodies: Vec<Vec<u8>> = events
+        .into_iter()
+        .map(|(event_type, data, time)| platform.event_at(event_type, data, Some(&at(time))))
+        .collect();
     env.publish_many(&bodies).await;
-    ids
 }
 
 fn project(platform: &Platform) -> Id {
@@ -47,20 +39,20 @@ fn project(platform: &Platform) -> Id {
 #[tokio::test]
 async fn the_last_status_published_stands_whatever_order_it_arrives_in() {
     let env = Env::new().await;
-    let _workers = WorkerProcesses::spawn(&env, 3);
+    let workers = WorkerProcesses::spawn(&env, 3);
     let mut platform = Platform::new();
     let agents: Vec<String> = (0..12).map(|i| format!("a{i}")).collect();
     let patches: Vec<Value> = agents
         .iter()
         .map(|a| json!({"agent_id": a, "max_concurrent": 2}))
         .collect();
-    let setup = publish(
+    publish(
         &env,
         &mut platform,
         vec![("agent.upserted", json!({"agents": patches}), 0)],
     )
     .await;
-    env.handled(&platform.project, &setup).await;
+    workers.settled(&env).await;
     // Each agent flips four times; the broker gets the flips newest first for even agents and
     // shuffled for odd ones, all at once, so the three workers apply them in any order.
     let mut events = vec![];
@@ -92,8 +84,8 @@ async fn the_last_status_published_stands_whatever_order_it_arrives_in() {
         }
         events.extend(stamped);
     }
-    let ids = publish(&env, &mut platform, events).await;
-    env.handled(&platform.project, &ids).await;
+    publish(&env, &mut platform, events).await;
+    workers.settled(&env).await;
     let store = store().await;
     let eligible = store.eligible(&project(&platform)).await.unwrap();
     for agent in &agents {
@@ -116,7 +108,7 @@ async fn the_last_status_published_stands_whatever_order_it_arrives_in() {
 #[tokio::test]
 async fn an_agent_that_went_offline_after_a_bulk_edit_stays_offline() {
     let mut env = Env::new().await;
-    let _workers = WorkerProcesses::spawn(&env, 3);
+    let workers = WorkerProcesses::spawn(&env, 3);
     let mut platform = Platform::new();
     let team: Vec<Value> = (0..1000)
         .map(|i| json!({"agent_id": format!("a{i}"), "max_concurrent": 5}))
@@ -127,7 +119,7 @@ async fn an_agent_that_went_offline_after_a_bulk_edit_stays_offline() {
             .iter()
             .map(|a| json!({"agent_id": a["agent_id"], "max_concurrent": 5 + round}))
             .collect();
-        let ids = publish(
+        publish(
             &env,
             &mut platform,
             vec![
@@ -145,7 +137,7 @@ async fn an_agent_that_went_offline_after_a_bulk_edit_stays_offline() {
             ],
         )
         .await;
-        env.handled(&platform.project, &ids).await;
+        workers.settled(&env).await;
         let store = store().await;
         assert_eq!(
             store.status(&project(&platform), "a7").await.unwrap(),
@@ -153,7 +145,7 @@ async fn an_agent_that_went_offline_after_a_bulk_edit_stays_offline() {
             "round {round}"
         );
     }
-    let probe = publish(
+    publish(
         &env,
         &mut platform,
         vec![(
@@ -163,7 +155,7 @@ async fn an_agent_that_went_offline_after_a_bulk_edit_stays_offline() {
         )],
     )
     .await;
-    env.handled(&platform.project, &probe).await;
+    workers.settled(&env).await;
     let out = env.outputs(1, WAIT).await;
     assert_eq!(
         out[0]["type"], "conversation.queued",
@@ -175,10 +167,10 @@ async fn an_agent_that_went_offline_after_a_bulk_edit_stays_offline() {
 #[tokio::test]
 async fn each_setting_keeps_the_value_published_last() {
     let env = Env::new().await;
-    let _workers = WorkerProcesses::spawn(&env, 3);
+    let workers = WorkerProcesses::spawn(&env, 3);
     let mut platform = Platform::new();
     // Published newest first: the older patches arrive after the newer ones.
-    let ids = publish(
+    publish(
         &env,
         &mut platform,
         vec![
@@ -205,7 +197,7 @@ async fn each_setting_keeps_the_value_published_last() {
         ],
     )
     .await;
-    env.handled(&platform.project, &ids).await;
+    workers.settled(&env).await;
     let settings = store().await.settings(&project(&platform)).await.unwrap();
     // A patch that set a setting later keeps it; an older patch still sets the others.
     assert_eq!(settings["new_visitors"], "weighted");
@@ -218,9 +210,9 @@ async fn each_setting_keeps_the_value_published_last() {
 #[tokio::test]
 async fn each_agent_field_keeps_the_value_published_last() {
     let env = Env::new().await;
-    let _workers = WorkerProcesses::spawn(&env, 3);
+    let workers = WorkerProcesses::spawn(&env, 3);
     let mut platform = Platform::new();
-    let ids = publish(
+    publish(
         &env,
         &mut platform,
         vec![
@@ -231,7 +223,7 @@ async fn each_agent_field_keeps_the_value_published_last() {
         ],
     )
     .await;
-    env.handled(&platform.project, &ids).await;
+    workers.settled(&env).await;
     let agents = store().await.agents(&project(&platform)).await.unwrap();
     assert_eq!(agents["a"]["max_concurrent"], 9);
     assert_eq!(agents["a"]["skills"], json!(["es"]));
@@ -246,7 +238,7 @@ async fn each_agent_field_keeps_the_value_published_last() {
 #[tokio::test]
 async fn close_and_message_stand_in_the_order_they_were_published() {
     let mut env = Env::new().await;
-    let _workers = WorkerProcesses::spawn(&env, 3);
+    let workers = WorkerProcesses::spawn(&env, 3);
     let mut platform = Platform::new();
     env.team(&mut platform, &[("a", 10)]).await;
     let cases = [
@@ -257,7 +249,7 @@ async fn close_and_message_stand_in_the_order_they_were_published() {
         ("message-last-arrives-last", 20, 30, true),
     ];
     for (conversation, closed_at, message_at, close_first) in cases {
-        let created = publish(
+        publish(
             &env,
             &mut platform,
             vec![(
@@ -267,7 +259,7 @@ async fn close_and_message_stand_in_the_order_they_were_published() {
             )],
         )
         .await;
-        env.handled(&platform.project, &created).await;
+        workers.settled(&env).await;
         let close = (
             "conversation.closed",
             json!({"conversation_id": conversation}),
@@ -283,8 +275,8 @@ async fn close_and_message_stand_in_the_order_they_were_published() {
         } else {
             vec![message, close]
         };
-        let ids = publish(&env, &mut platform, events).await;
-        env.handled(&platform.project, &ids).await;
+        publish(&env, &mut platform, events).await;
+        workers.settled(&env).await;
     }
     let store = store().await;
     let p = project(&platform);
@@ -306,7 +298,7 @@ async fn close_and_message_stand_in_the_order_they_were_published() {
 #[tokio::test]
 async fn a_creation_published_before_its_close_but_arriving_after_it_changes_nothing() {
     let env = Env::new().await;
-    let _workers = WorkerProcesses::spawn(&env, 3);
+    let workers = WorkerProcesses::spawn(&env, 3);
     let mut platform = Platform::new();
     env.team(&mut platform, &[("a", 10)]).await;
     let mut events = vec![];
@@ -323,8 +315,8 @@ async fn a_creation_published_before_its_close_but_arriving_after_it_changes_not
             10 + i,
         ));
     }
-    let ids = publish(&env, &mut platform, events).await;
-    env.handled(&platform.project, &ids).await;
+    publish(&env, &mut platform, events).await;
+    workers.settled(&env).await;
     let store = store().await;
     let p = project(&platform);
     assert_eq!(store.load(&p, "a").await.unwrap(), 0);
@@ -339,7 +331,7 @@ async fn a_creation_published_before_its_close_but_arriving_after_it_changes_not
 #[tokio::test]
 async fn a_retry_after_the_outputs_were_confirmed_publishes_nothing() {
     let mut env = Env::new().await;
-    let worker = env.spawn_worker().await;
+    let workers = WorkerProcesses::spawn(&env, 1);
     let mut platform = Platform::new();
     env.team(&mut platform, &[("a", 5)]).await;
     let created = platform.event_at(
@@ -351,11 +343,11 @@ async fn a_retry_after_the_outputs_were_confirmed_publishes_nothing() {
     env.publish(&created).await;
     let first = env.outputs(1, WAIT).await;
     assert_eq!(first[0]["type"], "conversation.assigned");
-    // The worker tells the store once the broker confirmed the output.
+    // The worker tells the store once the broker confirmed the output: the store keeps it no
+    // more (the conversation's version recognises the event from then on).
     let store = store().await;
     let p = project(&platform);
-    wait_until(|| async { store.replayable(&p, &id, now_ms()).await.unwrap() == Some(false) })
-        .await;
+    wait_until(|| async { store.replayable(&p, &id, now_ms()).await.unwrap() != Some(true) }).await;
     for _ in 0..5 {
         env.publish(&created).await;
     }
@@ -366,13 +358,14 @@ async fn a_retry_after_the_outputs_were_confirmed_publishes_nothing() {
         Some(&at(5)),
     );
     env.publish(&stale).await;
-    env.handled(&platform.project, &[platform.last_id()]).await;
+    workers.settled(&env).await;
     assert!(
         env.outputs_for(Duration::from_millis(500)).await.is_empty(),
         "no second output"
     );
     assert_eq!(store.load(&p, "a").await.unwrap(), 1);
-    let metrics = metrics_when(worker.http_addr, "outcome=\"stale\"").await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], workers.http_ports[0]));
+    let metrics = metrics_when(addr, "outcome=\"stale\"").await;
     assert!(count(&metrics, "outcome=\"duplicate\"") >= 5.0, "{metrics}");
     assert_eq!(count(&metrics, "outcome=\"stale\""), 1.0, "{metrics}");
     env.cleanup().await;
@@ -423,7 +416,7 @@ async fn a_redelivery_before_confirmation_publishes_the_same_outputs_once() {
 #[tokio::test]
 async fn outputs_about_a_conversation_carry_a_growing_sequence() {
     let mut env = Env::new().await;
-    let _workers = WorkerProcesses::spawn(&env, 3);
+    let workers = WorkerProcesses::spawn(&env, 3);
     let mut platform = Platform::new();
     env.team(&mut platform, &[("a", 1)]).await;
     let created = json!({"conversation_id": "c1", "visitor_id": "v"});
@@ -450,8 +443,8 @@ async fn outputs_about_a_conversation_carry_a_growing_sequence() {
         vec![("conversation.transfer_requested", to("a"), 40)],
     ];
     for step in steps {
-        let ids = publish(&env, &mut platform, step).await;
-        env.handled(&platform.project, &ids).await;
+        publish(&env, &mut platform, step).await;
+        workers.settled(&env).await;
     }
     let out = env.outputs(4, WAIT).await;
     let mut sequences: Vec<(String, &str, &str)> = out

@@ -225,7 +225,7 @@ async fn both_releases_side_by_side_keep_every_invariant() {
     env.check_outputs = false;
     let mut platform = Platform::new();
     let project = Id::parse(&platform.project).unwrap();
-    let _workers = WorkerProcesses(vec![
+    let _workers = WorkerProcesses::of(vec![
         worker_process_of(&previous, &env.config, 0),
         env.spawn_process(),
     ]);

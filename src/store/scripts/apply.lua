@@ -5,15 +5,21 @@
 -- in by store/script.rs). Uses KEYS events, previous_events and the legacy records after the
 -- project's keys, and every ARGV (see the binding above core.lua).
 --
--- Event records. Each event is recorded under the digest of its id in the hash of the current
--- generation (`events`, one per `dedupe TTL` of the worker's clock, expiring after two, so an
--- id is remembered for at least one TTL): first its outputs, {"t": now_ms, "o": [outputs],
--- "timers": [timers]}, until the worker has them confirmed by the broker and calls `confirm`,
--- then "" (seen). So a redelivery of an event whose outputs may not have been confirmed (its
--- worker died in between) publishes exactly those outputs again, and a duplicate of one whose
--- outputs were confirmed publishes nothing. An event with neither outputs nor timers is
--- recorded as "" at once. Releases before this one kept a string key per event
--- ("event:<sha1>"), read here for redelivered events, which the worker names.
+-- Event records. An event is recorded under the digest of its id in the hash of the current
+-- generation (`events`, one per `dedupe TTL` of the worker's clock, expiring after two): its
+-- outputs, {"t": now_ms, "o": [outputs], "timers": [timers]}, until the worker has them
+-- confirmed by the broker and calls `confirm`. So a redelivery of an event whose outputs may
+-- not have been confirmed (its worker died in between) publishes exactly those outputs again,
+-- and a duplicate of one whose outputs were confirmed publishes nothing. Once confirmed, what
+-- stays depends on the event:
+--   * an event with a time that changed a thing with a version (a conversation's record, an
+--     agent's status or fields, a setting: see order.lua) needs no record: that version knows
+--     it (its digest), and anything later makes it stale. Its record goes ("" if it had no
+--     outputs: nothing is written at all);
+--   * any other event (without time, or changing no versioned thing: a timer, a rejected
+--     command) stays as "" (seen) for the rest of the window; its record says so ("k": 1).
+-- Releases before this one kept a string key per event ("event:<sha1>"), read here for
+-- redelivered events, which the worker names.
 --
 -- Returns one reply per event, in order: {code, text} with the codes of REPLY: applied and
 -- replayed carry the record; wrong_timezone names the project's zone (the worker assumed
@@ -75,7 +81,10 @@ local function find_records(keys, args, events)
   for i = 1, events do
     local legacy = tonumber(event_arg(args, i, 'legacy'))
     if legacy > 0 and not found_records[digests[i]] then
-      found_records[digests[i]] = redis.call('GET', keys[legacy]) or nil
+      local record = redis.call('GET', keys[legacy])
+      -- An earlier release's event changed no version this release reads: once confirmed,
+      -- it stays as seen.
+      if record then found_records[digests[i]] = string.sub(record, 1, -2) .. ',"k":1}' end
     end
     if found_records[digests[i]] then found = found + 1 end
   end
@@ -122,20 +131,24 @@ local function apply_event(args, i, data)
   handled[digest] = true
   local outcome = handler(data)
   if outcome then
-    -- Stale or a duplicate: the handler changed nothing.
-    new_records[digest] = ''
+    -- Stale or a duplicate: the handler changed nothing. With a time, the versions that
+    -- judged it will judge it so again; without, it is remembered as seen.
+    if not EVENT_TIME then new_records[digest] = '' end
     return { REPLY[outcome], '' }
   end
   Conversations.drain()
   Conversations.forget_old()
 
   local outputs, timers = Call.produced()
+  local keep_mark = not (EVENT_TIME and Call.stamped())
   local record = ''
   if #outputs > 0 or #timers > 0 then
     record = '{"t":' .. NOW_TEXT .. ',"o":' .. encode_list(outputs)
-      .. ',"timers":' .. encode_list(timers) .. '}'
+      .. ',"timers":' .. encode_list(timers) .. (keep_mark and ',"k":1}' or '}')
+    new_records[digest] = record
+  elseif keep_mark then
+    new_records[digest] = ''
   end
-  new_records[digest] = record
   return { REPLY.applied, record }
 end
 
@@ -201,19 +214,25 @@ local function apply(keys, args)
 end
 
 -- The broker confirmed the outputs of these events (ARGV: their digests), recorded in the
--- generation KEYS[1]: they are remembered as seen, without their outputs. An event no longer
--- there (its generation expired) stays forgotten.
+-- generation KEYS[1]: their outputs are dropped, and they stay as seen ("") where their
+-- record says so ("k": 1). An event no longer there (its generation expired) stays forgotten.
 local function confirm(keys, args)
   local records = redis.call('HMGET', keys[1], unpack(args))
-  local fields = {}
+  local seen, gone = {}, {}
   for i, digest in ipairs(args) do
-    if records[i] and records[i] ~= '' then
-      fields[#fields + 1] = digest
-      fields[#fields + 1] = ''
+    local record = records[i]
+    if record and record ~= '' then
+      if string.find(record, '"k":1}', 1, true) then
+        seen[#seen + 1] = digest
+        seen[#seen + 1] = ''
+      else
+        gone[#gone + 1] = digest
+      end
     end
   end
-  if #fields > 0 then redis.call('HSET', keys[1], unpack(fields)) end
-  return #fields / 2
+  if #seen > 0 then redis.call('HSET', keys[1], unpack(seen)) end
+  if #gone > 0 then redis.call('HDEL', keys[1], unpack(gone)) end
+  return (#seen / 2) + #gone
 end
 
 redis.register_function(APPLY_FUNCTION_NAME, apply)

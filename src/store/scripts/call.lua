@@ -91,6 +91,13 @@ do
     return outputs, timers
   end
 
+  -- Whether the current event was recorded in the version of a thing it changed (a
+  -- conversation's record, or `versions`): then, if it has a time, that version recognises it
+  -- again (see apply.lua), and its own record can go once its outputs are confirmed.
+  local stamped
+  function Call.note_stamp() stamped = true end
+  function Call.stamped() return stamped end
+
   -- Removes one agent's members from `key` (owned or offers); returns their conversation ids.
   function Call.take_agent_members(key, agent_id)
     local min, max = Core.agent_range(agent_id)
@@ -168,7 +175,7 @@ do
     EVENT_TIME = tonumber(EVENT_TIME_TEXT)
     EVENT_DIGEST = digest
     seed, seeded = event_seed, false
-    outputs, timers = {}, {}
+    outputs, timers, stamped = {}, {}, false
     for _, reset in ipairs(per_event_resets) do reset() end
   end
 end

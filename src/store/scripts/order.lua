@@ -54,6 +54,7 @@ do
       args[#args + 1] = text
     end
     redis.call('HSET', K.versions, unpack(args))
+    Call.note_stamp()
   end
 
   -- Forgets these things' versions (an agent removed: its removal's version speaks for them).

@@ -78,6 +78,7 @@ do
       end
     end
     record.e = EVENT_DIGEST
+    Call.note_stamp()
   end
 
   -- The record of a conversation seen for the first time, numbered in arrival order and
