@@ -51,6 +51,7 @@ pub enum EventKind {
     AgentClaimRequested(ClaimRequested),
     ConversationTransferRequested(TransferRequested),
     AllocationDecided(ConversationAgent),
+    ConversationRequeueRequested(RequeueRequested),
     /// Internal: a timer armed by an earlier decision is due (see `broker::delay`).
     TimerFired(TimerFired),
 }
@@ -98,6 +99,14 @@ pub struct TransferRequested {
     pub by_agent_id: Option<Id>,
 }
 
+/// `conversation.requeue_requested`: the agent hands the conversation back to the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RequeueRequested {
+    pub conversation_id: Id,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_agent_id: Option<Id>,
+}
+
 /// The timers the store may arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -107,6 +116,10 @@ pub enum Timer {
     RuleStep,
     Schedule,
     NewDay,
+    /// A waiting conversation's position is looked at again.
+    QueuePosition,
+    /// A waiting conversation may overflow.
+    MaxWait,
 }
 
 /// Internal: a due timer (arrives through the work queue, never from platforms). Conversation
@@ -276,6 +289,7 @@ pub const INBOUND_TYPES: &[&str] = &[
     "agent.claim_requested",
     "conversation.transfer_requested",
     "allocation.decided",
+    "conversation.requeue_requested",
     TIMER_FIRED,
 ];
 
@@ -298,6 +312,7 @@ impl EventKind {
             EventKind::AgentClaimRequested(_) => "agent.claim_requested",
             EventKind::ConversationTransferRequested(_) => "conversation.transfer_requested",
             EventKind::AllocationDecided(_) => "allocation.decided",
+            EventKind::ConversationRequeueRequested(_) => "conversation.requeue_requested",
             EventKind::TimerFired(_) => TIMER_FIRED,
         }
     }
@@ -313,6 +328,7 @@ impl EventKind {
             }
             EventKind::ConversationClosed(d) => Some(&d.conversation_id),
             EventKind::ConversationTransferRequested(d) => Some(&d.conversation_id),
+            EventKind::ConversationRequeueRequested(d) => Some(&d.conversation_id),
             EventKind::TimerFired(d) => d.conversation_id.as_ref(),
             EventKind::AgentClaimRequested(d) => d.conversation_id.as_ref(),
             _ => None,
@@ -346,6 +362,7 @@ pub fn decode(body: &[u8]) -> Result<InboundEvent, Rejection> {
         "agent.claim_requested" => EventKind::AgentClaimRequested(data(value)?),
         "conversation.transfer_requested" => EventKind::ConversationTransferRequested(data(value)?),
         "allocation.decided" => EventKind::AllocationDecided(data(value)?),
+        "conversation.requeue_requested" => EventKind::ConversationRequeueRequested(data(value)?),
         TIMER_FIRED => {
             let timer: TimerFired = data(value)?;
             timer.check()?;
@@ -419,6 +436,10 @@ mod tests {
             (
                 "allocation.decided",
                 json!({"conversation_id": "c1", "agent_id": "a1"}),
+            ),
+            (
+                "conversation.requeue_requested",
+                json!({"conversation_id": "c1", "by_agent_id": "a1"}),
             ),
             (
                 "timer.fired",

@@ -137,6 +137,8 @@ pub mod data {
         Broadcast,
         Custom,
         OfferWithdrawn,
+        /// The agent handed it back.
+        Requeued,
     }
 
     #[derive(JsonSchema)]
@@ -155,11 +157,59 @@ pub mod data {
     }
 
     #[derive(JsonSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum UnassignedReason {
+        New,
+        Returning,
+        Backlog,
+        Reopened,
+        OwnerUnavailable,
+        ReplyTimeout,
+        Claimed,
+        Transferred,
+        Custom,
+        AgentRemoved,
+        RuleEscalated,
+        /// The agent handed it back (`conversation.requeue_requested`).
+        Requeued,
+    }
+
+    #[derive(JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct ConversationUnassigned {
         pub conversation_id: Id,
         pub previous_agent_id: Id,
-        pub reason: AssignmentReason,
+        pub reason: UnassignedReason,
+    }
+
+    /// Where a waiting conversation stands: 1 is next in its queue of `waiting`.
+    #[derive(JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct ConversationQueuePosition {
+        pub conversation_id: Id,
+        #[schemars(range(min = 1))]
+        pub position: u32,
+        #[schemars(range(min = 1))]
+        pub waiting: u32,
+        /// Once the queue's recent departures allow an estimate.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub estimated_wait_seconds: Option<u32>,
+    }
+
+    #[derive(JsonSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum OverflowReason {
+        MaxWait,
+        QueueFull,
+    }
+
+    /// The conversation no longer waits: the platform decides what follows.
+    #[derive(JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct ConversationOverflowed {
+        pub conversation_id: Id,
+        pub reason: OverflowReason,
+        pub waited_seconds: u32,
     }
 
     #[derive(JsonSchema)]
@@ -206,6 +256,8 @@ pub mod data {
         ConversationNotOpen,
         NoAllocationPending,
         AgentUnavailable,
+        RequeueDisabled,
+        ConversationOverflowed,
     }
 
     #[derive(JsonSchema)]

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use super::agents::AgentsUpserted;
 use super::inbound::{
-    AgentRef, ClaimRequested, Conversation, ConversationAgent, ConversationRef, StatusChanged,
-    TimerFired, TransferRequested,
+    AgentRef, ClaimRequested, Conversation, ConversationAgent, ConversationRef, RequeueRequested,
+    StatusChanged, TimerFired, TransferRequested,
 };
 use super::outbound::data::*;
 use super::settings::SettingsPatch;
@@ -115,6 +115,12 @@ pub fn events() -> Vec<EventSchema> {
             "A custom allocator's answer."
         ),
         event!(
+            "conversation.requeue_requested",
+            Inbound,
+            RequeueRequested,
+            "The agent hands the conversation back: it waits again in its first place."
+        ),
+        event!(
             "timer.fired",
             Internal,
             TimerFired,
@@ -155,6 +161,18 @@ pub fn events() -> Vec<EventSchema> {
             Outbound,
             AgentStatusAnnounced,
             "A schedule switched the agent's status."
+        ),
+        event!(
+            "conversation.queue_position",
+            Outbound,
+            ConversationQueuePosition,
+            "Where a waiting conversation stands in its queue, with the estimated wait."
+        ),
+        event!(
+            "conversation.overflowed",
+            Outbound,
+            ConversationOverflowed,
+            "The conversation no longer waits: the platform decides what follows."
         ),
         event!(
             "command.rejected",

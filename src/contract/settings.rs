@@ -26,6 +26,10 @@ pub const MAX_IDS: usize = 256;
 pub const MAX_CONDITION_NAME: usize = 128;
 /// How long a visitor's last agent may be remembered, in days.
 pub const VISITOR_MEMORY_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
+/// How often a waiting conversation may get its position, in seconds.
+pub const QUEUE_POSITION_INTERVAL: std::ops::RangeInclusive<u32> = 1..=300;
+/// The largest `max_waiting`.
+pub const MAX_WAITING: u32 = 1_000_000;
 
 /// Allocation modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -117,6 +121,16 @@ pub struct RuleStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 604800))]
     pub wait_seconds: Option<u32>,
+    /// A conversation that has waited this long at this step overflows (`conversation.overflowed`,
+    /// reason `max_wait`) instead of widening.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 604800))]
+    pub max_wait_seconds: Option<u32>,
+    /// A conversation that would wait at this step while this many already wait in its queue
+    /// overflows at once (reason `queue_full`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub max_waiting: Option<u32>,
 }
 
 /// A routing rule: the first whose `when` matches the conversation routes it through its steps.
@@ -237,6 +251,54 @@ pub struct SettingsPatch {
     )]
     #[schemars(range(min = 1, max = 3650))]
     pub visitor_memory_days: Patch<u32>,
+    /// Waiting conversations get `conversation.queue_position` events.
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub queue_position_updates: Patch<bool>,
+    /// At most one `conversation.queue_position` per conversation per this many seconds.
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1, max = 300))]
+    pub queue_position_interval_seconds: Patch<u32>,
+    /// 0 = off; a conversation that has waited this long overflows (reason `max_wait`).
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(max = 604800))]
+    pub max_wait_seconds: Patch<u32>,
+    /// 0 = off; a conversation that would wait while this many already wait in its queue
+    /// overflows at once (reason `queue_full`).
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(max = 1000000))]
+    pub max_waiting: Patch<u32>,
+    /// 0 = off; each this many seconds of waiting counts as one `priority` level more.
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(max = 604800))]
+    pub priority_aging_seconds: Patch<u32>,
+    /// Extension: agents may hand a conversation back to the queue
+    /// (`conversation.requeue_requested`).
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub agent_can_requeue: Patch<bool>,
 }
 
 impl SettingsPatch {
@@ -258,9 +320,20 @@ impl SettingsPatch {
         for (field, seconds) in [
             ("reply_timeout_seconds", &self.reply_timeout_seconds),
             ("custom_timeout_seconds", &self.custom_timeout_seconds),
+            ("max_wait_seconds", &self.max_wait_seconds),
+            ("priority_aging_seconds", &self.priority_aging_seconds),
         ] {
             check_seconds(field, seconds.flatten())?;
         }
+        if let Some(Some(interval)) = self.queue_position_interval_seconds {
+            if !QUEUE_POSITION_INTERVAL.contains(&interval) {
+                return Err(Rejection::invalid(
+                    "queue_position_interval_seconds",
+                    "must be a whole number of seconds from 1 to 300",
+                ));
+            }
+        }
+        check_max_waiting("max_waiting", self.max_waiting.flatten())?;
         if let Some(Some(zone)) = &self.timezone {
             timezone("timezone", zone)?;
         }
@@ -285,6 +358,17 @@ fn check_seconds(field: &str, seconds: Option<u32>) -> Result<(), Rejection> {
         Some(s) if s > MAX_SECONDS => Err(Rejection::invalid(
             field,
             "must be a whole number of seconds up to 604800",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// How many may wait in a queue, at most [`MAX_WAITING`].
+fn check_max_waiting(field: &str, max_waiting: Option<u32>) -> Result<(), Rejection> {
+    match max_waiting {
+        Some(n) if n > MAX_WAITING => Err(Rejection::invalid(
+            field,
+            format!("must be a whole number up to {MAX_WAITING}"),
         )),
         _ => Ok(()),
     }
@@ -336,6 +420,8 @@ fn check_rules(rules: &[Rule]) -> Result<(), Rejection> {
                 step.channels.as_deref().unwrap_or(&[]),
             )?;
             check_seconds(&at(&step_at, "wait_seconds"), step.wait_seconds)?;
+            check_seconds(&at(&step_at, "max_wait_seconds"), step.max_wait_seconds)?;
+            check_max_waiting(&at(&step_at, "max_waiting"), step.max_waiting)?;
         }
     }
     Ok(())
@@ -360,7 +446,10 @@ mod tests {
             "priority_overflow": "when_full", "timezone": "Europe/Paris",
             "rules": [{"when": {"language": ["es", "pt"], "vip": true},
                        "route_to": [{"skills": ["spanish"], "wait_seconds": 30}, {"skills": []}]}],
-            "custom_timeout_seconds": 10, "release_on_offline": true, "visitor_memory_days": 90
+            "custom_timeout_seconds": 10, "release_on_offline": true, "visitor_memory_days": 90,
+            "queue_position_updates": true, "queue_position_interval_seconds": 30,
+            "max_wait_seconds": 600, "max_waiting": 50, "priority_aging_seconds": 120,
+            "agent_can_requeue": false
         });
         let patch = parse(given.clone()).unwrap();
         // What the store gets back is what the platform sent.
@@ -406,6 +495,15 @@ mod tests {
                 "rules[0].when",
             ),
             (json!({"visitor_memory_days": 0}), "`visitor_memory_days`"),
+            (
+                json!({"queue_position_interval_seconds": 0}),
+                "`queue_position_interval_seconds`",
+            ),
+            (json!({"max_waiting": 1000001}), "`max_waiting`"),
+            (
+                json!({"rules": [{"route_to": [{"max_wait_seconds": 604801}]}]}),
+                "rules[0].route_to[0].max_wait_seconds",
+            ),
         ];
         for (value, expected) in cases {
             let error = parse(value).unwrap_err().to_string();

@@ -32,6 +32,16 @@ pub struct Settings {
     pub release_on_offline: bool,
     /// Extension: how long a visitor's last agent is remembered.
     pub visitor_memory_days: u32,
+    pub queue_position_updates: bool,
+    pub queue_position_interval_seconds: u32,
+    /// 0 = off.
+    pub max_wait_seconds: u32,
+    /// 0 = off.
+    pub max_waiting: u32,
+    /// 0 = off.
+    pub priority_aging_seconds: u32,
+    /// Extension: agents may hand a conversation back to the queue.
+    pub agent_can_requeue: bool,
 }
 
 impl Default for Settings {
@@ -53,6 +63,12 @@ impl Default for Settings {
             custom_timeout_seconds: 10,
             release_on_offline: false,
             visitor_memory_days: 30,
+            queue_position_updates: false,
+            queue_position_interval_seconds: 10,
+            max_wait_seconds: 0,
+            max_waiting: 0,
+            priority_aging_seconds: 0,
+            agent_can_requeue: true,
         }
     }
 }

@@ -138,6 +138,11 @@ pub const PROJECT_KEYS: &[ProjectKey] = &[
         "hash: agent id -> assignments today (the project's local day)",
     ),
     key(
+        "waited",
+        "waited",
+        "zset: every waiting conversation -> when it started waiting, ms (the longest wait)",
+    ),
+    key(
         "versions",
         "versions",
         "hash: the order of each thing that is not a conversation, \"<time us>:<event digest>\" \

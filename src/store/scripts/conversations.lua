@@ -22,8 +22,9 @@ do
     redis.call('ZADD', K.owned, '0', Core.pair(agent_id, conversation_id))
     record.s = 'open'
     record.a = agent_id
-    record.w = nil
-    record.pw = nil
+    record.w, record.pw = nil, nil
+    -- The wait, if any, is over.
+    record.ws, record.ss, record.qp, record.rx = nil, nil, nil, nil
     record.an = (tonumber(record.an) or 0) + 1
     local sequence = Call.next_sequence(record)
     Records.save(conversation_id, record)
@@ -72,7 +73,7 @@ do
       local agent_id
       agent_id, outsiders = Pools.choose(pool, strategy, excluded)
       if agent_id then
-        Queues.dequeue(record)
+        Queues.dequeue(record, true)
         Conversations.assign(conversation_id, record, agent_id, reason, strategy,
           previous_agent_id, pool)
         return
@@ -186,7 +187,11 @@ do
         if not record or record.s ~= 'waiting' then
           Queues.remove(best.waiting, best_member)
         elseif agent_id then
-          Queues.dequeue(record)
+          if record.rx == agent_id then
+            -- Handed back by this agent: another takes it if one is eligible.
+            agent_id = Pools.choose(best, strategy, { [agent_id] = true }) or agent_id
+          end
+          Queues.dequeue(record, true)
           Conversations.assign(conversation_id, record, agent_id, 'backlog', strategy, nil, best)
         else
           Queues.dequeue(record)

@@ -77,10 +77,56 @@ do
     return string.format('%016d', arrival or 0) .. '|' .. conversation_id
   end
 
-  function Core.waiting_score(priority)
+  -- With `aging_seconds` (priority_aging_seconds), each that many seconds of waiting counts
+  -- as one priority level more. Two conversations compare the same whenever they are compared
+  -- (priority + waited / aging, the same `now` for both), so the score is fixed when one starts
+  -- waiting (`since_ms`) and nothing is rescored over time.
+  function Core.waiting_score(priority, since_ms, aging_seconds)
     priority = tonumber(priority) or 0
+    aging_seconds = tonumber(aging_seconds) or 0
+    if aging_seconds > 0 and since_ms then
+      return since_ms / 1000 / aging_seconds - priority
+    end
     if priority == 0 then return '0' end
     return -priority
+  end
+
+  ---------------------------------------------------------------------------------------------
+  -- Waiting: overflow and the estimate of a wait.
+
+  -- When a waiting conversation overflows (ms since the epoch), or nil: `started_ms` is when it
+  -- started waiting, `step_started_ms` when it reached its rule step; the project's limit and
+  -- the step's count from each (seconds, 0 or nil = none). The earlier wins.
+  function Core.overflow_due(started_ms, step_started_ms, project_max_s, step_max_s)
+    local due
+    project_max_s, step_max_s = tonumber(project_max_s) or 0, tonumber(step_max_s) or 0
+    if project_max_s > 0 then due = started_ms + project_max_s * 1000 end
+    if step_max_s > 0 then
+      local step_due = step_started_ms + step_max_s * 1000
+      if not due or step_due < due then due = step_due end
+    end
+    return due
+  end
+
+  -- How many departures a queue's estimate needs before it is given, and how much each new
+  -- gap between departures weighs in the average.
+  Core.ESTIMATE_HISTORY = 5
+  Core.ESTIMATE_WEIGHT = 0.2
+
+  -- The average gap between departures (assignments out of a queue while it holds someone),
+  -- exponentially weighted, after one more gap of `gap_s` seconds.
+  function Core.next_gap(average_s, gap_s, departures)
+    average_s = tonumber(average_s)
+    if not average_s or (tonumber(departures) or 0) == 0 then return gap_s end
+    return Core.ESTIMATE_WEIGHT * gap_s + (1 - Core.ESTIMATE_WEIGHT) * average_s
+  end
+
+  -- The estimated wait (whole seconds) of the one at `position` in a queue whose departures come
+  -- `average_s` apart, once there were enough of them; else nil.
+  function Core.estimated_wait(position, average_s, departures)
+    average_s = tonumber(average_s)
+    if not average_s or (tonumber(departures) or 0) < Core.ESTIMATE_HISTORY then return nil end
+    return math.floor(position * average_s + 0.5)
   end
 
   -- Whether a queue head (member, score) is served before another: priority, then arrival.

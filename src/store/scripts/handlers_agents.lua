@@ -14,6 +14,7 @@ do
     for field in pairs(patch) do things[#things + 1] = 'c|' .. field end
     Versions.read(things)
     local previous_mode = Call.setting('mode')
+    local previous_aging = Call.setting('priority_aging_seconds')
     local current = Call.settings()
     local outcomes, changed = {}, {}
     for field, value in pairs(patch) do
@@ -35,6 +36,7 @@ do
     -- include_busy / include_offline change who is eligible: rebuild the pools once.
     Pools.refresh_all()
     if Call.setting('mode') ~= previous_mode then Modes.requeue_held() end
+    if Call.setting('priority_aging_seconds') ~= previous_aging then Queues.rescore() end
   end
 
   -- Takes every open conversation from the agent and assigns each to another agent, or queues

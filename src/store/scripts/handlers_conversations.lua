@@ -37,6 +37,12 @@ do
     reopen(conversation_id, record)
   end
 
+  -- The platform sends again a conversation that overflowed: it is allocated as if new.
+  local function send_again(conversation_id, record)
+    Records.stamp(record, true, true)
+    Conversations.allocate_new(conversation_id, record)
+  end
+
   Handlers['conversation.created'] = function(data)
     local conversation_id = data.conversation_id
     local record = Records.get(conversation_id)
@@ -47,6 +53,7 @@ do
       -- Created after a close published before it: it starts (again).
       return come_back(conversation_id, record, data)
     end
+    if record.s == 'overflowed' then return send_again(conversation_id, record) end
     -- Known already (a repeat, or closed before its creation was processed): nothing changes
     -- but its order.
     Records.stamp(record, true, false)
@@ -65,6 +72,7 @@ do
     local outcome = Records.judge(record, 'lifecycle')
     if outcome ~= 'apply' then return outcome end
     if record.s == 'closed' then return come_back(conversation_id, record, data) end
+    if record.s == 'overflowed' then return send_again(conversation_id, record) end
     if record.s == 'open' and record.a and owner_gone(record) then
       -- The owner went offline: the conversation moves to someone available.
       local owner = record.a
@@ -152,6 +160,18 @@ do
     Conversations.allocate(conversation_id, record, 'rule_escalated')
   end
 
+  -- A conversation has waited as long as it may: it overflows.
+  Timers['max_wait'] = function(data)
+    local record = timed_conversation(data, 'waiting', 'ot')
+    if record then Queues.overflow(data.conversation_id, record, 'max_wait') end
+  end
+
+  -- Time to look again at a waiting conversation's place.
+  Timers['queue_position'] = function(data)
+    local record = timed_conversation(data, 'waiting', 'qn')
+    if record then Queues.look_again(data.conversation_id, record) end
+  end
+
   -- No decision from the external allocator in time: the new-visitor strategy decides.
   Timers['custom_timeout'] = function(data)
     local conversation_id = data.conversation_id
@@ -214,7 +234,8 @@ do
     if not record or not record.v then return rejected('unknown_conversation', data) end
     if record.s == 'closed' then return rejected('conversation_closed', data) end
     if record.s == 'open' then return rejected('already_assigned', data) end
-    if record.s == 'waiting' then Queues.dequeue(record) end
+    if record.s == 'overflowed' then return rejected('conversation_overflowed', data) end
+    if record.s == 'waiting' then Queues.dequeue(record, true) end
     Modes.release_hold(conversation_id, record)
     Records.stamp(record, false, true)
     Conversations.assign(conversation_id, record, data.agent_id, 'claimed', nil)
@@ -235,6 +256,25 @@ do
     Records.stamp(record, false, true)
     Conversations.assign(data.conversation_id, record, data.to_agent_id, 'transferred', nil,
       previous_agent_id)
+  end
+
+  -- The agent hands the conversation back: it waits again in its first place, and goes to
+  -- another agent before this one, while another is eligible.
+  Handlers['conversation.requeue_requested'] = function(data)
+    local outcome = judge_command(data.conversation_id)
+    if outcome ~= 'apply' then return outcome end
+    if not Call.setting('agent_can_requeue') then return rejected('requeue_disabled', data) end
+    local record = Records.get(data.conversation_id)
+    if not record or record.s ~= 'open' then return rejected('conversation_not_open', data) end
+    local previous_agent_id = record.a
+    Conversations.release(data.conversation_id, record)
+    Records.stamp(record, false, true)
+    record.rx = previous_agent_id
+    Call.emit('conversation.unassigned', {
+      conversation_id = data.conversation_id, previous_agent_id = previous_agent_id,
+      reason = 'requeued',
+    }, Call.next_sequence(record))
+    Queues.enqueue(data.conversation_id, record, 'requeued')
   end
 
   -- The external allocator's answer, applied if the conversation still awaits it and the
