@@ -24,4 +24,5 @@ mod tls;
 mod tls_support;
 mod upgrade;
 mod wait_cost;
+mod waiting;
 mod worker;
