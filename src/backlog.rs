@@ -1,5 +1,5 @@
-//! The backlog metric: how many conversations wait in each project's queue, read live from Redis
-//! whenever `/metrics` is scraped.
+//! The backlog metrics: how many conversations wait in each project's queue, and how long the
+//! longest has waited, read live from Redis whenever `/metrics` is scraped.
 //!
 //! Counting at scrape time, rather than remembering what the last event left behind, keeps the
 //! figure true when other workers have drained the queue since: every worker reports the same
@@ -9,9 +9,10 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
 use crate::contract::Id;
 use crate::store::Store;
 
@@ -25,13 +26,16 @@ const SCRAPE_BUDGET: Duration = Duration::from_secs(2);
 /// Projects this worker has seen lately, and the scrape-time count of their waiting queues.
 pub struct Backlog {
     store: Store,
+    /// The worker's clock: the longest wait is measured with it.
+    clock: Arc<dyn Clock>,
     seen: Mutex<HashMap<Id, Instant>>,
 }
 
 impl Backlog {
-    pub fn new(store: Store) -> Backlog {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Backlog {
         Backlog {
             store,
+            clock,
             seen: Mutex::default(),
         }
     }
@@ -61,9 +65,11 @@ impl Backlog {
             .collect()
     }
 
-    /// Prometheus text for `switchboard_waiting_conversations`; empty when Redis cannot answer
-    /// (the rest of `/metrics` is still served).
+    /// Prometheus text for `switchboard_waiting_conversations` and
+    /// `switchboard_longest_wait_seconds`; empty when Redis cannot answer (the rest of
+    /// `/metrics` is still served).
     pub async fn render(&self) -> String {
+        let now_ms = self.clock.now_ms();
         let projects = self.reported();
         let depths =
             match tokio::time::timeout(SCRAPE_BUDGET, self.store.waiting_depths(&projects)).await {
@@ -81,11 +87,22 @@ impl Backlog {
             "# HELP switchboard_waiting_conversations Conversations waiting for an agent, by project (read at scrape time).\n\
              # TYPE switchboard_waiting_conversations gauge\n",
         );
-        for (project, depth) in projects.iter().zip(depths) {
+        for (project, (depth, _)) in projects.iter().zip(&depths) {
             // Project ids are validated identifiers: nothing in them needs escaping.
             let _ = writeln!(
                 text,
                 "switchboard_waiting_conversations{{project=\"{project}\"}} {depth}"
+            );
+        }
+        text.push_str(
+            "# HELP switchboard_longest_wait_seconds How long the conversation that has waited longest has waited, by project (read at scrape time; 0 when nobody waits).\n\
+             # TYPE switchboard_longest_wait_seconds gauge\n",
+        );
+        for (project, (_, since)) in projects.iter().zip(&depths) {
+            let waited = since.map_or(0.0, |since| (now_ms - since).max(0) as f64 / 1000.0);
+            let _ = writeln!(
+                text,
+                "switchboard_longest_wait_seconds{{project=\"{project}\"}} {waited:.3}"
             );
         }
         text

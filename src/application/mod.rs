@@ -65,7 +65,7 @@ impl Application {
             worker: Arc::new(Worker {
                 confirmations,
                 config: Arc::new(config),
-                backlog: Arc::new(Backlog::new(store.clone())),
+                backlog: Arc::new(Backlog::new(store.clone(), clock.clone())),
                 store,
                 clock,
                 readiness: Arc::new(Readiness::default()),

@@ -477,15 +477,30 @@ impl Store {
         Ok(())
     }
 
-    /// How many conversations wait in each project's queue, in the order given. One ZCARD per
-    /// project, sent together (a cluster routes each to its project's node).
-    pub async fn waiting_depths(&self, projects: &[Id]) -> Result<Vec<u64>, StoreError> {
-        let counts = projects.iter().map(|project| async move {
+    /// Each project's waiting queue, in the order given: how many wait, and since when the one
+    /// that has waited longest waits (ms since the epoch; `None` when nobody waits). A ZCARD
+    /// and a ZRANGE per project, sent together (a cluster routes each to its project's node).
+    pub async fn waiting_depths(
+        &self,
+        projects: &[Id],
+    ) -> Result<Vec<(u64, Option<i64>)>, StoreError> {
+        let reads = projects.iter().map(|project| async move {
             let mut count = redis::cmd("ZCARD");
             count.arg(keys::project_key(project, "waiting"));
-            self.query::<u64>(&count).await
+            let mut oldest = redis::cmd("ZRANGE");
+            oldest
+                .arg(keys::project_key(project, "waited"))
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES");
+            let (depth, oldest) = futures_util::future::try_join(
+                self.query::<u64>(&count),
+                self.query::<Vec<(String, f64)>>(&oldest),
+            )
+            .await?;
+            Ok::<_, StoreError>((depth, oldest.first().map(|(_, since)| *since as i64)))
         });
-        futures_util::future::try_join_all(counts).await
+        futures_util::future::try_join_all(reads).await
     }
 
     /// Is Redis answering?

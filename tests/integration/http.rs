@@ -27,7 +27,10 @@ async fn server() -> (SocketAddr, Arc<Readiness>, CancellationToken) {
     tokio::spawn(serve(
         listener,
         switchboard::telemetry::init_metrics(),
-        Arc::new(Backlog::new(store().await)),
+        Arc::new(Backlog::new(
+            store().await,
+            Arc::new(switchboard::clock::SystemClock),
+        )),
         readiness.clone(),
         shutdown.clone(),
     ));

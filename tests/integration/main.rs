@@ -25,4 +25,5 @@ mod tls_support;
 mod upgrade;
 mod wait_cost;
 mod waiting;
+mod waiting_workers;
 mod worker;

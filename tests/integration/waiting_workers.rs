@@ -1,0 +1,107 @@
+//! The waiting experience through a worker process, with the broker's delay queues as its
+//! timers: positions published as they change, a wait that overflows, the longest wait on
+//! `/metrics`, and a conversation handed back to the queue.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn of<'a>(outputs: &'a [Value], event_type: &str, conversation: &str) -> Vec<&'a Value> {
+    outputs
+        .iter()
+        .filter(|o| o["type"] == event_type && o["data"]["conversation_id"] == conversation)
+        .collect()
+}
+
+#[tokio::test]
+async fn waiting_conversations_learn_their_place_and_overflow_after_the_longest_wait() {
+    let mut env = Env::new().await;
+    let workers = WorkerProcesses::spawn(&env, 1);
+    let mut platform = Platform::new();
+    env.configure(
+        &mut platform,
+        json!({"queue_position_updates": true, "queue_position_interval_seconds": 1,
+               "max_wait_seconds": 3}),
+    )
+    .await;
+    env.team(&mut platform, &[("a", 1)]).await;
+    env.publish(&platform.created("c0")).await;
+    env.outputs(1, WAIT).await;
+    env.publish_many(&[platform.created("c1"), platform.created("c2")])
+        .await;
+    let first = env.outputs(4, WAIT).await;
+    assert_eq!(
+        of(&first, "conversation.queue_position", "c1")[0]["data"]["position"],
+        1
+    );
+    assert_eq!(
+        of(&first, "conversation.queue_position", "c2")[0]["data"]["position"],
+        2
+    );
+    // The longest wait shows on /metrics while they wait.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], workers.http_ports[0]));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let metrics = http_get(addr, "/metrics").await.unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "switchboard_longest_wait_seconds{{project=\"{}\"}}",
+                platform.project
+            ))
+        })
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let waited: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(waited >= 0.5, "{line}");
+    // c0 closes: c1 goes to the agent, and c2's next look (a second later) finds it first.
+    env.publish(&platform.closed("c0")).await;
+    let later = env
+        .outputs_until(
+            |out| !of(out, "conversation.overflowed", "c2").is_empty(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(of(&later, "conversation.assigned", "c1").len(), 1);
+    let moved = of(&later, "conversation.queue_position", "c2");
+    assert!(!moved.is_empty(), "{later:?}");
+    assert_eq!(moved[0]["data"]["position"], 1);
+    // Then, three seconds after it started waiting, it overflows, once.
+    let overflowed = of(&later, "conversation.overflowed", "c2");
+    assert_eq!(overflowed.len(), 1, "{later:?}");
+    assert_eq!(overflowed[0]["data"]["reason"], "max_wait");
+    assert!(overflowed[0]["data"]["waited_seconds"].as_u64().unwrap() >= 3);
+    // Positions stop with the wait: nothing more about c2.
+    let after = env.outputs_for(Duration::from_millis(1500)).await;
+    assert!(
+        of(&after, "conversation.queue_position", "c2").is_empty(),
+        "{after:?}"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_conversation_handed_back_through_the_broker_goes_to_another_agent() {
+    let mut env = Env::new().await;
+    let _workers = WorkerProcesses::spawn(&env, 2);
+    let mut platform = Platform::new();
+    env.team(&mut platform, &[("a", 1)]).await;
+    env.publish(&platform.created("c1")).await;
+    assert_eq!(env.outputs(1, WAIT).await[0]["data"]["agent_id"], "a");
+    env.team(&mut platform, &[("b", 1)]).await;
+    env.publish(&platform.event(
+        "conversation.requeue_requested",
+        json!({"conversation_id": "c1", "by_agent_id": "a"}),
+    ))
+    .await;
+    let out = env.outputs(3, WAIT).await;
+    let unassigned = of(&out, "conversation.unassigned", "c1");
+    assert_eq!(unassigned[0]["data"]["reason"], "requeued");
+    let assigned = of(&out, "conversation.assigned", "c1");
+    assert_eq!(assigned.len(), 1, "{out:?}");
+    assert_eq!(assigned[0]["data"]["agent_id"], "b");
+    env.cleanup().await;
+}
