@@ -5,6 +5,7 @@ pub mod confirmations;
 mod connection;
 #[cfg(test)]
 mod core_tests;
+pub mod explain;
 pub mod interface;
 pub mod keys;
 pub mod read;
@@ -286,6 +287,20 @@ impl Store {
         applied.remove(0)
     }
 
+    /// The ARGV every call of the library shares (see `interface::SHARED_ARGS`), in order.
+    fn shared_args(&self, call: &mut redis::Cmd, now_ms: i64, seed: u32, zone: Tz) {
+        let (generation, generation_start) = self.generation(now_ms);
+        call.arg(now_ms)
+            .arg(seed)
+            .arg(self.options.closed_retention.as_millis() as u64)
+            .arg(zone.name())
+            .arg(local_date(now_ms, zone))
+            .arg(next_midnight(now_ms, zone))
+            .arg(generation)
+            .arg(generation_start)
+            .arg(self.options.dedupe_ttl.as_secs().max(1) * 2);
+    }
+
     /// The generation of event records at `now_ms`, and when it began (us since the epoch).
     pub fn generation(&self, now_ms: i64) -> (u64, i64) {
         let length_ms = (self.options.dedupe_ttl.as_millis() as i64).max(1000);
@@ -320,8 +335,7 @@ impl Store {
             .iter()
             .map(|d| keys::event_digest(&d.event.id))
             .collect();
-        let (generation, generation_start) = self.generation(now_ms);
-        let generation_ttl = (self.options.dedupe_ttl.as_secs().max(1) * 2).to_string();
+        let (generation, _) = self.generation(now_ms);
         let seed = rand::random::<u32>();
         let mut zone = self.remembered_timezone(project);
         let mut results: Vec<Result<Applied, StoreError>> = Vec::with_capacity(events.len());
@@ -340,16 +354,8 @@ impl Store {
             let mut call = redis::cmd("FCALL");
             call.arg(&script::LIBRARY.apply_function)
                 .arg(keys.len())
-                .arg(&keys)
-                .arg(now_ms)
-                .arg(seed.wrapping_add(done as u32))
-                .arg(self.options.closed_retention.as_millis() as u64)
-                .arg(zone.name())
-                .arg(local_date(now_ms, zone))
-                .arg(next_midnight(now_ms, zone))
-                .arg(generation)
-                .arg(generation_start)
-                .arg(&generation_ttl);
+                .arg(&keys);
+            self.shared_args(&mut call, now_ms, seed.wrapping_add(done as u32), zone);
             let mut legacy = interface::PROJECT_KEYS.len();
             for (i, delivered) in rest.iter().enumerate() {
                 let index = if delivered.redelivered {

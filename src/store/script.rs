@@ -33,12 +33,14 @@ const PARTS: &str = concat!(
     include_str!("scripts/handlers_agents.lua"),
     include_str!("scripts/handlers_conversations.lua"),
     include_str!("scripts/apply.lua"),
+    include_str!("scripts/explain.lua"),
 );
 
 const INTERFACE_SLOT: &str = "-- INTERFACE\n";
 const DEFAULTS_SLOT: &str = "local DEFAULT_SETTINGS = {}";
 const APPLY_NAME_SLOT: &str = "local APPLY_FUNCTION_NAME = 'switchboard_apply'";
 const CONFIRM_NAME_SLOT: &str = "local CONFIRM_FUNCTION_NAME = 'switchboard_confirm'";
+const EXPLAIN_NAME_SLOT: &str = "local EXPLAIN_FUNCTION_NAME = 'switchboard_explain'";
 
 /// The assembled library: what `FUNCTION LOAD` gets, and the names `FCALL` calls.
 pub struct Library {
@@ -50,6 +52,8 @@ pub struct Library {
     pub apply_function: String,
     /// The `confirm` function's name, `switchboard_confirm_<version>`.
     pub confirm_function: String,
+    /// The `explain` function's name, `switchboard_explain_<version>`.
+    pub explain_function: String,
 }
 
 /// The library of this build.
@@ -58,8 +62,8 @@ pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
         PARTS.contains(DEFAULTS_SLOT),
         "call.lua declares DEFAULT_SETTINGS"
     );
-    for slot in [APPLY_NAME_SLOT, CONFIRM_NAME_SLOT] {
-        assert!(PARTS.contains(slot), "apply.lua declares {slot}");
+    for slot in [APPLY_NAME_SLOT, CONFIRM_NAME_SLOT, EXPLAIN_NAME_SLOT] {
+        assert!(PARTS.contains(slot), "the library declares {slot}");
     }
     let table = lua_table(&crate::domain::settings::defaults());
     let body = PARTS
@@ -74,6 +78,7 @@ pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
     let name = format!("switchboard_{version}");
     let apply_function = format!("switchboard_apply_{version}");
     let confirm_function = format!("switchboard_confirm_{version}");
+    let explain_function = format!("switchboard_explain_{version}");
     let body = body
         .replacen(
             APPLY_NAME_SLOT,
@@ -84,12 +89,18 @@ pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
             CONFIRM_NAME_SLOT,
             &format!("local CONFIRM_FUNCTION_NAME = '{confirm_function}'"),
             1,
+        )
+        .replacen(
+            EXPLAIN_NAME_SLOT,
+            &format!("local EXPLAIN_FUNCTION_NAME = '{explain_function}'"),
+            1,
         );
     Library {
         code: format!("#!lua name={name}\n{body}"),
         name,
         apply_function,
         confirm_function,
+        explain_function,
     }
 });
 
@@ -201,11 +212,14 @@ mod tests {
     #[test]
     fn the_library_loads_in_plain_lua() {
         // Redis runs the top level once at FUNCTION LOAD: it must only define, and register the
-        // two functions.
+        // three functions.
         let lua = mlua::Lua::new();
         lua.load(
             "registered = {}
-             redis = { register_function = function(name, f) registered[#registered + 1] = name end }",
+             redis = { register_function = function(name, f)
+               if type(name) == 'table' then name = name.function_name end
+               registered[#registered + 1] = name
+             end }",
         )
         .exec()
         .unwrap();
@@ -216,7 +230,8 @@ mod tests {
             registered,
             [
                 LIBRARY.apply_function.clone(),
-                LIBRARY.confirm_function.clone()
+                LIBRARY.confirm_function.clone(),
+                LIBRARY.explain_function.clone(),
             ]
         );
     }

@@ -285,3 +285,78 @@ async fn a_conversation_handed_back_waits_in_its_first_place() {
     assert_eq!(types(&out), ["command.rejected"]);
     assert_eq!(out[0].data["reason"], "requeue_disabled");
 }
+
+#[tokio::test]
+async fn the_store_explains_why_a_conversation_waits_agent_by_agent() {
+    let p = Project::new().await;
+    p.configure(json!({"rules": [{"when": {"language": "es"}, "route_to": [{"skills": ["es"]}]}]}))
+        .await;
+    p.apply(
+        "agent.upserted",
+        json!({"agents": [
+            {"agent_id": "full", "max_concurrent": 1, "skills": ["es"]},
+            {"agent_id": "away", "max_concurrent": 3, "skills": ["es"]},
+            {"agent_id": "busy", "max_concurrent": 3, "skills": ["es"]},
+            {"agent_id": "english", "max_concurrent": 3},
+            {"agent_id": "manual", "max_concurrent": 3, "skills": ["es"], "auto_assign": false},
+            {"agent_id": "capped", "max_concurrent": 3, "skills": ["es"], "daily_limit": 1}]}),
+    )
+    .await;
+    let spanish = |id: &str| json!({"conversation_id": id, "visitor_id": "v", "language": "es"});
+    // capped takes one and reaches its daily limit; then full takes one and is full.
+    p.status("capped", "online").await;
+    p.apply("conversation.created", spanish("c0")).await;
+    p.close("c0").await;
+    for agent in ["full", "english", "manual"] {
+        p.status(agent, "online").await;
+    }
+    p.status("busy", "busy").await;
+    assert_eq!(
+        assigned_agents(&p.apply("conversation.created", spanish("c1")).await),
+        ["full"]
+    );
+    p.apply("conversation.created", spanish("c3")).await;
+    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let waiting = p
+        .store
+        .explain(
+            &project,
+            switchboard::store::explain::Question::Waiting { limit: 10 },
+            p.now_ms,
+        )
+        .await
+        .unwrap();
+    assert_eq!(waiting["waiting"], 1);
+    assert_eq!(waiting["listed"][0]["conversation_id"], "c3");
+    assert_eq!(waiting["listed"][0]["position"], 1);
+    let queue = &waiting["queues"][0];
+    assert_eq!(queue["eligible"], 0);
+    assert_eq!(
+        queue["excluded"],
+        json!({"at_max_concurrent": 1, "offline": 1, "busy": 1, "lacks_skills": 1,
+               "auto_assign_off": 1, "at_daily_limit": 1})
+    );
+    let one = p
+        .store
+        .explain(
+            &project,
+            switchboard::store::explain::Question::Conversation("c3"),
+            p.now_ms,
+        )
+        .await
+        .unwrap();
+    assert_eq!(one["state"], "waiting");
+    assert_eq!(one["rule"], 1);
+    assert_eq!(one["step_requirement"]["skills"], json!(["es"]));
+    assert_eq!(one["queue"]["excluded"]["offline"], 1);
+    let assigned = p
+        .store
+        .explain(
+            &project,
+            switchboard::store::explain::Question::Conversation("c1"),
+            p.now_ms,
+        )
+        .await
+        .unwrap();
+    assert_eq!(assigned["state"], "open");
+}

@@ -292,6 +292,29 @@ do
     return tonumber(cfg.priority) or Core.OUTSIDE
   end
 
+  -- Why an agent cannot take a conversation of a pool now, or nil when it can: the first of
+  -- `auto_assign_off`, `lacks_skills`, `channel`, `offline`, `busy`, `no_capacity`
+  -- (max_concurrent 0), `at_max_concurrent`, `at_daily_limit`, `outside_level` (another
+  -- precedence level serves: `serving`, nil when none does), in that order. `status_lets_it`
+  -- says whether its status receives under the settings.
+  function Core.exclusion(cfg, status, status_lets_it, load, today, req, serving)
+    if cfg.auto_assign == false then return 'auto_assign_off' end
+    if req then
+      local skills = { s = req.s }
+      if not Core.qualifies(cfg, skills) then return 'lacks_skills' end
+      if not Core.qualifies(cfg, req) then return 'channel' end
+    end
+    if not status_lets_it then
+      if status == 'busy' then return 'busy' end
+      return 'offline'
+    end
+    if Core.max_concurrent(cfg) == 0 then return 'no_capacity' end
+    if not Core.has_room(cfg, load) then return 'at_max_concurrent' end
+    if Core.daily_limit_reached(cfg, today) then return 'at_daily_limit' end
+    if serving and Core.bucket(cfg) ~= serving then return 'outside_level' end
+    return nil
+  end
+
   ---------------------------------------------------------------------------------------------
   -- Strategies' arithmetic.
 
