@@ -1,19 +1,17 @@
 //! `switchboard inspect PROJECT`: a project's agents, loads, waiting queue and settings, as a
 //! readable table. It only reads (several commands, so not one atomic snapshot).
 
-use std::collections::HashMap;
 use std::fmt::Write;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::Config;
 use crate::contract::Id;
 use crate::domain::settings::defaults;
-use crate::store::keys::project_key;
 use crate::store::{Store, StoreError, StoreOptions};
 
 /// How many waiting conversations to show.
-const WAITING_SHOWN: isize = 10;
+const WAITING_SHOWN: usize = 10;
 
 pub async fn run(config: Config, project: &str) -> anyhow::Result<()> {
     let project = Id::parse(project).map_err(|e| anyhow::anyhow!("project id {e}"))?;
@@ -24,40 +22,15 @@ pub async fn run(config: Config, project: &str) -> anyhow::Result<()> {
 
 /// The report as text.
 pub async fn render(store: &Store, project: &Id) -> Result<String, StoreError> {
-    let key = |name: &str| project_key(project, name);
-    let agents: HashMap<String, String> = store
-        .query(redis::cmd("HGETALL").arg(key("agents")))
-        .await?;
-    let statuses: HashMap<String, String> = store
-        .query(redis::cmd("HGETALL").arg(key("status")))
-        .await?;
-    let owned: Vec<String> = store
-        .query(redis::cmd("ZRANGE").arg(key("owned")).arg(0).arg(-1))
-        .await?;
-    let eligible: Vec<String> = store
-        .query(redis::cmd("ZRANGE").arg(key("by_load")).arg(0).arg(-1))
-        .await?;
-    let waiting_count: usize = store.query(redis::cmd("ZCARD").arg(key("waiting"))).await?;
-    let waiting: Vec<String> = store
-        .query(
-            redis::cmd("ZRANGE")
-                .arg(key("waiting"))
-                .arg(0)
-                .arg(WAITING_SHOWN - 1),
-        )
-        .await?;
-    let held: usize = store.query(redis::cmd("ZCARD").arg(key("held"))).await?;
-    let settings: Option<String> = store.query(redis::cmd("GET").arg(key("settings"))).await?;
-    let settings: Map<String, Value> = settings
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or_default();
+    let agents = store.agents(project).await?;
+    let statuses = store.statuses(project).await?;
+    let open = store.open_conversations(project).await?;
+    let eligible = store.eligible(project).await?;
+    let waiting_count = store.waiting_count(project).await?;
+    let waiting = store.waiting(project, Some(WAITING_SHOWN)).await?;
+    let held = store.held_count(project).await?;
+    let settings = store.settings(project).await?;
 
-    let mut load: HashMap<&str, usize> = HashMap::new();
-    for member in &owned {
-        if let Some((agent, _)) = member.split_once('|') {
-            *load.entry(agent).or_default() += 1;
-        }
-    }
     let mut out = String::new();
     let _ = writeln!(out, "project {project}\n");
     let _ = writeln!(out, "agents ({})", agents.len());
@@ -66,10 +39,7 @@ pub async fn render(store: &Store, project: &Id) -> Result<String, StoreError> {
         "CHANNELS",
     ]
     .map(String::from)];
-    let mut names: Vec<&String> = agents.keys().collect();
-    names.sort();
-    for name in names {
-        let cfg: Value = serde_json::from_str(&agents[name]).unwrap_or_default();
+    for (name, cfg) in &agents {
         let field = |f: &str| match &cfg[f] {
             Value::Null => "-".to_string(),
             Value::Array(items) if items.is_empty() => "-".to_string(),
@@ -88,7 +58,7 @@ pub async fn render(store: &Store, project: &Id) -> Result<String, StoreError> {
                 .unwrap_or_else(|| "offline".into()),
             format!(
                 "{}/{}",
-                load.get(name.as_str()).copied().unwrap_or(0),
+                open.get(name).map_or(0, Vec::len),
                 cfg["max_concurrent"].as_u64().unwrap_or(0)
             ),
             if eligible.contains(name) { "yes" } else { "no" }.into(),
@@ -128,24 +98,20 @@ pub async fn render(store: &Store, project: &Id) -> Result<String, StoreError> {
     if !waiting.is_empty() {
         let mut rows =
             vec![["#", "CONVERSATION", "PRIORITY", "VISITOR", "CHANNEL"].map(String::from)];
-        let ids: Vec<&str> = waiting
-            .iter()
-            .filter_map(|m| m.split_once('|').map(|(_, c)| c))
-            .collect();
-        let records: Vec<Option<String>> = store
-            .query(redis::cmd("HMGET").arg(key("convs")).arg(&ids))
-            .await?;
+        let ids: Vec<&str> = waiting.iter().map(|w| w.conversation_id.as_str()).collect();
+        let records = store.conversations_of(project, &ids).await?;
         for (i, (id, record)) in ids.iter().zip(records).enumerate() {
-            let record: Value = record
-                .and_then(|r| serde_json::from_str(&r).ok())
-                .unwrap_or_default();
-            let text = |f: &str| record[f].as_str().unwrap_or("-").to_string();
+            let (priority, visitor, channel) = match record {
+                Some(r) => (r.priority, r.visitor, r.channel),
+                None => (0, None, None),
+            };
+            let text = |field: Option<String>| field.unwrap_or_else(|| "-".into());
             rows.push([
                 (i + 1).to_string(),
                 id.to_string(),
-                record["p"].as_i64().unwrap_or(0).to_string(),
-                text("v"),
-                text("ch"),
+                priority.to_string(),
+                text(visitor),
+                text(channel),
             ]);
         }
         table(&mut out, &rows);

@@ -28,6 +28,9 @@ pub struct ConversationState {
     /// The last sequence number published about it.
     #[serde(rename = "q", default)]
     pub sequence: u64,
+    /// The channel it came from, if the platform said.
+    #[serde(rename = "ch", default)]
+    pub channel: Option<String>,
 }
 
 /// One waiting conversation, in the order they are served.
@@ -102,6 +105,12 @@ impl Store {
         Ok(open)
     }
 
+    /// How many conversations are open (assigned to an agent), all agents together.
+    pub async fn open_count(&self, project: &Id) -> Result<u64, StoreError> {
+        self.query(redis::cmd("ZCARD").arg(project_key(project, "owned")))
+            .await
+    }
+
     /// How many open conversations one agent holds.
     pub async fn load(&self, project: &Id, agent: &str) -> Result<u64, StoreError> {
         self.query(
@@ -137,11 +146,30 @@ impl Store {
                     .arg(conversation),
             )
             .await?;
+        stored.map(|text| record(&text)).transpose()
+    }
+
+    /// The records of these conversations, in the order given (`None` for one the project
+    /// does not remember).
+    pub async fn conversations_of(
+        &self,
+        project: &Id,
+        conversations: &[&str],
+    ) -> Result<Vec<Option<ConversationState>>, StoreError> {
+        if conversations.is_empty() {
+            return Ok(vec![]);
+        }
+        let stored: Vec<Option<String>> = self
+            .query(
+                redis::cmd("HMGET")
+                    .arg(project_key(project, "convs"))
+                    .arg(conversations),
+            )
+            .await?;
         stored
-            .map(|text| {
-                serde_json::from_str(&text).map_err(|e| StoreError::Reply(format!("{e}: {text}")))
-            })
-            .transpose()
+            .into_iter()
+            .map(|text| text.map(|text| record(&text)).transpose())
+            .collect()
     }
 
     /// Every conversation the project remembers, by id.
@@ -154,11 +182,7 @@ impl Store {
             .await?;
         stored
             .into_iter()
-            .map(|(id, text)| {
-                serde_json::from_str(&text)
-                    .map(|state| (id, state))
-                    .map_err(|e| StoreError::Reply(format!("{e}: {text}")))
-            })
+            .map(|(id, text)| Ok((id, record(&text)?)))
             .collect()
     }
 
@@ -191,6 +215,20 @@ impl Store {
             .collect())
     }
 
+    /// How many conversations wait, the whole queue (where [`Store::waiting`] may show only
+    /// its head).
+    pub async fn waiting_count(&self, project: &Id) -> Result<u64, StoreError> {
+        self.query(redis::cmd("ZCARD").arg(project_key(project, "waiting")))
+            .await
+    }
+
+    /// How many conversations are offered to agents (broadcast) or await an external decision
+    /// (custom): held out of the waiting queue.
+    pub async fn held_count(&self, project: &Id) -> Result<u64, StoreError> {
+        self.query(redis::cmd("ZCARD").arg(project_key(project, "held")))
+            .await
+    }
+
     /// Whether the store still keeps an event's outputs for a replay (`Some(true)`: the broker
     /// has not confirmed them yet, as far as the store knows), remembers the event as seen
     /// (`Some(false)`), or does not know it (`None`). `now_ms` picks the window.
@@ -216,4 +254,9 @@ impl Store {
         }
         Ok(None)
     }
+}
+
+/// A conversation's record, as the library writes it (JSON).
+fn record(text: &str) -> Result<ConversationState, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Reply(format!("{e}: {text}")))
 }
