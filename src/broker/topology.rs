@@ -1,10 +1,15 @@
 //! The exchanges and queues of the contract, declared idempotently by every worker at start and
-//! after every reconnection.
+//! after every reconnection; and deleted, for the private topologies of tests, the benchmark
+//! and `simulate`.
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
+use super::delay;
 use crate::config::Config;
 
 /// The work queue's arguments: a quorum queue that dead-letters (at least once) into the dead
@@ -86,4 +91,29 @@ pub async fn declare(channel: &Channel, config: &Config) -> lapin::Result<()> {
         )
         .await?;
     Ok(())
+}
+
+/// Deletes what [`declare`] declares and every delay queue of the timer ladder, messages and
+/// all: a topology of its own that a test, a benchmark run or a simulation leaves behind. Every
+/// deletion is tried (deleting what does not exist succeeds), so one failure does not leave
+/// the rest; the first error is returned.
+pub async fn delete(channel: &Channel, config: &Config) -> lapin::Result<()> {
+    let mut first_error = None;
+    let queues = [&config.work_queue, &config.dead_letter_queue]
+        .into_iter()
+        .cloned()
+        .chain(delay::ladder_queue_names(&config.work_queue));
+    for queue in queues {
+        let deleted = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+        first_error = first_error.or(deleted.err());
+    }
+    for exchange in [&config.inbound_exchange, &config.outbound_exchange] {
+        let deleted = channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+        first_error = first_error.or(deleted.err());
+    }
+    first_error.map_or(Ok(()), Err)
 }
