@@ -1,5 +1,6 @@
 //! The subcommands of the `switchboard` binary.
 
+pub mod chart;
 pub mod demo;
 pub mod inspect;
 pub mod publish;
