@@ -25,13 +25,14 @@ use tokio::time::Instant;
 
 use crate::application::Application;
 use crate::broker::{self, Message, Session};
+use crate::cli::chart::{Bar, Chart};
 use crate::clock::{Clock, ScaledClock};
+use crate::config::Config;
+use crate::contract::{CloudEvent, Id};
+use crate::store::{Store, StoreOptions};
 
 /// The simulated day starts on Monday 2026-11-23, 08:00 UTC.
 const MONDAY_MORNING_MS: i64 = 1_795_420_800_000;
-use crate::config::Config;
-use crate::contract::{CloudEvent, Id};
-use crate::store::{keys, Store, StoreOptions};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimulateArgs {
@@ -139,108 +140,24 @@ impl Report {
         out
     }
 
-    /// Shares (actual bars, expected ticks) and the wait-time distribution, as SVG.
+    /// Shares (actual bars, expected marks) and the wait-time distribution, as SVG.
     pub fn svg(&self) -> String {
-        let (w, h) = (720.0, 320.0);
-        let mut svg = format!(
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
-        );
-        svg += r#"<rect width="100%" height="100%" fill="white"/>"#;
-        let _ = write!(
-            svg,
-            r#"<text x="20" y="22" font-size="14">Share of assignments ({}) — bars: actual, ticks: expected</text>"#,
+        let mut chart = Chart::new(format!(
+            "Share of assignments ({}): bars actual, marks expected",
             self.strategy
-        );
-        let (x0, y0, chart_h) = (40.0, 40.0, 220.0);
-        let bar_w = 260.0 / self.rows.len().max(1) as f64;
-        let top = self
+        ));
+        let shares = self
             .rows
             .iter()
-            .map(|r| r.share.max(r.expected))
-            .fold(0.0, f64::max)
-            .max(0.01);
-        for (i, r) in self.rows.iter().enumerate() {
-            let x = x0 + i as f64 * bar_w;
-            let bh = r.share / top * chart_h;
-            let eh = r.expected / top * chart_h;
-            let _ = write!(
-                svg,
-                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#4c78a8"/>"##,
-                x + 4.0,
-                y0 + chart_h - bh,
-                bar_w - 8.0,
-                bh
-            );
-            let _ = write!(
-                svg,
-                r##"<line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#e45756" stroke-width="3"/>"##,
-                x,
-                x + bar_w,
-                y0 + chart_h - eh,
-                y0 + chart_h - eh
-            );
-            let _ = write!(
-                svg,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                x + bar_w / 2.0,
-                y0 + chart_h + 16.0,
-                r.id
-            );
-            let _ = write!(
-                svg,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{:.0}%</text>"#,
-                x + bar_w / 2.0,
-                y0 + chart_h - bh - 4.0,
-                r.share * 100.0
-            );
-        }
-        // Wait-time distribution: sorted waits as a curve (x = share of conversations).
-        let (cx, cw) = (380.0, 300.0);
-        let _ = write!(
-            svg,
-            r#"<text x="{cx}" y="{:.1}">Wait (ms) by percentile — p99 {:.1} ms</text>"#,
-            y0 - 4.0,
-            self.percentile(0.99)
-        );
-        let _ = write!(
-            svg,
-            r##"<rect x="{cx}" y="{y0}" width="{cw}" height="{chart_h}" fill="none" stroke="#999"/>"##
-        );
-        let max_wait = self.percentile(1.0).max(1.0);
-        let n = self.waits_ms.len().max(2) - 1;
-        let points: Vec<String> = self
-            .waits_ms
-            .iter()
-            .enumerate()
-            .map(|(i, wait)| {
-                format!(
-                    "{:.1},{:.1}",
-                    cx + i as f64 / n as f64 * cw,
-                    y0 + chart_h - wait / max_wait * chart_h
-                )
-            })
+            .map(|r| Bar::new(&r.id, r.share * 100.0).marked(r.expected * 100.0))
             .collect();
-        let _ = write!(
-            svg,
-            r##"<polyline fill="none" stroke="#4c78a8" stroke-width="2" points="{}"/>"##,
-            points.join(" ")
+        chart.bars("Share of assignments", "%", shares);
+        chart.curve(
+            &format!("Wait by percentile, p99 {:.1} ms", self.percentile(0.99)),
+            "ms",
+            self.waits_ms.clone(),
         );
-        let _ = write!(
-            svg,
-            r#"<text x="{cx}" y="{:.1}">0%</text><text x="{:.1}" y="{:.1}" text-anchor="end">100%</text>"#,
-            y0 + chart_h + 16.0,
-            cx + cw,
-            y0 + chart_h + 16.0
-        );
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{:.0}</text>"#,
-            cx - 4.0,
-            y0 + 10.0,
-            max_wait
-        );
-        svg += "</svg>\n";
-        svg
+        chart.svg()
     }
 }
 
@@ -342,13 +259,6 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
 
     let store = Store::connect(&config.redis_nodes(), StoreOptions::from_config(&config)).await?;
     let project_id = Id::parse(&project).expect("a valid id");
-    let load = |agent: &str| {
-        redis::cmd("ZLEXCOUNT")
-            .arg(keys::project_key(&project_id, "owned"))
-            .arg(format!("[{agent}|"))
-            .arg(format!("[{agent}|\u{ff}"))
-            .clone()
-    };
 
     send("project.configured", json!({"new_visitors": args.strategy})).await?;
     let patches: Vec<Value> = agents
@@ -365,13 +275,11 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     }
     // Wait until the settings and the team are in place before the day starts (a worker
     // handles events concurrently, so they may be applied in any order).
-    let pool = keys::project_key(&project_id, "by_load");
-    let settings_key = keys::project_key(&project_id, "settings");
     let started_waiting = Instant::now();
     loop {
-        let ready: usize = store.query(redis::cmd("ZCARD").arg(&pool)).await?;
-        let settings: Option<String> = store.query(redis::cmd("GET").arg(&settings_key)).await?;
-        let configured = settings.is_some_and(|s| s.contains(&args.strategy));
+        let ready = store.eligible(&project_id).await?.len();
+        let settings = store.settings(&project_id).await?;
+        let configured = settings.get("new_visitors") == Some(&json!(args.strategy));
         if configured && ready >= agents.iter().filter(|a| a.max_concurrent > 0).count() {
             break;
         }
@@ -441,7 +349,7 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
                     waits.push(at.elapsed().as_secs_f64() * 1000.0);
                     *assigned.entry(agent.clone()).or_default() += 1;
                 }
-                let open: i64 = store.query(&load(&agent)).await?;
+                let open = store.load(&project_id, &agent).await? as i64;
                 let seen = max_load.entry(agent).or_default();
                 *seen = (*seen).max(open);
                 let handling = rand::rng().random_range(handling_min..=handling_max);
@@ -567,22 +475,8 @@ async fn cleanup(config: &Config) {
     else {
         return;
     };
-    let Ok(channel) = connection.create_channel().await else {
-        return;
-    };
-    let delay_queues = crate::broker::delay::ladder_queue_names(&config.work_queue);
-    for queue in [&config.work_queue, &config.dead_letter_queue]
-        .into_iter()
-        .chain(&delay_queues)
-    {
-        let _ = channel
-            .queue_delete(queue.as_str().into(), Default::default())
-            .await;
-    }
-    for exchange in [&config.inbound_exchange, &config.outbound_exchange] {
-        let _ = channel
-            .exchange_delete(exchange.as_str().into(), Default::default())
-            .await;
+    if let Ok(channel) = connection.create_channel().await {
+        let _ = crate::broker::topology::delete(&channel, config).await;
     }
     let _ = connection.close(200, "done".into()).await;
 }
