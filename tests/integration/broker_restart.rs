@@ -13,7 +13,6 @@
 //! decided a second time; the events still in the queue must survive the restart.
 
 use std::collections::{HashMap, HashSet};
-use std::process::Child;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -23,6 +22,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use serde_json::Value;
+use switchboard::contract::Id;
 
 use crate::helpers::*;
 use crate::private_rabbit::{PrivateRabbit, Stop};
@@ -32,54 +32,6 @@ const BEFORE: usize = 150;
 const AFTER: usize = 150;
 const TEAM: [(&str, u64); 2] = [("a", 40), ("b", 40)];
 const WORKERS: usize = 2;
-
-/// Worker processes, killed when dropped (a failed test leaves none behind). They are in the
-/// test's process group; but one that is frozen (SIGSTOP, for about a second of this test) when
-/// the test process dies keeps a SIGTERM or SIGINT pending: only a SIGKILL (nextest's, after
-/// its grace period) ends it then.
-struct Workers(Vec<(Child, u16)>);
-
-impl Workers {
-    fn spawn(config: &switchboard::config::Config) -> Workers {
-        Workers(
-            (0..WORKERS)
-                .map(|_| {
-                    let port = free_port();
-                    (worker_process(config, port), port)
-                })
-                .collect(),
-        )
-    }
-
-    fn pids(&self) -> Vec<u32> {
-        self.0.iter().map(|(child, _)| child.id()).collect()
-    }
-
-    fn ports(&self) -> Vec<u16> {
-        self.0.iter().map(|(_, port)| *port).collect()
-    }
-}
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for (child, _) in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Sends `signal` (`STOP`, `CONT`) to each process.
-fn signal(pids: &[u32], signal: &str) {
-    for pid in pids {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} {pid}");
-    }
-}
 
 async fn get(port: u16, path: &str) -> Option<String> {
     http_get(([127, 0, 0, 1], port).into(), path).await
@@ -111,15 +63,10 @@ fn metric(metrics: &str, name: &str, label: &str) -> f64 {
 
 /// Conversations of `project` assigned or waiting, in Redis.
 async fn decided_in_redis(store: &switchboard::store::Store, project: &str) -> i64 {
-    let mut decided = 0;
-    for key in ["owned", "waiting"] {
-        let n: i64 = store
-            .query(redis::cmd("ZCARD").arg(format!("sb:{{{project}}}:{key}")))
-            .await
-            .unwrap();
-        decided += n;
-    }
-    decided
+    let project = Id::parse(project).unwrap();
+    let open = store.open_count(&project).await.unwrap();
+    let waiting = store.waiting_count(&project).await.unwrap();
+    (open + waiting) as i64
 }
 
 fn decided_conversations(outputs: &[Value]) -> HashSet<String> {
@@ -331,8 +278,12 @@ async fn a_real_rabbitmq_restart_under_load_loses_nothing() {
     let collector = format!("{}.collected", config.outbound_exchange);
     declare_collector(&url, &config.outbound_exchange, &collector).await;
 
-    let workers = Workers::spawn(&config);
-    for port in workers.ports() {
+    // Killed when dropped, so a failed test leaves none behind. They are in the test's
+    // process group; one frozen (SIGSTOP, for about a second of this test) when the test
+    // process dies is ended by nextest's SIGKILL after its grace period.
+    let workers = WorkerProcesses::spawn(&env, WORKERS);
+    let ports = workers.http_ports.clone();
+    for port in ports.iter().copied() {
         wait_ready(port, Duration::from_secs(20)).await;
     }
     let mut platform = Platform::new();
@@ -355,7 +306,7 @@ async fn a_real_rabbitmq_restart_under_load_loses_nothing() {
     );
 
     // Freeze the workers, then publish the first burst (confirmed: it is in the quorum queue).
-    signal(&workers.pids(), "STOP");
+    workers.signal("STOP");
     let before: Vec<Vec<u8>> = (0..BEFORE)
         .map(|i| platform.created(&format!("c{i}")))
         .collect();
@@ -383,7 +334,7 @@ async fn a_real_rabbitmq_restart_under_load_loses_nothing() {
     // Thaw the workers and stop the node as soon as they are at it. Once it is down, count
     // what they decided (the decisions whose outputs or acks did not reach the broker will be
     // replayed).
-    signal(&workers.pids(), "CONT");
+    workers.signal("CONT");
     let project = platform.project.clone();
     for _ in 0..5000 {
         if decided_in_redis(&store, &project).await >= 10 {
@@ -411,7 +362,7 @@ async fn a_real_rabbitmq_restart_under_load_loses_nothing() {
         .map(|i| platform.created(&format!("c{i}")))
         .collect();
     publish_confirmed(&url, &config.inbound_exchange, &after).await;
-    for port in workers.ports() {
+    for port in ports.iter().copied() {
         wait_ready(port, Duration::from_secs(30)).await;
     }
 
@@ -486,27 +437,20 @@ async fn a_real_rabbitmq_restart_under_load_loses_nothing() {
         let owned = owner_of.values().filter(|a| *a == agent).count() as u64;
         assert_eq!(owned, max, "assignments to {agent}");
     }
-    let owned: Vec<String> = store
-        .query(
-            redis::cmd("ZRANGE")
-                .arg(format!("sb:{{{}}}:owned", platform.project))
-                .arg(0)
-                .arg(-1),
-        )
+    let project = Id::parse(&platform.project).unwrap();
+    let owned: HashMap<String, String> = store
+        .open_conversations(&project)
         .await
-        .unwrap();
-    let owned: HashMap<String, String> = owned
-        .iter()
-        .map(|m| {
-            let (agent, conversation) = m.split_once('|').unwrap();
-            (conversation.to_string(), agent.to_string())
+        .unwrap()
+        .into_iter()
+        .flat_map(|(agent, conversations)| {
+            conversations
+                .into_iter()
+                .map(move |conversation| (conversation, agent.clone()))
         })
         .collect();
     assert_eq!(owned, owner_of, "Redis owns what was assigned");
-    let waiting: usize = store
-        .query(redis::cmd("ZCARD").arg(format!("sb:{{{}}}:waiting", platform.project)))
-        .await
-        .unwrap();
+    let waiting = store.waiting_count(&project).await.unwrap() as usize;
     assert_eq!(waiting, queued.len(), "Redis waits for what was queued");
 
     // The broker is drained: nothing ready or unacked, nothing dead-lettered, both workers
@@ -532,7 +476,7 @@ async fn a_real_rabbitmq_restart_under_load_loses_nothing() {
     );
 
     let mut replayed = 0.0;
-    for port in workers.ports() {
+    for port in ports.iter().copied() {
         let metrics = get(port, "/metrics").await.unwrap_or_default();
         let reconnects = metric(
             &metrics,

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use switchboard::config::tls::TlsFiles;
-use switchboard::store::{Store, StoreOptions};
+use switchboard::contract::Id;
+use switchboard::store::{keys, Store, StoreOptions};
 
 use crate::helpers::{load_of, of_type, Env, Platform};
 use crate::tls_support::{Certificates, TlsRedis};
@@ -37,13 +38,13 @@ async fn cluster_store(cluster: &TlsRedis, certificates: &Certificates) -> Store
 /// Waits until every project's team is online in Redis.
 async fn wait_for_teams(store: &Store, platforms: &[Platform]) {
     for platform in platforms {
-        let key = format!("sb:{{{}}}:pool:load", platform.project);
+        let project = Id::parse(&platform.project).unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let online: usize = store
-                .query(redis::cmd("ZCARD").arg(&key))
+            let online = store
+                .eligible(&project)
                 .await
-                .unwrap_or(0);
+                .map_or(0, |agents| agents.len());
             if online == AGENTS.len() {
                 break;
             }
@@ -95,11 +96,12 @@ async fn a_master_killed_in_a_burst_is_followed_and_nothing_is_lost() {
             burst.push(platform.created(&format!("c{i}")));
         }
     }
-    let victim = &platforms[0].project;
+    // The slot of the first project's keys, all of which carry its hash tag.
+    let victim = Id::parse(&platforms[0].project).unwrap();
     let slot = cluster.ask(
         &certificates,
         cluster.ports[0],
-        &["cluster", "keyslot", &format!("sb:{{{victim}}}:")],
+        &["cluster", "keyslot", &keys::project_prefix(&victim)],
     );
     let slot: u16 = slot.trim().parse().unwrap();
     let master = cluster
@@ -187,10 +189,8 @@ async fn a_master_killed_in_a_burst_is_followed_and_nothing_is_lost() {
                 platform.project
             );
         }
-        let waiting: usize = store
-            .query(redis::cmd("ZCARD").arg(format!("sb:{{{}}}:waiting", platform.project)))
-            .await
-            .unwrap();
+        let project = Id::parse(&platform.project).unwrap();
+        let waiting = store.waiting_count(&project).await.unwrap() as usize;
         assert_eq!(
             waiting,
             CONVERSATIONS - 15,

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use switchboard::backlog::Backlog;
 use switchboard::http::{serve, Readiness};
 
-use crate::helpers::{http_get, store, Env, PrivateRedis};
+use crate::helpers::{http_get, store, worker_command, Env, PrivateRedis, WorkerProcesses};
 
 /// The HTTP server alone, with a readiness the test sets.
 async fn server() -> (SocketAddr, Arc<Readiness>, CancellationToken) {
@@ -164,27 +164,15 @@ async fn port_zero_takes_a_free_port_and_the_worker_logs_it() {
         return;
     }
     let env = Env::new().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .arg("run")
-        .env("SWITCHBOARD_AMQP_URL", env.config.amqp_url.as_str())
-        .env("SWITCHBOARD_REDIS_URL", env.config.redis_url.as_str())
-        .env("SWITCHBOARD_HTTP_ADDR", "127.0.0.1:0")
-        .env("SWITCHBOARD_WORK_QUEUE", &env.config.work_queue)
-        .env("SWITCHBOARD_INBOUND_EXCHANGE", &env.config.inbound_exchange)
-        .env(
-            "SWITCHBOARD_OUTBOUND_EXCHANGE",
-            &env.config.outbound_exchange,
-        )
-        .env(
-            "SWITCHBOARD_DEAD_LETTER_QUEUE",
-            &env.config.dead_letter_queue,
-        )
+    let mut child = worker_command(env!("CARGO_BIN_EXE_switchboard"), &env.config, 0)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let stderr = child.stderr.take().unwrap();
+    let worker = WorkerProcesses::of(vec![child]);
+    let mut lines = BufReader::new(stderr).lines();
     let starting = lines
         .by_ref()
         .map_while(Result::ok)
@@ -198,8 +186,7 @@ async fn port_zero_takes_a_free_port_and_the_worker_logs_it() {
         .unwrap();
     assert_ne!(addr.port(), 0);
     let healthz = http_get(addr, "/healthz").await;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(worker);
     assert!(healthz.unwrap().starts_with("HTTP/1.1 200"));
     env.cleanup().await;
 }

@@ -269,14 +269,13 @@ async fn run_seed(seed: u64) {
     let store = store().await;
     let base_ms = switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock) - 600_000;
     // The scripts of every project, merged in time order (one platform, many tenants).
-    let mut published: Vec<(usize, Vec<u8>, String)> = vec![];
+    let mut published: Vec<Vec<u8>> = vec![];
     let mut reference = vec![];
     let mut time_ms = base_ms;
     let scripts: Vec<Vec<Step>> = (0..PROJECTS).map(|_| script(&mut rng)).collect();
-    let projects: Vec<String> = (0..PROJECTS).map(|_| unique("p")).collect();
-    let references: Vec<String> = (0..PROJECTS).map(|_| unique("p")).collect();
+    let mut projects: Vec<Platform> = (0..PROJECTS).map(|_| Platform::new()).collect();
+    let mut references: Vec<Platform> = (0..PROJECTS).map(|_| Platform::new()).collect();
     let mut cursors = [0; PROJECTS];
-    let mut next_id = 0;
     while cursors.iter().zip(&scripts).any(|(c, s)| *c < s.len()) {
         let p = rng.random_range(0..PROJECTS);
         let Some((event_type, data)) = scripts[p].get(cursors[p]) else {
@@ -284,17 +283,11 @@ async fn run_seed(seed: u64) {
         };
         cursors[p] += 1;
         time_ms += rng.random_range(1..4);
-        next_id += 1;
         let time = switchboard::clock::rfc3339(time_ms);
-        let id = format!("s{seed}-{next_id}");
-        published.push((
-            p,
-            body_at(&projects[p], &id, event_type, data.clone(), Some(&time)),
-            id.clone(),
-        ));
+        published.push(projects[p].event_at(event_type, data.clone(), Some(&time)));
         reference.push((
             p,
-            body_at(&references[p], &id, event_type, data.clone(), Some(&time)),
+            references[p].event_at(event_type, data.clone(), Some(&time)),
         ));
     }
     // The reference: one worker, publication order, straight through the store.
@@ -307,18 +300,17 @@ async fn run_seed(seed: u64) {
     }
     // The run: three worker processes, events reaching the broker somewhat shuffled.
     let workers = WorkerProcesses::spawn(&env, 3);
-    let mut bodies: Vec<Vec<u8>> = published.iter().map(|(_, body, _)| body.clone()).collect();
-    for window in bodies.chunks_mut(SHUFFLE_WINDOW) {
+    for window in published.chunks_mut(SHUFFLE_WINDOW) {
         window.shuffle(&mut rng);
     }
-    for chunk in bodies.chunks(50) {
+    for chunk in published.chunks(50) {
         env.publish_many(chunk).await;
     }
     workers.settled(&env).await;
     drop(workers);
     for p in 0..PROJECTS {
-        let run = Id::parse(&projects[p]).unwrap();
-        let one = Id::parse(&references[p]).unwrap();
+        let run = Id::parse(&projects[p].project).unwrap();
+        let one = Id::parse(&references[p].project).unwrap();
         let (got, want) = (
             final_state(&store, &run).await,
             final_state(&store, &one).await,

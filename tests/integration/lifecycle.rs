@@ -184,8 +184,7 @@ async fn a_reply_timeout_rotates_once_per_agent_and_a_reply_stops_it() {
     p.configure(json!({"reply_timeout_seconds": 30})).await;
     p.online_agents(&[("a", 5), ("b", 5)]).await;
     let created = p
-        .apply_event(&event(
-            &p.id,
+        .apply_event(&p.event(
             "conversation.created",
             json!({"conversation_id": "c1", "visitor_id": "v"}),
         ))
@@ -198,7 +197,7 @@ async fn a_reply_timeout_rotates_once_per_agent_and_a_reply_stops_it() {
     assert_eq!(created.timers.len(), 1);
     assert_eq!(created.timers[0].delay_ms, 30_000);
     let fire = |timer: &switchboard::contract::outbound::TimerRequest| {
-        event(&p.id, "timer.fired", timer.data.clone())
+        p.event("timer.fired", timer.data.clone())
     };
     let moved = p.apply_event(&fire(&created.timers[0])).await;
     assert_eq!(only(&moved.outputs)["agent_id"], json!(other));
@@ -220,8 +219,7 @@ async fn a_reply_timeout_rotates_once_per_agent_and_a_reply_stops_it() {
     assert_eq!(p.load(other).await, 1);
     // A reply stops the clock of the current assignment.
     let c2 = p
-        .apply_event(&event(
-            &p.id,
+        .apply_event(&p.event(
             "conversation.created",
             json!({"conversation_id": "c2", "visitor_id": "w"}),
         ))

@@ -152,8 +152,7 @@ async fn custom_mode_applies_decisions_and_falls_back_when_the_allocator_is_sile
         .await;
     p.online_agents(&[("a", 2), ("b", 1)]).await;
     let requested = p
-        .apply_event(&event(
-            &p.id,
+        .apply_event(&p.event(
             "conversation.created",
             json!({"conversation_id": "c1", "visitor_id": "v"}),
         ))
@@ -180,11 +179,7 @@ async fn custom_mode_applies_decisions_and_falls_back_when_the_allocator_is_sile
     assert_eq!(decided[0].data["agent_id"], "b");
     // The timer of a decided request does nothing.
     assert!(p
-        .apply_event(&event(
-            &p.id,
-            "timer.fired",
-            requested.timers[0].data.clone()
-        ))
+        .apply_event(&p.event("timer.fired", requested.timers[0].data.clone()))
         .await
         .outputs
         .is_empty());
@@ -199,14 +194,13 @@ async fn custom_mode_applies_decisions_and_falls_back_when_the_allocator_is_sile
     assert_eq!(rejection(&out), "agent_unavailable");
     // The silent allocator: the timeout assigns by the new-visitor strategy...
     let c3 = p
-        .apply_event(&event(
-            &p.id,
+        .apply_event(&p.event(
             "conversation.created",
             json!({"conversation_id": "c3", "visitor_id": "w"}),
         ))
         .await;
     let fallback = p
-        .apply_event(&event(&p.id, "timer.fired", c3.timers[0].data.clone()))
+        .apply_event(&p.event("timer.fired", c3.timers[0].data.clone()))
         .await;
     assert_eq!(fallback.outputs[0].data["reason"], "new");
     assert_eq!(fallback.outputs[0].data["strategy"], "least_loaded");
@@ -321,7 +315,9 @@ async fn get_next_skips_and_clears_a_queue_entry_whose_conversation_no_longer_wa
     p.configure(json!({"mode": "manual"})).await;
     p.online_agents(&[("a", 2)]).await;
     p.create("real").await;
-    let queue = format!("sb:{{{}}}:waiting", p.id);
+    // The queue's raw layout, on purpose: what a half-failed call leaves.
+    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let queue = switchboard::store::keys::project_key(&project, "waiting");
     for member in ["0000000000000000|ghost", "0000000000000000|real"] {
         // Ahead of everything: a higher priority than the real entry's.
         let _: i64 = p

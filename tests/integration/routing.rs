@@ -148,8 +148,7 @@ async fn a_rule_routes_by_skill_and_widens_after_its_wait() {
     assert_eq!(only(&spanish)["agent_id"], "maria");
     // Maria is full: the next one waits for her step...
     let waiting = p
-        .apply_event(&event(
-            &p.id,
+        .apply_event(&p.event(
             "conversation.created",
             json!({"conversation_id": "es2", "visitor_id": "v", "language": "pt"}),
         ))
@@ -160,7 +159,7 @@ async fn a_rule_routes_by_skill_and_widens_after_its_wait() {
     assert_eq!(assigned_agents(&p.create("plain").await), ["bob"]);
     // The step's wait runs out: the wider step takes any agent.
     let escalated = p
-        .apply_event(&event(&p.id, "timer.fired", waiting.timers[0].data.clone()))
+        .apply_event(&p.event("timer.fired", waiting.timers[0].data.clone()))
         .await;
     assert_eq!(only(&escalated.outputs)["agent_id"], "bob");
     assert_eq!(only(&escalated.outputs)["reason"], "rule_escalated");
@@ -270,8 +269,7 @@ async fn daily_limits_count_the_projects_day_and_reset_at_its_midnight() {
     .await;
     assert_eq!(assigned_agents(&p.create("c1").await), ["a"]);
     let second = p
-        .apply_event(&event(
-            &p.id,
+        .apply_event(&p.event(
             "conversation.created",
             json!({"conversation_id": "c2", "visitor_id": "v2"}),
         ))
@@ -284,8 +282,7 @@ async fn daily_limits_count_the_projects_day_and_reset_at_its_midnight() {
     // The limit is reached for today, though the agent has room.
     assert_eq!(types(&p.create("c3").await), ["conversation.queued"]);
     let day = p
-        .apply_event(&event(
-            &p.id,
+        .apply_event(&p.event(
             "agent.status_changed",
             json!({"agent_id": "a", "status": "online"}),
         ))
@@ -298,11 +295,7 @@ async fn daily_limits_count_the_projects_day_and_reset_at_its_midnight() {
     // the waiting conversation is assigned without waiting for any other event.
     p.now_ms += 30 * 60 * 1000;
     let midnight = p
-        .apply_event(&event(
-            &p.id,
-            "timer.fired",
-            json!({"timer": "new_day", "token": 0}),
-        ))
+        .apply_event(&p.event("timer.fired", json!({"timer": "new_day", "token": 0})))
         .await;
     assert_eq!(assigned_agents(&midnight.outputs), ["a"]);
     assert_eq!(midnight.outputs[0].data["conversation_id"], "c3");
@@ -391,8 +384,7 @@ async fn schedules_switch_agents_at_their_local_hours_across_a_dst_change() {
     p.now_ms = at("2026-03-28T17:00:00Z");
     let schedule = json!({"timezone": "Europe/Paris", "hours": {"sun": [["09:00", "17:00"]]}});
     let upserted = p
-        .apply_event(&event(
-            &p.id,
+        .apply_event(&p.event(
             "agent.upserted",
             json!({"agents": [
             {"agent_id": "sam", "max_concurrent": 3, "schedule": schedule}]}),
@@ -407,11 +399,7 @@ async fn schedules_switch_agents_at_their_local_hours_across_a_dst_change() {
     // Sunday 09:00 local: the timer fires; the agent switches online, says so, takes the queue.
     p.now_ms = at("2026-03-29T07:00:00Z");
     let opened = p
-        .apply_event(&event(
-            &p.id,
-            "timer.fired",
-            upserted.timers[0].data.clone(),
-        ))
+        .apply_event(&p.event("timer.fired", upserted.timers[0].data.clone()))
         .await;
     assert_eq!(
         types(&opened.outputs),
@@ -429,11 +417,7 @@ async fn schedules_switch_agents_at_their_local_hours_across_a_dst_change() {
     );
     // The same timer again (a redelivery under another id, or a second worker) changes nothing.
     assert!(p
-        .apply_event(&event(
-            &p.id,
-            "timer.fired",
-            upserted.timers[0].data.clone()
-        ))
+        .apply_event(&p.event("timer.fired", upserted.timers[0].data.clone()))
         .await
         .outputs
         .is_empty());
@@ -445,7 +429,7 @@ async fn schedules_switch_agents_at_their_local_hours_across_a_dst_change() {
     // ...where the schedule takes over again (17:00 local: offline, and it already is).
     p.now_ms = at("2026-03-29T15:00:00Z");
     let closed = p
-        .apply_event(&event(&p.id, "timer.fired", opened.timers[0].data.clone()))
+        .apply_event(&p.event("timer.fired", opened.timers[0].data.clone()))
         .await;
     assert!(closed.outputs.is_empty(), "{:?}", closed.outputs);
     assert_eq!(
@@ -462,7 +446,7 @@ async fn schedules_switch_agents_at_their_local_hours_across_a_dst_change() {
     .await;
     p.now_ms = at("2026-04-05T07:00:00Z");
     assert!(p
-        .apply_event(&event(&p.id, "timer.fired", closed.timers[0].data.clone()))
+        .apply_event(&p.event("timer.fired", closed.timers[0].data.clone()))
         .await
         .outputs
         .is_empty());

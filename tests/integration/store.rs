@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::json;
 use switchboard::contract::{InboundEvent, OutboundEvent};
+use switchboard::store::keys;
 
 use crate::helpers::*;
 
@@ -205,8 +206,7 @@ async fn excluded_agents_receive_nothing() {
 async fn a_repeated_event_replays_its_outputs_and_changes_nothing() {
     let p = Project::new().await;
     p.online_agents(&[("a", 1)]).await;
-    let created = event(
-        &p.id,
+    let created = p.event(
         "conversation.created",
         json!({"conversation_id": "c1", "visitor_id": "v"}),
     );
@@ -358,7 +358,7 @@ async fn without_levels_rules_or_channel_rights_the_script_touches_only_declared
     let project = switchboard::contract::Id::parse(&p.id).unwrap();
     let (generation, _) = p.store.generation(p.now_ms);
     let declared: std::collections::BTreeSet<String> =
-        switchboard::store::keys::apply_keys(&project, generation, std::iter::empty())
+        keys::apply_keys(&project, generation, std::iter::empty())
             .into_iter()
             .collect();
     let mut cursor = 0u64;
@@ -370,7 +370,7 @@ async fn without_levels_rules_or_channel_rights_the_script_touches_only_declared
                 redis::cmd("SCAN")
                     .arg(cursor)
                     .arg("MATCH")
-                    .arg(format!("sb:{{{}}}:*", p.id))
+                    .arg(format!("{}*", keys::project_prefix(&project)))
                     .arg("COUNT")
                     .arg(1000),
             )
@@ -395,11 +395,7 @@ async fn without_levels_rules_or_channel_rights_the_script_touches_only_declared
 #[tokio::test]
 async fn a_redis_that_lost_the_function_library_gets_it_back() {
     let redis = PrivateRedis::start();
-    let p = Project {
-        id: unique("p"),
-        store: store_at(&redis.url()).await,
-        now_ms: 1_795_000_000_000,
-    };
+    let p = Project::on(store_at(&redis.url()).await);
     p.online_agents(&[("a", 5)]).await;
     assert_eq!(assigned_agents(&p.create("c1").await), ["a"]);
 
@@ -460,8 +456,7 @@ async fn a_batch_applies_like_its_events_one_by_one() {
     let p = Project::new().await;
     p.online_agents(&[("a", 1)]).await;
     let conversation = |id: &str| {
-        event(
-            &p.id,
+        p.event(
             "conversation.created",
             json!({"conversation_id": id, "visitor_id": format!("v-{id}")}),
         )
@@ -470,16 +465,8 @@ async fn a_batch_applies_like_its_events_one_by_one() {
     let second = conversation("c2");
     // The project's day moves to another zone mid-batch: the worker assumed UTC for the
     // whole batch, so the rest is applied in a second call with the right zone.
-    let rezoned = event(
-        &p.id,
-        "project.configured",
-        json!({"timezone": "Asia/Tokyo"}),
-    );
-    let closed = event(
-        &p.id,
-        "conversation.closed",
-        json!({"conversation_id": "c1"}),
-    );
+    let rezoned = p.event("project.configured", json!({"timezone": "Asia/Tokyo"}));
+    let closed = p.event("conversation.closed", json!({"conversation_id": "c1"}));
     let third = conversation("c3");
     let batch = [&first, &second, &rezoned, &first, &closed, &third];
     let applied = apply_batch(&p, &batch).await;
@@ -519,7 +506,7 @@ async fn a_batch_applies_like_its_events_one_by_one() {
 async fn a_batch_sees_what_the_events_before_it_changed() {
     // Each event reads what the ones before it in the batch wrote (settings, agents, counters)
     // exactly as if it had been applied alone: the same events give the same outputs either way.
-    let events = |project: &str| {
+    let events = |p: &Project| {
         [
             (
                 "agent.upserted",
@@ -561,7 +548,7 @@ async fn a_batch_sees_what_the_events_before_it_changed() {
                 json!({"conversation_id": "c4", "visitor_id": "v4"}),
             ),
         ]
-        .map(|(event_type, data)| event(project, event_type, data))
+        .map(|(event_type, data)| p.event(event_type, data))
     };
     let in_batch = batch_and_one_by_one_agree(events).await;
     // And what they are: the raised limit serves c2, manual mode holds c3, the level-1 agent
@@ -577,7 +564,7 @@ async fn a_batch_sees_what_the_events_before_it_changed() {
 async fn a_returning_visitor_in_a_batch_goes_back_to_the_agent_an_earlier_event_gave_it() {
     // An assignment earlier in the batch counts as the visitor's last agent for its next
     // conversation in the same batch, as it would one event at a time.
-    let events = |project: &str| {
+    let events = |p: &Project| {
         [
             (
                 "agent.upserted",
@@ -605,7 +592,7 @@ async fn a_returning_visitor_in_a_batch_goes_back_to_the_agent_an_earlier_event_
                 json!({"conversation_id": "c2", "visitor_id": "v"}),
             ),
         ]
-        .map(|(event_type, data)| event(project, event_type, data))
+        .map(|(event_type, data)| p.event(event_type, data))
     };
     let in_batch = batch_and_one_by_one_agree(events).await;
     let back = &in_batch[6];
@@ -617,7 +604,7 @@ async fn a_returning_visitor_in_a_batch_goes_back_to_the_agent_an_earlier_event_
 async fn a_batch_finds_the_capacity_an_earlier_event_opened() {
     // Capacity opened within a batch (a close, a raised limit, an agent coming online) serves
     // the conversations waiting and the next ones, as it would one event at a time.
-    let events = |project: &str| {
+    let events = |p: &Project| {
         let created = |id: &str| {
             (
                 "conversation.created",
@@ -649,7 +636,7 @@ async fn a_batch_finds_the_capacity_an_earlier_event_opened() {
             ),
             created("c6"),
         ]
-        .map(|(event_type, data)| event(project, event_type, data))
+        .map(|(event_type, data)| p.event(event_type, data))
     };
     let outputs = batch_and_one_by_one_agree(events).await;
     assert_eq!(assigned_agents(&outputs[2]), ["a"]);
@@ -673,8 +660,7 @@ async fn waiting_conversations_keep_their_arrival_order_across_calls_and_batches
     p.create("z1").await;
     p.create("y2").await;
     let batch = ["x3", "w4", "v5"].map(|id| {
-        event(
-            &p.id,
+        p.event(
             "conversation.created",
             json!({"conversation_id": id, "visitor_id": format!("v-{id}")}),
         )
@@ -720,18 +706,18 @@ async fn conversations_waiting_before_the_first_skill_pool_are_still_served() {
     assert!(p.waiting().await.is_empty());
 }
 
-/// Applies the events (built for a project id) one by one to one project and as one batch to
+/// Applies the events (built for a project) one by one to one project and as one batch to
 /// another; asserts both give the same outputs, and returns them.
 async fn batch_and_one_by_one_agree<const N: usize>(
-    events: impl Fn(&str) -> [InboundEvent; N],
+    events: impl Fn(&Project) -> [InboundEvent; N],
 ) -> Vec<Vec<OutboundEvent>> {
     let alone = Project::new().await;
     let mut one_by_one = vec![];
-    for event in events(&alone.id) {
+    for event in events(&alone) {
         one_by_one.push(alone.apply_event(&event).await.outputs);
     }
     let batched = Project::new().await;
-    let batch = events(&batched.id);
+    let batch = events(&batched);
     let applied = apply_batch(&batched, &batch.iter().collect::<Vec<_>>()).await;
     let in_batch: Vec<_> = applied.into_iter().map(|a| a.outputs).collect();
     assert_eq!(in_batch, one_by_one);

@@ -50,11 +50,7 @@ async fn redis_over_tls_with_an_acl_user_decides_and_refuses_what_it_should() {
         .ping()
         .await
         .expect("TLS, ACL user, client certificate");
-    let project = Project {
-        id: unique("p"),
-        store,
-        now_ms: 1_795_000_000_000,
-    };
+    let project = Project::on(store);
     project.online_agents(&[("a", 1)]).await;
     assert_eq!(assigned_agents(&project.create("c1").await), ["a"]);
 

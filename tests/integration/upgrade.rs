@@ -29,15 +29,11 @@ fn previous_release() -> String {
     String::from_utf8(built.stdout).unwrap().trim().to_string()
 }
 
-/// Stops a worker process as a deploy does (SIGTERM: it finishes what it has) and waits.
-fn stop(mut worker: std::process::Child) {
-    let signalled = std::process::Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(signalled.success());
-    let status = worker.wait().unwrap();
-    assert!(status.success(), "the worker stopped cleanly: {status:?}");
+/// Stops worker processes as a deploy does (SIGTERM: each finishes what it has) and waits.
+fn stop(mut workers: WorkerProcesses) {
+    for status in workers.terminate() {
+        assert!(status.success(), "the worker stopped cleanly: {status:?}");
+    }
 }
 
 /// Loads are exactly the open conversations, and nobody holds more than `max_concurrent`.
@@ -93,7 +89,7 @@ async fn this_release_continues_where_the_previous_one_stopped() {
     // The previous release: a team, more conversations than room, a close. (Its outputs carry
     // no sequence, which this release's schemas require.)
     env.check_outputs = false;
-    let old = worker_process_of(&previous, &env.config, 0);
+    let old = WorkerProcesses::of(vec![worker_process_of(&previous, &env.config, 0)]);
     env.team(&mut platform, &[("a", 2), ("b", 2)]).await;
     let created: Vec<Vec<u8>> = (0..8).map(|i| platform.created(&format!("c{i}"))).collect();
     env.publish_many(&created).await;

@@ -10,7 +10,7 @@ use serde_json::json;
 use switchboard::config::tls::TlsFiles;
 use switchboard::store::{Store, StoreOptions};
 
-use crate::helpers::{event, unique};
+use crate::helpers::Platform;
 use crate::tls_support::{Certificates, TlsRedis};
 
 const SEQUENTIAL_CALLS: usize = 2000;
@@ -31,9 +31,8 @@ async fn store(cluster: &TlsRedis, certificates: &Certificates, wait_replicas: u
 }
 
 /// One `conversation.created` of `project`, applied alone; its duration.
-async fn one_call(store: &Store, project: &str, n: usize) -> Duration {
-    let created = event(
-        project,
+async fn one_call(store: &Store, project: &mut Platform, n: usize) -> Duration {
+    let created = project.inbound(
         "conversation.created",
         json!({"conversation_id": format!("c{n}"), "visitor_id": format!("v{n}")}),
     );
@@ -61,16 +60,16 @@ async fn measure_the_cost_of_waiting_for_a_replica() {
     let cluster = TlsRedis::start_cluster(&certificates, 3, 1);
     let plain = store(&cluster, &certificates, 0).await;
     let waiting = store(&cluster, &certificates, 1).await;
-    let project = unique("p");
+    let mut project = Platform::new();
     // Warm up: the function library is loaded on every master.
     for n in 0..50 {
-        one_call(&plain, &project, n).await;
-        one_call(&waiting, &project, 1_000_000 + n).await;
+        one_call(&plain, &mut project, n).await;
+        one_call(&waiting, &mut project, 1_000_000 + n).await;
     }
     let (mut without, mut with) = (Vec::new(), Vec::new());
     for n in 0..SEQUENTIAL_CALLS {
-        without.push(one_call(&plain, &project, 10_000 + n).await);
-        with.push(one_call(&waiting, &project, 20_000 + n).await);
+        without.push(one_call(&plain, &mut project, 10_000 + n).await);
+        with.push(one_call(&waiting, &mut project, 20_000 + n).await);
     }
     summary("one call at a time, no WAIT     ", without);
     summary("one call at a time, WAIT 1      ", with);
@@ -82,9 +81,9 @@ async fn measure_the_cost_of_waiting_for_a_replica() {
             .map(|task| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    let project = unique("p");
+                    let mut project = Platform::new();
                     for n in 0..CALLS_PER_TASK {
-                        one_call(&store, &project, task * 100_000 + n).await;
+                        one_call(&store, &mut project, task * 100_000 + n).await;
                     }
                 })
             })

@@ -44,8 +44,7 @@ async fn a_waiting_conversation_learns_its_place_and_only_a_changed_one_is_publi
     assert_eq!(types(&p.create("c0").await), ["conversation.assigned"]);
     for (i, conversation) in ["c1", "c2", "c3"].iter().enumerate() {
         let applied = p
-            .apply_event(&event(
-                &p.id,
+            .apply_event(&p.event(
                 "conversation.created",
                 json!({"conversation_id": conversation, "visitor_id": "v"}),
             ))
@@ -145,8 +144,7 @@ async fn a_conversation_that_waited_too_long_overflows_with_how_long_it_waited()
     p.online_agents(&[("a", 1)]).await;
     p.create("c0").await;
     let queued = p
-        .apply_event(&event(
-            &p.id,
+        .apply_event(&p.event(
             "conversation.created",
             json!({"conversation_id": "c1", "visitor_id": "v"}),
         ))
@@ -167,8 +165,7 @@ async fn a_conversation_that_waited_too_long_overflows_with_how_long_it_waited()
     )
     .await;
     let vip = p
-        .apply_event(&event(
-            &p.id,
+        .apply_event(&p.event(
             "conversation.created",
             json!({"conversation_id": "vip1", "visitor_id": "v", "category": "vip"}),
         ))

@@ -50,12 +50,8 @@ async fn every_rejection_reaches_dead_letters_with_its_reason_and_body_untouched
             "invalid field `mode`",
         ),
         (
-            body(
-                "bad project!",
-                "e1",
-                "conversation.closed",
-                json!({"conversation_id": "c"}),
-            ),
+            Platform::of("bad project!")
+                .event("conversation.closed", json!({"conversation_id": "c"})),
             "invalid field `project`",
         ),
     ];
@@ -218,8 +214,8 @@ async fn created_and_closed_interleaved_across_workers_leave_no_load() {
 async fn a_worker_killed_mid_burst_loses_nothing_and_assigns_nothing_twice() {
     let mut env = Env::new().await;
     let mut platform = Platform::new();
-    let mut victim = env.spawn_process();
-    let survivor = env.spawn_process();
+    let mut victim = WorkerProcesses::spawn(&env, 1);
+    let survivor = WorkerProcesses::spawn(&env, 1);
     env.team(&mut platform, &[("a", 40), ("b", 40)]).await;
     let burst: Vec<Vec<u8>> = (0..300)
         .map(|i| platform.created(&format!("c{i}")))
@@ -227,8 +223,7 @@ async fn a_worker_killed_mid_burst_loses_nothing_and_assigns_nothing_twice() {
     let (first, second) = burst.split_at(150);
     env.publish_many(first).await;
     tokio::time::sleep(Duration::from_millis(30)).await;
-    victim.kill().expect("SIGKILL");
-    victim.wait().unwrap();
+    victim.kill();
     env.publish_many(second).await;
     // Every conversation ends up either assigned or queued, exactly once as a decision
     // (a replayed decision repeats the same output id).
@@ -257,7 +252,7 @@ async fn a_worker_killed_mid_burst_loses_nothing_and_assigns_nothing_twice() {
     let store = store().await;
     assert_eq!(load_of(&store, &platform.project, "a").await, 40);
     assert_eq!(load_of(&store, &platform.project, "b").await, 40);
-    kill_and_wait(survivor);
+    drop(survivor);
     env.cleanup().await;
 }
 
@@ -265,19 +260,14 @@ async fn a_worker_killed_mid_burst_loses_nothing_and_assigns_nothing_twice() {
 async fn sigterm_finishes_in_flight_events_and_exits_zero() {
     let mut env = Env::new().await;
     let mut platform = Platform::new();
-    let mut worker = env.spawn_process();
+    let mut worker = WorkerProcesses::spawn(&env, 1);
     env.team(&mut platform, &[("a", 500)]).await;
     let burst: Vec<Vec<u8>> = (0..200)
         .map(|i| platform.created(&format!("c{i}")))
         .collect();
     env.publish_many(&burst).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let signalled = std::process::Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(signalled.success());
-    let status = worker.wait().unwrap();
+    let status = worker.terminate().remove(0);
     assert!(status.success(), "exit status {status:?}");
     // Whatever it did not finish is still in the queue; whatever it acked was published.
     let out = env.outputs_for(Duration::from_secs(2)).await;
@@ -365,11 +355,7 @@ async fn the_backlog_metric_counts_waiting_conversations_at_scrape_time() {
     assert_eq!(waiting(&metrics), Some(2), "{metrics}");
 
     // Another worker (here: the store, directly) closes c1; c2 takes the freed place.
-    let closed = event(
-        &platform.project,
-        "conversation.closed",
-        json!({"conversation_id": "c1"}),
-    );
+    let closed = platform.inbound("conversation.closed", json!({"conversation_id": "c1"}));
     store()
         .await
         .apply(&closed, switchboard::clock::SystemClock.now_ms())
@@ -388,11 +374,6 @@ fn decided_count(outputs: &[Value]) -> usize {
         .map(|o| o["data"]["conversation_id"].as_str().unwrap_or(""))
         .collect::<HashSet<_>>()
         .len()
-}
-
-fn kill_and_wait(mut child: std::process::Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// A backlog waiting when the worker starts arrives in batches: events of two projects and
@@ -415,8 +396,8 @@ async fn a_backlog_handled_in_batches_decides_each_event_once_and_rejects_only_t
         }
     }
     env.publish_many(&backlog).await;
-    let port = free_port();
-    let worker = worker_process(&env.config, port);
+    let worker = WorkerProcesses::spawn(&env, 1);
+    let port = worker.http_ports[0];
 
     // Setup and conversations may be applied in either order across batches (a conversation
     // then waits for the team): what counts is each conversation's last decision.
@@ -470,7 +451,7 @@ async fn a_backlog_handled_in_batches_decides_each_event_once_and_rejects_only_t
         value("switchboard_batch_events_count"),
     );
     assert!(events > batches, "{events} events in {batches} batches");
-    kill_and_wait(worker);
+    drop(worker);
     env.cleanup().await;
 }
 

@@ -1,0 +1,222 @@
+//! A test's own broker topology (exchanges and queues under a unique tag), a publisher that
+//! publishes as a platform does (and counts what it published), a tap on the outbound
+//! exchange, and waits for what a worker has applied.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use lapin::options::{BasicGetOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::Value;
+use switchboard::broker::{self, topology, Message, Session};
+use switchboard::config::Config;
+use switchboard::contract::Id;
+
+use super::events::Platform;
+use super::names::{amqp_url, redis_url, unique};
+use super::redis::store_at;
+
+/// A test's own exchanges and queues, a publisher, and a tap on its outbound exchange.
+pub struct Env {
+    pub config: Config,
+    /// Whether every output received is checked against its JSON Schema (this release's; the
+    /// upgrade test turns it off while the previous release publishes).
+    pub check_outputs: bool,
+    /// Events published to this topology so far.
+    published: AtomicU64,
+    session: Session,
+    pub(super) outputs: lapin::Consumer,
+    channel: lapin::Channel,
+}
+
+/// A dead-lettered event: its body and its `x-switchboard-error` header.
+pub struct DeadLetter {
+    pub body: Vec<u8>,
+    pub reason: Option<String>,
+}
+
+impl Env {
+    pub async fn new() -> Env {
+        Env::with_amqp_url(amqp_url()).await
+    }
+
+    /// Like [`Env::new`], on the broker at `amqp_url` (a private node, say).
+    pub async fn with_amqp_url(amqp_url: String) -> Env {
+        let tag = unique("t");
+        let config = Config {
+            amqp_url: amqp_url.into(),
+            redis_url: redis_url().into(),
+            http_addr: "127.0.0.1:0".into(),
+            inbound_exchange: format!("{tag}.in"),
+            work_queue: format!("{tag}.work"),
+            outbound_exchange: format!("{tag}.out"),
+            dead_letter_queue: format!("{tag}.dead"),
+            prefetch: 32,
+            delivery_limit: 5,
+            ..Config::default()
+        };
+        let session = Session::open(&config, "tests")
+            .await
+            .expect("RabbitMQ is reachable");
+        let outputs = session.tap(&config.outbound_exchange).await.unwrap();
+        let connection = lapin::Connection::connect(&config.amqp_url, Default::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        Env {
+            config,
+            check_outputs: true,
+            published: AtomicU64::default(),
+            session,
+            outputs,
+            channel,
+        }
+    }
+
+    pub async fn publish(&self, body: &[u8]) {
+        self.publish_many(&[body.to_vec()]).await;
+    }
+
+    /// Publishes as a platform does: persistent, routing key = the event's type.
+    pub async fn publish_many(&self, bodies: &[Vec<u8>]) {
+        let keys: Vec<String> = bodies
+            .iter()
+            .map(|b| {
+                serde_json::from_slice::<Value>(b)
+                    .ok()
+                    .and_then(|v| v["type"].as_str().map(String::from))
+                    .unwrap_or_else(|| "garbage".into())
+            })
+            .collect();
+        let messages = bodies
+            .iter()
+            .zip(&keys)
+            .map(|(body, key)| Message {
+                exchange: &self.config.inbound_exchange,
+                routing_key: key,
+                body,
+                properties: broker::json_properties(),
+            })
+            .collect();
+        self.session
+            .publisher()
+            .publish_all(messages)
+            .await
+            .unwrap();
+        self.published
+            .fetch_add(bodies.len() as u64, Ordering::Relaxed);
+    }
+
+    /// How many events were published to this topology so far.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Publishes a team (agents upserted, then online) and waits until a worker has applied it,
+    /// so that what the test publishes next meets the team (events are handled concurrently).
+    pub async fn team(&self, platform: &mut Platform, agents: &[(&str, u64)]) {
+        self.publish_many(&platform.agents(agents)).await;
+        let store = store_at(&self.config.redis_url).await;
+        let project = Id::parse(&platform.project).unwrap();
+        let online = agents.iter().filter(|(_, max)| *max > 0).count();
+        for _ in 0..400 {
+            if store.eligible(&project).await.unwrap().len() >= online {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "the team of {} was not applied within 10 s",
+            platform.project
+        );
+    }
+
+    /// Publishes a `project.configured` and waits until a worker has stored it.
+    pub async fn configure(&self, platform: &mut Platform, settings: Value) {
+        self.publish(&platform.event("project.configured", settings.clone()))
+            .await;
+        let store = store_at(&self.config.redis_url).await;
+        let project = Id::parse(&platform.project).unwrap();
+        for _ in 0..400 {
+            let stored = store.settings(&project).await.unwrap();
+            if settings
+                .as_object()
+                .unwrap()
+                .iter()
+                .all(|(k, v)| stored.get(k).unwrap_or(&Value::Null) == v)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "the settings of {} were not applied within 10 s",
+            platform.project
+        );
+    }
+
+    /// Messages in a queue right now (ready, not unacked).
+    pub async fn depth(&self, queue: &str) -> u32 {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        let declared = self
+            .channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    durable: true,
+                    ..Default::default()
+                },
+                args,
+            )
+            .await
+            .unwrap();
+        declared.message_count()
+    }
+
+    /// Takes up to `n` dead letters, waiting up to `wait` for them.
+    pub async fn dead_letters(&self, n: usize, wait: Duration) -> Vec<DeadLetter> {
+        let mut letters = vec![];
+        let deadline = tokio::time::Instant::now() + wait;
+        while letters.len() < n && tokio::time::Instant::now() < deadline {
+            let got = self
+                .channel
+                .basic_get(
+                    self.config.dead_letter_queue.as_str().into(),
+                    BasicGetOptions { no_ack: true },
+                )
+                .await
+                .unwrap();
+            match got {
+                Some(message) => {
+                    let reason = message
+                        .delivery
+                        .properties
+                        .headers()
+                        .as_ref()
+                        .and_then(|h| h.inner().get(broker::ERROR_HEADER).cloned())
+                        .and_then(|v| match v {
+                            AMQPValue::LongString(s) => Some(s.to_string()),
+                            _ => None,
+                        });
+                    letters.push(DeadLetter {
+                        body: message.delivery.data,
+                        reason,
+                    });
+                }
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        letters
+    }
+
+    /// Deletes the test's queues (every delay queue included) and exchanges.
+    pub async fn cleanup(self) {
+        let _ = topology::delete(&self.channel, &self.config).await;
+        self.session.close().await;
+    }
+}

@@ -1,0 +1,24 @@
+//! What the tests share, by concern: unique names, the events a platform sends, a project driven
+//! through the store, a private broker topology per test, workers in this process or as
+//! processes, Redis (the machine's and private servers), HTTP, and the outbound schemas.
+//! Everything is re-exported here, so a test module needs only `use crate::helpers::*;`.
+
+mod env;
+mod events;
+mod http;
+mod names;
+mod outputs;
+mod project;
+mod redis;
+mod schemas;
+mod workers;
+
+pub use env::*;
+pub use events::*;
+pub use http::*;
+pub use names::*;
+pub use outputs::*;
+pub use project::*;
+pub use redis::*;
+pub use schemas::*;
+pub use workers::*;

@@ -1,0 +1,71 @@
+//! What workers publish, as the platform receives it: read from the test's tap on its outbound
+//! exchange, each checked against its schema, and picked apart by type.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use switchboard::contract::OutboundEvent;
+
+use super::env::Env;
+use super::schemas::assert_valid_output;
+
+impl Env {
+    /// The next `n` outbound events, in the order they arrived; fewer if `wait` runs out.
+    pub async fn outputs(&mut self, n: usize, wait: Duration) -> Vec<Value> {
+        let mut received = vec![];
+        let deadline = tokio::time::Instant::now() + wait;
+        while received.len() < n {
+            match tokio::time::timeout_at(deadline, self.outputs.next()).await {
+                Ok(Some(Ok(delivery))) => {
+                    let output: Value = serde_json::from_slice(&delivery.data).unwrap();
+                    if self.check_outputs {
+                        assert_valid_output(&output);
+                    }
+                    received.push(output)
+                }
+                _ => break,
+            }
+        }
+        received
+    }
+
+    /// Outputs until `done` says they are complete (or `wait` runs out), then whatever else
+    /// arrives in a short grace period (late duplicates would show up there).
+    pub async fn outputs_until(
+        &mut self,
+        done: impl Fn(&[Value]) -> bool,
+        wait: Duration,
+    ) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut received = vec![];
+        while !done(&received) && tokio::time::Instant::now() < deadline {
+            received.extend(self.outputs(usize::MAX, Duration::from_millis(200)).await);
+        }
+        received.extend(self.outputs_for(Duration::from_millis(500)).await);
+        received
+    }
+
+    /// Whatever arrives within `wait`.
+    pub async fn outputs_for(&mut self, wait: Duration) -> Vec<Value> {
+        self.outputs(usize::MAX, wait).await
+    }
+}
+
+/// Outbound events of one type.
+pub fn of_type<'a>(outputs: &'a [Value], event_type: &str) -> Vec<&'a Value> {
+    outputs.iter().filter(|o| o["type"] == event_type).collect()
+}
+
+/// The agent of each `conversation.assigned` in `outputs`.
+pub fn assigned_agents(outputs: &[OutboundEvent]) -> Vec<String> {
+    outputs
+        .iter()
+        .filter(|o| o.event_type == "conversation.assigned")
+        .map(|o| o.data["agent_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+pub fn types(outputs: &[OutboundEvent]) -> Vec<&str> {
+    outputs.iter().map(|o| o.event_type.as_str()).collect()
+}

@@ -1,0 +1,123 @@
+//! One project driven through the store directly (no broker), with a settable clock: the
+//! allocation decisions, event by event, with every output checked against its schema.
+
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+use switchboard::contract::{outbound, Id, InboundEvent, OutboundEvent};
+use switchboard::store::{Applied, Store};
+
+use super::events::Platform;
+use super::redis::store;
+use super::schemas::assert_valid_output;
+
+/// Drives one project's state through the store directly, with a settable clock.
+pub struct Project {
+    pub id: String,
+    pub store: Store,
+    pub now_ms: i64,
+    /// Builds its events, so that no two of them share an id.
+    platform: Mutex<Platform>,
+}
+
+impl Project {
+    pub async fn new() -> Project {
+        Project::on(store().await)
+    }
+
+    /// A new project on `store` (a private Redis, say).
+    pub fn on(store: Store) -> Project {
+        let platform = Platform::new();
+        Project {
+            id: platform.project.clone(),
+            store,
+            now_ms: 1_795_000_000_000,
+            platform: Mutex::new(platform),
+        }
+    }
+
+    /// The next event of this project, to apply (or batch) by hand.
+    pub fn event(&self, event_type: &str, data: Value) -> InboundEvent {
+        self.platform.lock().unwrap().inbound(event_type, data)
+    }
+
+    pub async fn apply(&self, event_type: &str, data: Value) -> Vec<OutboundEvent> {
+        self.apply_event(&self.event(event_type, data))
+            .await
+            .outputs
+    }
+
+    pub async fn apply_event(&self, event: &InboundEvent) -> Applied {
+        let applied = self
+            .store
+            .apply(event, self.now_ms)
+            .await
+            .expect("store applies the event");
+        for (i, output) in applied.outputs.iter().enumerate() {
+            let body =
+                outbound::envelope(&event.project, &event.id, i, "2026-11-22T10:00:00Z", output);
+            assert_valid_output(&serde_json::from_slice(&body).unwrap());
+        }
+        applied
+    }
+
+    pub async fn configure(&self, settings: Value) {
+        self.apply("project.configured", settings).await;
+    }
+
+    pub async fn configure_outputs(&self, settings: Value) -> Vec<OutboundEvent> {
+        self.apply("project.configured", settings).await
+    }
+
+    /// Adds agents online, each with the given `max_concurrent`.
+    pub async fn online_agents(&self, agents: &[(&str, u64)]) {
+        let patches: Vec<Value> = agents
+            .iter()
+            .map(|(id, max)| json!({"agent_id": id, "max_concurrent": max}))
+            .collect();
+        self.apply("agent.upserted", json!({ "agents": patches }))
+            .await;
+        for (id, _) in agents {
+            self.status(id, "online").await;
+        }
+    }
+
+    pub async fn status(&self, agent: &str, status: &str) -> Vec<OutboundEvent> {
+        self.apply(
+            "agent.status_changed",
+            json!({"agent_id": agent, "status": status}),
+        )
+        .await
+    }
+
+    pub async fn create(&self, conversation: &str) -> Vec<OutboundEvent> {
+        self.apply(
+            "conversation.created",
+            json!({"conversation_id": conversation, "visitor_id": format!("v-{conversation}")}),
+        )
+        .await
+    }
+
+    pub async fn close(&self, conversation: &str) -> Vec<OutboundEvent> {
+        self.apply(
+            "conversation.closed",
+            json!({"conversation_id": conversation}),
+        )
+        .await
+    }
+
+    /// How many open conversations an agent holds.
+    pub async fn load(&self, agent: &str) -> i64 {
+        self.store.load(&self.project(), agent).await.unwrap() as i64
+    }
+
+    /// The waiting conversations, in the order they are served.
+    pub async fn waiting(&self) -> Vec<String> {
+        let waiting = self.store.waiting(&self.project(), None).await.unwrap();
+        waiting.into_iter().map(|w| w.conversation_id).collect()
+    }
+
+    fn project(&self) -> Id {
+        Id::parse(&self.id).unwrap()
+    }
+}
