@@ -11,19 +11,6 @@ fn only(outputs: &[OutboundEvent]) -> &Value {
     &outputs[0].data
 }
 
-async fn team(p: &Project, agents: Value) {
-    let ids: Vec<String> = agents
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["agent_id"].as_str().unwrap().to_string())
-        .collect();
-    p.apply("agent.upserted", json!({ "agents": agents })).await;
-    for id in ids {
-        p.status(&id, "online").await;
-    }
-}
-
 async fn created(p: &Project, conversation: &str, extra: Value) -> Vec<OutboundEvent> {
     let mut data =
         json!({"conversation_id": conversation, "visitor_id": format!("v-{conversation}")});
@@ -36,13 +23,10 @@ async fn created(p: &Project, conversation: &str, extra: Value) -> Vec<OutboundE
 #[tokio::test]
 async fn only_the_first_level_with_an_agent_online_serves() {
     let p = Project::new().await;
-    team(
-        &p,
-        json!([
-            {"agent_id": "senior", "max_concurrent": 1, "priority": 1},
-            {"agent_id": "junior", "max_concurrent": 5, "priority": 2},
-        ]),
-    )
+    p.online_team(json!([
+        {"agent_id": "senior", "max_concurrent": 1, "priority": 1},
+        {"agent_id": "junior", "max_concurrent": 5, "priority": 2},
+    ]))
     .await;
     assert_eq!(only(&p.create("c1").await)["agent_id"], "senior");
     // Level 1 is full but online: with `when_offline` the conversation waits for it.
@@ -62,14 +46,11 @@ async fn only_the_first_level_with_an_agent_online_serves() {
 async fn when_full_a_full_level_hands_over_to_the_next() {
     let p = Project::new().await;
     p.configure(json!({"priority_overflow": "when_full"})).await;
-    team(
-        &p,
-        json!([
-            {"agent_id": "l1", "max_concurrent": 1, "priority": 1},
-            {"agent_id": "l2", "max_concurrent": 1, "priority": 2},
-            {"agent_id": "l3", "max_concurrent": 1, "priority": 3},
-        ]),
-    )
+    p.online_team(json!([
+        {"agent_id": "l1", "max_concurrent": 1, "priority": 1},
+        {"agent_id": "l2", "max_concurrent": 1, "priority": 2},
+        {"agent_id": "l3", "max_concurrent": 1, "priority": 3},
+    ]))
     .await;
     let served: Vec<String> = [
         p.create("a").await,
@@ -88,14 +69,11 @@ async fn when_full_a_full_level_hands_over_to_the_next() {
 #[tokio::test]
 async fn agents_outside_the_levels_get_offers_only_when_no_level_agent_is_online() {
     let p = Project::new().await;
-    team(
-        &p,
-        json!([
-            {"agent_id": "lead", "max_concurrent": 5, "priority": 1},
-            {"agent_id": "x", "max_concurrent": 2},
-            {"agent_id": "y", "max_concurrent": 2},
-        ]),
-    )
+    p.online_team(json!([
+        {"agent_id": "lead", "max_concurrent": 5, "priority": 1},
+        {"agent_id": "x", "max_concurrent": 2},
+        {"agent_id": "y", "max_concurrent": 2},
+    ]))
     .await;
     assert_eq!(only(&p.create("c1").await)["agent_id"], "lead");
     p.status("lead", "offline").await;
@@ -130,13 +108,10 @@ async fn a_rule_routes_by_skill_and_widens_after_its_wait() {
         {"when": {"vip": true}, "route_to": [{"skills": ["vip"]}]},
     ]}))
     .await;
-    team(
-        &p,
-        json!([
-            {"agent_id": "maria", "max_concurrent": 1, "skills": ["spanish"]},
-            {"agent_id": "bob", "max_concurrent": 5},
-        ]),
-    )
+    p.online_team(json!([
+        {"agent_id": "maria", "max_concurrent": 1, "skills": ["spanish"]},
+        {"agent_id": "bob", "max_concurrent": 5},
+    ]))
     .await;
     // Spanish goes to the Spanish speaker, though bob is as free (ties are broken at random).
     for i in 0..5 {
@@ -189,14 +164,11 @@ async fn a_rule_routes_by_skill_and_widens_after_its_wait() {
 #[tokio::test]
 async fn agents_receive_only_from_their_channels() {
     let p = Project::new().await;
-    team(
-        &p,
-        json!([
-            {"agent_id": "wa", "max_concurrent": 5, "channels": ["whatsapp"]},
-            {"agent_id": "any", "max_concurrent": 5},
-            {"agent_id": "acct", "max_concurrent": 5, "channels": ["wa:3312345"]},
-        ]),
-    )
+    p.online_team(json!([
+        {"agent_id": "wa", "max_concurrent": 5, "channels": ["whatsapp"]},
+        {"agent_id": "any", "max_concurrent": 5},
+        {"agent_id": "acct", "max_concurrent": 5, "channels": ["wa:3312345"]},
+    ]))
     .await;
     for i in 0..5 {
         let out = created(&p, &format!("web{i}"), json!({"channel": "web"})).await;
@@ -262,11 +234,8 @@ async fn daily_limits_count_the_projects_day_and_reset_at_its_midnight() {
     p.now_ms = chrono::DateTime::parse_from_rfc3339("2026-11-22T14:30:00Z")
         .unwrap()
         .timestamp_millis();
-    team(
-        &p,
-        json!([{"agent_id": "a", "max_concurrent": 10, "daily_limit": 2}]),
-    )
-    .await;
+    p.online_team(json!([{"agent_id": "a", "max_concurrent": 10, "daily_limit": 2}]))
+        .await;
     assert_eq!(assigned_agents(&p.create("c1").await), ["a"]);
     let second = p
         .apply_event(&p.event(
@@ -304,13 +273,10 @@ async fn daily_limits_count_the_projects_day_and_reset_at_its_midnight() {
     // The weight defaults to the daily limit (weighted strategy).
     let q = Project::new().await;
     q.configure(json!({"new_visitors": "weighted"})).await;
-    team(
-        &q,
-        json!([
-            {"agent_id": "small", "max_concurrent": 100, "daily_limit": 100},
-            {"agent_id": "large", "max_concurrent": 100, "daily_limit": 300},
-        ]),
-    )
+    q.online_team(json!([
+        {"agent_id": "small", "max_concurrent": 100, "daily_limit": 100},
+        {"agent_id": "large", "max_concurrent": 100, "daily_limit": 300},
+    ]))
     .await;
     for i in 0..40 {
         q.create(&format!("w{i}")).await;
@@ -326,14 +292,11 @@ async fn daily_limits_count_the_projects_day_and_reset_at_its_midnight() {
 async fn weighted_shares_hold_inside_a_level_and_agents_can_change_level() {
     let p = Project::new().await;
     p.configure(json!({"new_visitors": "weighted"})).await;
-    team(
-        &p,
-        json!([
-            {"agent_id": "one", "max_concurrent": 100, "weight": 100, "priority": 1},
-            {"agent_id": "two", "max_concurrent": 100, "weight": 200, "priority": 1},
-            {"agent_id": "backup", "max_concurrent": 100, "weight": 100, "priority": 2},
-        ]),
-    )
+    p.online_team(json!([
+        {"agent_id": "one", "max_concurrent": 100, "weight": 100, "priority": 1},
+        {"agent_id": "two", "max_concurrent": 100, "weight": 200, "priority": 1},
+        {"agent_id": "backup", "max_concurrent": 100, "weight": 100, "priority": 2},
+    ]))
     .await;
     for i in 0..30 {
         p.create(&format!("c{i}")).await;

@@ -75,10 +75,22 @@ impl Project {
             .iter()
             .map(|(id, max)| json!({"agent_id": id, "max_concurrent": max}))
             .collect();
-        self.apply("agent.upserted", json!({ "agents": patches }))
+        self.online_team(json!(patches)).await;
+    }
+
+    /// Upserts agents (an array of the patches `agent.upserted` carries), then sets each one
+    /// online, in their order.
+    pub async fn online_team(&self, agents: Value) {
+        let ids: Vec<String> = agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["agent_id"].as_str().unwrap().to_string())
+            .collect();
+        self.apply("agent.upserted", json!({ "agents": agents }))
             .await;
-        for (id, _) in agents {
-            self.status(id, "online").await;
+        for id in ids {
+            self.status(&id, "online").await;
         }
     }
 
