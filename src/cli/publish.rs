@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::broker::{self, Message, Session};
+use crate::broker::{self, BrokerError, Message, Publisher, Session};
 use crate::config::Config;
 
 /// Reads one JSON event, or NDJSON (one event per line), and publishes each to the inbound
@@ -20,17 +20,8 @@ pub async fn run(config: Config, file: &Path) -> anyhow::Result<()> {
     }
     let events = split_events(&text)?;
     let session = Session::open(&config, "switchboard-publish").await?;
-    let publisher = session.publisher();
-    let messages = events
-        .iter()
-        .map(|(routing_key, body)| Message {
-            exchange: &config.inbound_exchange,
-            routing_key,
-            body: body.as_bytes(),
-            properties: broker::json_properties(),
-        })
-        .collect();
-    publisher.publish_all(messages).await?;
+    let bodies: Vec<&str> = events.iter().map(|(_, body)| body.as_str()).collect();
+    publish_events(&session.publisher(), &config.inbound_exchange, &bodies).await?;
     session.close().await;
     println!(
         "published {} event(s) to {}",
@@ -38,6 +29,37 @@ pub async fn run(config: Config, file: &Path) -> anyhow::Result<()> {
         config.inbound_exchange
     );
     Ok(())
+}
+
+/// Publishes events as a platform does: each to `exchange` under its [`routing_key`],
+/// persistent; returns once the broker confirmed them all. The one way the CLI, the tests and
+/// the benchmark publish.
+pub async fn publish_events<B: AsRef<[u8]>>(
+    publisher: &Publisher,
+    exchange: &str,
+    bodies: &[B],
+) -> Result<(), BrokerError> {
+    let keys: Vec<String> = bodies.iter().map(|b| routing_key(b.as_ref())).collect();
+    let messages = bodies
+        .iter()
+        .zip(&keys)
+        .map(|(body, key)| Message {
+            exchange,
+            routing_key: key,
+            body: body.as_ref(),
+            properties: broker::json_properties(),
+        })
+        .collect();
+    publisher.publish_all(messages).await
+}
+
+/// The routing key a platform publishes an event under: its `type`, or `unknown` for a body
+/// without one (a worker dead-letters it).
+pub fn routing_key(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|event| event["type"].as_str().map(String::from))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// (routing key, body) of each event in the text.
@@ -56,10 +78,9 @@ fn split_events(text: &str) -> anyhow::Result<Vec<(String, String)>> {
         .into_iter()
         .enumerate()
         .map(|(i, body)| {
-            let value: serde_json::Value = serde_json::from_str(&body)
+            serde_json::from_str::<serde_json::Value>(&body)
                 .with_context(|| format!("line {} is not JSON", i + 1))?;
-            let routing_key = value["type"].as_str().unwrap_or("unknown").to_string();
-            Ok((routing_key, body))
+            Ok((routing_key(body.as_bytes()), body))
         })
         .collect()
 }

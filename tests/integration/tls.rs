@@ -9,7 +9,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::Value;
 use switchboard::application::Application;
-use switchboard::broker::{self, Message, Session};
+use switchboard::broker::Session;
+use switchboard::cli::publish::publish_events;
 use switchboard::clock::SystemClock;
 use switchboard::config::tls::TlsFiles;
 use switchboard::config::Config;
@@ -139,26 +140,10 @@ async fn a_worker_decides_over_amqps_and_rediss_with_its_own_user_and_vhost() {
     let mut platform = Platform::new();
     let mut bodies = platform.agents(&[("a", 1)]);
     bodies.push(platform.created("c1"));
-    let keys: Vec<String> = bodies
-        .iter()
-        .map(|b| {
-            serde_json::from_slice::<Value>(b).unwrap()["type"]
-                .as_str()
-                .unwrap()
-                .into()
-        })
-        .collect();
-    for (body, key) in bodies.iter().zip(&keys) {
+    for body in &bodies {
         // One at a time: the team is applied before the conversation arrives.
-        let message = Message {
-            exchange: &config.inbound_exchange,
-            routing_key: key,
-            body,
-            properties: broker::json_properties(),
-        };
-        session
-            .publisher()
-            .publish_all(vec![message])
+        let one = std::slice::from_ref(body);
+        publish_events(&session.publisher(), &config.inbound_exchange, one)
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::Value;
-use switchboard::broker::{self, topology, Message, Session};
+use switchboard::broker::{self, topology, Session};
+use switchboard::cli::publish::publish_events;
 use switchboard::config::Config;
 use switchboard::contract::Id;
 
@@ -79,28 +80,8 @@ impl Env {
 
     /// Publishes as a platform does: persistent, routing key = the event's type.
     pub async fn publish_many(&self, bodies: &[Vec<u8>]) {
-        let keys: Vec<String> = bodies
-            .iter()
-            .map(|b| {
-                serde_json::from_slice::<Value>(b)
-                    .ok()
-                    .and_then(|v| v["type"].as_str().map(String::from))
-                    .unwrap_or_else(|| "garbage".into())
-            })
-            .collect();
-        let messages = bodies
-            .iter()
-            .zip(&keys)
-            .map(|(body, key)| Message {
-                exchange: &self.config.inbound_exchange,
-                routing_key: key,
-                body,
-                properties: broker::json_properties(),
-            })
-            .collect();
-        self.session
-            .publisher()
-            .publish_all(messages)
+        let publisher = self.session.publisher();
+        publish_events(&publisher, &self.config.inbound_exchange, bodies)
             .await
             .unwrap();
         self.published
