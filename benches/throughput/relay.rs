@@ -1,0 +1,148 @@
+//! The bare relay the worker is measured against: consume → one small Redis script → publish
+//! with confirm → ack, one event at a time, on the same queue with the same prefetch as a
+//! worker. It republishes each event's body unchanged, with the event's type as routing key,
+//! to the outbound exchange.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use switchboard::broker::{self, Message, Session};
+use switchboard::config::Config;
+
+use crate::backlog::{mixed_backlog, publish_all};
+use crate::cpu::{CpuPerEvents, CpuUse};
+use crate::isolation::{cleanup, config, new_tag};
+
+/// The relay's Redis work per event: count it, keep its body a minute.
+const SCRIPT: &str =
+    "local n = redis.call('INCR', KEYS[1]) redis.call('SET', KEYS[2], ARGV[1], 'EX', 60) return n";
+
+/// A running relay.
+pub struct Relay {
+    /// Events relayed so far.
+    done: Arc<AtomicU64>,
+    /// When the first event arrived, and the CPU counters then.
+    first: Arc<Mutex<Option<(Instant, CpuUse)>>>,
+    task: tokio::task::JoinHandle<()>,
+    _session: Session,
+}
+
+impl Relay {
+    pub async fn start(config: &Config) -> Relay {
+        let connection = broker::open_connection(config, Default::default())
+            .await
+            .unwrap();
+        let consume = connection.create_channel().await.unwrap();
+        consume
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await
+            .unwrap();
+        let session = Session::open(config, "relay").await.unwrap();
+        let publisher = session.publisher();
+        let redis = redis::Client::open(config.redis_url.as_str()).unwrap();
+        let redis = redis::aio::ConnectionManager::new(redis).await.unwrap();
+        let script = redis::Script::new(SCRIPT);
+        let mut consumer = consume
+            .basic_consume(
+                config.work_queue.as_str().into(),
+                "relay".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let done = Arc::new(AtomicU64::new(0));
+        let first: Arc<Mutex<Option<(Instant, CpuUse)>>> = Arc::default();
+        let key = format!("{{bench}}:{}", config.work_queue);
+        let out = config.outbound_exchange.clone();
+        let task = {
+            let (done, first) = (done.clone(), first.clone());
+            tokio::spawn(async move {
+                let _connection = connection;
+                while let Some(Ok(delivery)) = consumer.next().await {
+                    first.lock().unwrap().get_or_insert_with(|| {
+                        (Instant::now(), CpuUse::start(vec![std::process::id()]))
+                    });
+                    let (publisher, mut redis, script, done, out, key) = (
+                        publisher.clone(),
+                        redis.clone(),
+                        script.clone(),
+                        done.clone(),
+                        out.clone(),
+                        key.clone(),
+                    );
+                    tokio::spawn(async move {
+                        let _: i64 = script
+                            .key(&key)
+                            .key(format!("{key}:last"))
+                            .arg(&delivery.data[..])
+                            .invoke_async(&mut redis)
+                            .await
+                            .unwrap();
+                        let routing_key = delivery
+                            .properties
+                            .kind()
+                            .as_ref()
+                            .map(|k| k.to_string())
+                            .unwrap_or_else(|| delivery.routing_key.to_string());
+                        publisher
+                            .publish_all(vec![Message {
+                                exchange: &out,
+                                routing_key: &routing_key,
+                                body: &delivery.data,
+                                properties: broker::json_properties(),
+                            }])
+                            .await
+                            .unwrap();
+                        delivery
+                            .acker
+                            .ack(BasicAckOptions::default())
+                            .await
+                            .unwrap();
+                        done.fetch_add(1, Ordering::Relaxed);
+                    });
+                }
+            })
+        };
+        Relay {
+            done,
+            first,
+            task,
+            _session: session,
+        }
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// The bare relay's drain rate over a mixed backlog of `events`, timed from its first event,
+/// with the CPU spent meanwhile.
+pub async fn relay_drain(events: usize) -> (f64, CpuPerEvents) {
+    let tag = new_tag();
+    let config = config(&tag);
+    let session = Session::open(&config, "bench").await.unwrap();
+    let (_, backlog) = mixed_backlog(&tag, 10, events);
+    publish_all(&session, &config.inbound_exchange, &backlog).await;
+    let relay = Relay::start(&config).await;
+    while relay.done.load(Ordering::Relaxed) < events as u64 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let (started, cpu) = relay
+        .first
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the relay received events");
+    let rate = events as f64 / started.elapsed().as_secs_f64();
+    let cpu = cpu.finish(events as u64);
+    relay.stop();
+    session.close().await;
+    cleanup(&config).await;
+    (rate, cpu)
+}
