@@ -27,11 +27,9 @@ enum Command {
         /// The file to read (`-` for standard input).
         file: PathBuf,
     },
-    /// Show a project's agents (status, open/limit, eligibility), waiting queue and settings.
-    Inspect {
-        /// The project id.
-        project: String,
-    },
+    /// Show a project's agents (status, open/limit, eligibility), waiting queue and settings;
+    /// with --waiting or --conversation, why conversations wait.
+    Inspect(cli::inspect::InspectArgs),
     /// Drive a worker through a synthetic day and report fairness, loads and waits (+ SVG chart).
     Simulate(cli::simulate::SimulateArgs),
     /// Write the JSON Schemas of every event and the AsyncAPI document.
@@ -76,7 +74,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Run => cli::run::run(config).await,
         Command::Demo(demo) => cli::demo::run(config, demo).await,
         Command::Publish { file } => cli::publish::run(config, &file).await,
-        Command::Inspect { project } => cli::inspect::run(config, &project).await,
+        Command::Inspect(inspect) => cli::inspect::run(config, inspect).await,
         Command::Simulate(simulate) => cli::simulate::run(config, simulate).await,
         Command::Schemas { out } => cli::schemas::run(&out),
     }

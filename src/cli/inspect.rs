@@ -5,18 +5,56 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+use super::why;
 use crate::config::Config;
 use crate::contract::Id;
 use crate::domain::settings::defaults;
+use crate::store::explain::Question;
 use crate::store::{Store, StoreError, StoreOptions};
 
 /// How many waiting conversations to show.
 const WAITING_SHOWN: usize = 10;
 
-pub async fn run(config: Config, project: &str) -> anyhow::Result<()> {
-    let project = Id::parse(project).map_err(|e| anyhow::anyhow!("project id {e}"))?;
+/// What `switchboard inspect` shows.
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// The project id.
+    pub project: String,
+    /// The waiting conversations (position, queue, how long, priority) and, for each queue
+    /// they wait in, why its agents cannot take them.
+    #[arg(long, conflicts_with = "conversation")]
+    pub waiting: bool,
+    /// One conversation: its state, rule and step, queue, candidates or decision.
+    #[arg(long, value_name = "ID")]
+    pub conversation: Option<String>,
+    /// How many waiting conversations to list (with --waiting).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// JSON instead of text (with --waiting or --conversation).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(config: Config, args: InspectArgs) -> anyhow::Result<()> {
+    let project = Id::parse(&args.project).map_err(|e| anyhow::anyhow!("project id {e}"))?;
     let store = Store::connect(&config.redis_nodes(), StoreOptions::from_config(&config)).await?;
-    print!("{}", render(&store, &project).await?);
+    let question = match (&args.conversation, args.waiting) {
+        (Some(id), _) => Some(Question::Conversation(id)),
+        (None, true) => Some(Question::Waiting { limit: args.limit }),
+        (None, false) => None,
+    };
+    let Some(question) = question else {
+        print!("{}", render(&store, &project).await?);
+        return Ok(());
+    };
+    let explained = why::explain(&store, &project, question.clone()).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&explained)?);
+    } else if let Question::Conversation(_) = question {
+        print!("{}", why::render_conversation(&explained));
+    } else {
+        print!("{}", why::render_waiting(&project, &explained));
+    }
     Ok(())
 }
 

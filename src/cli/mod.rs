@@ -7,3 +7,4 @@ pub mod publish;
 pub mod run;
 pub mod schemas;
 pub mod simulate;
+pub mod why;

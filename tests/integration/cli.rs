@@ -121,3 +121,41 @@ async fn the_python_example_plays_a_platform() {
     );
     env.cleanup().await;
 }
+
+/// `switchboard inspect --waiting` and `--conversation`, as an operator runs them: why a
+/// conversation waits, agent by agent, as text and JSON.
+#[tokio::test]
+async fn inspect_says_why_conversations_wait() {
+    let p = Project::new().await;
+    p.online_agents(&[("a", 1)]).await;
+    p.apply(
+        "agent.upserted",
+        serde_json::json!({"agents": [{"agent_id": "b", "max_concurrent": 2}]}),
+    )
+    .await;
+    p.create("c1").await;
+    p.create("c2").await;
+    let inspect = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("inspect")
+            .arg(&p.id)
+            .args(args)
+            .env("SWITCHBOARD_REDIS_URL", redis_url())
+            .output()
+            .expect("switchboard runs");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let text = inspect(&["--waiting"]);
+    assert!(text.contains("1 waiting"), "{text}");
+    assert!(text.contains("c2"), "{text}");
+    assert!(text.contains("1 at max_concurrent"), "{text}");
+    assert!(text.contains("1 offline"), "{text}");
+    let one = inspect(&["--conversation", "c2"]);
+    assert!(one.contains("conversation c2: waiting"), "{one}");
+    assert!(one.contains("waits: position 1"), "{one}");
+    let json: serde_json::Value =
+        serde_json::from_str(&inspect(&["--conversation", "c1", "--json"])).unwrap();
+    assert_eq!(json["state"], "open");
+    assert_eq!(json["agent"], "a");
+}
