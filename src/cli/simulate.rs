@@ -61,6 +61,9 @@ pub struct SimulateArgs {
     /// Use the configured exchanges and running workers instead of an in-process worker.
     #[arg(long)]
     pub external: bool,
+    /// A conversation that waits this long (simulated seconds) overflows (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub max_wait_seconds: u64,
 }
 
 /// One agent of the simulated team.
@@ -81,6 +84,11 @@ pub struct Report {
     pub seconds: f64,
     /// Times the worker switched an agent by its schedule.
     pub schedule_switches: u64,
+    /// Conversations that waited too long and left their queue.
+    pub overflowed: u64,
+    /// For each conversation that got an estimate of its wait: the estimate's error against the
+    /// wait it then had, as a fraction of that wait (+ = too long), sorted.
+    pub estimate_errors: Vec<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +145,17 @@ impl Report {
         if self.schedule_switches > 0 {
             let _ = writeln!(out, "schedule switches: {}", self.schedule_switches);
         }
+        if self.overflowed > 0 {
+            let _ = writeln!(out, "overflowed (waited too long): {}", self.overflowed);
+        }
+        if let Some(median) = median_abs(&self.estimate_errors) {
+            let _ = writeln!(
+                out,
+                "estimated waits: {} given, median error {:.0}% of the actual wait",
+                self.estimate_errors.len(),
+                median * 100.0
+            );
+        }
         out
     }
 
@@ -159,6 +178,13 @@ impl Report {
         );
         chart.svg()
     }
+}
+
+/// The median of the absolute values, if any.
+fn median_abs(values: &[f64]) -> Option<f64> {
+    let mut absolute: Vec<f64> = values.iter().map(|v| v.abs()).collect();
+    absolute.sort_by(|a, b| a.total_cmp(b));
+    absolute.get(absolute.len() / 2).copied()
 }
 
 fn parse_agents(spec: &str) -> anyhow::Result<Vec<SimAgent>> {
@@ -260,7 +286,12 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     let store = Store::connect(&config.redis_nodes(), StoreOptions::from_config(&config)).await?;
     let project_id = Id::parse(&project).expect("a valid id");
 
-    send("project.configured", json!({"new_visitors": args.strategy})).await?;
+    send(
+        "project.configured",
+        json!({"new_visitors": args.strategy, "queue_position_updates": true,
+               "max_wait_seconds": args.max_wait_seconds}),
+    )
+    .await?;
     let patches: Vec<Value> = agents
         .iter()
         .map(|a| json!({"agent_id": a.id, "max_concurrent": a.max_concurrent, "weight": a.weight}))
@@ -323,11 +354,17 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     let mut assigned: BTreeMap<String, u64> = BTreeMap::new();
     let mut max_load: HashMap<String, i64> = HashMap::new();
     let mut waits = vec![];
+    let mut overflowed = 0u64;
+    // Conversation -> (its estimated wait, simulated s; when it was given, simulated ms).
+    let mut estimates: HashMap<String, (f64, i64)> = HashMap::new();
+    let mut estimate_errors = vec![];
     let mut last_progress = day;
     let mut ticker = tokio::time::interval(Duration::from_millis(5));
     // The day ends when every conversation is assigned and, with a schedule, once the agent
     // is back (both switches seen; bounded by the deadline below).
-    while (waits.len() as u64) < args.conversations || (scheduled && schedule_switches < 2) {
+    while ((waits.len() as u64) + overflowed) < args.conversations
+        || (scheduled && schedule_switches < 2)
+    {
         tokio::select! {
             _ = ticker.tick() => {}
             delivery = decisions.next() => {
@@ -340,10 +377,26 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
                     schedule_switches += 1;
                     continue;
                 }
+                let conversation = event["data"]["conversation_id"].as_str().unwrap_or("").to_string();
+                if event["type"] == "conversation.overflowed" {
+                    if created_at.remove(&conversation).is_some() {
+                        overflowed += 1;
+                    }
+                    continue;
+                }
+                if event["type"] == "conversation.queue_position" {
+                    if let Some(estimate) = event["data"]["estimated_wait_seconds"].as_f64() {
+                        estimates.entry(conversation).or_insert((estimate, clock.now_ms()));
+                    }
+                    continue;
+                }
                 if event["type"] != "conversation.assigned" {
                     continue;
                 }
-                let conversation = event["data"]["conversation_id"].as_str().unwrap_or("").to_string();
+                if let Some((estimate, given_ms)) = estimates.remove(&conversation) {
+                    let actual = ((clock.now_ms() - given_ms) as f64 / 1000.0).max(1.0);
+                    estimate_errors.push((estimate - actual) / actual);
+                }
                 let agent = event["data"]["agent_id"].as_str().unwrap_or("").to_string();
                 if let Some(at) = created_at.remove(&conversation) {
                     waits.push(at.elapsed().as_secs_f64() * 1000.0);
@@ -400,7 +453,7 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
         if last_progress.elapsed() >= Duration::from_secs(1) {
             last_progress = Instant::now();
             eprintln!(
-                "[{t:>5.1}s] created {created}/{} · assigned {} · waiting {}",
+                "[{t:>5.1}s] created {created}/{} · assigned {} · waiting {} · overflowed {overflowed}",
                 args.conversations,
                 waits.len(),
                 created_at.len()
@@ -459,12 +512,15 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
         worker.await??;
         cleanup(&config).await;
     }
+    estimate_errors.sort_by(|a, b| a.total_cmp(b));
     Ok(Report {
         strategy: args.strategy,
         rows,
         waits_ms: waits,
         seconds,
         schedule_switches,
+        overflowed,
+        estimate_errors,
     })
 }
 

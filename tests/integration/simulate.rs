@@ -25,6 +25,7 @@ async fn a_simulated_day_reports_shares_loads_and_waits() {
         absence: 0.4,
         chart: chart.clone(),
         external: false,
+        max_wait_seconds: 0,
     };
     let report = simulate(config, args).await.unwrap();
     assert_eq!(
@@ -60,5 +61,39 @@ async fn a_simulated_day_reports_shares_loads_and_waits() {
     assert!(text.contains("heavy") && text.contains("p99"), "{text}");
     let svg = report.svg();
     assert!(svg.starts_with("<svg") && svg.contains(">light<") && svg.contains("polyline"));
+    let _ = std::fs::remove_file(chart);
+}
+
+/// A team that cannot keep up: waits grow, conversations that wait past `max_wait_seconds`
+/// overflow, and the waiting ones got estimates of their wait, whose error is reported.
+#[tokio::test]
+async fn a_saturated_day_reports_overflows_and_the_estimates_error() {
+    let config = Config {
+        amqp_url: amqp_url().into(),
+        redis_url: redis_url().into(),
+        ..Config::default()
+    };
+    let chart = std::env::temp_dir().join(format!("{}.svg", unique("sim")));
+    let args = SimulateArgs {
+        strategy: "least_loaded".into(),
+        agents: "solo:1:1".into(),
+        conversations: 60,
+        rate: 100.0,
+        // 3 to 5 simulated minutes each (one real second is a simulated hour here).
+        handling_ms: "50..80".into(),
+        absence: 0.0,
+        chart: chart.clone(),
+        external: false,
+        max_wait_seconds: 900,
+    };
+    let report = simulate(config, args).await.unwrap();
+    assert!(report.overflowed > 0, "{}", report.render());
+    assert_eq!(report.waits_ms.len() as u64 + report.overflowed, 60);
+    assert!(!report.estimate_errors.is_empty(), "{}", report.render());
+    let text = report.render();
+    assert!(
+        text.contains("overflowed") && text.contains("median error"),
+        "{text}"
+    );
     let _ = std::fs::remove_file(chart);
 }
