@@ -16,6 +16,7 @@ const REASONS: &[(&str, &str)] = &[
     ("offline", "offline"),
     ("busy", "busy"),
     ("at_max_concurrent", "at max_concurrent"),
+    ("at_channel_capacity", "at their capacity for the channel"),
     ("no_capacity", "max_concurrent 0"),
     ("at_daily_limit", "at daily_limit"),
     ("lacks_skills", "lacks the step's skills"),
@@ -113,6 +114,13 @@ pub fn render_conversation(explained: &Value) -> String {
         }
         _ => {
             let _ = writeln!(out, "  decision: {}", text(&explained["decision"]));
+            if explained["inactive"] == true {
+                let _ = writeln!(
+                    out,
+                    "  inactive: no visitor message for inactive_after_seconds; it does not \
+                     count in its agent's load until the visitor writes again"
+                );
+            }
         }
     }
     out

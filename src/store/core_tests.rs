@@ -302,3 +302,123 @@ fn waiting_conversations_are_served_by_priority_then_arrival() {
     assert_eq!(min, "[a1|");
     assert_eq!(max.as_bytes().as_ref(), b"[a1|\xff");
 }
+
+#[test]
+fn skill_levels_are_minimums_and_a_list_is_level_one() {
+    let lua = lua();
+    let qualifies =
+        |cfg: &str, req: &str| eval::<bool>(&lua, &format!("Core.qualifies({cfg}, {req})"));
+    let expert = "{ skills = { spanish = 7, billing = 3 } }";
+    let listed = "{ skills = { 'spanish', 'billing' } }";
+    assert!(qualifies(expert, "{ s = { spanish = 5 } }"));
+    assert!(qualifies(expert, "{ s = { spanish = 7, billing = 3 } }"));
+    assert!(!qualifies(expert, "{ s = { spanish = 8 } }"));
+    assert!(!qualifies(expert, "{ s = { legal = 1 } }"));
+    assert!(qualifies(expert, "{ s = { 'spanish' } }")); // a list asks for level 1
+    assert!(qualifies(listed, "{ s = { spanish = 1 } }"));
+    assert!(!qualifies(listed, "{ s = { spanish = 2 } }"));
+    // The sum of the step's levels ranks agents for `order_by: skill_level`.
+    assert_eq!(
+        eval::<i64>(
+            &lua,
+            &format!("Core.skill_sum({expert}, {{ spanish = 5, legal = 1 }})")
+        ),
+        7
+    );
+    assert_eq!(
+        eval::<i64>(
+            &lua,
+            &format!("Core.skill_sum({listed}, {{ 'spanish', 'billing' }})")
+        ),
+        2
+    );
+    // A tier of a family wants that exact sum.
+    assert!(qualifies(expert, "{ s = { spanish = 5 }, t = 7 }"));
+    assert!(!qualifies(expert, "{ s = { spanish = 5 }, t = 6 }"));
+    // Tiers stay sorted highest first, each sum once.
+    assert_eq!(
+        eval::<String>(
+            &lua,
+            "table.concat(Core.with_tier(Core.with_tier(Core.with_tier({}, 3), 9), 3), ',')"
+        ),
+        "9,3"
+    );
+}
+
+#[test]
+fn minimum_levels_and_skill_order_name_their_own_pools() {
+    let lua = lua();
+    let text = |req: &str| eval::<Option<String>>(&lua, &format!("Core.requirement_text({req})"));
+    // A list and an object of level-one minimums are the same requirement (and the same pool as
+    // before levels existed).
+    assert_eq!(
+        text("{ s = { 'es', 'billing' } }"),
+        text("{ s = { es = 1, billing = 1 } }")
+    );
+    assert_eq!(text("{ s = { 'es' } }").as_deref(), Some("es///"));
+    assert_ne!(text("{ s = { es = 5 } }"), text("{ s = { 'es' } }"));
+    assert_ne!(
+        text("{ s = { 'es' }, o = 'skill_level' }"),
+        text("{ s = { 'es' } }")
+    );
+    // A capacity per channel makes the channel part of the requirement, as channel rights do.
+    assert_eq!(
+        eval::<Option<String>>(
+            &lua,
+            "Core.requirement_text(Core.requirement({ skills = { es = 5 }, order_by = 'skill_level' }, { ch = 'chat' }, true))"
+        )
+        .as_deref(),
+        Some("es:5//chat//skill_level")
+    );
+}
+
+#[test]
+fn a_capacity_per_channel_bounds_that_channel_only() {
+    let lua = lua();
+    let cfg = "{ max_concurrent = 5, capacity = { chat = 2, email = 0 } }";
+    let room = |channel: &str, load: i64| {
+        eval::<bool>(
+            &lua,
+            &format!("Core.has_channel_room({cfg}, {channel}, {load})"),
+        )
+    };
+    assert!(room("'chat'", 1));
+    assert!(!room("'chat'", 2));
+    assert!(!room("'email'", 0)); // 0: never that channel
+    assert!(room("'voice'", 99)); // not listed: max_concurrent alone bounds it
+    assert!(room("nil", 99));
+    assert!(eval::<bool>(
+        &lua,
+        &format!("Core.has_channel_capacity({cfg})")
+    ));
+    assert!(!eval::<bool>(
+        &lua,
+        "Core.has_channel_capacity({ capacity = {} })"
+    ));
+    assert!(!eval::<bool>(&lua, "Core.has_channel_capacity(nil)"));
+    // Why an agent is passed over says so.
+    assert_eq!(
+        eval::<String>(
+            &lua,
+            &format!("Core.exclusion({cfg}, 'online', true, 2, nil, {{ ch = 'chat' }}, nil, 2)")
+        ),
+        "at_channel_capacity"
+    );
+}
+
+#[test]
+fn longest_idle_orders_by_load_then_by_last_assignment() {
+    let lua = lua();
+    let score =
+        |load: i64, last: &str| eval::<f64>(&lua, &format!("Core.idle_score({load}, {last})"));
+    // Equal loads: the older last assignment first; never assigned before anyone.
+    assert!(score(1, "nil") < score(1, "5"));
+    assert!(score(1, "5") < score(1, "6"));
+    // Load still comes first, whatever the idle time.
+    assert!(score(1, "999999999999") < score(2, "0"));
+    // Exact at the extremes (below 2^53).
+    let top = score(8999, "999999999999");
+    assert_eq!(top, 8_999_999_999_999_999.0);
+    assert!(top < 9_007_199_254_740_992.0);
+    assert_eq!(score(100_000, "0"), score(8999, "0")); // larger loads share the cap
+}

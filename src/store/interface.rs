@@ -48,8 +48,9 @@ pub const PROJECT_KEYS: &[ProjectKey] = &[
     key(
         "owned",
         "owned",
-        "zset: \"agent|conversation\" for every open assignment (score 0, by lex); an agent's \
-         load is the count of its members, so it cannot drift",
+        "zset: \"agent|conversation\" for every open assignment that counts (not inactive; \
+         also a closed one in its wrap-up) (score 0, by lex); an agent's load is the count of \
+         its members, so it cannot drift",
     ),
     key(
         "waiting",
@@ -148,6 +149,29 @@ pub const PROJECT_KEYS: &[ProjectKey] = &[
         "hash: the order of each thing that is not a conversation, \"<time us>:<event digest>\" \
          of the last event applied to it: s|<agent> (status), f|<agent>|<field>, u|<agent> \
          (last upsert), r|<agent> (removal), c|<setting>, n|<agent> (get-next claims)",
+    ),
+    key(
+        "inactive",
+        "inactive",
+        "zset: \"agent|conversation\" for every open conversation that stopped counting in its \
+         agent's load (inactive_after_seconds), score = since when, ms",
+    ),
+    key(
+        "channel_owned",
+        "channel_owned",
+        "zset: \"agent|channel|conversation\" for the members of `owned` whose channel their \
+         agent has a `capacity` for (score 0, by lex): the load per channel",
+    ),
+    key(
+        "last_assigned",
+        "last_assigned",
+        "hash: agent id -> the number of its last assignment (tie_break longest_idle)",
+    ),
+    key(
+        "missed",
+        "missed",
+        "hash: agent id -> automatic assignments in a row moved away by the reply timeout \
+         (away_after_missed)",
     ),
     key(
         "events",

@@ -1,13 +1,14 @@
 -- agents.lua: agents' configuration and status, as stored. Module `Agents`; uses KEYS agents,
--- status, owned, daily and no ARGV of its own.
+-- status, owned, daily, last_assigned, meta (assignment_seq) and no ARGV of its own.
 
 do
   -- Agents' configurations (id -> table, false: none) and statuses (id -> status) read or
   -- written in this call.
-  local configs, statuses
+  local configs, statuses, last_assignments
   Call.on_call(function()
     configs = {}
     statuses = {}
+    last_assignments = {}
   end)
 
   -- The agent's configuration (a table shared with the cache: a caller changes it only to
@@ -22,19 +23,23 @@ do
     return cfg or nil
   end
 
-  -- Counts of agents with a precedence level and with channel restrictions: levels and channel
-  -- pools only come into play in projects that use them.
+  -- Counts of agents with a precedence level, with channel restrictions and with capacities
+  -- per channel: levels and channel pools only come into play in projects that use them.
   local function counted(cfg)
-    return (cfg and cfg.priority) and 1 or 0, (cfg and cfg.channels ~= nil) and 1 or 0
+    return (cfg and cfg.priority) and 1 or 0, (cfg and cfg.channels ~= nil) and 1 or 0,
+      Core.has_channel_capacity(cfg) and 1 or 0
   end
 
   -- Stores the agent's configuration (nil: removes it); `previous` is what it was.
   function Agents.save(agent_id, cfg, previous)
-    local levelled_before, restricted_before = counted(previous)
-    local levelled, restricted = counted(cfg)
+    local levelled_before, restricted_before, capacities_before = counted(previous)
+    local levelled, restricted, capacities = counted(cfg)
     if levelled ~= levelled_before then Meta.add('level_agents', levelled - levelled_before) end
     if restricted ~= restricted_before then
       Meta.add('restricted_agents', restricted - restricted_before)
+    end
+    if capacities ~= capacities_before then
+      Meta.add('capacity_agents', capacities - capacities_before)
     end
     configs[agent_id] = cfg or false
     if cfg then
@@ -88,6 +93,31 @@ do
   -- Counts one more assignment today; returns the day's count.
   function Agents.count_assignment(agent_id)
     return redis.call('HINCRBY', K.daily, agent_id, '1')
+  end
+
+  -- The number of the agent's last assignment among the project's (0: none since longest_idle
+  -- was on): the longer ago, the longer idle.
+  function Agents.last_assignment(agent_id)
+    local n = last_assignments[agent_id]
+    if n == nil then
+      n = tonumber(redis.call('HGET', K.last_assigned, agent_id)) or 0
+      last_assignments[agent_id] = n
+    end
+    return n
+  end
+
+  -- Numbers an assignment to the agent (for longest_idle).
+  function Agents.note_assignment(agent_id)
+    local n = Meta.add('assignment_seq', 1)
+    redis.call('HSET', K.last_assigned, agent_id, n)
+    last_assignments[agent_id] = n
+  end
+
+  -- Forgets what only a present agent needs (its removal).
+  function Agents.forget(agent_id)
+    redis.call('HDEL', K.last_assigned, agent_id)
+    redis.call('HDEL', K.missed, agent_id)
+    last_assignments[agent_id] = nil
   end
 
   -- A new local day: every day's count starts again.

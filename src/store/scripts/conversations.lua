@@ -1,7 +1,7 @@
 -- conversations.lua: assigning conversations, their release, allocation by mode and strategy,
 -- returning visitors, draining the waiting queues, closing, and forgetting old ones.
--- Module `Conversations`; uses KEYS owned, closed, waiting, by_load, meta (day_timer) and ARGV
--- now, closed_retention, today, next_midnight.
+-- Module `Conversations`; uses KEYS closed, waiting, meta (day_timer) and ARGV now,
+-- closed_retention, today, next_midnight (what an agent holds is load.lua's).
 
 do
   -- Assignments a human asked for are not timed: the reply timeout rotates automatic ones.
@@ -19,7 +19,7 @@ do
   -- strategy chose in, if a strategy chose.
   function Conversations.assign(conversation_id, record, agent_id, reason, strategy,
                                 previous_agent_id, pool)
-    redis.call('ZADD', K.owned, '0', Core.pair(agent_id, conversation_id))
+    Load.hold(agent_id, conversation_id, record)
     record.s = 'open'
     record.a = agent_id
     record.w, record.pw = nil, nil
@@ -27,6 +27,7 @@ do
     record.ws, record.ss, record.qp, record.rx = nil, nil, nil, nil
     record.an = (tonumber(record.an) or 0) + 1
     local sequence = Call.next_sequence(record)
+    Activity.assigned(conversation_id, record)
     Records.save(conversation_id, record)
     local today_count = Agents.count_assignment(agent_id)
     local daily_limit = tonumber((Agents.config(agent_id) or NONE).daily_limit)
@@ -37,6 +38,7 @@ do
         { timer = 'new_day', token = 0 })
     end
     if strategy then Pools.served(pool or Pools.base(), agent_id, strategy) end
+    if Call.setting('tie_break') == 'longest_idle' then Agents.note_assignment(agent_id) end
     Pools.refresh(agent_id)
     Visitors.remember(record.v, agent_id)
     Call.emit('conversation.assigned', {
@@ -54,9 +56,27 @@ do
   -- agent.
   function Conversations.release(conversation_id, record)
     if record.s == 'open' and record.a then
-      redis.call('ZREM', K.owned, Core.pair(record.a, conversation_id))
+      Load.drop(conversation_id, record)
+      record.iu = nil
       Pools.refresh(record.a)
     end
+  end
+
+  -- Takes every conversation from the agent: each open one is assigned to another agent or
+  -- queued (publishing `conversation.unassigned`); one in its wrap-up just ends it.
+  function Conversations.hand_over(agent_id, reason)
+    for _, conversation_id in ipairs(Load.take_all(agent_id)) do
+      local record = Records.get(conversation_id)
+      if record then
+        record.ia, record.iu, record.wu = nil, nil, nil
+        if record.s == 'open' then
+          Conversations.allocate(conversation_id, record, reason, agent_id, { [agent_id] = true })
+        else
+          Records.save(conversation_id, record)
+        end
+      end
+    end
+    Pools.refresh(agent_id)
   end
 
   -- Assigns the conversation now if the project allocates automatically and an agent is
@@ -118,7 +138,7 @@ do
       -- Always that agent, whatever its status or limits (the settings say so).
       Conversations.assign(conversation_id, record, original, 'returning', nil)
     elseif policy == 'original_agent_if_available' then
-      if Pools.available(original) then
+      if Pools.available_for(original, record) then
         Conversations.assign(conversation_id, record, original, 'returning', nil)
       else
         Conversations.allocate(conversation_id, record, 'new')
@@ -204,7 +224,9 @@ do
   function Conversations.close(conversation_id, record)
     if record.s == 'waiting' then Queues.dequeue(record) end
     Modes.release_hold(conversation_id, record)
-    Conversations.release(conversation_id, record)
+    if record.s == 'open' and record.a and Activity.closing(conversation_id, record) then
+      Pools.refresh(record.a)
+    end
     record.s = 'closed'
     record.w = nil
     Records.save(conversation_id, record)
@@ -220,7 +242,11 @@ do
       'LIMIT', 0, FORGOTTEN_PER_EVENT)
     for _, conversation_id in ipairs(old) do
       local record = Records.get(conversation_id)
-      if record and record.s == 'closed' then Records.forget(conversation_id) end
+      if record and record.s == 'closed' then
+        local agent_id = Activity.end_wrap_up(conversation_id, record)
+        if agent_id then Pools.refresh(agent_id) end
+        Records.forget(conversation_id)
+      end
       redis.call('ZREM', K.closed, conversation_id)
     end
     Visitors.forget_old()

@@ -189,16 +189,33 @@ do
   -- Pools: a requirement (skills s, step channels sc, conversation channel ch or channel
   -- account ca) and who meets it.
 
+  -- Skills come as a list (level 1 each) or as an object of levels, `{"spanish": 7}`; a rule
+  -- step's skills likewise, as minimum levels. Either way: skill -> level.
+  local LEVEL_ONE = 1
+  function Core.skill_levels(skills)
+    local levels = {}
+    if not skills then return levels end
+    if skills[1] ~= nil then
+      for _, skill in ipairs(skills) do levels[skill] = LEVEL_ONE end
+    else
+      for skill, level in pairs(skills) do levels[skill] = tonumber(level) or LEVEL_ONE end
+    end
+    return levels
+  end
+
   -- The requirement of a conversation at its rule step (nil: the base pool, no requirement).
-  -- `restricted`: some agents only serve some channels, so the conversation's channel counts.
-  function Core.requirement(step, record, restricted)
-    if not step and not restricted then return nil end
+  -- `by_channel`: some agents only serve some channels, or have a capacity per channel, so the
+  -- conversation's channel counts. A step ordered by skill level (`o`) names a family of pools,
+  -- one per sum of levels (`t`: see pools.lua).
+  function Core.requirement(step, record, by_channel)
+    if not step and not by_channel then return nil end
     local req = {}
     if step then
       req.s = step.skills
       req.sc = step.channels
+      req.o = step.order_by
     end
-    if restricted then
+    if by_channel then
       req.ch = record.ch
       req.ca = record.ca
     end
@@ -212,23 +229,56 @@ do
     return copy
   end
 
+  -- A step's skills as sorted text items: "skill", or "skill:level" for a minimum above one (so
+  -- a list and an object of level-one minimums name the same pool).
+  local function skill_items(skills)
+    local items = {}
+    for skill, level in pairs(Core.skill_levels(skills)) do
+      items[#items + 1] = level > LEVEL_ONE and (skill .. ':' .. level) or skill
+    end
+    table.sort(items)
+    return items
+  end
+
   -- A requirement as canonical text (the same requirement written in any order gives the
   -- same text, whose digest names its pool), or nil when it requires nothing.
   function Core.requirement_text(req)
-    local s, sc = sorted_copy(req.s), sorted_copy(req.sc)
+    local s, sc = skill_items(req.s), sorted_copy(req.sc)
     local ch, ca = req.ch or '', req.ca or ''
-    if #s == 0 and #sc == 0 and ch == '' and ca == '' then return nil end
-    return table.concat(s, '+') .. '/' .. table.concat(sc, '+') .. '/' .. ch .. '/' .. ca
+    if #s == 0 and #sc == 0 and ch == '' and ca == '' and not req.o then return nil end
+    local text = table.concat(s, '+') .. '/' .. table.concat(sc, '+') .. '/' .. ch .. '/' .. ca
+    if req.o then text = text .. '/' .. req.o end
+    return text
   end
 
-  local function has_all(list, needed)
-    if not needed or #needed == 0 then return true end
-    local have = {}
-    for _, v in ipairs(list or {}) do have[v] = true end
-    for _, v in ipairs(needed) do
-      if not have[v] then return false end
+  -- Whether an agent's skills (list or levels) reach every minimum of `needed`.
+  local function has_all(skills, needed)
+    if not needed or next(needed) == nil then return true end
+    local have = Core.skill_levels(skills)
+    for skill, minimum in pairs(Core.skill_levels(needed)) do
+      if (have[skill] or 0) < minimum then return false end
     end
     return true
+  end
+
+  -- The sum of the agent's levels in the step's skills (what `order_by: skill_level` ranks).
+  function Core.skill_sum(cfg, needed)
+    local have = Core.skill_levels(cfg.skills)
+    local sum = 0
+    for skill in pairs(Core.skill_levels(needed)) do sum = sum + (have[skill] or 0) end
+    return sum
+  end
+
+  -- The tiers of a family ordered by skill level: its sums, highest first, with `sum` added.
+  function Core.with_tier(tiers, sum)
+    local sorted = {}
+    for _, t in ipairs(tiers or {}) do
+      if t == sum then return tiers, false end
+      sorted[#sorted + 1] = t
+    end
+    sorted[#sorted + 1] = sum
+    table.sort(sorted, function(a, b) return a > b end)
+    return sorted, true
   end
 
   -- Whether an agent (its configuration) receives from a channel or channel account.
@@ -240,7 +290,7 @@ do
     return false
   end
 
-  -- Does the agent meet the requirement?
+  -- Does the agent meet the requirement? (A tier of a family, `t`, also wants that exact sum.)
   function Core.qualifies(cfg, req)
     if not has_all(cfg.skills, req.s) then return false end
     for _, channel in ipairs(req.sc or {}) do
@@ -252,6 +302,7 @@ do
         return false
       end
     end
+    if req.t and Core.skill_sum(cfg, req.s) ~= tonumber(req.t) then return false end
     return true
   end
 
@@ -287,6 +338,23 @@ do
     return load < Core.max_concurrent(cfg)
   end
 
+  -- The agent's capacity for one channel (nil: bounded by max_concurrent alone).
+  function Core.channel_capacity(cfg, channel)
+    local capacity = channel and cfg.capacity
+    return capacity and tonumber(capacity[channel]) or nil
+  end
+
+  -- Whether the agent has a capacity for any channel.
+  function Core.has_channel_capacity(cfg)
+    return cfg ~= nil and type(cfg.capacity) == 'table' and next(cfg.capacity) ~= nil
+  end
+
+  -- Whether it has room for one more conversation of `channel`, holding `channel_load` of them.
+  function Core.has_channel_room(cfg, channel, channel_load)
+    local capacity = Core.channel_capacity(cfg, channel)
+    return capacity == nil or channel_load < capacity
+  end
+
   -- Precedence: level 1 is served first; agents outside the levels come after every level.
   function Core.bucket(cfg)
     return tonumber(cfg.priority) or Core.OUTSIDE
@@ -294,10 +362,11 @@ do
 
   -- Why an agent cannot take a conversation of a pool now, or nil when it can: the first of
   -- `auto_assign_off`, `lacks_skills`, `channel`, `offline`, `busy`, `no_capacity`
-  -- (max_concurrent 0), `at_max_concurrent`, `at_daily_limit`, `outside_level` (another
-  -- precedence level serves: `serving`, nil when none does), in that order. `status_lets_it`
-  -- says whether its status receives under the settings.
-  function Core.exclusion(cfg, status, status_lets_it, load, today, req, serving)
+  -- (max_concurrent 0), `at_max_concurrent`, `at_channel_capacity`, `at_daily_limit`,
+  -- `outside_level` (another precedence level serves: `serving`, nil when none does), in that
+  -- order. `status_lets_it` says whether its status receives under the settings;
+  -- `channel_load` is how many of the pool's channel it holds (when it has a capacity for it).
+  function Core.exclusion(cfg, status, status_lets_it, load, today, req, serving, channel_load)
     if cfg.auto_assign == false then return 'auto_assign_off' end
     if req then
       local skills = { s = req.s }
@@ -310,6 +379,9 @@ do
     end
     if Core.max_concurrent(cfg) == 0 then return 'no_capacity' end
     if not Core.has_room(cfg, load) then return 'at_max_concurrent' end
+    if req and not Core.has_channel_room(cfg, req.ch, channel_load or 0) then
+      return 'at_channel_capacity'
+    end
     if Core.daily_limit_reached(cfg, today) then return 'at_daily_limit' end
     if serving and Core.bucket(cfg) ~= serving then return 'outside_level' end
     return nil
@@ -322,6 +394,16 @@ do
   -- below one).
   function Core.load_score(cfg, load, fraction)
     return Core.bucket(cfg) * Core.BUCKET + load + fraction * Core.LOAD_TIE_WIDTH
+  end
+
+  -- least_loaded with `tie_break: longest_idle`: within one precedence level (a key of its
+  -- own, so no bucket prefix eats the precision), load first, then the number of the agent's
+  -- last assignment (0: never assigned, the longest idle). Exact integers up to 2^53: loads up
+  -- to IDLE_LOAD_CAP, assignment numbers below IDLE_RANGE.
+  Core.IDLE_RANGE = 1e12
+  Core.IDLE_LOAD_CAP = 8999
+  function Core.idle_score(load, last_assignment)
+    return math.min(load, Core.IDLE_LOAD_CAP) * Core.IDLE_RANGE + (tonumber(last_assignment) or 0)
   end
 
   -- round_robin: `order`, else insertion order; the insertion sequence breaks ties so every

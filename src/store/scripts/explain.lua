@@ -32,8 +32,10 @@ do
       local cfg = Agents.config(agent_id)
       local status = Agents.status(agent_id)
       local today = cfg.daily_limit and redis.call('HGET', K.daily, agent_id)
+      local channel_load = req and Core.channel_capacity(cfg, req.ch)
+        and Load.of_channel(agent_id, req.ch)
       local reason = Core.exclusion(cfg, status, Agents.status_receives(agent_id),
-        Agents.load(agent_id), today, req, serving)
+        Agents.load(agent_id), today, req, serving, channel_load or 0)
       if reason then
         excluded[reason] = (excluded[reason] or 0) + 1
       else
@@ -98,6 +100,10 @@ do
       explained.candidates = redis.call('ZRANGE', pool.load, 0, 9)
     elseif record.s == 'open' then
       explained.decision = 'assigned to ' .. tostring(record.a)
+      -- Gone quiet (inactive_after_seconds): assigned, not counting in the agent's load.
+      explained.inactive = record.ia ~= nil
+    elseif record.s == 'closed' and record.wu then
+      explained.decision = 'closed; its agent is in wrap-up'
     else
       explained.decision = record.s
     end

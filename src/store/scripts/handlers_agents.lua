@@ -15,6 +15,7 @@ do
     Versions.read(things)
     local previous_mode = Call.setting('mode')
     local previous_aging = Call.setting('priority_aging_seconds')
+    local previous_inactive_after = Call.setting('inactive_after_seconds')
     local current = Call.settings()
     local outcomes, changed = {}, {}
     for field, value in pairs(patch) do
@@ -33,31 +34,16 @@ do
       redis.call('SET', K.settings, cjson.encode(current))
     end
     Call.settings_changed(current)
-    -- include_busy / include_offline change who is eligible: rebuild the pools once.
+    if Call.setting('inactive_after_seconds') ~= previous_inactive_after then
+      Activity.setting_changed()
+    end
+    -- include_busy / include_offline, tie_break, inactivity change who is eligible and how
+    -- they are ordered: rebuild the pools once.
     Pools.refresh_all()
     if Call.setting('mode') ~= previous_mode then Modes.requeue_held() end
     if Call.setting('priority_aging_seconds') ~= previous_aging then Queues.rescore() end
   end
 
-  -- Takes every open conversation from the agent and assigns each to another agent, or queues
-  -- it (publishing `conversation.unassigned`).
-  local function hand_over(agent_id, reason)
-    for _, conversation_id in ipairs(Call.take_agent_members(K.owned, agent_id)) do
-      local record = Records.get(conversation_id)
-      if record then
-        Conversations.allocate(conversation_id, record, reason, agent_id, { [agent_id] = true })
-      end
-    end
-    Pools.refresh(agent_id)
-  end
-
-  local function set_status(agent_id, status)
-    Agents.write_status(agent_id, status)
-    if not Pools.refresh(agent_id) then Modes.withdraw_offers(agent_id) end
-    if status == 'offline' and Call.setting('release_on_offline') and Agents.config(agent_id) then
-      hand_over(agent_id, 'owner_unavailable')
-    end
-  end
 
   -- Whether an event about an agent that does not exist now comes before its removal (a
   -- removal's version speaks for everything the agent had).
@@ -74,7 +60,7 @@ do
     if before_removal(agent_id) then return 'stale' end
     local outcome = Versions.judge_thing(status)
     if outcome ~= 'apply' then return outcome end
-    set_status(agent_id, data.status)
+    Presence.set(agent_id, data.status)
     Versions.advance({ status })
   end
 
@@ -86,19 +72,8 @@ do
   -- later than that stands.
   local function apply_schedule(agent_id, cfg, state)
     cfg.sched_n = (tonumber(cfg.sched_n) or 0) + 1
-    local status = state.online and 'online' or 'offline'
-    local status_thing = 's|' .. agent_id
-    local sequence
-    if Agents.status(agent_id) ~= status and Versions.judge_thing(status_thing) == 'apply' then
-      set_status(agent_id, status)
-      Versions.advance({ status_thing })
-      sequence = Call.next_sequence(cfg)
-    end
+    Presence.switch(agent_id, cfg, state.online and 'online' or 'offline', 'schedule', false)
     Agents.save(agent_id, cfg, cfg)
-    if sequence then
-      Call.emit('agent.status_changed',
-        { agent_id = agent_id, status = status, reason = 'schedule' }, sequence)
-    end
     local next_ms = tonumber(state.next_ms)
     if next_ms then
       Call.arm_timer(math.max(next_ms - NOW, 0), 'schedule:' .. agent_id .. ':' .. cfg.sched_n,
@@ -158,9 +133,13 @@ do
     if applied.schedule and patch.schedule == NULL then
       cfg.sched_n = (tonumber(cfg.sched_n) or 0) + 1 -- its pending timer no longer applies
     end
+    local by_channel = Routing.by_channel()
     Agents.save(agent_id, cfg, previous)
+    if applied.capacity then Load.recount_channels(agent_id, cfg) end
     Pools.rejoin(agent_id, previous)
     Pools.refresh(agent_id)
+    -- The first agent limited by channel: what waits is routed by channel from now on.
+    if not by_channel and Routing.by_channel() then Queues.reroute() end
     changed[#changed + 1] = upserted
     Versions.advance(changed)
     if applied.schedule and patch._schedule then
@@ -210,7 +189,7 @@ do
     local upserted_at = Versions.of(upserted)
     if previous and EVENT_TIME and upserted_at and upserted_at > EVENT_TIME then
       Modes.withdraw_offers(agent_id)
-      hand_over(agent_id, 'agent_removed')
+      Conversations.hand_over(agent_id, 'agent_removed')
       local cfg, reset = {}, {}
       for field, value in pairs(previous) do
         if fields[field] and not ((Versions.of(fields[field]) or -1) > EVENT_TIME) then
@@ -221,6 +200,7 @@ do
       end
       if Core.bucket(previous) ~= Core.bucket(cfg) then Pools.leave_all(agent_id, previous) end
       Agents.save(agent_id, cfg, previous)
+      if fields.capacity then Load.recount_channels(agent_id, cfg) end
       Pools.rejoin(agent_id, previous)
       if not ((Versions.of(status) or -1) > EVENT_TIME) then
         Agents.write_status(agent_id, nil)
@@ -235,9 +215,10 @@ do
     Agents.save(agent_id, nil, previous)
     Agents.write_status(agent_id, nil)
     redis.call('HDEL', K.passes, agent_id)
+    Agents.forget(agent_id)
     Pools.rejoin(agent_id, previous)
     Modes.withdraw_offers(agent_id)
-    hand_over(agent_id, 'agent_removed')
+    Conversations.hand_over(agent_id, 'agent_removed')
     -- The removal's version now speaks for everything the agent had.
     local superseded = { upserted, status }
     for _, thing in pairs(fields) do superseded[#superseded + 1] = thing end

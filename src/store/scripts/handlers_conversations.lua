@@ -15,9 +15,13 @@ do
   -- keep it regardless), else to another agent.
   local function reopen(conversation_id, record)
     redis.call('ZREM', K.closed, conversation_id)
+    -- Back during its wrap-up: the slot the wrap-up kept is free again, for it or another.
+    local wrapping_up = Activity.end_wrap_up(conversation_id, record)
+    if wrapping_up then Pools.refresh(wrapping_up) end
     local previous = record.a
     local keep = previous and Agents.config(previous)
-      and (Pools.available(previous) or not Call.setting('reassign_reopened_if_unavailable'))
+      and (Pools.available_for(previous, record)
+        or not Call.setting('reassign_reopened_if_unavailable'))
     if keep then
       Conversations.assign(conversation_id, record, previous, 'reopened', nil)
     else
@@ -82,9 +86,11 @@ do
         { [owner] = true })
     end
     -- Nothing to decide; the message still orders the conversation's lifecycle (a close
-    -- published before it, arriving after it, is stale).
+    -- published before it, arriving after it, is stale), and keeps it active.
     Records.stamp(record, true, false)
+    local counts_again = record.s == 'open' and Activity.visitor_wrote(conversation_id, record)
     Records.save(conversation_id, record)
+    if counts_again then Pools.refresh(record.a) end
   end
 
   Handlers['conversation.closed'] = function(data)
@@ -116,6 +122,7 @@ do
       Records.stamp(record, false, false)
       Records.save(data.conversation_id, record)
     end
+    Presence.replied(data.agent_id)
   end
 
   -- The conversation a timer is about, if the timer still applies: the conversation is in
@@ -146,6 +153,25 @@ do
     Conversations.release(conversation_id, record)
     Conversations.assign(conversation_id, record, next_agent, 'reply_timeout', strategy, current,
       pool)
+    Presence.missed(current)
+  end
+
+  -- No visitor message for `inactive_after_seconds`: the conversation stops counting.
+  Timers['inactivity'] = function(data)
+    local record = timed_conversation(data, 'open', 'it')
+    if not record then return end
+    local stopped_counting = Activity.timer_fired(data.conversation_id, record)
+    Records.save(data.conversation_id, record)
+    if stopped_counting then Pools.refresh(record.a) end
+  end
+
+  -- The wrap-up after a close is over: its agent has the slot back.
+  Timers['wrap_up'] = function(data)
+    local record = timed_conversation(data, 'closed', 'wu')
+    if not record then return end
+    local agent_id = Activity.end_wrap_up(data.conversation_id, record)
+    Records.save(data.conversation_id, record)
+    if agent_id then Pools.refresh(agent_id) end
   end
 
   -- A rule step waited long enough: the next, wider step takes over.
@@ -203,10 +229,12 @@ do
   end
 
   -- A claim or transfer may not take an agent past its `max_concurrent` (0 means no automatic
-  -- assignment, and sets no bound on what the agent takes by hand).
-  local function at_limit(agent_id, cfg)
+  -- assignment, and sets no bound on what the agent takes by hand), nor past its capacity for
+  -- the conversation's channel (`record`, when known).
+  local function at_limit(agent_id, cfg, record)
     local max = Core.max_concurrent(cfg)
-    return max > 0 and Agents.load(agent_id) >= max
+    if max > 0 and Agents.load(agent_id) >= max then return true end
+    return record ~= nil and not Load.channel_room(agent_id, cfg, record.ch)
   end
 
   Handlers['agent.claim_requested'] = function(data)
@@ -227,7 +255,7 @@ do
     if at_limit(data.agent_id, cfg) then return rejected('agent_at_limit', data) end
     -- Get next: the best head among the queues of the agent's pools, else the oldest offer
     -- made to it.
-    local conversation_id = data.conversation_id or Queues.next_for(data.agent_id)
+    local conversation_id = data.conversation_id or Queues.next_for(data.agent_id, cfg)
       or Modes.oldest_offer(data.agent_id)
     if not conversation_id then return rejected('nothing_waiting', data) end
     local record = Records.get(conversation_id)
@@ -235,6 +263,7 @@ do
     if record.s == 'closed' then return rejected('conversation_closed', data) end
     if record.s == 'open' then return rejected('already_assigned', data) end
     if record.s == 'overflowed' then return rejected('conversation_overflowed', data) end
+    if at_limit(data.agent_id, cfg, record) then return rejected('agent_at_limit', data) end
     if record.s == 'waiting' then Queues.dequeue(record, true) end
     Modes.release_hold(conversation_id, record)
     Records.stamp(record, false, true)
@@ -250,7 +279,7 @@ do
     local cfg = Agents.config(data.to_agent_id)
     if not cfg then return rejected('unknown_agent', data) end
     if record.a == data.to_agent_id then return rejected('already_assigned', data) end
-    if at_limit(data.to_agent_id, cfg) then return rejected('agent_at_limit', data) end
+    if at_limit(data.to_agent_id, cfg, record) then return rejected('agent_at_limit', data) end
     local previous_agent_id = record.a
     Conversations.release(data.conversation_id, record)
     Records.stamp(record, false, true)
@@ -285,7 +314,9 @@ do
     local record = Records.get(data.conversation_id)
     if not record or record.s ~= 'pending' then return rejected('no_allocation_pending', data) end
     if not Agents.config(data.agent_id) then return rejected('unknown_agent', data) end
-    if not Pools.available(data.agent_id) then return rejected('agent_unavailable', data) end
+    if not Pools.available_for(data.agent_id, record) then
+      return rejected('agent_unavailable', data)
+    end
     Modes.release_hold(data.conversation_id, record)
     Records.stamp(record, false, true)
     Conversations.assign(data.conversation_id, record, data.agent_id, 'custom', nil)

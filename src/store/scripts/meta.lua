@@ -1,8 +1,9 @@
 -- meta.lua: the project's counters. Module `Meta`; uses KEYS meta and no ARGV of its own.
 --
 -- The `meta` hash holds: agent_seq (agents' insertion order), arrival_seq (waiting order),
--- level_agents and restricted_agents (agents with a precedence level, with channel rights:
--- levels and channel pools only come into play in projects that use them), pool_count
+-- level_agents, restricted_agents and capacity_agents (agents with a precedence level, with
+-- channel rights, with a capacity per channel: levels and channel pools only come into play in
+-- projects that use them), assignment_seq (numbers assignments, for longest_idle), pool_count
 -- (requirement pools), vtime (the weighted strategy's virtual time), rr:<pool> (round robin's
 -- last served), day (the project's local day), day_timer (the day whose midnight timer is
 -- armed), events_generation (the newest generation of event records, whose expiry is set).
@@ -11,7 +12,7 @@ do
   -- The counters every call may need, read in one HMGET.
   local FIELDS = {
     'day', 'level_agents', 'restricted_agents', 'vtime', 'pool_count', 'day_timer', 'arrival_seq',
-    'events_generation',
+    'events_generation', 'capacity_agents',
   }
   local cache
   -- Whether this call numbered arrivals (see `next_arrival`).

@@ -38,7 +38,7 @@ do
   function Modes.hold(conversation_id, record, excluded)
     local mode = Call.setting('mode')
     if mode ~= 'broadcast' and mode ~= 'custom' then return false end
-    local agents = Pools.eligible_agents(excluded)
+    local agents = Pools.eligible_agents(excluded, record)
     if #agents == 0 then return false end
     if mode == 'broadcast' then
       Modes.offer(conversation_id, record, agents)

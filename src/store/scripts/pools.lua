@@ -1,6 +1,6 @@
 -- pools.lua: pools of eligible agents, and choosing one by strategy and precedence level.
 -- Module `Pools`; uses KEYS by_load, by_order, by_pass, online, waiting, base_waiting, pools,
--- memberships, passes, meta (rr:<pool>, vtime) and no ARGV of its own.
+-- memberships, passes, meta (rr:<pool>, vtime, tiers:<family>) and no ARGV of its own.
 --
 -- A pool holds the agents that may serve one requirement (the skills and channels of a rule
 -- step, the conversation's channel when some agents only serve some channels); the base pool
@@ -10,6 +10,16 @@
 -- Scores start with the agent's level bucket, so one level is one score range. Every change
 -- that alters an agent's eligibility calls `Pools.refresh`, which updates the base pool and the
 -- pools the agent belongs to: choosing is then a ZRANGE, O(log n) however large the team.
+--
+-- Eligible is per pool where a pool names a channel (`ch`) the agent has a `capacity` for:
+-- full for chats, it may still take an email. With `tie_break: longest_idle`, least_loaded
+-- chooses in per-level sets of their own, "<pool>:idle:<level>", scored by load then by the
+-- number of the agent's last assignment (Core.idle_score). A rule step with `order_by:
+-- skill_level` routes to a family: the pool "<digest>.levels" of everyone who qualifies (its
+-- queue, its levels), and one tier pool "<digest>.levels.t<sum>" per sum of the step's skill
+-- levels that some agent has (listed in meta tiers:<family>, highest first): choosing tries
+-- the tiers in that order, each a ZRANGE, so the cost grows with the number of distinct sums
+-- (at most ten per skill of the step), not with the team.
 
 do
   -- The base pool: its keys are declared ones. `pass` is the prefix of the per-level pass sets;
@@ -29,13 +39,24 @@ do
     if base_bound_for ~= PREFIX then
       BASE = {
         id = 'base', load = K.by_load, order = K.by_order, pass = PREFIX .. 'pool:pass',
-        online = K.online, waiting = K.base_waiting,
+        online = K.online, waiting = K.base_waiting, idle = PREFIX .. 'pool:idle',
       }
       base_bound_for = PREFIX
     end
     BASE.waiting = Meta.number('pool_count') == 0 and K.waiting or K.base_waiting
   end)
   Call.on_event(function() touched = {} end)
+  -- Requirements (pool id -> table, false: none) and families' tiers read in this call.
+  local requirements, family_tiers
+  Call.on_call(function()
+    requirements = {}
+    family_tiers = {}
+  end)
+
+  local FAMILY_SUFFIX = '.levels'
+  local function is_family(id)
+    return string.sub(id, -#FAMILY_SUFFIX) == FAMILY_SUFFIX
+  end
 
   -- How many times a pick skips an agent it must not choose before giving up.
   local MAX_SKIPPED = 1000
@@ -48,8 +69,36 @@ do
     local key = PREFIX .. 'rq:' .. id .. ':'
     return {
       id = id, load = key .. 'load', order = key .. 'order', pass = key .. 'pass',
-      online = key .. 'online', waiting = key .. 'waiting',
+      online = key .. 'online', waiting = key .. 'waiting', idle = key .. 'idle',
+      family = is_family(id),
     }
+  end
+
+  -- The requirement of a pool (nil for the base pool).
+  function Pools.requirement(id)
+    if id == nil or id == 'base' then return nil end
+    local req = requirements[id]
+    if req == nil then
+      local raw = redis.call('HGET', K.pools, id)
+      req = raw and cjson.decode(raw) or false
+      requirements[id] = req
+    end
+    return req or nil
+  end
+
+  -- A family's tiers: its sums of levels, highest first.
+  local function tiers_of(family_id)
+    local tiers = family_tiers[family_id]
+    if not tiers then
+      local raw = redis.call('HGET', K.meta, 'tiers:' .. family_id)
+      tiers = raw and cjson.decode(raw) or {}
+      family_tiers[family_id] = tiers
+    end
+    return tiers
+  end
+
+  local function tier_id(family_id, sum)
+    return family_id .. '.t' .. string.format('%d', sum)
   end
 
   -- A pool by the id a record keeps (`pw`; nil or 'base' for the base pool).
@@ -84,16 +133,28 @@ do
     return pool.pass .. ':' .. level
   end
 
+  -- The longest-idle set of one precedence bucket of a pool.
+  local function idle_key(pool, level)
+    return pool.idle .. ':' .. level
+  end
+
+  local function longest_idle()
+    return Call.setting('tie_break') == 'longest_idle'
+  end
+
   -- Takes the agent out of the pool (`cfg` says which bucket its pass is in).
   local function leave(pool, agent_id, cfg)
     redis.call('ZREM', pool.load, agent_id)
     redis.call('ZREM', pool.order, agent_id)
     redis.call('ZREM', pool.online, agent_id)
-    if cfg then redis.call('ZREM', pass_key(pool, Core.bucket(cfg)), agent_id) end
+    if cfg then
+      redis.call('ZREM', pass_key(pool, Core.bucket(cfg)), agent_id)
+      redis.call('ZREM', idle_key(pool, Core.bucket(cfg)), agent_id)
+    end
   end
 
   -- Where one agent stands in one pool now, as `agent_state` tells it.
-  local function place(pool, agent_id, cfg, online, eligible, load, pass)
+  local function place(pool, agent_id, cfg, online, eligible, load, pass, idle)
     touched[pool.id] = pool
     if eligible then nobody_eligible[pool.id] = nil end
     if not online then
@@ -106,37 +167,56 @@ do
       redis.call('ZADD', pool.load, Core.load_score(cfg, load, Call.random()), agent_id)
       redis.call('ZADD', pool.order, Core.order_score(cfg), agent_id)
       redis.call('ZADD', pass_key(pool, level), pass, agent_id)
+      if idle then redis.call('ZADD', idle_key(pool, level), Core.idle_score(load, idle), agent_id) end
     else
       redis.call('ZREM', pool.load, agent_id)
       redis.call('ZREM', pool.order, agent_id)
       redis.call('ZREM', pass_key(pool, level), agent_id)
+      if idle then redis.call('ZREM', idle_key(pool, level), agent_id) end
     end
   end
 
-  -- The agent's eligibility now, as four values (no table, since this runs for nearly every
+  -- The agent's eligibility now, as five values (no table, since this runs for nearly every
   -- event): online (may receive at all), eligible (may take one more), its load and, when
-  -- eligible, its weighted pass.
+  -- eligible, its weighted pass; and with longest_idle, the number of its last assignment
+  -- (0: never).
   local function agent_state(agent_id, cfg)
     if not cfg then return false, false end
     local online = Core.receives(cfg, Agents.status_receives(agent_id))
     local load = Agents.load(agent_id)
+    local idle = longest_idle() and Agents.last_assignment(agent_id) or nil
     local eligible = online and Core.has_room(cfg, load)
       and not Agents.daily_limit_reached(agent_id, cfg)
-    if not eligible then return online, false, load end
+    if not eligible then return online, false, load, nil, idle end
     local pass, rejoined = Core.joining_pass(redis.call('HGET', K.passes, agent_id),
       Meta.number('vtime'))
     if rejoined then redis.call('HSET', K.passes, agent_id, pass) end
-    return online, true, load, pass
+    return online, true, load, pass, idle
+  end
+
+  -- Whether an eligible agent is eligible in a requirement pool: it has room in the pool's
+  -- channel, when it has a capacity for it.
+  local function room_in(id, agent_id, cfg)
+    local req = Pools.requirement(id)
+    return not (req and req.ch) or Load.channel_room(agent_id, cfg, req.ch)
+  end
+
+  -- Places the agent in one requirement pool, given its `agent_state`.
+  local function place_in(id, agent_id, cfg, online, eligible, load, pass, idle)
+    if eligible and Core.has_channel_capacity(cfg) and not room_in(id, agent_id, cfg) then
+      eligible = false
+    end
+    place(requirement_pool(id), agent_id, cfg, online, eligible, load, pass, idle)
   end
 
   -- Puts the agent into the pools or takes it out, according to its current eligibility.
-  -- Returns whether it is eligible now (what `available` would then read).
+  -- Returns whether it is eligible now in the base pool (what `available` would then read).
   function Pools.refresh(agent_id)
     local cfg = Agents.config(agent_id)
-    local online, eligible, load, pass = agent_state(agent_id, cfg)
-    place(BASE, agent_id, cfg, online, eligible, load, pass)
+    local online, eligible, load, pass, idle = agent_state(agent_id, cfg)
+    place(BASE, agent_id, cfg, online, eligible, load, pass, idle)
     for _, id in ipairs(Pools.memberships(agent_id)) do
-      place(requirement_pool(id), agent_id, cfg, online, eligible, load, pass)
+      place_in(id, agent_id, cfg, online, eligible, load, pass, idle)
     end
     return eligible == true
   end
@@ -154,49 +234,85 @@ do
     end
   end
 
+  -- Registers a pool (id -> requirement) and fills it with the qualifying agents (one pass
+  -- over the team, once per distinct requirement). Returns false when it existed already.
+  local function register(id, req)
+    if redis.call('HSETNX', K.pools, id, cjson.encode(req)) == 0 then return false end
+    requirements[id] = req
+    Meta.add('pool_count', 1)
+    if BASE.waiting == K.waiting then
+      -- The first requirement pool: the base pool gets a queue of its own, which holds every
+      -- conversation waiting so far (they were all the base pool's).
+      redis.call('ZUNIONSTORE', K.base_waiting, '1', K.waiting)
+      BASE.waiting = K.base_waiting
+    end
+    for _, agent_id in ipairs(Agents.ids()) do
+      local cfg = Agents.config(agent_id)
+      if Core.qualifies(cfg, req) then
+        local ids = { unpack(Pools.memberships(agent_id)) }
+        ids[#ids + 1] = id
+        set_memberships(agent_id, ids)
+        place_in(id, agent_id, cfg, agent_state(agent_id, cfg))
+      end
+    end
+    return true
+  end
+
+  -- The tier of a family for one sum of levels, registered the first time an agent has it.
+  local function ensure_tier(family_id, family_req, sum)
+    local id = tier_id(family_id, sum)
+    local req = {}
+    for field, value in pairs(family_req) do req[field] = value end
+    req.t = sum
+    if not register(id, req) then return end
+    local tiers, added = Core.with_tier(tiers_of(family_id), sum)
+    if added then
+      family_tiers[family_id] = tiers
+      redis.call('HSET', K.meta, 'tiers:' .. family_id, cjson.encode(tiers))
+    end
+  end
+
   -- Recomputes which requirement pools the agent belongs to (its skills or channels changed, or
-  -- it was removed) and leaves the ones it no longer qualifies for.
+  -- it was removed) and leaves the ones it no longer qualifies for. A family whose tiers lack
+  -- the agent's sum of levels gets that tier.
   function Pools.rejoin(agent_id, previous)
     local cfg = Agents.config(agent_id)
     local old = {}
     for _, id in ipairs(Pools.memberships(agent_id)) do old[id] = true end
-    local ids = {}
+    local ids, families = {}, {}
     if cfg then
       local pools = redis.call('HGETALL', K.pools)
+      local known = {}
+      for i = 1, #pools, 2 do known[pools[i]] = true end
       for i = 1, #pools, 2 do
-        if Core.qualifies(cfg, cjson.decode(pools[i + 1])) then
-          ids[#ids + 1] = pools[i]
-          old[pools[i]] = nil
+        local id, req = pools[i], cjson.decode(pools[i + 1])
+        requirements[id] = req
+        if Core.qualifies(cfg, req) then
+          ids[#ids + 1] = id
+          old[id] = nil
+          if is_family(id) then
+            local sum = Core.skill_sum(cfg, req.s)
+            if not known[tier_id(id, sum)] then families[id] = { req = req, sum = sum } end
+          end
         end
       end
     end
     for id in pairs(old) do leave(requirement_pool(id), agent_id, previous or cfg) end
     set_memberships(agent_id, ids)
+    for id, family in pairs(families) do ensure_tier(id, family.req, family.sum) end
   end
 
-  -- The pool of a requirement (nil: the base pool), registered and filled with the qualifying
-  -- agents the first time it is needed (one pass over the team, once per distinct requirement).
+  -- The pool of a requirement (nil: the base pool), registered and filled the first time it is
+  -- needed. A family (a step ordered by skill level) registers its tiers with it.
   function Pools.of_requirement(req)
     local text = req and Core.requirement_text(req)
     if not text then return BASE end
     local id = string.sub(redis.sha1hex(text), 1, 16)
-    if redis.call('HSETNX', K.pools, id, cjson.encode(req)) == 1 then
-      Meta.add('pool_count', 1)
-      if BASE.waiting == K.waiting then
-        -- The first requirement pool: the base pool gets a queue of its own, which holds every
-        -- conversation waiting so far (they were all the base pool's).
-        redis.call('ZUNIONSTORE', K.base_waiting, '1', K.waiting)
-        BASE.waiting = K.base_waiting
-      end
-      local pool = requirement_pool(id)
+    if req.o == 'skill_level' then id = id .. FAMILY_SUFFIX end
+    if register(id, req) and req.o == 'skill_level' then
       for _, agent_id in ipairs(Agents.ids()) do
         local cfg = Agents.config(agent_id)
-        if Core.qualifies(cfg, req) then
-          local ids = { unpack(Pools.memberships(agent_id)) }
-          ids[#ids + 1] = id
-          set_memberships(agent_id, ids)
-          place(pool, agent_id, cfg, agent_state(agent_id, cfg))
-        end
+        if Core.qualifies(cfg, req) then ensure_tier(id, req, Core.skill_sum(cfg, req.s)) end
       end
     end
     return requirement_pool(id)
@@ -207,11 +323,22 @@ do
     return redis.call('ZSCORE', K.by_load, agent_id) ~= false
   end
 
-  -- Every eligible agent of the base pool but the excluded ones (a set).
-  function Pools.eligible_agents(excluded)
+  -- Is the agent eligible right now for this conversation's channel too?
+  function Pools.available_for(agent_id, record)
+    if not Pools.available(agent_id) then return false end
+    return Load.channel_room(agent_id, Agents.config(agent_id) or NONE, record.ch)
+  end
+
+  -- Every eligible agent of the base pool but the excluded ones (a set), with room for the
+  -- conversation's channel.
+  function Pools.eligible_agents(excluded, record)
     local agents = {}
+    local by_channel = record.ch and Meta.number('capacity_agents') > 0
     for _, agent_id in ipairs(redis.call('ZRANGE', K.by_load, 0, -1)) do
-      if not excluded[agent_id] then agents[#agents + 1] = agent_id end
+      if not excluded[agent_id] and not (by_channel
+          and not Load.channel_room(agent_id, Agents.config(agent_id), record.ch)) then
+        agents[#agents + 1] = agent_id
+      end
     end
     return agents
   end
@@ -248,8 +375,20 @@ do
       return found or first_allowed(pool.order, min, max, excluded)
     elseif strategy == 'weighted' then
       return first_allowed(pass_key(pool, level or Core.OUTSIDE), '-inf', '+inf', excluded)
+    elseif longest_idle() then
+      return first_allowed(idle_key(pool, level or Core.OUTSIDE), '-inf', '+inf', excluded)
     end
     return first_allowed(pool.load, min, max, excluded)
+  end
+
+  -- As `pick_in`; in a family, the best tier that has someone to choose decides.
+  local function pick(pool, strategy, excluded, level)
+    if not pool.family then return pick_in(pool, strategy, excluded, level) end
+    for _, sum in ipairs(tiers_of(pool.id)) do
+      local agent_id = pick_in(requirement_pool(tier_id(pool.id, sum)), strategy, excluded, level)
+      if agent_id then return agent_id end
+    end
+    return nil
   end
 
   -- The agent for a conversation of this pool, by strategy and precedence: only the first
@@ -260,7 +399,7 @@ do
     if Meta.number('level_agents') == 0 then
       -- Every strategy picks among the same eligible agents: none for one, none for all.
       if nobody_eligible[pool.id] then return nil end
-      local agent_id = pick_in(pool, strategy, excluded or NONE)
+      local agent_id = pick(pool, strategy, excluded or NONE)
       if not agent_id and not excluded then nobody_eligible[pool.id] = true end
       return agent_id
     end
@@ -269,7 +408,7 @@ do
     if not first[1] then return nil end
     local level = tonumber(first[2])
     while level < Core.OUTSIDE do
-      local agent_id = pick_in(pool, strategy, excluded, level)
+      local agent_id = pick(pool, strategy, excluded, level)
       if agent_id or Call.setting('priority_overflow') ~= 'when_full' then return agent_id end
       local next_level = redis.call('ZRANGE', pool.online, '(' .. level, '+inf', 'BYSCORE',
         'LIMIT', 0, 1, 'WITHSCORES')
@@ -285,10 +424,13 @@ do
     return nil, outsiders
   end
 
-  -- Advances the strategy's state once `agent_id` was chosen by it.
+  -- Advances the strategy's state once `agent_id` was chosen by it (in a family, in its tier).
   function Pools.served(pool, agent_id, strategy)
     if strategy == 'round_robin' then
-      redis.call('HSET', K.meta, 'rr:' .. pool.id, Core.order_score(Agents.config(agent_id)))
+      local cfg = Agents.config(agent_id)
+      local id = pool.id
+      if pool.family then id = tier_id(id, Core.skill_sum(cfg, Pools.requirement(id).s)) end
+      redis.call('HSET', K.meta, 'rr:' .. id, Core.order_score(cfg))
     elseif strategy == 'weighted' then
       local pass = tonumber(redis.call('HGET', K.passes, agent_id)) or 0
       Meta.set('vtime', pass)

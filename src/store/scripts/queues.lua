@@ -179,6 +179,27 @@ do
     end
   end
 
+  -- The first agent limited by channel arrived: every waiting conversation moves to the queue
+  -- of the pool that now names its channel, keeping its place (member and score). Rare, so it
+  -- may visit them all.
+  function Queues.reroute()
+    local waiting = redis.call('ZRANGE', K.waiting, 0, -1, 'WITHSCORES')
+    for i = 1, #waiting, 2 do
+      local member, score = waiting[i], waiting[i + 1]
+      local conversation_id = Core.after_bar(member)
+      local record = Records.get(conversation_id)
+      if record and record.s == 'waiting' and record.w == member then
+        local pool, from = Routing.pool_of(record), Pools.by_id(record.pw)
+        if pool.id ~= from.id then
+          if from.waiting ~= K.waiting then redis.call('ZREM', from.waiting, member) end
+          redis.call('ZADD', pool.waiting, score, member)
+          record.pw = pool.id
+          Records.save(conversation_id, record)
+        end
+      end
+    end
+  end
+
   -- The head of a waiting queue: its member and score, or nil.
   function Queues.head(key)
     local head = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES')
@@ -189,13 +210,18 @@ do
   -- How many stale heads "get next" clears before it gives up.
   local MAX_STALE_HEADS = 100
 
-  -- "Get next": the conversation an agent would take from the queues of the pools it belongs
-  -- to (the best head of them), or nil. A head whose conversation no longer waits there (a
-  -- call that failed halfway can leave one) is taken out of the queues, and the next tried.
-  function Queues.next_for(agent_id)
+  -- "Get next": the conversation an agent (`cfg`) would take from the queues of the pools it
+  -- belongs to (the best head of them), or nil; not from a channel it has no room for. A head
+  -- whose conversation no longer waits there (a call that failed halfway can leave one) is
+  -- taken out of the queues, and the next tried.
+  function Queues.next_for(agent_id, cfg)
     local queues = { Pools.base().waiting }
+    local by_channel = Core.has_channel_capacity(cfg)
     for _, id in ipairs(Pools.memberships(agent_id)) do
-      queues[#queues + 1] = Pools.by_id(id).waiting
+      local req = by_channel and Pools.requirement(id)
+      if not (req and req.ch) or Load.channel_room(agent_id, cfg, req.ch) then
+        queues[#queues + 1] = Pools.by_id(id).waiting
+      end
     end
     for _ = 1, MAX_STALE_HEADS do
       local head, head_score, head_queue

@@ -17,11 +17,16 @@ do
     return Core.current_step(record, Call.setting('rules'))
   end
 
+  -- Whether the conversation's channel decides its pool: some agents only serve some channels,
+  -- or have a capacity per channel.
+  function Routing.by_channel()
+    return Meta.number('restricted_agents') > 0 or Meta.number('capacity_agents') > 0
+  end
+
   -- The pool the conversation is routed by now.
   function Routing.pool_of(record)
     local step = Routing.current_step(record)
-    local restricted = Meta.number('restricted_agents') > 0
     -- Most conversations of most projects: no rule step, no agent limited to some channels.
-    return Pools.of_requirement(Core.requirement(step, record, restricted))
+    return Pools.of_requirement(Core.requirement(step, record, Routing.by_channel()))
   end
 end
