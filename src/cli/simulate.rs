@@ -64,6 +64,9 @@ pub struct SimulateArgs {
     /// A conversation that waits this long (simulated seconds) overflows (0 = never).
     #[arg(long, default_value_t = 0)]
     pub max_wait_seconds: u64,
+    /// How least_loaded breaks ties: random or longest_idle.
+    #[arg(long, default_value = "random")]
+    pub tie_break: String,
 }
 
 /// One agent of the simulated team.
@@ -89,6 +92,10 @@ pub struct Report {
     /// For each conversation that got an estimate of its wait: the estimate's error against the
     /// wait it then had, as a fraction of that wait (+ = too long), sorted.
     pub estimate_errors: Vec<f64>,
+    pub tie_break: String,
+    /// The longest an agent present all day went without a new conversation while others got
+    /// some, s (real time): what `tie_break: longest_idle` keeps short.
+    pub longest_without_work_s: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -109,12 +116,22 @@ impl Report {
         self.waits_ms[((self.waits_ms.len() - 1) as f64 * q).round() as usize]
     }
 
+    /// The most and the fewest conversations an agent received.
+    pub fn spread(&self) -> (u64, u64) {
+        let counts = self.rows.iter().map(|r| r.assigned);
+        (
+            counts.clone().max().unwrap_or(0),
+            counts.min().unwrap_or(0),
+        )
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "strategy {} · {} conversations in {:.1} s",
+            "strategy {} (ties: {}) · {} conversations in {:.1} s",
             self.strategy,
+            self.tie_break,
             self.waits_ms.len(),
             self.seconds
         );
@@ -141,6 +158,13 @@ impl Report {
             self.percentile(0.9),
             self.percentile(0.99),
             self.percentile(1.0)
+        );
+        let (most, fewest) = self.spread();
+        let _ = writeln!(
+            out,
+            "fairness: {fewest} to {most} conversations per agent; the longest an agent went \
+             without a new one: {:.2} s",
+            self.longest_without_work_s
         );
         if self.schedule_switches > 0 {
             let _ = writeln!(out, "schedule switches: {}", self.schedule_switches);
@@ -231,6 +255,10 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
         ),
         "strategy is least_loaded, round_robin or weighted"
     );
+    anyhow::ensure!(
+        matches!(args.tie_break.as_str(), "random" | "longest_idle"),
+        "tie-break is random or longest_idle"
+    );
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let project = format!("sim-{run_id}");
     let stop = tokio_util::sync::CancellationToken::new();
@@ -289,7 +317,7 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     send(
         "project.configured",
         json!({"new_visitors": args.strategy, "queue_position_updates": true,
-               "max_wait_seconds": args.max_wait_seconds}),
+               "max_wait_seconds": args.max_wait_seconds, "tie_break": args.tie_break}),
     )
     .await?;
     let patches: Vec<Value> = agents
@@ -358,6 +386,9 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     // Conversation -> (its estimated wait, simulated s; when it was given, simulated ms).
     let mut estimates: HashMap<String, (f64, i64)> = HashMap::new();
     let mut estimate_errors = vec![];
+    // When each agent last received a conversation, and the longest it went without one.
+    let mut last_served: HashMap<String, Instant> = HashMap::new();
+    let mut without_work: HashMap<String, Duration> = HashMap::new();
     let mut last_progress = day;
     let mut ticker = tokio::time::interval(Duration::from_millis(5));
     // The day ends when every conversation is assigned and, with a schedule, once the agent
@@ -401,6 +432,9 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
                 if let Some(at) = created_at.remove(&conversation) {
                     waits.push(at.elapsed().as_secs_f64() * 1000.0);
                     *assigned.entry(agent.clone()).or_default() += 1;
+                    let since = last_served.insert(agent.clone(), Instant::now()).unwrap_or(day);
+                    let gap = without_work.entry(agent.clone()).or_default();
+                    *gap = (*gap).max(since.elapsed());
                 }
                 let open = store.load(&project_id, &agent).await? as i64;
                 let seen = max_load.entry(agent).or_default();
@@ -465,6 +499,21 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
         );
     }
     let seconds = day.elapsed().as_secs_f64();
+    // Agents present all day (the first is away for part of it when there is an absence).
+    let present = agents.iter().skip(usize::from(args.absence > 0.0 && agents.len() > 1));
+    // After an agent's last conversation, until the last one anyone got, counts too.
+    let last_assignment = last_served.values().max().copied().unwrap_or(day);
+    let longest_without_work_s = present
+        .map(|a| {
+            let since = last_served.get(&a.id).copied().unwrap_or(day);
+            without_work
+                .get(&a.id)
+                .copied()
+                .unwrap_or_default()
+                .max(last_assignment.saturating_duration_since(since))
+                .as_secs_f64()
+        })
+        .fold(0.0, f64::max);
 
     // Expected shares: by weight (weighted) or equal, among the agents present; the first agent
     // is away for `absence` of the day. (When the team is saturated, who frees up first decides
@@ -521,6 +570,8 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
         schedule_switches,
         overflowed,
         estimate_errors,
+        tie_break: args.tie_break,
+        longest_without_work_s,
     })
 }
 

@@ -81,7 +81,8 @@ impl Store {
         Ok(status.unwrap_or_else(|| "offline".into()))
     }
 
-    /// The open conversations each agent holds, by agent id (agents holding none are absent).
+    /// The conversations that count in each agent's load, by agent id (agents holding none are
+    /// absent): its open ones but the inactive, and closed ones still in their wrap-up.
     pub async fn open_conversations(
         &self,
         project: &Id,
@@ -111,7 +112,7 @@ impl Store {
             .await
     }
 
-    /// How many open conversations one agent holds.
+    /// How many conversations count in one agent's load (see `open_conversations`).
     pub async fn load(&self, project: &Id, agent: &str) -> Result<u64, StoreError> {
         self.query(
             redis::cmd("ZLEXCOUNT")
@@ -120,6 +121,46 @@ impl Store {
                 .arg(format!("[{agent}|\u{ff}")),
         )
         .await
+    }
+
+    /// How many open conversations of one channel count against the agent's `capacity` for it
+    /// (0 when it has none for that channel: then only `max_concurrent` bounds them).
+    pub async fn channel_load(
+        &self,
+        project: &Id,
+        agent: &str,
+        channel: &str,
+    ) -> Result<u64, StoreError> {
+        self.query(
+            redis::cmd("ZLEXCOUNT")
+                .arg(project_key(project, "channel_owned"))
+                .arg(format!("[{agent}|{channel}|"))
+                .arg(format!("[{agent}|{channel}|\u{ff}")),
+        )
+        .await
+    }
+
+    /// The open conversations that stopped counting in their agent's load
+    /// (`inactive_after_seconds`), as (agent, conversation) pairs.
+    pub async fn inactive_conversations(
+        &self,
+        project: &Id,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let members: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(project_key(project, "inactive"))
+                    .arg(0)
+                    .arg(-1),
+            )
+            .await?;
+        Ok(members
+            .into_iter()
+            .filter_map(|m| {
+                m.split_once('|')
+                    .map(|(agent, conversation)| (agent.into(), conversation.into()))
+            })
+            .collect())
     }
 
     /// The agents that may take a conversation now (the base pool), fewest open first.

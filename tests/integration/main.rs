@@ -3,6 +3,8 @@
 
 mod acks;
 mod broker_restart;
+mod capacity;
+mod capacity_workers;
 mod cli;
 mod contract_docs;
 mod deploy;

@@ -26,6 +26,7 @@ async fn a_simulated_day_reports_shares_loads_and_waits() {
         chart: chart.clone(),
         external: false,
         max_wait_seconds: 0,
+        tie_break: "random".into(),
     };
     let report = simulate(config, args).await.unwrap();
     assert_eq!(
@@ -85,6 +86,7 @@ async fn a_saturated_day_reports_overflows_and_the_estimates_error() {
         chart: chart.clone(),
         external: false,
         max_wait_seconds: 900,
+        tie_break: "random".into(),
     };
     let report = simulate(config, args).await.unwrap();
     assert!(report.overflowed > 0, "{}", report.render());
@@ -95,5 +97,35 @@ async fn a_saturated_day_reports_overflows_and_the_estimates_error() {
         text.contains("overflowed") && text.contains("median error"),
         "{text}"
     );
+    let _ = std::fs::remove_file(chart);
+}
+
+/// A quiet day (agents mostly idle, so least_loaded meets ties at every arrival): with
+/// `longest_idle` the next conversation goes to the agent served longest ago, and the day's
+/// conversations come out even; the report says how even, to set beside a `random` day.
+#[tokio::test]
+async fn longest_idle_shares_a_quiet_day_evenly() {
+    let config = Config {
+        amqp_url: amqp_url().into(),
+        redis_url: redis_url().into(),
+        ..Config::default()
+    };
+    let chart = std::env::temp_dir().join(format!("{}.svg", unique("sim")));
+    let args = SimulateArgs {
+        strategy: "least_loaded".into(),
+        agents: "ana:5:1,ben:5:1,chloe:5:1".into(),
+        conversations: 60,
+        rate: 20.0,
+        handling_ms: "5..10".into(),
+        absence: 0.0,
+        chart: chart.clone(),
+        external: false,
+        max_wait_seconds: 0,
+        tie_break: "longest_idle".into(),
+    };
+    let report = simulate(config, args).await.unwrap();
+    let (most, fewest) = report.spread();
+    assert!(most - fewest <= 2, "{}", report.render());
+    assert!(report.render().contains("fairness: "), "{}", report.render());
     let _ = std::fs::remove_file(chart);
 }

@@ -231,15 +231,7 @@ async fn a_worker_killed_mid_burst_loses_nothing_and_assigns_nothing_twice() {
     let out = env
         .outputs_until(all_decided, Duration::from_secs(30))
         .await;
-    let mut decided: HashMap<String, HashSet<String>> = HashMap::new();
-    for o in &out {
-        if o["type"] == "conversation.assigned" || o["type"] == "conversation.queued" {
-            decided
-                .entry(o["data"]["conversation_id"].as_str().unwrap().to_string())
-                .or_default()
-                .insert(o["id"].as_str().unwrap().to_string());
-        }
-    }
+    let decided = decisions(&out);
     assert_eq!(decided.len(), 300, "no conversation lost");
     for (conversation, ids) in &decided {
         assert_eq!(ids.len(), 1, "{conversation} decided more than once");
@@ -364,16 +356,6 @@ async fn the_backlog_metric_counts_waiting_conversations_at_scrape_time() {
     let metrics = http_get(worker.http_addr, "/metrics").await.unwrap();
     assert_eq!(waiting(&metrics), Some(1), "{metrics}");
     env.cleanup().await;
-}
-
-/// Distinct conversations with an assignment or a queueing among the outputs.
-fn decided_count(outputs: &[Value]) -> usize {
-    outputs
-        .iter()
-        .filter(|o| o["type"] == "conversation.assigned" || o["type"] == "conversation.queued")
-        .map(|o| o["data"]["conversation_id"].as_str().unwrap_or(""))
-        .collect::<HashSet<_>>()
-        .len()
 }
 
 /// A backlog waiting when the worker starts arrives in batches: events of two projects and

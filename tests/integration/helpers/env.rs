@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use serde_json::Value;
+use serde_json::{json, Value};
 use switchboard::broker::{self, topology, Session};
 use switchboard::cli::publish::publish_events;
 use switchboard::config::Config;
@@ -93,15 +93,41 @@ impl Env {
         self.published.load(Ordering::Relaxed)
     }
 
-    /// Publishes a team (agents upserted, then online) and waits until a worker has applied it,
-    /// so that what the test publishes next meets the team (events are handled concurrently).
+    /// Publishes a team (agents upserted with their `max_concurrent`, then online) and waits
+    /// until a worker has applied it, so that what the test publishes next meets the team
+    /// (events are handled concurrently).
     pub async fn team(&self, platform: &mut Platform, agents: &[(&str, u64)]) {
-        self.publish_many(&platform.agents(agents)).await;
+        let patches: Vec<Value> = agents
+            .iter()
+            .map(|(id, max)| json!({"agent_id": id, "max_concurrent": max}))
+            .collect();
+        self.team_of(platform, json!(patches)).await;
+    }
+
+    /// Publishes agents (the patches `agent.upserted` carries), sets each online, and waits
+    /// until a worker has applied it: until those with a `max_concurrent` above 0 are eligible
+    /// and the others are not.
+    pub async fn team_of(&self, platform: &mut Platform, agents: Value) {
+        let patches = agents.as_array().expect("a list of agent patches");
+        let mut events = vec![platform.event("agent.upserted", json!({ "agents": agents }))];
+        let mut expected = vec![];
+        for agent in patches {
+            events.push(platform.event(
+                "agent.status_changed",
+                json!({"agent_id": agent["agent_id"], "status": "online"}),
+            ));
+            let id = agent["agent_id"].as_str().unwrap().to_string();
+            expected.push((id, agent["max_concurrent"].as_u64().unwrap_or(0) > 0));
+        }
+        self.publish_many(&events).await;
         let store = store_at(&self.config.redis_url).await;
         let project = Id::parse(&platform.project).unwrap();
-        let online = agents.iter().filter(|(_, max)| *max > 0).count();
         for _ in 0..400 {
-            if store.eligible(&project).await.unwrap().len() >= online {
+            let eligible = store.eligible(&project).await.unwrap();
+            if expected
+                .iter()
+                .all(|(id, receives)| eligible.contains(id) == *receives)
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;

@@ -1,6 +1,7 @@
 //! What workers publish, as the platform receives it: read from the test's tap on its outbound
 //! exchange, each checked against its schema, and picked apart by type.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -50,6 +51,26 @@ impl Env {
     pub async fn outputs_for(&mut self, wait: Duration) -> Vec<Value> {
         self.outputs(usize::MAX, wait).await
     }
+}
+
+/// For each conversation assigned or queued among the outputs, the ids of those decisions (a
+/// replayed decision repeats its id: one id is one decision).
+pub fn decisions(outputs: &[Value]) -> HashMap<String, HashSet<String>> {
+    let mut decided: HashMap<String, HashSet<String>> = HashMap::new();
+    for o in outputs {
+        if o["type"] == "conversation.assigned" || o["type"] == "conversation.queued" {
+            decided
+                .entry(o["data"]["conversation_id"].as_str().unwrap_or("").to_string())
+                .or_default()
+                .insert(o["id"].as_str().unwrap_or("").to_string());
+        }
+    }
+    decided
+}
+
+/// Distinct conversations with an assignment or a queueing among the outputs.
+pub fn decided_count(outputs: &[Value]) -> usize {
+    decisions(outputs).len()
 }
 
 /// Outbound events of one type.

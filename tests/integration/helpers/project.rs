@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 use serde_json::{json, Value};
+use switchboard::contract::outbound::TimerRequest;
 use switchboard::contract::{outbound, Id, InboundEvent, OutboundEvent};
 use switchboard::store::{Applied, Store};
 
@@ -108,6 +109,31 @@ impl Project {
             json!({"conversation_id": conversation, "visitor_id": format!("v-{conversation}")}),
         )
         .await
+    }
+
+    /// A conversation on a channel.
+    pub async fn create_on(&self, conversation: &str, channel: &str) -> Vec<OutboundEvent> {
+        self.apply(
+            "conversation.created",
+            json!({"conversation_id": conversation, "visitor_id": format!("v-{conversation}"),
+                   "channel": channel}),
+        )
+        .await
+    }
+
+    /// The visitor writes on the conversation.
+    pub async fn message(&self, conversation: &str) -> Applied {
+        self.apply_event(&self.event(
+            "message.received",
+            json!({"conversation_id": conversation, "visitor_id": format!("v-{conversation}")}),
+        ))
+        .await
+    }
+
+    /// Fires an armed timer, as its delay queue would (the test sets the clock).
+    pub async fn fire(&self, timer: &TimerRequest) -> Applied {
+        self.apply_event(&self.event("timer.fired", timer.data.clone()))
+            .await
     }
 
     pub async fn close(&self, conversation: &str) -> Vec<OutboundEvent> {
