@@ -20,7 +20,7 @@ pub const MAX_SECONDS: u32 = 7 * 24 * 3600;
 pub const MAX_RULES: usize = 100;
 /// Most steps in a rule.
 pub const MAX_STEPS: usize = 16;
-/// Most entries in a list of identifiers (skills, channels).
+/// Most entries in a list or object of identifiers (skills, channels, an agent's capacity).
 pub const MAX_IDS: usize = 256;
 /// Longest name a rule condition may test.
 pub const MAX_CONDITION_NAME: usize = 128;
