@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use super::parse::{at, patch, typed, Patch};
+use super::skills::Skills;
 use super::{Id, Rejection};
 
 /// The longest delay a setting or a rule step may name: a week.
@@ -107,14 +108,24 @@ pub enum Condition {
     Any(Vec<Scalar>),
 }
 
+/// How a step chooses among its eligible agents, instead of the strategy alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOrder {
+    /// The eligible agent with the highest sum of its levels in the step's skills is chosen;
+    /// ties are broken by the strategy.
+    SkillLevel,
+}
+
 /// One step of a rule: the skills and channels an agent needs, and how long to wait for one
 /// before the next, wider step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleStep {
+    /// The skills an agent needs: a list (each at level 1 or more), or an object of skill ids to
+    /// minimum levels (`{"spanish": 5}` = level 5 or more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
-    pub skills: Option<Vec<Id>>,
+    pub skills: Option<Skills>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub channels: Option<Vec<Id>>,
@@ -131,6 +142,10 @@ pub struct RuleStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000000))]
     pub max_waiting: Option<u32>,
+    /// `skill_level`: the eligible agent with the highest sum of the step's skill levels is
+    /// chosen, ties by the strategy (absent: the strategy alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_by: Option<StepOrder>,
 }
 
 /// A routing rule: the first whose `when` matches the conversation routes it through its steps.
@@ -380,7 +395,7 @@ pub fn timezone(field: &str, name: &str) -> Result<chrono_tz::Tz, Rejection> {
         .map_err(|_| Rejection::invalid(field, "must be an IANA time zone name"))
 }
 
-/// A list of identifiers (skills, channels): at most [`MAX_IDS`].
+/// A list of identifiers (channels): at most [`MAX_IDS`].
 pub fn check_ids(field: &str, ids: &[Id]) -> Result<(), Rejection> {
     if ids.len() > MAX_IDS {
         return Err(Rejection::invalid(field, "at most 256 entries"));
@@ -411,10 +426,9 @@ fn check_rules(rules: &[Rule]) -> Result<(), Rejection> {
         }
         for (j, step) in rule.route_to.iter().enumerate() {
             let step_at = format!("{rule_at}.route_to[{j}]");
-            check_ids(
-                &at(&step_at, "skills"),
-                step.skills.as_deref().unwrap_or(&[]),
-            )?;
+            if let Some(skills) = &step.skills {
+                skills.check(&at(&step_at, "skills"))?;
+            }
             check_ids(
                 &at(&step_at, "channels"),
                 step.channels.as_deref().unwrap_or(&[]),
@@ -459,6 +473,60 @@ mod tests {
             serde_json::to_value(&nulls).unwrap(),
             json!({"mode": null, "rules": null})
         );
+    }
+
+    #[test]
+    fn a_step_may_ask_for_skill_levels_and_order_by_them() {
+        let given = json!({"rules": [{"route_to": [
+            {"skills": {"spanish": 5, "billing": 1}, "order_by": "skill_level", "wait_seconds": 30},
+            {"skills": ["spanish"], "order_by": "skill_level"},
+            {"skills": {}},
+            {}
+        ]}]});
+        let patch = parse(given.clone()).unwrap();
+        let steps = &patch.rules.clone().flatten().unwrap()[0].route_to;
+        assert!(matches!(steps[0].skills, Some(Skills::Levels(_))));
+        assert_eq!(steps[0].order_by, Some(StepOrder::SkillLevel));
+        assert!(matches!(steps[1].skills, Some(Skills::List(_))));
+        assert_eq!(steps[3].order_by, None);
+        // The store gets each step's skills in the form the platform sent.
+        assert_eq!(serde_json::to_value(&patch).unwrap(), given);
+    }
+
+    #[test]
+    fn rejects_bad_step_levels_and_orders_naming_the_step() {
+        let cases = [
+            (
+                json!({"rules": [{"route_to": [{}, {"skills": {"spanish": 11}}]}]}),
+                "invalid field `rules[0].route_to[1].skills.spanish`: levels are whole numbers \
+                 from 1 to 10",
+            ),
+            (
+                json!({"rules": [{"route_to": [{"skills": {"spanish": 0}}]}]}),
+                "invalid field `rules[0].route_to[0].skills.spanish`: levels are whole numbers \
+                 from 1 to 10",
+            ),
+            (
+                json!({"rules": [{"route_to": [{"skills": "spanish"}]}]}),
+                "invalid field `rules[0].route_to[0].skills`: invalid type",
+            ),
+            (
+                json!({"rules": [{"route_to": [{"order_by": "skill"}]}]}),
+                "invalid field `rules[0].route_to[0].order_by`: unknown variant `skill`",
+            ),
+            (
+                json!({"rules": [{"route_to": [{"skills":
+                    (0..257).map(|i| (format!("s{i}"), json!(1))).collect::<Map<String, Value>>()}]}]}),
+                "invalid field `rules[0].route_to[0].skills`: at most 256 entries",
+            ),
+        ];
+        for (value, expected) in cases {
+            let error = parse(value).unwrap_err().to_string();
+            assert!(
+                error.contains(expected),
+                "{error:?} should contain {expected:?}"
+            );
+        }
     }
 
     #[test]
