@@ -31,6 +31,10 @@ pub const VISITOR_MEMORY_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
 pub const QUEUE_POSITION_INTERVAL: std::ops::RangeInclusive<u32> = 1..=300;
 /// The largest `max_waiting`.
 pub const MAX_WAITING: u32 = 1_000_000;
+/// The longest `wrap_up_seconds`: a day.
+pub const MAX_WRAP_UP_SECONDS: u32 = 24 * 3600;
+/// The largest `away_after_missed`.
+pub const MAX_MISSED: u32 = 1000;
 
 /// Allocation modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -69,6 +73,16 @@ pub enum ReturningStrategy {
 pub enum PriorityOverflow {
     WhenOffline,
     WhenFull,
+}
+
+/// How `least_loaded` breaks its ties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TieBreak {
+    /// At random.
+    Random,
+    /// The agent whose last assignment is oldest; one never assigned counts as oldest.
+    LongestIdle,
 }
 
 /// A value a rule condition compares with: a string, a number or a boolean.
@@ -314,6 +328,41 @@ pub struct SettingsPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub agent_can_requeue: Patch<bool>,
+    /// 0 = off; an open conversation without `message.received` for this long stops counting in
+    /// its agent's load (it stays assigned) until the visitor writes again, when it counts again
+    /// even above the limit.
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(max = 604800))]
+    pub inactive_after_seconds: Patch<u32>,
+    /// 0 = off; capacity freed by `conversation.closed` becomes usable by its agent this many
+    /// seconds later.
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(max = 86400))]
+    pub wrap_up_seconds: Patch<u32>,
+    /// How `least_loaded` breaks its ties.
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tie_break: Patch<TieBreak>,
+    /// 0 = off; an agent whose this many automatic assignments in a row moved away by
+    /// `reply_timeout` is set `busy` (`agent.status_changed`, reason `missed_assignments`).
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(max = 1000))]
+    pub away_after_missed: Patch<u32>,
 }
 
 impl SettingsPatch {
@@ -337,8 +386,25 @@ impl SettingsPatch {
             ("custom_timeout_seconds", &self.custom_timeout_seconds),
             ("max_wait_seconds", &self.max_wait_seconds),
             ("priority_aging_seconds", &self.priority_aging_seconds),
+            ("inactive_after_seconds", &self.inactive_after_seconds),
         ] {
             check_seconds(field, seconds.flatten())?;
+        }
+        if self
+            .wrap_up_seconds
+            .flatten()
+            .is_some_and(|s| s > MAX_WRAP_UP_SECONDS)
+        {
+            return Err(Rejection::invalid(
+                "wrap_up_seconds",
+                format!("must be a whole number of seconds up to {MAX_WRAP_UP_SECONDS}"),
+            ));
+        }
+        if self.away_after_missed.flatten().is_some_and(|n| n > MAX_MISSED) {
+            return Err(Rejection::invalid(
+                "away_after_missed",
+                format!("must be a whole number up to {MAX_MISSED}"),
+            ));
         }
         if let Some(Some(interval)) = self.queue_position_interval_seconds {
             if !QUEUE_POSITION_INTERVAL.contains(&interval) {
@@ -463,7 +529,8 @@ mod tests {
             "custom_timeout_seconds": 10, "release_on_offline": true, "visitor_memory_days": 90,
             "queue_position_updates": true, "queue_position_interval_seconds": 30,
             "max_wait_seconds": 600, "max_waiting": 50, "priority_aging_seconds": 120,
-            "agent_can_requeue": false
+            "agent_can_requeue": false, "inactive_after_seconds": 900, "wrap_up_seconds": 60,
+            "tie_break": "longest_idle", "away_after_missed": 3
         });
         let patch = parse(given.clone()).unwrap();
         // What the store gets back is what the platform sent.
@@ -571,6 +638,23 @@ mod tests {
             (
                 json!({"rules": [{"route_to": [{"max_wait_seconds": 604801}]}]}),
                 "rules[0].route_to[0].max_wait_seconds",
+            ),
+            (
+                json!({"inactive_after_seconds": 604801}),
+                "`inactive_after_seconds`: must be a whole number of seconds up to 604800",
+            ),
+            (
+                json!({"wrap_up_seconds": 86401}),
+                "`wrap_up_seconds`: must be a whole number of seconds up to 86400",
+            ),
+            (json!({"wrap_up_seconds": -1}), "`wrap_up_seconds`"),
+            (
+                json!({"tie_break": "oldest"}),
+                "`tie_break`: unknown variant `oldest`, expected `random` or `longest_idle`",
+            ),
+            (
+                json!({"away_after_missed": 1001}),
+                "`away_after_missed`: must be a whole number up to 1000",
             ),
         ];
         for (value, expected) in cases {
