@@ -137,6 +137,7 @@ pub struct AgentPatch {
         deserialize_with = "patch",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(schema_with = "super::skills::schema_or_null")]
     pub skills: Patch<Skills>,
     /// The channels or channel accounts the agent may receive from (all when absent).
     #[serde(

@@ -75,13 +75,12 @@ pub enum PriorityOverflow {
     WhenFull,
 }
 
-/// How `least_loaded` breaks its ties.
+/// How `least_loaded` breaks its ties: `random`, or `longest_idle` (the agent whose last
+/// assignment is oldest; one never assigned counts as oldest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TieBreak {
-    /// At random.
     Random,
-    /// The agent whose last assignment is oldest; one never assigned counts as oldest.
     LongestIdle,
 }
 
@@ -122,12 +121,11 @@ pub enum Condition {
     Any(Vec<Scalar>),
 }
 
-/// How a step chooses among its eligible agents, instead of the strategy alone.
+/// How a step chooses among its eligible agents: `skill_level`, by the sum of their levels in
+/// the step's skills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepOrder {
-    /// The eligible agent with the highest sum of its levels in the step's skills is chosen;
-    /// ties are broken by the strategy.
     SkillLevel,
 }
 
@@ -139,6 +137,7 @@ pub struct RuleStep {
     /// The skills an agent needs: a list (each at level 1 or more), or an object of skill ids to
     /// minimum levels (`{"spanish": 5}` = level 5 or more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::skills::schema_or_null")]
     pub skills: Option<Skills>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
@@ -347,7 +346,8 @@ pub struct SettingsPatch {
     )]
     #[schemars(range(max = 86400))]
     pub wrap_up_seconds: Patch<u32>,
-    /// How `least_loaded` breaks its ties.
+    /// `least_loaded` ties: `random`, or `longest_idle` (the agent whose last assignment is
+    /// oldest; never assigned counts as oldest).
     #[serde(
         default,
         deserialize_with = "patch",

@@ -11,7 +11,7 @@ use std::fmt;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::parse::at;
 use super::settings::MAX_IDS;
@@ -126,40 +126,50 @@ impl JsonSchema for Skills {
     }
 
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let id = Id::json_schema(generator).to_value();
-        let name = serde_json::json!({
-            "pattern": id["pattern"],
-            "minLength": id["minLength"],
-            "maxLength": id["maxLength"],
-        });
-        json_schema!({
-            "anyOf": [
-                {
-                    "description": "Skill ids, each at level 1.",
-                    "type": "array",
-                    "items": id,
-                    "maxItems": MAX_IDS,
-                },
-                {
-                    "description": "Skill ids to levels from 1 to 10.",
-                    "type": "object",
-                    "propertyNames": name,
-                    "additionalProperties": {
-                        "type": "integer",
-                        "minimum": LEVELS.start(),
-                        "maximum": LEVELS.end(),
-                    },
-                    "maxProperties": MAX_IDS,
-                },
-            ]
-        })
+        json_schema!({ "anyOf": forms(generator) })
     }
+}
+
+/// `#[schemars(schema_with)]` for an optional `skills` field: a list, an object of levels, or
+/// `null`, side by side (schemars would nest the two forms in an `anyOf` of their own).
+pub fn schema_or_null(generator: &mut SchemaGenerator) -> Schema {
+    let mut forms = forms(generator);
+    forms.push(json!({"type": "null"}));
+    json_schema!({ "anyOf": forms })
+}
+
+/// The two forms skills may take.
+fn forms(generator: &mut SchemaGenerator) -> Vec<Value> {
+    let id = Id::json_schema(generator).to_value();
+    let name = json!({
+        "pattern": id["pattern"],
+        "minLength": id["minLength"],
+        "maxLength": id["maxLength"],
+    });
+    vec![
+        json!({
+            "description": "Skill ids, each at level 1.",
+            "type": "array",
+            "items": id,
+            "maxItems": MAX_IDS,
+        }),
+        json!({
+            "description": "Skill ids to levels from 1 to 10.",
+            "type": "object",
+            "propertyNames": name,
+            "additionalProperties": {
+                "type": "integer",
+                "minimum": LEVELS.start(),
+                "maximum": LEVELS.end(),
+            },
+            "maxProperties": MAX_IDS,
+        }),
+    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn a_list_and_an_object_write_back_as_they_came() {
