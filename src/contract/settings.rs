@@ -400,7 +400,11 @@ impl SettingsPatch {
                 format!("must be a whole number of seconds up to {MAX_WRAP_UP_SECONDS}"),
             ));
         }
-        if self.away_after_missed.flatten().is_some_and(|n| n > MAX_MISSED) {
+        if self
+            .away_after_missed
+            .flatten()
+            .is_some_and(|n| n > MAX_MISSED)
+        {
             return Err(Rejection::invalid(
                 "away_after_missed",
                 format!("must be a whole number up to {MAX_MISSED}"),

@@ -173,7 +173,11 @@ mod tests {
 
     #[test]
     fn a_list_and_an_object_write_back_as_they_came() {
-        for given in [json!(["es", "billing"]), json!({"es": 7, "billing": 1}), json!([])] {
+        for given in [
+            json!(["es", "billing"]),
+            json!({"es": 7, "billing": 1}),
+            json!([]),
+        ] {
             let skills: Skills = serde_json::from_value(given.clone()).unwrap();
             assert_eq!(serde_json::to_value(&skills).unwrap(), given);
         }
@@ -186,7 +190,14 @@ mod tests {
 
     #[test]
     fn levels_are_whole_numbers_from_1_to_10() {
-        for bad in [json!(0), json!(11), json!(300), json!(-1), json!(2.5), json!("7")] {
+        for bad in [
+            json!(0),
+            json!(11),
+            json!(300),
+            json!(-1),
+            json!(2.5),
+            json!("7"),
+        ] {
             let error = serde_json::from_value::<Skills>(json!({ "es": bad })).unwrap_err();
             assert!(error.to_string().contains(LEVEL_RANGE), "{error}");
         }
