@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use schemars::JsonSchema;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::parse::{at, patch, typed, Patch};
-use super::settings::{check_ids, timezone};
+use super::settings::{check_ids, timezone, MAX_IDS};
+use super::skills::Skills;
 use super::{Id, Rejection};
 
 /// Largest `max_concurrent` and `daily_limit` accepted.
@@ -129,12 +130,15 @@ pub struct AgentPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub order: Patch<i64>,
+    /// Skills, languages, divisions the agent serves: a list (level 1 each) or an object of
+    /// skill ids to levels from 1 to 10 (`{"spanish": 7, "billing": 3}`).
     #[serde(
         default,
         deserialize_with = "patch",
         skip_serializing_if = "Option::is_none"
     )]
-    pub skills: Patch<Vec<Id>>,
+    #[schemars(schema_with = "super::skills::schema_or_null")]
+    pub skills: Patch<Skills>,
     /// The channels or channel accounts the agent may receive from (all when absent).
     #[serde(
         default,
@@ -142,6 +146,16 @@ pub struct AgentPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub channels: Patch<Vec<Id>>,
+    /// Channels to the most open conversations from that channel the agent may hold, on top of
+    /// `max_concurrent`, which stays the overall limit; a channel not listed is bounded by
+    /// `max_concurrent` alone.
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "capacity_schema")]
+    pub capacity: Patch<BTreeMap<Id, u32>>,
     /// false = excluded from automatic assignment (may still claim).
     #[serde(
         default,
@@ -195,9 +209,24 @@ impl AgentPatch {
         if self.order.flatten().is_some_and(|o| o.abs() > MAX_ORDER) {
             return Err(Rejection::invalid(field("order"), "must be a whole number"));
         }
-        for (name, ids) in [("skills", &self.skills), ("channels", &self.channels)] {
-            if let Some(Some(ids)) = ids {
-                check_ids(&field(name), ids)?;
+        if let Some(Some(skills)) = &self.skills {
+            skills.check(&field("skills"))?;
+        }
+        if let Some(Some(channels)) = &self.channels {
+            check_ids(&field("channels"), channels)?;
+        }
+        if let Some(Some(capacity)) = &self.capacity {
+            let capacity_at = field("capacity");
+            if capacity.len() > MAX_IDS {
+                return Err(Rejection::invalid(capacity_at, "at most 256 entries"));
+            }
+            for (channel, limit) in capacity {
+                if *limit > MAX_LIMIT {
+                    return Err(Rejection::invalid(
+                        at(&capacity_at, channel.as_str()),
+                        format!("must be a whole number from 0 to {MAX_LIMIT}"),
+                    ));
+                }
             }
         }
         if let Some(Some(schedule)) = &self.schedule {
@@ -205,6 +234,21 @@ impl AgentPatch {
         }
         Ok(())
     }
+}
+
+/// The schema of `capacity`: channel ids to whole numbers up to [`MAX_LIMIT`], or `null`.
+fn capacity_schema(generator: &mut SchemaGenerator) -> Schema {
+    let id = Id::json_schema(generator).to_value();
+    json_schema!({
+        "type": ["object", "null"],
+        "propertyNames": {
+            "pattern": id["pattern"],
+            "minLength": id["minLength"],
+            "maxLength": id["maxLength"],
+        },
+        "additionalProperties": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
+        "maxProperties": MAX_IDS,
+    })
 }
 
 /// `agent.upserted`: create agents or change some of their fields, several at once.
@@ -250,6 +294,101 @@ mod tests {
         assert_eq!(patch.weight, None);
         // The store gets the patch as the platform sent it.
         assert_eq!(serde_json::to_value(&patch).unwrap(), given);
+    }
+
+    #[test]
+    fn skill_levels_and_capacity_reach_the_store_as_sent() {
+        let given = json!({
+            "agent_id": "a1",
+            "skills": {"spanish": 7, "billing": 3},
+            "capacity": {"email": 10, "chat": 3, "wa:main": 0}
+        });
+        let patch = parse(given.clone()).unwrap().agents.remove(0);
+        let Some(Some(Skills::Levels(levels))) = &patch.skills else {
+            panic!("an object of skills is read as levels: {:?}", patch.skills)
+        };
+        assert_eq!(levels[&Id::parse("spanish").unwrap()], 7);
+        let capacity = patch.capacity.clone().flatten().unwrap();
+        assert_eq!(capacity[&Id::parse("chat").unwrap()], 3);
+        assert_eq!(serde_json::to_value(&patch).unwrap(), given);
+
+        // A list stays a list, and null still means back to the default.
+        let list = json!({"agent_id": "a1", "skills": ["es", "pt"], "capacity": null});
+        let patch = parse(list.clone()).unwrap().agents.remove(0);
+        assert!(matches!(patch.skills, Some(Some(Skills::List(_)))));
+        assert_eq!(patch.capacity, Some(None));
+        assert_eq!(serde_json::to_value(&patch).unwrap(), list);
+        let cleared = json!({"agent_id": "a1", "skills": null, "capacity": {}});
+        let patch = parse(cleared.clone()).unwrap().agents.remove(0);
+        assert_eq!(serde_json::to_value(&patch).unwrap(), cleared);
+    }
+
+    #[test]
+    fn rejects_bad_levels_and_capacities_with_their_path() {
+        let many: BTreeMap<String, u32> = (0..257).map(|i| (format!("c{i}"), 1)).collect();
+        let many_skills: Vec<String> = (0..257).map(|i| format!("s{i}")).collect();
+        let cases = [
+            (
+                json!({"agent_id": "a", "skills": {"spanish": 11}}),
+                "invalid field `agents[0].skills.spanish`: levels are whole numbers from 1 to 10",
+            ),
+            (
+                json!({"agent_id": "a", "skills": {"spanish": 0}}),
+                "invalid field `agents[0].skills.spanish`: levels are whole numbers from 1 to 10",
+            ),
+            (
+                json!({"agent_id": "a", "skills": {"spanish": 2.5}}),
+                "invalid field `agents[0].skills.spanish`: levels are whole numbers from 1 to 10",
+            ),
+            (
+                json!({"agent_id": "a", "skills": {"spanish": null}}),
+                "invalid field `agents[0].skills.spanish`: levels are whole numbers from 1 to 10",
+            ),
+            (
+                json!({"agent_id": "a", "skills": {"a b": 3}}),
+                "invalid field `agents[0].skills.a b`: a b has a character",
+            ),
+            (
+                json!({"agent_id": "a", "skills": ["es", "a b"]}),
+                "invalid field `agents[0].skills[1]`: a b has a character",
+            ),
+            (
+                json!({"agent_id": "a", "skills": 7}),
+                "invalid field `agents[0].skills`: invalid type: integer `7`, expected a list of \
+                 skill ids or an object of skill ids to levels from 1 to 10",
+            ),
+            (
+                json!({"agent_id": "a", "skills": many_skills}),
+                "invalid field `agents[0].skills`: at most 256 entries",
+            ),
+            (
+                json!({"agent_id": "a", "capacity": {"email": 100001}}),
+                "invalid field `agents[0].capacity.email`: must be a whole number from 0 to 100000",
+            ),
+            (
+                json!({"agent_id": "a", "capacity": {"email": -1}}),
+                "invalid field `agents[0].capacity.email`: invalid value: integer `-1`",
+            ),
+            (
+                json!({"agent_id": "a", "capacity": {"a}b": 1}}),
+                "invalid field `agents[0].capacity.a}b`: a}b has a character",
+            ),
+            (
+                json!({"agent_id": "a", "capacity": ["email"]}),
+                "invalid field `agents[0].capacity`: invalid type: sequence, expected a map",
+            ),
+            (
+                json!({"agent_id": "a", "capacity": many}),
+                "invalid field `agents[0].capacity`: at most 256 entries",
+            ),
+        ];
+        for (value, expected) in cases {
+            let error = parse(value).unwrap_err().to_string();
+            assert!(
+                error.contains(expected),
+                "{error:?} should contain {expected:?}"
+            );
+        }
     }
 
     #[test]

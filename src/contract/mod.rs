@@ -13,6 +13,7 @@ pub mod outbound;
 pub mod parse;
 pub mod schema;
 pub mod settings;
+pub mod skills;
 
 pub use envelope::{CloudEvent, MAX_EVENT_BYTES};
 

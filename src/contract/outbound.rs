@@ -231,7 +231,11 @@ pub mod data {
     #[derive(JsonSchema)]
     #[serde(rename_all = "snake_case")]
     pub enum StatusReason {
+        /// The agent's schedule opened or closed.
         Schedule,
+        /// `away_after_missed` automatic assignments in a row moved away by `reply_timeout`:
+        /// the agent is set `busy`.
+        MissedAssignments,
     }
 
     #[derive(JsonSchema)]

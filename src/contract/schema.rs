@@ -160,7 +160,7 @@ pub fn events() -> Vec<EventSchema> {
             "agent.status_changed",
             Outbound,
             AgentStatusAnnounced,
-            "A schedule switched the agent's status."
+            "A schedule switched the agent's status, or missed assignments set it busy."
         ),
         event!(
             "conversation.queue_position",

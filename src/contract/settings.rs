@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use super::parse::{at, patch, typed, Patch};
+use super::skills::Skills;
 use super::{Id, Rejection};
 
 /// The longest delay a setting or a rule step may name: a week.
@@ -20,7 +21,7 @@ pub const MAX_SECONDS: u32 = 7 * 24 * 3600;
 pub const MAX_RULES: usize = 100;
 /// Most steps in a rule.
 pub const MAX_STEPS: usize = 16;
-/// Most entries in a list of identifiers (skills, channels).
+/// Most entries in a list or object of identifiers (skills, channels, an agent's capacity).
 pub const MAX_IDS: usize = 256;
 /// Longest name a rule condition may test.
 pub const MAX_CONDITION_NAME: usize = 128;
@@ -30,6 +31,10 @@ pub const VISITOR_MEMORY_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
 pub const QUEUE_POSITION_INTERVAL: std::ops::RangeInclusive<u32> = 1..=300;
 /// The largest `max_waiting`.
 pub const MAX_WAITING: u32 = 1_000_000;
+/// The longest `wrap_up_seconds`: a day.
+pub const MAX_WRAP_UP_SECONDS: u32 = 24 * 3600;
+/// The largest `away_after_missed`.
+pub const MAX_MISSED: u32 = 1000;
 
 /// Allocation modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -70,6 +75,15 @@ pub enum PriorityOverflow {
     WhenFull,
 }
 
+/// How `least_loaded` breaks its ties: `random`, or `longest_idle` (the agent whose last
+/// assignment is oldest; one never assigned counts as oldest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TieBreak {
+    Random,
+    LongestIdle,
+}
+
 /// A value a rule condition compares with: a string, a number or a boolean.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(transparent)]
@@ -107,14 +121,24 @@ pub enum Condition {
     Any(Vec<Scalar>),
 }
 
+/// How a step chooses among its eligible agents: `skill_level`, by the sum of their levels in
+/// the step's skills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOrder {
+    SkillLevel,
+}
+
 /// One step of a rule: the skills and channels an agent needs, and how long to wait for one
 /// before the next, wider step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleStep {
+    /// The skills an agent needs: a list (each at level 1 or more), or an object of skill ids to
+    /// minimum levels (`{"spanish": 5}` = level 5 or more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
-    pub skills: Option<Vec<Id>>,
+    #[schemars(schema_with = "super::skills::schema_or_null")]
+    pub skills: Option<Skills>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub channels: Option<Vec<Id>>,
@@ -131,6 +155,10 @@ pub struct RuleStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000000))]
     pub max_waiting: Option<u32>,
+    /// `skill_level`: the eligible agent with the highest sum of the step's skill levels is
+    /// chosen, ties by the strategy (absent: the strategy alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_by: Option<StepOrder>,
 }
 
 /// A routing rule: the first whose `when` matches the conversation routes it through its steps.
@@ -299,6 +327,42 @@ pub struct SettingsPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub agent_can_requeue: Patch<bool>,
+    /// 0 = off; an open conversation without `message.received` for this long stops counting in
+    /// its agent's load (it stays assigned) until the visitor writes again, when it counts again
+    /// even above the limit.
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(max = 604800))]
+    pub inactive_after_seconds: Patch<u32>,
+    /// 0 = off; capacity freed by `conversation.closed` becomes usable by its agent this many
+    /// seconds later.
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(max = 86400))]
+    pub wrap_up_seconds: Patch<u32>,
+    /// `least_loaded` ties: `random`, or `longest_idle` (the agent whose last assignment is
+    /// oldest; never assigned counts as oldest).
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tie_break: Patch<TieBreak>,
+    /// 0 = off; an agent whose this many automatic assignments in a row moved away by
+    /// `reply_timeout` is set `busy` (`agent.status_changed`, reason `missed_assignments`).
+    #[serde(
+        default,
+        deserialize_with = "patch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(max = 1000))]
+    pub away_after_missed: Patch<u32>,
 }
 
 impl SettingsPatch {
@@ -322,8 +386,29 @@ impl SettingsPatch {
             ("custom_timeout_seconds", &self.custom_timeout_seconds),
             ("max_wait_seconds", &self.max_wait_seconds),
             ("priority_aging_seconds", &self.priority_aging_seconds),
+            ("inactive_after_seconds", &self.inactive_after_seconds),
         ] {
             check_seconds(field, seconds.flatten())?;
+        }
+        if self
+            .wrap_up_seconds
+            .flatten()
+            .is_some_and(|s| s > MAX_WRAP_UP_SECONDS)
+        {
+            return Err(Rejection::invalid(
+                "wrap_up_seconds",
+                format!("must be a whole number of seconds up to {MAX_WRAP_UP_SECONDS}"),
+            ));
+        }
+        if self
+            .away_after_missed
+            .flatten()
+            .is_some_and(|n| n > MAX_MISSED)
+        {
+            return Err(Rejection::invalid(
+                "away_after_missed",
+                format!("must be a whole number up to {MAX_MISSED}"),
+            ));
         }
         if let Some(Some(interval)) = self.queue_position_interval_seconds {
             if !QUEUE_POSITION_INTERVAL.contains(&interval) {
@@ -380,7 +465,7 @@ pub fn timezone(field: &str, name: &str) -> Result<chrono_tz::Tz, Rejection> {
         .map_err(|_| Rejection::invalid(field, "must be an IANA time zone name"))
 }
 
-/// A list of identifiers (skills, channels): at most [`MAX_IDS`].
+/// A list of identifiers (channels): at most [`MAX_IDS`].
 pub fn check_ids(field: &str, ids: &[Id]) -> Result<(), Rejection> {
     if ids.len() > MAX_IDS {
         return Err(Rejection::invalid(field, "at most 256 entries"));
@@ -411,10 +496,9 @@ fn check_rules(rules: &[Rule]) -> Result<(), Rejection> {
         }
         for (j, step) in rule.route_to.iter().enumerate() {
             let step_at = format!("{rule_at}.route_to[{j}]");
-            check_ids(
-                &at(&step_at, "skills"),
-                step.skills.as_deref().unwrap_or(&[]),
-            )?;
+            if let Some(skills) = &step.skills {
+                skills.check(&at(&step_at, "skills"))?;
+            }
             check_ids(
                 &at(&step_at, "channels"),
                 step.channels.as_deref().unwrap_or(&[]),
@@ -449,7 +533,8 @@ mod tests {
             "custom_timeout_seconds": 10, "release_on_offline": true, "visitor_memory_days": 90,
             "queue_position_updates": true, "queue_position_interval_seconds": 30,
             "max_wait_seconds": 600, "max_waiting": 50, "priority_aging_seconds": 120,
-            "agent_can_requeue": false
+            "agent_can_requeue": false, "inactive_after_seconds": 900, "wrap_up_seconds": 60,
+            "tie_break": "longest_idle", "away_after_missed": 3
         });
         let patch = parse(given.clone()).unwrap();
         // What the store gets back is what the platform sent.
@@ -459,6 +544,60 @@ mod tests {
             serde_json::to_value(&nulls).unwrap(),
             json!({"mode": null, "rules": null})
         );
+    }
+
+    #[test]
+    fn a_step_may_ask_for_skill_levels_and_order_by_them() {
+        let given = json!({"rules": [{"route_to": [
+            {"skills": {"spanish": 5, "billing": 1}, "order_by": "skill_level", "wait_seconds": 30},
+            {"skills": ["spanish"], "order_by": "skill_level"},
+            {"skills": {}},
+            {}
+        ]}]});
+        let patch = parse(given.clone()).unwrap();
+        let steps = &patch.rules.clone().flatten().unwrap()[0].route_to;
+        assert!(matches!(steps[0].skills, Some(Skills::Levels(_))));
+        assert_eq!(steps[0].order_by, Some(StepOrder::SkillLevel));
+        assert!(matches!(steps[1].skills, Some(Skills::List(_))));
+        assert_eq!(steps[3].order_by, None);
+        // The store gets each step's skills in the form the platform sent.
+        assert_eq!(serde_json::to_value(&patch).unwrap(), given);
+    }
+
+    #[test]
+    fn rejects_bad_step_levels_and_orders_naming_the_step() {
+        let cases = [
+            (
+                json!({"rules": [{"route_to": [{}, {"skills": {"spanish": 11}}]}]}),
+                "invalid field `rules[0].route_to[1].skills.spanish`: levels are whole numbers \
+                 from 1 to 10",
+            ),
+            (
+                json!({"rules": [{"route_to": [{"skills": {"spanish": 0}}]}]}),
+                "invalid field `rules[0].route_to[0].skills.spanish`: levels are whole numbers \
+                 from 1 to 10",
+            ),
+            (
+                json!({"rules": [{"route_to": [{"skills": "spanish"}]}]}),
+                "invalid field `rules[0].route_to[0].skills`: invalid type",
+            ),
+            (
+                json!({"rules": [{"route_to": [{"order_by": "skill"}]}]}),
+                "invalid field `rules[0].route_to[0].order_by`: unknown variant `skill`",
+            ),
+            (
+                json!({"rules": [{"route_to": [{"skills":
+                    (0..257).map(|i| (format!("s{i}"), json!(1))).collect::<Map<String, Value>>()}]}]}),
+                "invalid field `rules[0].route_to[0].skills`: at most 256 entries",
+            ),
+        ];
+        for (value, expected) in cases {
+            let error = parse(value).unwrap_err().to_string();
+            assert!(
+                error.contains(expected),
+                "{error:?} should contain {expected:?}"
+            );
+        }
     }
 
     #[test]
@@ -503,6 +642,23 @@ mod tests {
             (
                 json!({"rules": [{"route_to": [{"max_wait_seconds": 604801}]}]}),
                 "rules[0].route_to[0].max_wait_seconds",
+            ),
+            (
+                json!({"inactive_after_seconds": 604801}),
+                "`inactive_after_seconds`: must be a whole number of seconds up to 604800",
+            ),
+            (
+                json!({"wrap_up_seconds": 86401}),
+                "`wrap_up_seconds`: must be a whole number of seconds up to 86400",
+            ),
+            (json!({"wrap_up_seconds": -1}), "`wrap_up_seconds`"),
+            (
+                json!({"tie_break": "oldest"}),
+                "`tie_break`: unknown variant `oldest`, expected `random` or `longest_idle`",
+            ),
+            (
+                json!({"away_after_missed": 1001}),
+                "`away_after_missed`: must be a whole number up to 1000",
             ),
         ];
         for (value, expected) in cases {

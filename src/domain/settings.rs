@@ -6,7 +6,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::contract::settings::{Mode, PriorityOverflow, ReturningStrategy, Rule, Strategy};
+use crate::contract::settings::{
+    Mode, PriorityOverflow, ReturningStrategy, Rule, Strategy, TieBreak,
+};
 
 /// Every setting of a project.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +44,16 @@ pub struct Settings {
     pub priority_aging_seconds: u32,
     /// Extension: agents may hand a conversation back to the queue.
     pub agent_can_requeue: bool,
+    /// 0 = off; an open conversation without a visitor message for this long stops counting in
+    /// its agent's load (it stays assigned) until the visitor writes again.
+    pub inactive_after_seconds: u32,
+    /// 0 = off; capacity freed by a close becomes usable by its agent this many seconds later.
+    pub wrap_up_seconds: u32,
+    /// How `least_loaded` breaks its ties.
+    pub tie_break: TieBreak,
+    /// 0 = off; this many automatic assignments in a row moved away by `reply_timeout` set the
+    /// agent `busy`.
+    pub away_after_missed: u32,
 }
 
 impl Default for Settings {
@@ -69,6 +81,10 @@ impl Default for Settings {
             max_waiting: 0,
             priority_aging_seconds: 0,
             agent_can_requeue: true,
+            inactive_after_seconds: 0,
+            wrap_up_seconds: 0,
+            tie_break: TieBreak::Random,
+            away_after_missed: 0,
         }
     }
 }
@@ -108,6 +124,14 @@ mod tests {
         assert_eq!(defaults["priority_overflow"], "when_offline");
         assert_eq!(defaults["custom_timeout_seconds"], 10);
         assert_eq!(defaults["rules"], serde_json::json!([]));
+        assert_eq!(defaults["tie_break"], "random");
+        for off in [
+            "inactive_after_seconds",
+            "wrap_up_seconds",
+            "away_after_missed",
+        ] {
+            assert_eq!(defaults[off], 0, "{off}");
+        }
         // What a project stored reads back with every setting it did not set at its default.
         let stored: Settings =
             serde_json::from_value(serde_json::json!({"mode": "manual"})).unwrap();
