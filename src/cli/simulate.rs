@@ -119,10 +119,7 @@ impl Report {
     /// The most and the fewest conversations an agent received.
     pub fn spread(&self) -> (u64, u64) {
         let counts = self.rows.iter().map(|r| r.assigned);
-        (
-            counts.clone().max().unwrap_or(0),
-            counts.min().unwrap_or(0),
-        )
+        (counts.clone().max().unwrap_or(0), counts.min().unwrap_or(0))
     }
 
     pub fn render(&self) -> String {
@@ -500,7 +497,9 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     }
     let seconds = day.elapsed().as_secs_f64();
     // Agents present all day (the first is away for part of it when there is an absence).
-    let present = agents.iter().skip(usize::from(args.absence > 0.0 && agents.len() > 1));
+    let present = agents
+        .iter()
+        .skip(usize::from(args.absence > 0.0 && agents.len() > 1));
     // After an agent's last conversation, until the last one anyone got, counts too.
     let last_assignment = last_served.values().max().copied().unwrap_or(day);
     let longest_without_work_s = present

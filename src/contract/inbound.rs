@@ -120,6 +120,10 @@ pub enum Timer {
     QueuePosition,
     /// A waiting conversation may overflow.
     MaxWait,
+    /// An open conversation may have gone quiet (`inactive_after_seconds`).
+    Inactivity,
+    /// A closed conversation's wrap-up is over (`wrap_up_seconds`).
+    WrapUp,
 }
 
 /// Internal: a due timer (arrives through the work queue, never from platforms). Conversation

@@ -45,12 +45,27 @@ async fn a_channel_capacity_bounds_its_channel_and_max_concurrent_the_whole() {
     let p = Project::new().await;
     p.online_team(json!([{"agent_id": "a", "max_concurrent": 3, "capacity": {"chat": 1}}]))
         .await;
-    assert_eq!(assignments(&p.create_on("c1", "chat").await), [pair("c1", "a")]);
+    assert_eq!(
+        assignments(&p.create_on("c1", "chat").await),
+        [pair("c1", "a")]
+    );
     // Full for chats, it still takes emails, up to max_concurrent.
-    assert_eq!(types(&p.create_on("c2", "chat").await), ["conversation.queued"]);
-    assert_eq!(assignments(&p.create_on("e1", "email").await), [pair("e1", "a")]);
-    assert_eq!(assignments(&p.create_on("e2", "email").await), [pair("e2", "a")]);
-    assert_eq!(types(&p.create_on("e3", "email").await), ["conversation.queued"]);
+    assert_eq!(
+        types(&p.create_on("c2", "chat").await),
+        ["conversation.queued"]
+    );
+    assert_eq!(
+        assignments(&p.create_on("e1", "email").await),
+        [pair("e1", "a")]
+    );
+    assert_eq!(
+        assignments(&p.create_on("e2", "email").await),
+        [pair("e2", "a")]
+    );
+    assert_eq!(
+        types(&p.create_on("e3", "email").await),
+        ["conversation.queued"]
+    );
     assert_eq!(p.load("a").await, 3);
     assert_eq!(channel_load(&p, "a", "chat").await, 1);
     // An email closes: the waiting email takes the slot, not the older chat (chats are full).
@@ -65,8 +80,14 @@ async fn a_channel_capacity_bounds_its_channel_and_max_concurrent_the_whole() {
     )
     .await;
     p.status("b", "online").await;
-    assert_eq!(types(&p.create_on("v1", "voice").await), ["conversation.queued"]);
-    assert_eq!(assignments(&p.create_on("c3", "chat").await), [pair("c3", "b")]);
+    assert_eq!(
+        types(&p.create_on("v1", "voice").await),
+        ["conversation.queued"]
+    );
+    assert_eq!(
+        assignments(&p.create_on("c3", "chat").await),
+        [pair("c3", "b")]
+    );
 }
 
 #[tokio::test]
@@ -77,20 +98,32 @@ async fn claims_transfers_and_returning_visitors_respect_a_channel_capacity() {
         {"agent_id": "b", "max_concurrent": 5, "auto_assign": false}
     ]))
     .await;
-    assert_eq!(assignments(&p.create_on("c1", "chat").await), [pair("c1", "a")]);
-    assert_eq!(types(&p.create_on("c2", "chat").await), ["conversation.queued"]);
+    assert_eq!(
+        assignments(&p.create_on("c1", "chat").await),
+        [pair("c1", "a")]
+    );
+    assert_eq!(
+        types(&p.create_on("c2", "chat").await),
+        ["conversation.queued"]
+    );
     let claim = p
         .apply(
             "agent.claim_requested",
             json!({"agent_id": "a", "conversation_id": "c2"}),
         )
         .await;
-    assert_eq!(data_of(&claim, "command.rejected")[0]["reason"], "agent_at_limit");
+    assert_eq!(
+        data_of(&claim, "command.rejected")[0]["reason"],
+        "agent_at_limit"
+    );
     // "Get next" skips the channel it has no room for: here nothing else waits.
     let next = p
         .apply("agent.claim_requested", json!({"agent_id": "a"}))
         .await;
-    assert_eq!(data_of(&next, "command.rejected")[0]["reason"], "nothing_waiting");
+    assert_eq!(
+        data_of(&next, "command.rejected")[0]["reason"],
+        "nothing_waiting"
+    );
     // b claims c2 (by hand), then tries to hand it to a, who has no room for a chat.
     let claimed = p
         .apply(
@@ -105,7 +138,10 @@ async fn claims_transfers_and_returning_visitors_respect_a_channel_capacity() {
             json!({"conversation_id": "c2", "to_agent_id": "a"}),
         )
         .await;
-    assert_eq!(data_of(&transfer, "command.rejected")[0]["reason"], "agent_at_limit");
+    assert_eq!(
+        data_of(&transfer, "command.rejected")[0]["reason"],
+        "agent_at_limit"
+    );
     // c1's visitor comes back on a new chat while a is full for chats: a new agent is needed,
     // and b takes no automatic assignments, so it waits.
     let returning = p
@@ -132,7 +168,10 @@ async fn a_new_capacity_counts_what_the_agent_already_holds() {
     )
     .await;
     assert_eq!(channel_load(&p, "a", "chat").await, 2);
-    assert_eq!(types(&p.create_on("c3", "chat").await), ["conversation.queued"]);
+    assert_eq!(
+        types(&p.create_on("c3", "chat").await),
+        ["conversation.queued"]
+    );
     // One closes: still at its capacity (1 of 1).
     assert!(assignments(&p.close("c1").await).is_empty());
     assert_eq!(assignments(&p.close("c2").await), [pair("c3", "a")]);
@@ -143,7 +182,10 @@ async fn a_new_capacity_counts_what_the_agent_already_holds() {
     )
     .await;
     assert_eq!(channel_load(&p, "a", "chat").await, 0);
-    assert_eq!(assignments(&p.create_on("c4", "chat").await), [pair("c4", "a")]);
+    assert_eq!(
+        assignments(&p.create_on("c4", "chat").await),
+        [pair("c4", "a")]
+    );
 }
 
 #[tokio::test]
@@ -159,7 +201,10 @@ async fn a_conversation_gone_quiet_stops_counting_until_the_visitor_writes_again
         .await;
     assert_eq!(assignments(&c1.outputs), [pair("c1", "a")]);
     let timer = &c1.timers[0];
-    assert_eq!((timer.data["timer"].as_str(), timer.delay_ms), (Some("inactivity"), 60_000));
+    assert_eq!(
+        (timer.data["timer"].as_str(), timer.delay_ms),
+        (Some("inactivity"), 60_000)
+    );
     assert_eq!(types(&p.create("c2").await), ["conversation.queued"]);
     // The visitor writes after 30 s: the timer, when it fires at 60 s, arms itself again for
     // the 30 s left.
@@ -182,16 +227,28 @@ async fn a_conversation_gone_quiet_stops_counting_until_the_visitor_writes_again
     // `inspect` says so.
     let explained = p
         .store
-        .explain(&project, switchboard::store::explain::Question::Conversation("c1"), p.now_ms)
+        .explain(
+            &project,
+            switchboard::store::explain::Question::Conversation("c1"),
+            p.now_ms,
+        )
         .await
         .unwrap();
     assert_eq!(explained["inactive"], true);
     // The visitor writes again: c1 counts again, above max_concurrent; nothing new comes.
     p.message("c1").await;
     assert_eq!(p.load("a").await, 2);
-    assert!(p.store.inactive_conversations(&project).await.unwrap().is_empty());
+    assert!(p
+        .store
+        .inactive_conversations(&project)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(types(&p.create("c3").await), ["conversation.queued"]);
-    assert!(assignments(&p.close("c2").await).is_empty(), "still at its limit");
+    assert!(
+        assignments(&p.close("c2").await).is_empty(),
+        "still at its limit"
+    );
     assert_eq!(assignments(&p.close("c1").await), [pair("c3", "a")]);
 }
 
@@ -224,7 +281,12 @@ async fn inactivity_switched_off_makes_every_quiet_conversation_count_again() {
     // Closing the quiet conversation frees nothing it did not hold.
     assert!(p.close("c1").await.is_empty());
     assert_eq!(p.load("a").await, 1);
-    assert!(p.store.inactive_conversations(&project).await.unwrap().is_empty());
+    assert!(p
+        .store
+        .inactive_conversations(&project)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -237,11 +299,20 @@ async fn a_wrap_up_keeps_the_slot_until_its_timer_and_a_reopen_ends_it() {
     let closed = p
         .apply_event(&p.event("conversation.closed", json!({"conversation_id": "c1"})))
         .await;
-    assert!(closed.outputs.is_empty(), "the slot is kept for the wrap-up");
+    assert!(
+        closed.outputs.is_empty(),
+        "the slot is kept for the wrap-up"
+    );
     assert_eq!(p.load("a").await, 1);
     let wrap_up = &closed.timers[0];
-    assert_eq!((wrap_up.data["timer"].as_str(), wrap_up.delay_ms), (Some("wrap_up"), 30_000));
-    assert_eq!(assignments(&p.fire(wrap_up).await.outputs), [pair("c2", "a")]);
+    assert_eq!(
+        (wrap_up.data["timer"].as_str(), wrap_up.delay_ms),
+        (Some("wrap_up"), 30_000)
+    );
+    assert_eq!(
+        assignments(&p.fire(wrap_up).await.outputs),
+        [pair("c2", "a")]
+    );
     // Fired again (a redelivery), it changes nothing.
     assert!(p.fire(wrap_up).await.outputs.is_empty());
     assert_eq!(p.load("a").await, 1);
@@ -328,7 +399,10 @@ async fn auto_away_after_missed_assignments_in_a_row_and_a_reply_resets_the_coun
         [&json!({"agent_id": "a", "status": "busy", "reason": "missed_assignments"})]
     );
     assert_eq!(
-        p.store.status(&Id::parse(&p.id).unwrap(), "a").await.unwrap(),
+        p.store
+            .status(&Id::parse(&p.id).unwrap(), "a")
+            .await
+            .unwrap(),
         "busy"
     );
     // Busy, it gets nothing new.
@@ -396,6 +470,10 @@ async fn equal_skill_levels_fall_back_to_the_strategy() {
     }
     let count = |agent: &str| agents.iter().filter(|a| *a == agent).count();
     assert_eq!(agents[..2].iter().filter(|a| *a == "c").count(), 0);
-    assert_eq!((count("a"), count("b"), count("c")), (3, 3, 1), "{agents:?}");
+    assert_eq!(
+        (count("a"), count("b"), count("c")),
+        (3, 3, 1),
+        "{agents:?}"
+    );
     assert_eq!(agents[6], "c");
 }

@@ -97,11 +97,8 @@ async fn each_channel_capacity_holds_in_a_burst_across_three_workers_and_nothing
         let i: usize = conversation[1..].parse().unwrap();
         *per.entry((agent.clone(), channel_of(i))).or_default() += 1;
     }
-    let count = |agent: &str, channel: &str| {
-        per.get(&(agent.to_string(), channel))
-            .copied()
-            .unwrap_or(0)
-    };
+    let count =
+        |agent: &str, channel: &str| per.get(&(agent.to_string(), channel)).copied().unwrap_or(0);
     assert_eq!(count("a", "chat") + count("a", "email"), 4);
     assert!(count("a", "chat") <= 2);
     assert_eq!((count("b", "chat"), count("b", "email")), (1, 2));
@@ -157,7 +154,11 @@ async fn a_quiet_conversation_frees_its_slot_until_the_visitor_writes_again() {
     let mut platform = Platform::new();
     env.configure(&mut platform, json!({"inactive_after_seconds": 2}))
         .await;
-    env.team_of(&mut platform, json!([{"agent_id": "a", "max_concurrent": 1}])).await;
+    env.team_of(
+        &mut platform,
+        json!([{"agent_id": "a", "max_concurrent": 1}]),
+    )
+    .await;
     env.publish_many(&[platform.created("c1"), platform.created("c2")])
         .await;
     let first = env.outputs(2, WAIT).await;
@@ -185,8 +186,13 @@ async fn a_wrap_up_hands_the_slot_back_after_its_delay() {
     let mut env = Env::new().await;
     let workers = WorkerProcesses::spawn(&env, 1);
     let mut platform = Platform::new();
-    env.configure(&mut platform, json!({"wrap_up_seconds": 1})).await;
-    env.team_of(&mut platform, json!([{"agent_id": "a", "max_concurrent": 1}])).await;
+    env.configure(&mut platform, json!({"wrap_up_seconds": 1}))
+        .await;
+    env.team_of(
+        &mut platform,
+        json!([{"agent_id": "a", "max_concurrent": 1}]),
+    )
+    .await;
     env.publish_many(&[platform.created("c1"), platform.created("c2")])
         .await;
     env.outputs(2, WAIT).await;
@@ -221,7 +227,10 @@ async fn a_backlog_met_by_a_shift_starting_is_shared_by_idle_order() {
         let conversation = format!("h{i}");
         env.publish(&platform.created(&conversation)).await;
         let out = env.outputs(1, WAIT).await;
-        assert_eq!(assignments(&out), [(conversation.clone(), agent.to_string())]);
+        assert_eq!(
+            assignments(&out),
+            [(conversation.clone(), agent.to_string())]
+        );
         env.publish(&platform.closed(&conversation)).await;
     }
     // Everyone goes offline; a backlog builds.
@@ -234,7 +243,10 @@ async fn a_backlog_met_by_a_shift_starting_is_shared_by_idle_order() {
     }
     let backlog: Vec<Vec<u8>> = (0..6).map(|i| platform.created(&format!("w{i}"))).collect();
     env.publish_many(&backlog).await;
-    assert_eq!(of_type(&env.outputs(6, WAIT).await, "conversation.queued").len(), 6);
+    assert_eq!(
+        of_type(&env.outputs(6, WAIT).await, "conversation.queued").len(),
+        6
+    );
     // The shift starts: one upsert gives a, b and c (in that order) schedules open all week.
     let always: serde_json::Map<String, Value> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
         .iter()
@@ -250,10 +262,7 @@ async fn a_backlog_met_by_a_shift_starting_is_shared_by_idle_order() {
     env.publish(&platform.event("agent.upserted", json!({ "agents": shift })))
         .await;
     let out = env
-        .outputs_until(
-            |out| of_type(out, "conversation.assigned").len() == 6,
-            WAIT,
-        )
+        .outputs_until(|out| of_type(out, "conversation.assigned").len() == 6, WAIT)
         .await;
     let order: Vec<String> = assignments(&out).into_iter().map(|(_, a)| a).collect();
     assert_eq!(order, ["c", "a", "b", "c", "a", "b"]);
@@ -328,10 +337,7 @@ async fn the_highest_skill_level_is_served_first_then_a_wider_step() {
         .collect();
     env.publish_many(&spanish).await;
     let out = env
-        .outputs_until(
-            |out| of_type(out, "conversation.assigned").len() == 3,
-            WAIT,
-        )
+        .outputs_until(|out| of_type(out, "conversation.assigned").len() == 3, WAIT)
         .await;
     assert_eq!(
         assignments(&out),

@@ -126,6 +126,10 @@ async fn longest_idle_shares_a_quiet_day_evenly() {
     let report = simulate(config, args).await.unwrap();
     let (most, fewest) = report.spread();
     assert!(most - fewest <= 2, "{}", report.render());
-    assert!(report.render().contains("fairness: "), "{}", report.render());
+    assert!(
+        report.render().contains("fairness: "),
+        "{}",
+        report.render()
+    );
     let _ = std::fs::remove_file(chart);
 }

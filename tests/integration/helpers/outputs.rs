@@ -60,7 +60,12 @@ pub fn decisions(outputs: &[Value]) -> HashMap<String, HashSet<String>> {
     for o in outputs {
         if o["type"] == "conversation.assigned" || o["type"] == "conversation.queued" {
             decided
-                .entry(o["data"]["conversation_id"].as_str().unwrap_or("").to_string())
+                .entry(
+                    o["data"]["conversation_id"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
                 .or_default()
                 .insert(o["id"].as_str().unwrap_or("").to_string());
         }
