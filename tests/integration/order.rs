@@ -233,6 +233,56 @@ async fn each_agent_field_keeps_the_value_published_last() {
     env.cleanup().await;
 }
 
+/// A removal speaks for everything the agent had before it: a field published before the
+/// removal and arriving after it and after the agent was added again does not come back.
+#[tokio::test]
+async fn a_field_published_before_a_removal_stays_removed_after_the_agent_comes_back() {
+    let env = Env::new().await;
+    let workers = WorkerProcesses::spawn(&env, 3);
+    let mut platform = Platform::new();
+    let arrivals = [
+        (
+            "agent.upserted",
+            json!({"agents": [{"agent_id": "a", "max_concurrent": 3, "order": 2}]}),
+            5,
+        ),
+        ("agent.removed", json!({"agent_id": "a"}), 20),
+        (
+            "agent.upserted",
+            json!({"agents": [{"agent_id": "a", "max_concurrent": 5}]}),
+            30,
+        ),
+        (
+            "agent.upserted",
+            json!({"agents": [{"agent_id": "a", "order": 1, "weight": 2}]}),
+            10,
+        ),
+        (
+            "agent.status_changed",
+            json!({"agent_id": "a", "status": "online"}),
+            15,
+        ),
+    ];
+    for (event_type, data, time) in arrivals {
+        publish(&env, &mut platform, vec![(event_type, data, time)]).await;
+        workers.settled(&env).await;
+    }
+    let agents = store().await.agents(&project(&platform)).await.unwrap();
+    assert_eq!(agents["a"]["max_concurrent"], 5);
+    assert!(agents["a"].get("order").is_none(), "{}", agents["a"]);
+    assert!(agents["a"].get("weight").is_none(), "{}", agents["a"]);
+    let status = store()
+        .await
+        .status(&project(&platform), "a")
+        .await
+        .unwrap();
+    assert_eq!(
+        status, "offline",
+        "a status from before the removal does not come back"
+    );
+    env.cleanup().await;
+}
+
 /// A conversation's lifecycle: a close published after a message closes it, and a message
 /// published after a close reopens it, whichever of the two reaches the broker first.
 #[tokio::test]

@@ -45,10 +45,10 @@ do
   end
 
 
-  -- Whether an event about an agent that does not exist now comes before its removal (a
-  -- removal's version speaks for everything the agent had).
+  -- Whether an event about an agent comes before its removal: the removal's version speaks for
+  -- everything the agent had then, also once the agent is upserted again by a later event (a
+  -- field set before the removal, arriving after both, must not come back).
   local function before_removal(agent_id)
-    if Agents.config(agent_id) then return false end
     local removed_at = Versions.of('r|' .. agent_id)
     return removed_at ~= nil and EVENT_TIME ~= nil and EVENT_TIME < removed_at
   end
