@@ -36,7 +36,7 @@ fn assignments(outputs: &[Value]) -> Vec<(String, String)> {
 
 /// The channels of a burst: chat and email alternating.
 fn channel_of(i: usize) -> &'static str {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         "chat"
     } else {
         "email"

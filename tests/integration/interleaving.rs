@@ -41,6 +41,7 @@ const SETTINGS: &[(&str, &[&str])] = &[
     ("reassign_if_owner_offline", &["true", "false"]),
     ("reassign_reopened_if_unavailable", &["true", "false"]),
     ("release_on_offline", &["true", "false", "null"]),
+    ("tie_break", &["\"random\"", "\"longest_idle\""]),
 ];
 /// Agent fields the bulk edits change, with values for each.
 const FIELDS: &[(&str, &[&str])] = &[
@@ -48,6 +49,10 @@ const FIELDS: &[(&str, &[&str])] = &[
     ("weight", &["1", "2", "5", "null"]),
     ("order", &["1", "2", "3", "null"]),
     ("auto_assign", &["true", "false"]),
+    (
+        "capacity",
+        &["{\"chat\": 1}", "{\"chat\": 0, \"email\": 2}", "null"],
+    ),
 ];
 
 /// One event of the script: its type and data (its time is its place in the script).
@@ -102,8 +107,9 @@ fn script(rng: &mut StdRng) -> Vec<Step> {
             27..=50 => {
                 let id = format!("c{}", conversations.len());
                 conversations.push(id.clone());
+                let channel = ["chat", "email"].choose(rng).unwrap();
                 let data = json!({"conversation_id": id, "visitor_id": format!("v{}", rng.random_range(0..20)),
-                    "priority": rng.random_range(0..3)});
+                    "priority": rng.random_range(0..3), "channel": channel});
                 steps.push(("conversation.created", data));
             }
             51..=62 if conversation.is_some() => {
@@ -146,7 +152,7 @@ fn script(rng: &mut StdRng) -> Vec<Step> {
     // Settle: every agent back, online, with room for every conversation.
     let patches: Vec<Value> = agents
         .iter()
-        .map(|a| json!({"agent_id": a, "max_concurrent": 1000, "auto_assign": true}))
+        .map(|a| json!({"agent_id": a, "max_concurrent": 1000, "auto_assign": true, "capacity": null}))
         .collect();
     steps.push(("agent.upserted", json!({ "agents": patches })));
     for agent in &agents {
@@ -203,8 +209,8 @@ async fn final_state(store: &Store, project: &Id) -> Final {
 }
 
 /// The invariants, on one project's state: loads are exactly the open conversations, nobody is
-/// over `max_concurrent`, every live conversation is open (after the settling end), and nothing
-/// waits.
+/// over `max_concurrent`, every live conversation is open (after the settling end), nothing
+/// waits, and no channel load is left once no agent has a capacity.
 async fn check_invariants(store: &Store, project: &Id, seed: u64) {
     let open = store.open_conversations(project).await.unwrap();
     let agents = store.agents(project).await.unwrap();
@@ -243,6 +249,13 @@ async fn check_invariants(store: &Store, project: &Id, seed: u64) {
         store.waiting(project, None).await.unwrap().is_empty(),
         "seed {seed}: nothing waits"
     );
+    // The settling end took every capacity away: nothing is counted per channel any more.
+    for agent in agents.keys() {
+        for channel in ["chat", "email"] {
+            let counted = store.channel_load(project, agent, channel).await.unwrap();
+            assert_eq!(counted, 0, "seed {seed}: {agent} still counts {channel}");
+        }
+    }
 }
 
 fn seeds() -> Vec<u64> {
