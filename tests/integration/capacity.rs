@@ -477,3 +477,25 @@ async fn equal_skill_levels_fall_back_to_the_strategy() {
     );
     assert_eq!(agents[6], "c");
 }
+
+#[tokio::test]
+async fn broadcast_offers_a_conversation_only_to_agents_with_room_in_its_channel() {
+    let p = Project::new().await;
+    p.configure(json!({"mode": "broadcast"})).await;
+    p.online_team(json!([
+        {"agent_id": "a", "max_concurrent": 5, "capacity": {"chat": 0}},
+        {"agent_id": "b", "max_concurrent": 5}
+    ]))
+    .await;
+    let offered = p.create_on("c1", "chat").await;
+    assert_eq!(
+        data_of(&offered, "conversation.offered")[0]["agent_ids"],
+        json!(["b"])
+    );
+    let email = p.create_on("e1", "email").await;
+    let mut agents: Vec<String> =
+        serde_json::from_value(data_of(&email, "conversation.offered")[0]["agent_ids"].clone())
+            .unwrap();
+    agents.sort();
+    assert_eq!(agents, ["a", "b"]);
+}

@@ -336,7 +336,7 @@ do
     local by_channel = record.ch and Meta.number('capacity_agents') > 0
     for _, agent_id in ipairs(redis.call('ZRANGE', K.by_load, 0, -1)) do
       if not excluded[agent_id] and not (by_channel
-          and not Load.channel_room(agent_id, Agents.config(agent_id), record.ch)) then
+          and not Load.channel_room(agent_id, Agents.config(agent_id) or NONE, record.ch)) then
         agents[#agents + 1] = agent_id
       end
     end
