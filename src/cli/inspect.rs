@@ -63,6 +63,10 @@ pub async fn render(store: &Store, project: &Id) -> Result<String, StoreError> {
     let agents = store.agents(project).await?;
     let statuses = store.statuses(project).await?;
     let open = store.open_conversations(project).await?;
+    let mut quiet: std::collections::BTreeMap<String, usize> = Default::default();
+    for (agent, _) in store.inactive_conversations(project).await? {
+        *quiet.entry(agent).or_default() += 1;
+    }
     let eligible = store.eligible(project).await?;
     let waiting_count = store.waiting_count(project).await?;
     let waiting = store.waiting(project, Some(WAITING_SHOWN)).await?;
@@ -74,7 +78,7 @@ pub async fn render(store: &Store, project: &Id) -> Result<String, StoreError> {
     let _ = writeln!(out, "agents ({})", agents.len());
     let mut rows = vec![[
         "AGENT", "STATUS", "OPEN/MAX", "ELIGIBLE", "AUTO", "ORDER", "WEIGHT", "LEVEL", "SKILLS",
-        "CHANNELS",
+        "CHANNELS", "CAPACITY",
     ]
     .map(String::from)];
     for (name, cfg) in &agents {
@@ -86,6 +90,13 @@ pub async fn render(store: &Store, project: &Id) -> Result<String, StoreError> {
                 .filter_map(|i| i.as_str())
                 .collect::<Vec<_>>()
                 .join(","),
+            // Skill levels, capacities per channel: "spanish:7,billing:3".
+            Value::Object(entries) if entries.is_empty() => "-".to_string(),
+            Value::Object(entries) => entries
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(","),
             other => other.to_string().trim_matches('"').to_string(),
         };
         rows.push([
@@ -94,10 +105,14 @@ pub async fn render(store: &Store, project: &Id) -> Result<String, StoreError> {
                 .get(name)
                 .cloned()
                 .unwrap_or_else(|| "offline".into()),
+            // Quiet conversations (inactive_after_seconds) are held but do not count.
             format!(
-                "{}/{}",
+                "{}/{}{}",
                 open.get(name).map_or(0, Vec::len),
-                cfg["max_concurrent"].as_u64().unwrap_or(0)
+                cfg["max_concurrent"].as_u64().unwrap_or(0),
+                quiet
+                    .get(name)
+                    .map_or(String::new(), |n| format!(" +{n} quiet"))
             ),
             if eligible.contains(name) { "yes" } else { "no" }.into(),
             if cfg["auto_assign"] == Value::Bool(false) {
@@ -120,6 +135,7 @@ pub async fn render(store: &Store, project: &Id) -> Result<String, StoreError> {
                 Value::Null => "all".into(),
                 _ => field("channels"),
             },
+            field("capacity"),
         ]);
     }
     table(&mut out, &rows);

@@ -122,6 +122,19 @@ async fn the_python_example_plays_a_platform() {
     env.cleanup().await;
 }
 
+/// `switchboard inspect <project> <args>`, as an operator runs it: its output.
+fn inspect_project(project: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("inspect")
+        .arg(project)
+        .args(args)
+        .env("SWITCHBOARD_REDIS_URL", redis_url())
+        .output()
+        .expect("switchboard runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// `switchboard inspect --waiting` and `--conversation`, as an operator runs them: why a
 /// conversation waits, agent by agent, as text and JSON.
 #[tokio::test]
@@ -135,17 +148,7 @@ async fn inspect_says_why_conversations_wait() {
     .await;
     p.create("c1").await;
     p.create("c2").await;
-    let inspect = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .arg("inspect")
-            .arg(&p.id)
-            .args(args)
-            .env("SWITCHBOARD_REDIS_URL", redis_url())
-            .output()
-            .expect("switchboard runs");
-        assert!(output.status.success(), "{output:?}");
-        String::from_utf8(output.stdout).unwrap()
-    };
+    let inspect = |args: &[&str]| inspect_project(&p.id, args);
     let text = inspect(&["--waiting"]);
     assert!(text.contains("1 waiting"), "{text}");
     assert!(text.contains("c2"), "{text}");
@@ -158,4 +161,43 @@ async fn inspect_says_why_conversations_wait() {
         serde_json::from_str(&inspect(&["--conversation", "c1", "--json"])).unwrap();
     assert_eq!(json["state"], "open");
     assert_eq!(json["agent"], "a");
+}
+
+/// `switchboard inspect` shows what capacity and fairness settings do: capacities per channel,
+/// skill levels, quiet conversations that do not count, and agents passed over at their
+/// capacity for a channel.
+#[tokio::test]
+async fn inspect_shows_capacities_levels_and_quiet_conversations() {
+    let mut p = Project::new().await;
+    p.configure(serde_json::json!({"inactive_after_seconds": 60}))
+        .await;
+    p.online_team(serde_json::json!([
+        {"agent_id": "a", "max_concurrent": 3, "capacity": {"chat": 1},
+         "skills": {"spanish": 7}}
+    ]))
+    .await;
+    let c1 = p
+        .apply_event(&p.event(
+            "conversation.created",
+            serde_json::json!({"conversation_id": "c1", "visitor_id": "v1", "channel": "chat"}),
+        ))
+        .await;
+    p.create_on("c2", "chat").await;
+    p.create_on("e1", "email").await;
+    p.now_ms += 60_000;
+    p.fire(&c1.timers[0]).await; // c1 goes quiet; c2 takes the chat slot
+    p.create_on("c3", "chat").await;
+    let inspect = |args: &[&str]| inspect_project(&p.id, args);
+    let report = inspect(&[]);
+    assert!(report.contains("2/3 +1 quiet"), "{report}");
+    assert!(report.contains("chat:1"), "{report}");
+    assert!(report.contains("spanish:7"), "{report}");
+    let quiet = inspect(&["--conversation", "c1"]);
+    assert!(quiet.contains("inactive"), "{quiet}");
+    let waiting = inspect(&["--waiting"]);
+    assert!(waiting.contains("c3"), "{waiting}");
+    assert!(
+        waiting.contains("1 at their capacity for the channel"),
+        "{waiting}"
+    );
 }
