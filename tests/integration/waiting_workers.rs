@@ -105,3 +105,66 @@ async fn a_conversation_handed_back_through_the_broker_goes_to_another_agent() {
     assert_eq!(assigned[0]["data"]["agent_id"], "b");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_full_queue_turns_a_newcomer_away_until_the_platform_sends_it_again() {
+    let mut env = Env::new().await;
+    let _workers = WorkerProcesses::spawn(&env, 1);
+    let mut platform = Platform::new();
+    env.configure(&mut platform, json!({"max_waiting": 1}))
+        .await;
+    env.team(&mut platform, &[("a", 1)]).await;
+    for (conversation, expected) in [
+        ("c0", "conversation.assigned"),
+        ("c1", "conversation.queued"),
+        ("c2", "conversation.overflowed"),
+    ] {
+        env.publish(&platform.created(conversation)).await;
+        let out = env.outputs(1, WAIT).await;
+        assert_eq!(out[0]["type"], expected, "{conversation}: {out:?}");
+    }
+    // c0 closes: c1 gets the agent; c2 stays overflowed (nothing about it).
+    env.publish(&platform.closed("c0")).await;
+    let out = env.outputs_for(Duration::from_millis(800)).await;
+    assert_eq!(of(&out, "conversation.assigned", "c1").len(), 1, "{out:?}");
+    assert!(
+        out.iter().all(|o| o["data"]["conversation_id"] != "c2"),
+        "{out:?}"
+    );
+    // Sent again (its visitor writes), it waits like a new conversation: the queue has room.
+    env.publish(&platform.event(
+        "message.received",
+        json!({"conversation_id": "c2", "visitor_id": "v-c2"}),
+    ))
+    .await;
+    let again = env.outputs(1, WAIT).await;
+    assert_eq!(again[0]["type"], "conversation.queued", "{again:?}");
+    env.cleanup().await;
+}
+
+/// With `priority_aging_seconds: 1`, a conversation of priority 0 that has waited 2.5 s comes
+/// before one of priority 2 that arrives then (2 levels are worth 2 s of waiting).
+#[tokio::test]
+async fn a_long_wait_is_served_before_a_later_higher_priority() {
+    let mut env = Env::new().await;
+    let _workers = WorkerProcesses::spawn(&env, 1);
+    let mut platform = Platform::new();
+    env.configure(&mut platform, json!({"priority_aging_seconds": 1}))
+        .await;
+    env.team(&mut platform, &[("a", 1)]).await;
+    env.publish(&platform.created("c0")).await;
+    env.outputs(1, WAIT).await;
+    env.publish(&platform.created("low")).await;
+    env.outputs(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    env.publish(&platform.event(
+        "conversation.created",
+        json!({"conversation_id": "high", "visitor_id": "v-high", "priority": 2}),
+    ))
+    .await;
+    env.outputs(1, WAIT).await;
+    env.publish(&platform.closed("c0")).await;
+    let out = env.outputs(1, WAIT).await;
+    assert_eq!(of(&out, "conversation.assigned", "low").len(), 1, "{out:?}");
+    env.cleanup().await;
+}
