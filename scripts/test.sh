@@ -21,8 +21,9 @@ echo "== python example's dependency (pika)"
 python3 -m pip install -q --disable-pip-version-check -r examples/python/requirements.txt \
   || echo "pika could not be installed: the Python example's test will skip" >&2
 
-# Whatever the outcome, leave the machine's Redis without the tests' projects (their ids are
-# generated; nothing else is touched) and stop the test cluster.
+# Whatever the outcome, leave the machine's Redis without the tests' projects and RabbitMQ without
+# their queues and exchanges (their names are generated; nothing else is touched), and stop the
+# test cluster.
 cluster_started=""
 finish() {
   if [ -n "$cluster_started" ]; then bash scripts/redis-cluster.sh stop; fi
@@ -30,6 +31,7 @@ finish() {
   if [ -n "${SWITCHBOARD_REDIS_URL:-}" ]; then redis_args=(-u "${SWITCHBOARD_REDIS_URL%%,*}"); fi
   bash scripts/forget-test-data.sh "${redis_args[@]}" \
     || echo "could not delete the tests' data from Redis" >&2
+  bash scripts/forget-test-topology.sh || echo "could not delete the tests' queues and exchanges" >&2
 }
 trap finish EXIT
 

@@ -21,8 +21,10 @@ impl Queue {
             .unwrap();
         let channel = connection.create_channel().await.unwrap();
         let name = unique("acks");
+        // Exclusive: the queue goes with its connection, even when the test fails. (An
+        // auto-delete queue read with `basic.get` never had a consumer, so it would stay.)
         let options = QueueDeclareOptions {
-            auto_delete: true,
+            exclusive: true,
             ..Default::default()
         };
         channel
