@@ -374,6 +374,9 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     let mut schedule_switches = 0;
     let mut next_arrival = day;
     let mut created = 0u64;
+    // Conversations that arrived while the first agent was away: the share of the day that
+    // counts for the expected shares (arrivals lag behind plan when the machine is busy).
+    let mut created_while_away = 0u64;
     let mut created_at: HashMap<String, Instant> = HashMap::new();
     let mut closing: Vec<(Instant, String)> = vec![];
     let mut assigned: BTreeMap<String, u64> = BTreeMap::new();
@@ -443,6 +446,10 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
         let now = Instant::now();
         while created < args.conversations && next_arrival <= now {
             created += 1;
+            let t = day.elapsed().as_secs_f64();
+            if args.absence > 0.0 && t >= absence_start && t < absence_end {
+                created_while_away += 1;
+            }
             let id = format!("c{created}");
             created_at.insert(id.clone(), Instant::now());
             send(
@@ -527,7 +534,7 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     let all: f64 = agents.iter().map(share_of).sum();
     let without_first: f64 = agents.iter().skip(1).map(share_of).sum();
     let away = if agents.len() > 1 {
-        args.absence.clamp(0.0, 1.0)
+        created_while_away as f64 / created.max(1) as f64
     } else {
         0.0
     };
