@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::parse::{at, patch, typed, Patch};
-use super::settings::{check_ids, timezone, MAX_IDS};
+use super::parse::{check_ids, timezone, MAX_IDS};
 use super::skills::Skills;
 use super::{Id, Rejection};
 

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod inbound;
 pub mod outbound;
 pub mod parse;
+pub mod rules;
 pub mod schema;
 pub mod settings;
 pub mod skills;

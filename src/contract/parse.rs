@@ -10,7 +10,14 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::Rejection;
+use super::{Id, Rejection};
+
+/// The longest delay a setting or a rule step may name: a week.
+pub const MAX_SECONDS: u32 = 7 * 24 * 3600;
+/// Most entries in a list or object of identifiers (skills, channels, an agent's capacity).
+pub const MAX_IDS: usize = 256;
+/// The largest `max_waiting`.
+pub const MAX_WAITING: u32 = 1_000_000;
 
 /// A setting as a merge patch (RFC 7386) carries it: absent (`None`, unchanged), `null`
 /// (`Some(None)`, back to the default) or a value.
@@ -68,6 +75,42 @@ fn rejection(path: &str, message: &str, unknown: &str) -> Rejection {
 fn quoted_after<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
     let rest = message.strip_prefix(prefix)?;
     rest.split('`').next()
+}
+
+/// A delay in whole seconds, up to a week.
+pub fn check_seconds(field: &str, seconds: Option<u32>) -> Result<(), Rejection> {
+    match seconds {
+        Some(s) if s > MAX_SECONDS => Err(Rejection::invalid(
+            field,
+            "must be a whole number of seconds up to 604800",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// How many may wait in a queue, at most [`MAX_WAITING`].
+pub fn check_max_waiting(field: &str, max_waiting: Option<u32>) -> Result<(), Rejection> {
+    match max_waiting {
+        Some(n) if n > MAX_WAITING => Err(Rejection::invalid(
+            field,
+            format!("must be a whole number up to {MAX_WAITING}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// An IANA time zone name.
+pub fn timezone(field: &str, name: &str) -> Result<chrono_tz::Tz, Rejection> {
+    name.parse::<chrono_tz::Tz>()
+        .map_err(|_| Rejection::invalid(field, "must be an IANA time zone name"))
+}
+
+/// A list of identifiers (channels): at most [`MAX_IDS`].
+pub fn check_ids(field: &str, ids: &[Id]) -> Result<(), Rejection> {
+    if ids.len() > MAX_IDS {
+        return Err(Rejection::invalid(field, "at most 256 entries"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

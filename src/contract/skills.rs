@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
 use super::parse::at;
-use super::settings::MAX_IDS;
+use super::parse::MAX_IDS;
 use super::{Id, Rejection};
 
 /// The levels a skill may have.

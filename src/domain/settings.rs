@@ -6,9 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::contract::settings::{
-    Mode, PriorityOverflow, ReturningStrategy, Rule, Strategy, TieBreak,
-};
+use crate::contract::rules::Rule;
+use crate::contract::settings::{Mode, PriorityOverflow, ReturningStrategy, Strategy, TieBreak};
 
 /// Every setting of a project.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
