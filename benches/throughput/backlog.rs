@@ -1,5 +1,6 @@
 //! What the drains chew on: a team, online, then a mix of events as a platform publishes them
-//! (60% created, 30% closed, 10% status changes), in the envelope every producer writes.
+//! (60% created, 30% closed, 10% status changes), in the envelope every producer writes; plain,
+//! or with every routing feature in use.
 
 use serde_json::{json, Value};
 use switchboard::broker::Session;
@@ -22,19 +23,95 @@ pub fn event(project: &str, id: u64, event_type: &str, data: Value) -> Vec<u8> {
     .to_bytes()
 }
 
+/// What the project of a backlog uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Features {
+    /// Agents with a limit of 20 conversations each, conversations with nothing to route on,
+    /// the default settings.
+    Plain,
+    /// Every routing feature at once: a rule for Spanish speakers that asks for skill levels
+    /// and orders by them (then falls back to anyone), agents with skill levels, two channels
+    /// each with its own capacity, conversations with a channel and a language, and the
+    /// settings `tie_break: longest_idle`, `inactive_after_seconds`, `wrap_up_seconds`,
+    /// `reply_timeout_seconds` and `away_after_missed`. Every timer is longer than a drain, so
+    /// the events handled are the backlog's own (a closed conversation keeps its slot, in
+    /// wrap-up). Limits high enough that 10 agents never fill up: both teams assign every
+    /// conversation, so what differs is the team's size alone.
+    Every,
+}
+
+/// The settings of a project using every feature.
+fn every_feature_settings() -> Value {
+    json!({
+        "tie_break": "longest_idle",
+        "inactive_after_seconds": 600,
+        "wrap_up_seconds": 600,
+        "reply_timeout_seconds": 600,
+        "away_after_missed": 3,
+        "rules": [{
+            "when": {"language": ["es"]},
+            "route_to": [
+                {"skills": {"spanish": 5, "billing": 1}, "order_by": "skill_level", "wait_seconds": 60},
+                {"skills": []}
+            ]
+        }]
+    })
+}
+
+/// Agent `i` of a team of `agents`: with every feature, skill levels, channels and capacities.
+fn agent(i: usize, features: Features) -> Value {
+    match features {
+        Features::Plain => json!({"agent_id": format!("agent-{i}"), "max_concurrent": 20}),
+        Features::Every => json!({
+            "agent_id": format!("agent-{i}"),
+            "max_concurrent": 1000,
+            "skills": {"spanish": i % 10 + 1, "billing": i % 5 + 1},
+            "channels": ["web", "email"],
+            "capacity": {"web": 750, "email": 250},
+        }),
+    }
+}
+
+/// Conversation `n` of a backlog: with every feature, a channel and a language (half Spanish).
+fn conversation_data(n: usize, features: Features) -> Value {
+    let mut data = json!({"conversation_id": format!("c{n}"), "visitor_id": format!("v{n}")});
+    if features == Features::Every {
+        data["channel"] = json!(if n.is_multiple_of(4) { "email" } else { "web" });
+        data["language"] = json!(if n.is_multiple_of(2) { "es" } else { "en" });
+    }
+    data
+}
+
 /// The setup (a team of `agents`, online) and then `n` events: conversations created and
 /// closed, with status changes.
 pub fn mixed_backlog(project: &str, agents: usize, n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    backlog_with(project, agents, n, Features::Plain)
+}
+
+/// [`mixed_backlog`] for a project that uses `features`.
+pub fn backlog_with(
+    project: &str,
+    agents: usize,
+    n: usize,
+    features: Features,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let mut id = 0;
     let mut next = || {
         id += 1;
         id
     };
-    let patches: Vec<Value> = (0..agents)
-        .map(|i| json!({"agent_id": format!("agent-{i}"), "max_concurrent": 20}))
-        .collect();
+    let patches: Vec<Value> = (0..agents).map(|i| agent(i, features)).collect();
     let mut setup = vec![];
-    for chunk in patches.chunks(1000) {
+    if features == Features::Every {
+        setup.push(event(
+            project,
+            next(),
+            "project.configured",
+            every_feature_settings(),
+        ));
+    }
+    // 250 agents per event keep it under the contract's 64 KiB with every feature's fields.
+    for chunk in patches.chunks(250) {
         setup.push(event(
             project,
             next(),
@@ -50,14 +127,34 @@ pub fn mixed_backlog(project: &str, agents: usize, n: usize) -> (Vec<Vec<u8>>, V
             json!({"agent_id": format!("agent-{i}"), "status": "online"}),
         ));
     }
+    if features == Features::Every {
+        // The first conversation of each kind (channel, language) builds the pools that serve
+        // it, one pass over the team for each: a one-time cost per pool for the life of the
+        // project, paid here, before the drain, so the drain measures the decisions.
+        for n in 1..=4 {
+            let mut data = conversation_data(n, features);
+            data["conversation_id"] = json!(format!("warm-{n}"));
+            setup.push(event(project, next(), "conversation.created", data));
+            setup.push(event(
+                project,
+                next(),
+                "conversation.closed",
+                json!({"conversation_id": format!("warm-{n}")}),
+            ));
+        }
+    }
     let mut backlog = Vec::with_capacity(n);
     let mut conversation = 0;
     while backlog.len() < n {
         match backlog.len() % 10 {
             0..=5 => {
                 conversation += 1;
-                backlog.push(event(project, next(), "conversation.created",
-                    json!({"conversation_id": format!("c{conversation}"), "visitor_id": format!("v{conversation}")})));
+                backlog.push(event(
+                    project,
+                    next(),
+                    "conversation.created",
+                    conversation_data(conversation, features),
+                ));
             }
             6..=8 => backlog.push(event(
                 project,

@@ -10,7 +10,7 @@ use switchboard::contract::{decode, InboundEvent};
 use switchboard::store::interface::PROJECT_KEYS;
 use switchboard::store::{Store, StoreOptions};
 
-use crate::backlog::mixed_backlog;
+use crate::backlog::{backlog_with, mixed_backlog, Features};
 use crate::cpu::cpu_seconds_named;
 use crate::isolation::{forget_project, new_tag};
 
@@ -43,10 +43,20 @@ fn decoded(bodies: &[Vec<u8>]) -> Vec<InboundEvent> {
 /// Redis CPU microseconds per event for the mixed backlog (after its setup) applied straight
 /// through the store in batches of `batch` events, one call at a time.
 pub async fn redis_cpu_per_event(events: usize, batch: usize) -> f64 {
+    redis_cpu_per_event_with(events, batch, 10, Features::Plain).await
+}
+
+/// [`redis_cpu_per_event`] for a team of `agents` in a project that uses `features`.
+pub async fn redis_cpu_per_event_with(
+    events: usize,
+    batch: usize,
+    agents: usize,
+    features: Features,
+) -> f64 {
     let tag = new_tag();
     let config = Config::default();
     let store = store(&config).await;
-    let (setup, backlog) = mixed_backlog(&tag, 10, events);
+    let (setup, backlog) = backlog_with(&tag, agents, events, features);
     let (setup, backlog) = (decoded(&setup), decoded(&backlog));
     for event in &setup {
         store.apply(event, SystemClock.now_ms()).await.unwrap();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use switchboard::broker::Session;
 use switchboard::config::Config;
 
-use crate::backlog::{mixed_backlog, publish_all};
+use crate::backlog::{backlog_with, publish_all, Features};
 use crate::cpu::{CpuPerEvents, CpuUse};
 use crate::isolation::{cleanup, config, new_tag};
 
@@ -78,9 +78,13 @@ impl Workers {
         total
     }
 
-    /// Events handled so far by all workers.
+    /// Events handled so far by all workers (timers that fired excluded: they are not the
+    /// platform's events).
     async fn handled(&self) -> u64 {
-        self.metric("switchboard_events_total{").await as u64
+        (self.metric("switchboard_events_total{").await
+            - self
+                .metric("switchboard_events_total{type=\"timer.fired\"")
+                .await) as u64
     }
 
     /// Waits until the workers have handled `n` events. Each look is a `/metrics` scrape, which
@@ -152,21 +156,28 @@ impl Drop for Workers {
 }
 
 /// Events per second for `workers` workers draining a mixed backlog of `events` (after the
-/// setup of a team of `agents` is applied). `batch_size` is the workers'
-/// `SWITCHBOARD_BATCH_SIZE`. Returns the rate, the CPU spent and the mean events per batch.
+/// setup of a team of `agents` is applied), for a project that uses `features`. `batch_size` is
+/// the workers' `SWITCHBOARD_BATCH_SIZE`. Returns the rate, the CPU spent and the mean events
+/// per batch.
 pub async fn worker_drain(
     agents: usize,
     events: usize,
+    features: Features,
     workers: usize,
     batch_size: u16,
 ) -> (f64, CpuPerEvents, f64) {
     let tag = new_tag();
     let config = config(&tag);
     let session = Session::open(&config, "bench").await.unwrap();
-    let (setup, backlog) = mixed_backlog(&tag, agents, events);
+    let (setup, backlog) = backlog_with(&tag, agents, events, features);
     publish_all(&session, &config.inbound_exchange, &setup).await;
     let team = Workers::start(&config, 1, batch_size);
     team.wait_handled(setup.len() as u64).await;
+    let dead = team.metric("switchboard_dead_letters_total").await;
+    assert_eq!(
+        dead, 0.0,
+        "the team's setup was dead-lettered: see the workers' log"
+    );
     team.stop();
     publish_all(&session, &config.inbound_exchange, &backlog).await;
     let team = Workers::start(&config, workers, batch_size);
