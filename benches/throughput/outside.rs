@@ -468,6 +468,19 @@ pub async fn outside(flags: &Flags, report: &mut Report) {
         ));
     }
     report.line("");
+    // What the worker's calls run inside Redis (Redis 7 counts the commands a function calls
+    // under their own names too, with their own time).
+    let inner: Vec<String> = worker
+        .commands
+        .iter()
+        .filter(|(name, _, _)| !matches!(name.as_str(), "fcall" | "info" | "ping"))
+        .take(10)
+        .map(|(name, calls, us)| format!("`{name}` {calls:.2} × {us:.1} µs"))
+        .collect();
+    report.line(format!(
+        "Inside the worker's calls, per creation (calls, µs in the command itself), the costliest first: {}.\n",
+        inner.join(", ")
+    ));
     report.bars(
         &format!(
             "(o) drain from outside: worker {:.2}× relay, {:.2}× batched",
