@@ -475,10 +475,10 @@ pub async fn outside(flags: &Flags, report: &mut Report) {
         .iter()
         .filter(|(name, _, _)| !matches!(name.as_str(), "fcall" | "info" | "ping"))
         .take(10)
-        .map(|(name, calls, us)| format!("`{name}` {calls:.2} × {us:.1} µs"))
+        .map(|(name, calls, us)| format!("`{name}` {calls:.2} calls, {us:.1} µs"))
         .collect();
     report.line(format!(
-        "Inside the worker's calls, per creation (calls, µs in the command itself), the costliest first: {}.\n",
+        "Inside the worker's calls, per creation (calls, and µs spent in the command itself), the costliest first: {}.\n",
         inner.join(", ")
     ));
     report.bars(
