@@ -267,6 +267,8 @@ struct Drain {
     /// commands' µs, from `INFO commandstats` (Redis 7 counts the commands a script runs under
     /// their own names too: those are left out, they are inside the script's time).
     commands: Vec<(String, f64, f64)>,
+    /// The worker's mean events per store call, as batches formed (0 for the relays).
+    batch: f64,
 }
 
 async fn drain(python: &str, handler: Handler, events: usize) -> Drain {
@@ -301,6 +303,10 @@ async fn drain(python: &str, handler: Handler, events: usize) -> Drain {
     let last = next(&mut said, "receiver").await;
     let after = redis_stats(&mut redis).await;
     let cpu = cpu.finish(events as u64);
+    let batch = match &running {
+        Running::Worker(workers) => workers.mean_batch().await,
+        _ => 0.0,
+    };
     assert!(receiver.wait().await.unwrap().success(), "receiver failed");
     running.stop();
     session.close().await;
@@ -322,6 +328,7 @@ async fn drain(python: &str, handler: Handler, events: usize) -> Drain {
         cpu,
         redis_cpu_us: per((after.cpu - before.cpu) * 1e6),
         commands,
+        batch,
     }
 }
 
@@ -431,8 +438,10 @@ pub async fn outside(flags: &Flags, report: &mut Report) {
     }
     report.line("");
     report.line(format!(
-        "4 Redis connections against 1: {:.2}× the drain rate.\n",
-        worker4.rate / worker.rate
+        "4 Redis connections against 1: {:.2}× the drain rate. Batches as they formed in the worker's median drains: {:.1} events per store call (1 connection), {:.1} (4).\n",
+        worker4.rate / worker.rate,
+        worker.batch,
+        worker4.batch
     ));
     report.line("CPU per creation in each handler's median drain, µs (from `/proc`: Redis, RabbitMQ's `beam.smp`, the consuming process: a worker, or the benchmark itself for the relays), and Redis's own figures (`INFO cpu`, and `INFO commandstats` for the commands the handler sends):\n");
     report.line("| | Redis | RabbitMQ | consumer | total | machine busy | Redis `used_cpu` | Redis commands (calls per creation, µs per creation) |\n|---|---|---|---|---|---|---|---|");

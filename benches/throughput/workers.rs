@@ -125,7 +125,7 @@ impl Workers {
     }
 
     /// Mean number of events per batch the workers handled.
-    async fn mean_batch(&self) -> f64 {
+    pub async fn mean_batch(&self) -> f64 {
         self.metric("switchboard_batch_events_sum").await
             / self.metric("switchboard_batch_events_count").await
     }
