@@ -11,6 +11,10 @@ pub enum Part {
     D,
     E,
     F,
+    /// From outside: pika publisher and receiver (benches/outside), worker vs relays.
+    O,
+    /// Redis memory per open and per closed conversation.
+    M,
 }
 
 /// Throughput and latency of Switchboard workers against the machine's RabbitMQ and Redis,

@@ -7,7 +7,9 @@
 //! (c) drain rate with 10 vs 10,000 agents;
 //! (d) drain rate with 1, 2 and 4 workers;
 //! (e) Redis time and commands per event type, from the slow log;
-//! (f) Redis CPU per event, the backlog applied in batches straight through the store.
+//! (f) Redis CPU per event, the backlog applied in batches straight through the store;
+//! (o) drain and latency from outside, pika publisher and receiver (`benches/outside`);
+//! (m) Redis memory per open and per closed conversation.
 //!
 //! Workers are `switchboard run` processes (release build); drains are timed from the moment the
 //! backlog is in the queue and the workers start, to the moment they have handled every event
@@ -18,10 +20,13 @@
 //! turns against the same relay.
 
 mod backlog;
+mod batched_relay;
 mod cpu;
 mod flags;
 mod isolation;
 mod latency;
+mod memory;
+mod outside;
 mod parts;
 mod redis_cost;
 mod relay;
@@ -46,6 +51,8 @@ async fn main() -> anyhow::Result<()> {
             Part::D => parts::workers(&flags, report).await,
             Part::E => parts::redis_time(&flags, report).await,
             Part::F => parts::redis_cpu(&flags, report).await,
+            Part::O => outside::outside(&flags, report).await,
+            Part::M => memory::memory(&flags, report).await,
         }
     }
     report.write()?;

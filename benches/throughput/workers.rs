@@ -22,6 +22,16 @@ impl Workers {
     /// `count` workers on `config`'s topology, applying at most `batch_size` events per call.
     /// `BENCH_WORKER_BIN` names another build to run.
     pub fn start(config: &Config, count: usize, batch_size: u16) -> Workers {
+        Workers::start_with_env(config, count, batch_size, &[])
+    }
+
+    /// [`Workers::start`] with more `SWITCHBOARD_*` settings (name, value).
+    pub fn start_with_env(
+        config: &Config,
+        count: usize,
+        batch_size: u16,
+        env: &[(&str, String)],
+    ) -> Workers {
         let binary = std::env::var("BENCH_WORKER_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchboard").into());
         let mut workers = Workers {
@@ -43,12 +53,18 @@ impl Workers {
                 .env("SWITCHBOARD_DEAD_LETTER_QUEUE", &config.dead_letter_queue)
                 .env("SWITCHBOARD_BATCH_SIZE", batch_size.to_string())
                 .env("RUST_LOG", "warn")
+                .envs(env.iter().map(|(name, value)| (name, value)))
                 .spawn()
                 .unwrap();
             workers.children.push(child);
             workers.ports.push(port);
         }
         workers
+    }
+
+    /// The workers' process ids (for their CPU readings).
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(|c| c.id()).collect()
     }
 
     /// Waits until every worker is connected and consuming.
@@ -113,7 +129,7 @@ impl Workers {
     }
 
     /// Mean number of events per batch the workers handled.
-    async fn mean_batch(&self) -> f64 {
+    pub async fn mean_batch(&self) -> f64 {
         self.metric("switchboard_batch_events_sum").await
             / self.metric("switchboard_batch_events_count").await
     }

@@ -45,6 +45,10 @@ pub struct Config {
     /// How long one `WAIT` may take. When fewer replicas confirm in time, the call counts as
     /// failed and the events are retried (and replayed, not decided twice).
     pub redis_wait_timeout_ms: u64,
+    /// Multiplexed connections to Redis, each store call taking the next in turn (1 to 64).
+    /// One carries every call of a worker; more let Redis read one connection's calls while
+    /// it answers another's.
+    pub redis_connections: u16,
     /// Topic exchange the platforms publish to.
     pub inbound_exchange: String,
     /// Quorum queue every worker consumes.
@@ -83,6 +87,7 @@ impl Default for Config {
             tls_key_file: None,
             redis_wait_replicas: 0,
             redis_wait_timeout_ms: 1000,
+            redis_connections: 1,
             inbound_exchange: names::INBOUND_EXCHANGE.into(),
             work_queue: names::WORK_QUEUE.into(),
             outbound_exchange: names::OUTBOUND_EXCHANGE.into(),
@@ -168,6 +173,11 @@ impl Config {
             "redis_wait_timeout_ms",
             "must be at least 1 when SWITCHBOARD_REDIS_WAIT_REPLICAS is set",
         )?;
+        ensure(
+            (1..=64).contains(&self.redis_connections),
+            "redis_connections",
+            "must be between 1 and 64",
+        )?;
         checks::check_amqp_url(&self.amqp_url)?;
         checks::check_redis_urls(&self.redis_url)?;
         checks::check_http_addr(&self.http_addr)?;
@@ -227,6 +237,17 @@ mod tests {
                 ..Config::default()
             };
             assert_eq!(config.validate().is_ok(), valid, "batch_size {batch_size}");
+        }
+    }
+
+    #[test]
+    fn redis_connections_are_bounded() {
+        for (redis_connections, valid) in [(0, false), (1, true), (64, true), (65, false)] {
+            let config = Config {
+                redis_connections,
+                ..Config::default()
+            };
+            assert_eq!(config.validate().is_ok(), valid, "{redis_connections}");
         }
     }
 

@@ -66,7 +66,8 @@ impl Store {
     ///
     /// `WAIT` covers the writes of the connection it is sent on. A cluster keeps one
     /// connection per node, so it goes to the project's master explicitly (the slot of its hash
-    /// tag), the node and connection its call went to.
+    /// tag), the node and connection its call went to. With several connections
+    /// (`SWITCHBOARD_REDIS_CONNECTIONS`) it goes on each.
     pub async fn wait_for_replicas(&self, project: &Id) -> Result<(), StoreError> {
         let wanted = u64::from(self.options.wait_replicas);
         if wanted == 0 {
@@ -75,16 +76,33 @@ impl Store {
         let timeout_ms = self.options.wait_timeout.as_millis() as u64;
         let mut wait = redis::cmd("WAIT");
         wait.arg(wanted).arg(timeout_ms);
-        let confirmed: u64 = match &self.connection {
-            Connection::Single(connection) => wait.query_async(&mut connection.clone()).await?,
-            Connection::Cluster(connection) => {
-                let route = Route::with_key(keys::project_prefix(project), SlotAddr::Master);
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                let reply = connection.clone().route_command(wait, routing).await?;
-                redis::from_redis_value(reply)
-                    .map_err(|error| StoreError::Reply(format!("WAIT answered {error}")))?
+        // A call went on one of the connections: each `WAIT` covers its own connection's
+        // writes, so every connection waits (one with no new writes answers at once).
+        let waits = self.connections.iter().map(|connection| {
+            let wait = wait.clone();
+            async move {
+                let confirmed: u64 = match connection {
+                    Connection::Single(connection) => {
+                        wait.query_async(&mut connection.clone()).await?
+                    }
+                    Connection::Cluster(connection) => {
+                        let route =
+                            Route::with_key(keys::project_prefix(project), SlotAddr::Master);
+                        let routing =
+                            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                        let reply = connection.clone().route_command(wait, routing).await?;
+                        redis::from_redis_value(reply)
+                            .map_err(|error| StoreError::Reply(format!("WAIT answered {error}")))?
+                    }
+                };
+                Ok::<u64, StoreError>(confirmed)
             }
-        };
+        });
+        let confirmed = futures_util::future::try_join_all(waits)
+            .await?
+            .into_iter()
+            .min()
+            .unwrap_or(0);
         if confirmed < wanted {
             return Err(StoreError::Unavailable(RedisError::from((
                 ErrorKind::Server(ServerErrorKind::TryAgain),

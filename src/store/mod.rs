@@ -1,5 +1,6 @@
-//! The Redis edge: one connection (a single node or a cluster) and typed calls of the function
-//! library (see `script`).
+//! The Redis edge: one multiplexed connection (a single node or a cluster), or several taken in
+//! turn (`SWITCHBOARD_REDIS_CONNECTIONS`), and typed calls of the function library (see
+//! `script`).
 
 pub mod confirmations;
 mod connection;
@@ -19,6 +20,7 @@ use redis::{ErrorKind, RedisError, RetryMethod, ServerErrorKind};
 use serde::Deserialize;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono_tz::Tz;
@@ -227,6 +229,8 @@ pub struct StoreOptions {
     /// [`Store::wait_for_replicas`]), and how long to wait for them.
     pub wait_replicas: u16,
     pub wait_timeout: Duration,
+    /// Multiplexed connections to Redis, used in turn (at least 1).
+    pub connections: u16,
 }
 
 impl StoreOptions {
@@ -237,6 +241,7 @@ impl StoreOptions {
             tls: config.tls_files(),
             wait_replicas: config.redis_wait_replicas,
             wait_timeout: Duration::from_millis(config.redis_wait_timeout_ms),
+            connections: config.redis_connections,
         }
     }
 }
@@ -250,7 +255,11 @@ impl Default for StoreOptions {
 /// The Redis store. Cheap to clone: connections are multiplexed.
 #[derive(Clone)]
 pub struct Store {
-    connection: Connection,
+    /// One or more (`StoreOptions::connections`); each call takes the next in turn. Nothing
+    /// depends on two calls sharing a connection: events are ordered by their `time` in Redis,
+    /// and `WAIT` is sent on every connection (see [`Store::wait_for_replicas`]).
+    connections: Arc<[Connection]>,
+    next: Arc<AtomicUsize>,
     options: StoreOptions,
     /// Each project's time zone as last seen, so the script gets the right local date. A stale
     /// or missing entry costs one more round trip: the script names the right zone.
@@ -273,9 +282,13 @@ impl Store {
             .iter()
             .flat_map(|node| crate::secret::nodes(node.as_ref()))
             .collect();
-        let connection = connection::open(&nodes, &options.tls).await?;
+        let mut connections = Vec::with_capacity(options.connections.max(1).into());
+        for _ in 0..options.connections.max(1) {
+            connections.push(connection::open(&nodes, &options.tls).await?);
+        }
         Ok(Store {
-            connection,
+            connections: connections.into(),
+            next: Arc::default(),
             options,
             timezones: Arc::default(),
         })
@@ -521,9 +534,18 @@ impl Store {
     }
 
     async fn raw_query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-        match &self.connection {
+        match self.connection() {
             Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
             Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await,
         }
+    }
+
+    /// The next connection in turn.
+    fn connection(&self) -> &Connection {
+        if self.connections.len() == 1 {
+            return &self.connections[0];
+        }
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.connections[turn % self.connections.len()]
     }
 }

@@ -52,6 +52,7 @@ struct ConfigFields {
     tls_key_file: Option<std::path::PathBuf>,
     redis_wait_replicas: u16,
     redis_wait_timeout_ms: u64,
+    redis_connections: u16,
 }
 
 impl From<Config> for ConfigFields {
@@ -76,6 +77,7 @@ impl From<Config> for ConfigFields {
             tls_key_file,
             redis_wait_replicas,
             redis_wait_timeout_ms,
+            redis_connections,
         } = c;
         ConfigFields {
             amqp_url: amqp_url.as_str().to_string(),
@@ -96,6 +98,7 @@ impl From<Config> for ConfigFields {
             tls_key_file,
             redis_wait_replicas,
             redis_wait_timeout_ms,
+            redis_connections,
         }
     }
 }

@@ -6,6 +6,7 @@ mod broker_restart;
 mod capacity;
 mod capacity_workers;
 mod cli;
+mod connections;
 mod contract_docs;
 mod deploy;
 mod fail_fast;

@@ -1,0 +1,194 @@
+//! Part (m): Redis memory per open conversation and per closed conversation still remembered,
+//! conversations applied straight through the store (as a worker applies them, in batches),
+//! read with `INFO memory` (`used_memory` before and after) and broken down by key with
+//! `MEMORY USAGE … SAMPLES 0` (every element counted). Measures only: the layout is the
+//! store's.
+
+use serde_json::json;
+use switchboard::clock::{Clock, SystemClock};
+use switchboard::config::Config;
+use switchboard::contract::{decode, Id, InboundEvent};
+use switchboard::store::{keys, Store, StoreOptions};
+
+use crate::backlog::event;
+use crate::flags::Flags;
+use crate::isolation::{forget_project, new_tag};
+use crate::outside::team;
+use crate::report::Report;
+
+/// The targets of the project's notes, bytes per conversation.
+const OPEN_TARGET: f64 = 300.0;
+const CLOSED_TARGET: f64 = 200.0;
+
+async fn used_memory(store: &Store) -> f64 {
+    let info: String = store.query(redis::cmd("INFO").arg("memory")).await.unwrap();
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix("used_memory:"))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Bytes per key of `project` (`MEMORY USAGE`, every element), by key name without the prefix
+/// (event-record generations as `events:<n>`).
+async fn by_key(store: &Store, project: &Id) -> Vec<(String, f64)> {
+    let prefix = keys::project_prefix(project);
+    let mut cursor = 0u64;
+    let mut found = vec![];
+    loop {
+        let (next, names): (u64, Vec<String>) = store
+            .query(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{prefix}*"))
+                    .arg("COUNT")
+                    .arg(1000),
+            )
+            .await
+            .unwrap();
+        for name in names {
+            let bytes: Option<u64> = store
+                .query(
+                    redis::cmd("MEMORY")
+                        .arg("USAGE")
+                        .arg(&name)
+                        .arg("SAMPLES")
+                        .arg(0),
+                )
+                .await
+                .unwrap();
+            found.push((name[prefix.len()..].to_string(), bytes.unwrap_or(0) as f64));
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    found.sort_by(|a, b| b.1.total_cmp(&a.1));
+    found
+}
+
+/// Applies `events` in batches as a worker does, and confirms their outputs as a worker does
+/// once the broker has (the store then keeps only what it needs after the confirm).
+async fn apply_all(store: &Store, events: &[InboundEvent], batch: usize) {
+    for chunk in events.chunks(batch) {
+        let delivered: Vec<_> = chunk.iter().map(Into::into).collect();
+        let mut records = vec![];
+        for result in store
+            .apply_batch(&delivered, SystemClock.now_ms())
+            .await
+            .unwrap()
+        {
+            let applied = result.unwrap();
+            if applied.awaits_confirmation() {
+                records.push(applied.record);
+            }
+        }
+        if !records.is_empty() {
+            store.confirm(&chunk[0].project, &records).await.unwrap();
+        }
+    }
+}
+
+/// Part (m).
+pub async fn memory(flags: &Flags, report: &mut Report) {
+    let n: u64 = if flags.quick { 20_000 } else { 100_000 };
+    let config = Config::default();
+    let store = Store::connect(
+        std::slice::from_ref(&config.redis_url),
+        StoreOptions::from_config(&config),
+    )
+    .await
+    .unwrap();
+    let tag = new_tag();
+    let project = Id::parse(&tag).unwrap();
+    let batch = usize::from(config.batch_size);
+    eprintln!("(m) {n} conversations opened, then closed…");
+    let setup: Vec<InboundEvent> = team(&tag).iter().map(|b| decode(b).unwrap()).collect();
+    apply_all(&store, &setup, 1).await;
+    let created: Vec<InboundEvent> = (1..=n)
+        .map(|i| {
+            let body = event(
+                &tag,
+                100 + i,
+                "conversation.created",
+                json!({"conversation_id": format!("c{i}"), "visitor_id": format!("v{i}")}),
+            );
+            decode(&body).unwrap()
+        })
+        .collect();
+    let closed: Vec<InboundEvent> = (1..=n)
+        .map(|i| {
+            let body = event(
+                &tag,
+                100 + n + i,
+                "conversation.closed",
+                json!({"conversation_id": format!("c{i}")}),
+            );
+            decode(&body).unwrap()
+        })
+        .collect();
+    let before = used_memory(&store).await;
+    let keys_before = by_key(&store, &project).await;
+    apply_all(&store, &created, batch).await;
+    let open = used_memory(&store).await;
+    let keys_open = by_key(&store, &project).await;
+    apply_all(&store, &closed, batch).await;
+    let done = used_memory(&store).await;
+    let keys_closed = by_key(&store, &project).await;
+    forget_project(&config, &tag).await;
+
+    let per_open = (open - before) / n as f64;
+    let per_closed = (done - before) / n as f64;
+    report.line("## (m) Redis memory per conversation\n");
+    report.line(format!("{n} conversations applied straight through the store (batches of {batch}, their outputs confirmed after each batch as a worker does once the broker confirms them), each created (and assigned: 10 agents online with room), then each closed; `used_memory` (`INFO memory`) before, after the creations and after the closings, over {n}. With the default retention (event ids {} days, closed conversations {} days) everything below stays until it expires. Targets: {OPEN_TARGET:.0} B open, {CLOSED_TARGET:.0} B closed.\n", config.dedupe_ttl_seconds / 86400, config.closed_retention_seconds / 86400));
+    report.line(format!(
+        "| | bytes per conversation | target | met |\n|---|---|---|---|\n| open | {per_open:.0} | {OPEN_TARGET:.0} | {} |\n| closed, still remembered (its 2 events' records included) | {per_closed:.0} | {CLOSED_TARGET:.0} | {} |\n",
+        if per_open <= OPEN_TARGET { "yes" } else { "no" },
+        if per_closed <= CLOSED_TARGET { "yes" } else { "no" },
+    ));
+    report.line("By key (`MEMORY USAGE … SAMPLES 0`, growth over the run / conversations), bytes per conversation:\n");
+    report.line("| key | open | closed |\n|---|---|---|");
+    let grown = |after: &[(String, f64)], name: &str| {
+        let at = |list: &[(String, f64)]| {
+            list.iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, b)| *b)
+                .sum::<f64>()
+        };
+        (at(after) - at(&keys_before)) / n as f64
+    };
+    let mut names: Vec<String> = keys_open
+        .iter()
+        .chain(&keys_closed)
+        .map(|(k, _)| k.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut rows: Vec<(String, f64, f64)> = names
+        .iter()
+        .map(|name| {
+            (
+                name.clone(),
+                grown(&keys_open, name),
+                grown(&keys_closed, name),
+            )
+        })
+        .filter(|(_, o, c)| o.abs() >= 0.5 || c.abs() >= 0.5)
+        .collect();
+    rows.sort_by(|a, b| (b.1 + b.2).total_cmp(&(a.1 + a.2)));
+    let (mut open_sum, mut closed_sum) = (0.0, 0.0);
+    for (name, o, c) in &rows {
+        open_sum += o;
+        closed_sum += c;
+        report.line(format!("| `{name}` | {o:.0} | {c:.0} |"));
+    }
+    report.line(format!(
+        "| sum of the keys | {open_sum:.0} | {closed_sum:.0} |\n"
+    ));
+    report.bars(
+        "(m) Redis bytes per conversation (targets 300 / 200)",
+        "B",
+        [("open", per_open), ("closed", per_closed)],
+    );
+}

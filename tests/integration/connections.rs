@@ -1,0 +1,88 @@
+//! A worker with several Redis connections (`SWITCHBOARD_REDIS_CONNECTIONS`) decides as one
+//! with a single connection: calls taken in turn by the connections still fill each agent
+//! exactly to its capacity and free it on close.
+
+use std::time::Duration;
+
+use switchboard::contract::Id;
+use switchboard::store::keys;
+
+use crate::helpers::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn a_worker_with_four_redis_connections_assigns_each_conversation_once() {
+    let mut env = Env::new().await;
+    env.config.redis_connections = 4;
+    let worker = env.spawn_worker().await;
+    let mut platform = Platform::new();
+    let capacity = [("a", 5u64), ("b", 7), ("c", 8)];
+    env.team(&mut platform, &capacity).await;
+    let burst: Vec<Vec<u8>> = (0..60)
+        .map(|i| platform.created(&format!("c{i}")))
+        .collect();
+    env.publish_many(&burst).await;
+    let out = env.outputs(60, WAIT).await;
+    assert_eq!(out.len(), 60);
+    assert_eq!(decided_count(&out), 60, "every conversation decided");
+    assert!(
+        decisions(&out).values().all(|ids| ids.len() == 1),
+        "each conversation decided once"
+    );
+    assert_eq!(of_type(&out, "conversation.assigned").len(), 20);
+    assert_eq!(of_type(&out, "conversation.queued").len(), 40);
+    let store = store().await;
+    for (agent, max) in capacity {
+        assert_eq!(load_of(&store, &platform.project, agent).await, max as i64);
+    }
+    // Closing every conversation frees every agent (the waiting ones are assigned and closed
+    // in turn, whichever connection carries each call).
+    let closes: Vec<Vec<u8>> = (0..60).map(|i| platform.closed(&format!("c{i}"))).collect();
+    env.publish_many(&closes).await;
+    let mut freed = false;
+    for _ in 0..400 {
+        let mut load = 0;
+        for (agent, _) in capacity {
+            load += load_of(&store, &platform.project, agent).await;
+        }
+        if load == 0 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        freed,
+        "every agent is free once every conversation is closed"
+    );
+    worker.stop().await;
+    env.cleanup().await;
+    forget(&store, &platform.project).await;
+}
+
+/// Deletes every key of `project`.
+async fn forget(store: &switchboard::store::Store, project: &str) {
+    let prefix = keys::project_prefix(&Id::parse(project).unwrap());
+    let mut cursor = 0u64;
+    loop {
+        let (next, names): (u64, Vec<String>) = store
+            .query(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{prefix}*"))
+                    .arg("COUNT")
+                    .arg(1000),
+            )
+            .await
+            .unwrap();
+        if !names.is_empty() {
+            let _: i64 = store.query(redis::cmd("UNLINK").arg(&names)).await.unwrap();
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}
