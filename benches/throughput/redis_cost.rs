@@ -7,7 +7,6 @@ use std::time::Instant;
 use switchboard::clock::{Clock, SystemClock};
 use switchboard::config::Config;
 use switchboard::contract::{decode, InboundEvent};
-use switchboard::store::interface::PROJECT_KEYS;
 use switchboard::store::{Store, StoreOptions};
 
 use crate::backlog::{backlog_with, mixed_backlog, Features};
@@ -93,14 +92,15 @@ pub async fn redis_time_by_type(events: usize) -> Vec<TypeCost> {
     let (setup, backlog) = mixed_backlog(&tag, 10, events);
     let mut by_type: BTreeMap<String, (usize, f64, usize)> = BTreeMap::new();
     let mut client_us: HashMap<String, (usize, f64)> = HashMap::new();
-    // Each event is applied at its own `now` (a millisecond apart), which names it in the log:
-    // `now` → event type.
-    let mut types: HashMap<String, &'static str> = HashMap::new();
+    // The types of the events applied since the slow log was last read, in order: calls run
+    // one at a time, so the log's n-th FCALL (oldest first) is the n-th of them. (The log keeps
+    // only a call's first 32 arguments, fewer than its keys: the call cannot name itself.)
+    let mut types: Vec<&'static str> = vec![];
     let start_ms = SystemClock.now_ms();
     for (i, body) in setup.iter().chain(&backlog).enumerate() {
         let event = decode(body).unwrap();
         let now_ms = start_ms + i as i64;
-        types.insert(now_ms.to_string(), event.kind.type_name());
+        types.push(event.kind.type_name());
         let started = Instant::now();
         store.apply(&event, now_ms).await.unwrap();
         let client = client_us.entry(event.kind.type_name().into()).or_default();
@@ -112,7 +112,7 @@ pub async fn redis_time_by_type(events: usize) -> Vec<TypeCost> {
                 .await
                 .unwrap();
             slowlog_reset(&store).await;
-            read_slow_log(log, &types, &mut by_type);
+            read_slow_log(log, &std::mem::take(&mut types), &mut by_type);
         }
     }
     config_set(&store, "slowlog-log-slower-than", &threshold).await;
@@ -137,11 +137,12 @@ pub async fn redis_time_by_type(events: usize) -> Vec<TypeCost> {
 /// `now` through `types`.
 fn read_slow_log(
     log: Vec<redis::Value>,
-    types: &HashMap<String, &'static str>,
+    types: &[&'static str],
     by_type: &mut BTreeMap<String, (usize, f64, usize)>,
 ) {
     // Newest first: oldest first, the commands a call ran come just before the call.
     let mut inner = 0;
+    let mut calls = types.iter();
     for entry in log.into_iter().rev() {
         // [id, timestamp, microseconds, [command, args…], …]
         let redis::Value::Array(fields) = entry else {
@@ -152,29 +153,30 @@ fn read_slow_log(
         else {
             continue;
         };
-        let text = |v: &redis::Value| match v {
-            redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        let name = match args.first() {
+            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
             _ => String::new(),
         };
-        match args.first().map(text).as_deref() {
-            Some("FCALL") => {}
-            Some("SLOWLOG" | "CONFIG") => continue,
+        match name.as_str() {
+            "FCALL" => {}
+            "SLOWLOG" | "CONFIG" => continue,
             _ => {
                 inner += 1;
                 continue;
             }
         }
-        // The slow log keeps only the first 32 arguments, which leaves out the event type:
-        // the call's `now`, the first argument after the keys, names it.
-        let now = args.get(3 + PROJECT_KEYS.len()).map(text);
-        let Some(event_type) = now.and_then(|now| types.get(&now)) else {
-            continue;
-        };
+        let event_type = calls
+            .next()
+            .expect("one FCALL per event applied: the slow log dropped entries");
         let entry = by_type.entry(event_type.to_string()).or_default();
         entry.0 += 1;
         entry.1 += *us as f64;
         entry.2 += std::mem::take(&mut inner);
     }
+    assert!(
+        calls.next().is_none(),
+        "the slow log lost calls: raise slowlog-max-len"
+    );
 }
 
 async fn config_get(store: &Store, name: &str) -> String {
