@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 
 import pika
 
+# The contract's exchanges (a deployment may rename them: --inbound, --outbound).
 IN, OUT = "switchboard.in", "switchboard.out"
 
 
@@ -75,21 +76,23 @@ def main():
     parser.add_argument("--project", default="example")
     parser.add_argument("--conversations", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--inbound", default=IN, help="the exchange platforms publish to")
+    parser.add_argument("--outbound", default=OUT, help="the exchange workers publish to")
     args = parser.parse_args()
 
     connection = pika.BlockingConnection(pika.URLParameters(args.url))
     channel = connection.channel()
     channel.confirm_delivery()  # every publish waits for the broker's confirm
-    for exchange in (IN, OUT):
+    for exchange in (args.inbound, args.outbound):
         channel.exchange_declare(exchange, exchange_type="topic", durable=True)
     # A private queue that sees every decision.
     decisions = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
-    channel.queue_bind(decisions, OUT, routing_key="#")
+    channel.queue_bind(decisions, args.outbound, routing_key="#")
 
     def publish(event_type, data):
         body = json.dumps(cloudevent(args.project, event_type, data))
         channel.basic_publish(
-            IN, event_type, body,
+            args.inbound, event_type, body,
             pika.BasicProperties(content_type="application/json", delivery_mode=2),
         )
 

@@ -57,16 +57,11 @@ async fn the_python_example_plays_a_platform() {
         eprintln!("pika is not installed: skipping");
         return;
     }
-    // The example uses the default exchange names: run a worker on them.
+    // A worker and the example on this test's own exchanges (the example's defaults are the
+    // contract's names, which other workers on this broker may be using).
     let env = Env::new().await;
-    let config = switchboard::config::Config {
-        amqp_url: amqp_url().into(),
-        redis_url: redis_url().into(),
-        http_addr: "127.0.0.1:0".into(),
-        ..switchboard::config::Config::default()
-    };
     let application = switchboard::application::Application::build(
-        config,
+        env.config.clone(),
         std::sync::Arc::new(switchboard::clock::SystemClock),
     )
     .await
@@ -90,6 +85,10 @@ async fn the_python_example_plays_a_platform() {
             "8",
             "--seconds",
             "4",
+            "--inbound",
+            &env.config.inbound_exchange,
+            "--outbound",
+            &env.config.outbound_exchange,
         ])
         .output()
         .await
