@@ -7,10 +7,11 @@
 //! multiple-ack covers every earlier delivery).
 
 use futures_util::{FutureExt, StreamExt};
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicAckOptions;
 use switchboard::broker::{self, Message, Session};
 use switchboard::config::Config;
+
+use crate::relay::consume;
 
 /// Per batch: count its events, keep the last body a minute (the bare relay's work, per batch).
 const SCRIPT: &str = "local n = redis.call('INCRBY', KEYS[1], ARGV[1]) redis.call('SET', KEYS[2], ARGV[2], 'EX', 60) return n";
@@ -22,28 +23,11 @@ pub struct BatchedRelay {
 
 impl BatchedRelay {
     pub async fn start(config: &Config) -> BatchedRelay {
-        let connection = broker::open_connection(config, Default::default())
-            .await
-            .unwrap();
-        let consume = connection.create_channel().await.unwrap();
-        consume
-            .basic_qos(config.prefetch, BasicQosOptions::default())
-            .await
-            .unwrap();
-        let session = Session::open(config, "batched-relay").await.unwrap();
+        let (connection, mut consumer, session) = consume(config, "batched-relay").await;
         let publisher = session.publisher();
         let redis = redis::Client::open(config.redis_url.as_str()).unwrap();
         let redis = redis.get_multiplexed_async_connection().await.unwrap();
         let script = redis::Script::new(SCRIPT);
-        let mut consumer = consume
-            .basic_consume(
-                config.work_queue.as_str().into(),
-                "batched-relay".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
         let key = format!("{{bench}}:{}", config.work_queue);
         let out = config.outbound_exchange.clone();
         let limit = usize::from(config.prefetch);

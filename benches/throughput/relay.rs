@@ -21,6 +21,30 @@ use crate::isolation::{cleanup, config, new_tag};
 const SCRIPT: &str =
     "local n = redis.call('INCR', KEYS[1]) redis.call('SET', KEYS[2], ARGV[1], 'EX', 60) return n";
 
+/// What a relay named `name` works with: its connection, a consumer of the work queue with the
+/// worker's prefetch, and a session to publish with confirms (the bare and the batched relay).
+pub async fn consume(config: &Config, name: &str) -> (lapin::Connection, lapin::Consumer, Session) {
+    let connection = broker::open_connection(config, Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let session = Session::open(config, name).await.unwrap();
+    let consumer = channel
+        .basic_consume(
+            config.work_queue.as_str().into(),
+            name.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    (connection, consumer, session)
+}
+
 /// A running relay.
 pub struct Relay {
     /// Events relayed so far.
@@ -33,28 +57,11 @@ pub struct Relay {
 
 impl Relay {
     pub async fn start(config: &Config) -> Relay {
-        let connection = broker::open_connection(config, Default::default())
-            .await
-            .unwrap();
-        let consume = connection.create_channel().await.unwrap();
-        consume
-            .basic_qos(config.prefetch, BasicQosOptions::default())
-            .await
-            .unwrap();
-        let session = Session::open(config, "relay").await.unwrap();
+        let (connection, mut consumer, session) = consume(config, "relay").await;
         let publisher = session.publisher();
         let redis = redis::Client::open(config.redis_url.as_str()).unwrap();
         let redis = redis::aio::ConnectionManager::new(redis).await.unwrap();
         let script = redis::Script::new(SCRIPT);
-        let mut consumer = consume
-            .basic_consume(
-                config.work_queue.as_str().into(),
-                "relay".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
         let done = Arc::new(AtomicU64::new(0));
         let first: Arc<Mutex<Option<(Instant, CpuUse)>>> = Arc::default();
         let key = format!("{{bench}}:{}", config.work_queue);

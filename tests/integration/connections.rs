@@ -4,9 +4,6 @@
 
 use std::time::Duration;
 
-use switchboard::contract::Id;
-use switchboard::store::keys;
-
 use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -58,31 +55,4 @@ async fn a_worker_with_four_redis_connections_assigns_each_conversation_once() {
     );
     worker.stop().await;
     env.cleanup().await;
-    forget(&store, &platform.project).await;
-}
-
-/// Deletes every key of `project`.
-async fn forget(store: &switchboard::store::Store, project: &str) {
-    let prefix = keys::project_prefix(&Id::parse(project).unwrap());
-    let mut cursor = 0u64;
-    loop {
-        let (next, names): (u64, Vec<String>) = store
-            .query(
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(format!("{prefix}*"))
-                    .arg("COUNT")
-                    .arg(1000),
-            )
-            .await
-            .unwrap();
-        if !names.is_empty() {
-            let _: i64 = store.query(redis::cmd("UNLINK").arg(&names)).await.unwrap();
-        }
-        if next == 0 {
-            return;
-        }
-        cursor = next;
-    }
 }
