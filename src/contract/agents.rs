@@ -9,8 +9,7 @@ use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::parse::{at, patch, typed, Patch};
-use super::parse::{check_ids, timezone, MAX_IDS};
+use super::parse::{at, check_ids, patch, timezone, typed, Patch, MAX_IDS};
 use super::skills::Skills;
 use super::{Id, Rejection};
 
