@@ -11,8 +11,8 @@ if ! command -v rabbitmqctl >/dev/null 2>&1; then
   exit 0
 fi
 pattern='^(t-[0-9a-f]{32}\.|acks-[0-9a-f]{32}$)'
-rabbitmqctl -q list_queues name --no-table-headers 2>/dev/null | grep -E "$pattern" \
-  | while read -r queue; do rabbitmqctl -q delete_queue "$queue" </dev/null >/dev/null; done
+queues=$(rabbitmqctl -q list_queues name --no-table-headers 2>/dev/null | grep -E "$pattern" || true)
+for queue in $queues; do rabbitmqctl -q delete_queue "$queue" >/dev/null; done
 exchanges=$(rabbitmqctl -q list_exchanges name --no-table-headers 2>/dev/null | grep -E "$pattern" || true)
 if [ -n "$exchanges" ]; then
   list=$(printf '<<"%s">>,' $exchanges)

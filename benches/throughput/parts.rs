@@ -103,7 +103,7 @@ pub async fn latencies(flags: &Flags, report: &mut Report) {
     report.line("| events/s | worker p50 | worker p99 | bare relay p50 | bare relay p99 |\n|---|---|---|---|---|");
     let mut bars = vec![];
     let seconds = flags.latency_seconds();
-    for rate in [500, 2000] {
+    for rate in [500, 2000, 5000] {
         eprintln!("(b) {rate} events/s…");
         let (p50, p99) = latency(rate, seconds, Handler::Worker).await;
         let (relay_p50, relay_p99) = latency(rate, seconds, Handler::Relay).await;
