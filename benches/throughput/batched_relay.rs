@@ -11,6 +11,7 @@ use lapin::options::BasicAckOptions;
 use switchboard::broker::{self, Message, Session};
 use switchboard::config::Config;
 
+use crate::isolation::redis_connection;
 use crate::relay::consume;
 
 /// Per batch: count its events, keep the last body a minute (the bare relay's work, per batch).
@@ -25,8 +26,7 @@ impl BatchedRelay {
     pub async fn start(config: &Config) -> BatchedRelay {
         let (connection, mut consumer, session) = consume(config, "batched-relay").await;
         let publisher = session.publisher();
-        let redis = redis::Client::open(config.redis_url.as_str()).unwrap();
-        let redis = redis.get_multiplexed_async_connection().await.unwrap();
+        let redis = redis_connection(config).await;
         let script = redis::Script::new(SCRIPT);
         let key = format!("{{bench}}:{}", config.work_queue);
         let out = config.outbound_exchange.clone();

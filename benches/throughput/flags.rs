@@ -61,8 +61,8 @@ impl Flags {
         self.rounds.unwrap_or(if self.quick { 1 } else { 5 })
     }
 
-    /// Drains behind each figure of parts (c) and (d): a single drain on this shared machine
-    /// can come out a third slow.
+    /// Drains behind each figure of parts (c), (d) and (o): a single drain on this shared
+    /// machine can come out a third slow.
     pub fn drains(&self) -> usize {
         if self.quick {
             1

@@ -43,9 +43,34 @@ pub async fn forget_project(config: &Config, project: &str) {
 
 /// Deletes the keys matching `pattern`.
 async fn forget_keys(config: &Config, pattern: &str) {
-    let client = redis::Client::open(config.redis_url.as_str()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = redis_connection(config).await;
+    for keys in scan(&mut connection, pattern).await.chunks(1000) {
+        let _: i64 = redis::cmd("UNLINK")
+            .arg(keys)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+}
+
+/// The names of the keys matching `pattern`.
+pub async fn keys_matching(config: &Config, pattern: &str) -> Vec<String> {
+    scan(&mut redis_connection(config).await, pattern).await
+}
+
+/// A connection to the machine's Redis of `config`.
+pub async fn redis_connection(config: &Config) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(config.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// A `SCAN` for `pattern`, to the end.
+async fn scan(connection: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
     let mut cursor = 0u64;
+    let mut found = vec![];
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
@@ -53,18 +78,12 @@ async fn forget_keys(config: &Config, pattern: &str) {
             .arg(pattern)
             .arg("COUNT")
             .arg(1000)
-            .query_async(&mut connection)
+            .query_async(connection)
             .await
             .unwrap();
-        if !keys.is_empty() {
-            let _: i64 = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut connection)
-                .await
-                .unwrap();
-        }
+        found.extend(keys);
         if next == 0 {
-            return;
+            return found;
         }
         cursor = next;
     }

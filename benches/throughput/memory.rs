@@ -12,8 +12,9 @@ use switchboard::store::{keys, Store, StoreOptions};
 
 use crate::backlog::event;
 use crate::flags::Flags;
-use crate::isolation::{forget_project, new_tag};
+use crate::isolation::{forget_project, keys_matching, new_tag};
 use crate::outside::team;
+use crate::redis_cost::decoded;
 use crate::report::Report;
 
 /// The targets of the project's notes, bytes per conversation.
@@ -30,39 +31,21 @@ async fn used_memory(store: &Store) -> f64 {
 
 /// Bytes per key of `project` (`MEMORY USAGE`, every element), by key name without the prefix
 /// (event-record generations as `events:<n>`).
-async fn by_key(store: &Store, project: &Id) -> Vec<(String, f64)> {
+async fn by_key(config: &Config, store: &Store, project: &Id) -> Vec<(String, f64)> {
     let prefix = keys::project_prefix(project);
-    let mut cursor = 0u64;
     let mut found = vec![];
-    loop {
-        let (next, names): (u64, Vec<String>) = store
+    for name in keys_matching(config, &format!("{prefix}*")).await {
+        let bytes: Option<u64> = store
             .query(
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(format!("{prefix}*"))
-                    .arg("COUNT")
-                    .arg(1000),
+                redis::cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(&name)
+                    .arg("SAMPLES")
+                    .arg(0),
             )
             .await
             .unwrap();
-        for name in names {
-            let bytes: Option<u64> = store
-                .query(
-                    redis::cmd("MEMORY")
-                        .arg("USAGE")
-                        .arg(&name)
-                        .arg("SAMPLES")
-                        .arg(0),
-                )
-                .await
-                .unwrap();
-            found.push((name[prefix.len()..].to_string(), bytes.unwrap_or(0) as f64));
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
+        found.push((name[prefix.len()..].to_string(), bytes.unwrap_or(0) as f64));
     }
     found.sort_by(|a, b| b.1.total_cmp(&a.1));
     found
@@ -104,7 +87,7 @@ pub async fn memory(flags: &Flags, report: &mut Report) {
     let project = Id::parse(&tag).unwrap();
     let batch = usize::from(config.batch_size);
     eprintln!("(m) {n} conversations opened, then closed…");
-    let setup: Vec<InboundEvent> = team(&tag).iter().map(|b| decode(b).unwrap()).collect();
+    let setup = decoded(&team(&tag));
     apply_all(&store, &setup, 1).await;
     let created: Vec<InboundEvent> = (1..=n)
         .map(|i| {
@@ -129,13 +112,13 @@ pub async fn memory(flags: &Flags, report: &mut Report) {
         })
         .collect();
     let before = used_memory(&store).await;
-    let keys_before = by_key(&store, &project).await;
+    let keys_before = by_key(&config, &store, &project).await;
     apply_all(&store, &created, batch).await;
     let open = used_memory(&store).await;
-    let keys_open = by_key(&store, &project).await;
+    let keys_open = by_key(&config, &store, &project).await;
     apply_all(&store, &closed, batch).await;
     let done = used_memory(&store).await;
-    let keys_closed = by_key(&store, &project).await;
+    let keys_closed = by_key(&config, &store, &project).await;
     forget_project(&config, &tag).await;
 
     let per_open = (open - before) / n as f64;

@@ -24,7 +24,7 @@ use crate::backlog::{event, publish_all};
 use crate::batched_relay::BatchedRelay;
 use crate::cpu::{CpuPerEvents, CpuUse};
 use crate::flags::Flags;
-use crate::isolation::{cleanup, config, new_tag};
+use crate::isolation::{cleanup, config, new_tag, redis_connection};
 use crate::relay::Relay;
 use crate::report::{median, Report};
 use crate::workers::Workers;
@@ -248,14 +248,6 @@ async fn redis_stats(redis: &mut redis::aio::MultiplexedConnection) -> RedisStat
     stats
 }
 
-async fn redis_connection(config: &Config) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(config.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
 /// One drain, its figures.
 #[derive(Clone, Default)]
 struct Drain {
@@ -376,14 +368,6 @@ async fn latency(python: &str, handler: Handler, rate: u64, seconds: u64) -> (f6
     )
 }
 
-fn rounds(flags: &Flags) -> usize {
-    if flags.quick {
-        1
-    } else {
-        3
-    }
-}
-
 /// Part (o).
 pub async fn outside(flags: &Flags, report: &mut Report) {
     report.line("## (o) from outside: pika publisher and receiver\n");
@@ -396,7 +380,7 @@ pub async fn outside(flags: &Flags, report: &mut Report) {
         }
     };
     let events = flags.events();
-    let rounds = rounds(flags);
+    let rounds = flags.drains();
     let handlers = [
         Handler::Relay,
         Handler::Worker(1),

@@ -158,7 +158,8 @@ pub async fn team_size(flags: &Flags, report: &mut Report) {
     // Steadier than a drain on a shared machine: Redis's own CPU per event, the backlog applied
     // straight through the store as part (f) does (the ratio is 10 agents' cost over 10,000's).
     eprintln!("(c) team size, every feature, Redis CPU…");
-    let cpu = |agents| redis_cpu_per_event_with(flags.events(), 16, agents, Features::Every);
+    let batch = Config::default().batch_size.into();
+    let cpu = |agents| redis_cpu_per_event_with(flags.events(), batch, agents, Features::Every);
     let (small, large) = (cpu(10).await, cpu(10_000).await);
     report.line(format!(
         "| every feature, Redis CPU per event, as in (f) | {small:.1} µs | {large:.1} µs | {:.2} |",

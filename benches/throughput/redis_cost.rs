@@ -35,7 +35,8 @@ async fn store(config: &Config) -> Store {
     .unwrap()
 }
 
-fn decoded(bodies: &[Vec<u8>]) -> Vec<InboundEvent> {
+/// The events of these bodies, as a worker decodes them.
+pub fn decoded(bodies: &[Vec<u8>]) -> Vec<InboundEvent> {
     bodies.iter().map(|body| decode(body).unwrap()).collect()
 }
 

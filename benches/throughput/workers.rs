@@ -81,12 +81,18 @@ impl Workers {
 
     /// The sum over the workers of the metric samples whose line starts with `prefix`.
     async fn metric(&self, prefix: &str) -> f64 {
+        self.metric_where(|line| line.starts_with(prefix)).await
+    }
+
+    /// The sum over all workers of the `/metrics` samples whose line passes `keep`: one scrape
+    /// of each worker.
+    async fn metric_where(&self, keep: impl Fn(&str) -> bool) -> f64 {
         let mut total = 0.0;
         for port in &self.ports {
             if let Ok(text) = http_get(*port, "/metrics").await {
                 total += text
                     .lines()
-                    .filter(|l| l.starts_with(prefix))
+                    .filter(|l| keep(l))
                     .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                     .sum::<f64>();
             }
@@ -97,10 +103,11 @@ impl Workers {
     /// Events handled so far by all workers (timers that fired excluded: they are not the
     /// platform's events).
     async fn handled(&self) -> u64 {
-        (self.metric("switchboard_events_total{").await
-            - self
-                .metric("switchboard_events_total{type=\"timer.fired\"")
-                .await) as u64
+        self.metric_where(|line| {
+            line.starts_with("switchboard_events_total{")
+                && !line.starts_with("switchboard_events_total{type=\"timer.fired\"")
+        })
+        .await as u64
     }
 
     /// Waits until the workers have handled `n` events. Each look is a `/metrics` scrape, which
@@ -142,7 +149,7 @@ impl Workers {
             tokio::time::sleep(Duration::from_millis(1)).await;
             first = self.handled().await;
         }
-        let cpu = CpuUse::start(self.children.iter().map(|c| c.id()).collect());
+        let cpu = CpuUse::start(self.pids());
         let started = Instant::now();
         self.wait_handled(n).await;
         let rate = (n - first) as f64 / started.elapsed().as_secs_f64();
