@@ -307,9 +307,7 @@ async fn a_real_rabbitmq_restart_under_load_loses_nothing() {
 
     // Freeze the workers, then publish the first burst (confirmed: it is in the quorum queue).
     workers.signal("STOP");
-    let before: Vec<Vec<u8>> = (0..BEFORE)
-        .map(|i| platform.created(&format!("c{i}")))
-        .collect();
+    let before = platform.created_each(0..BEFORE);
     env.publish_many(&before).await;
     // Wait until the broker has handed the workers their prefetch.
     let full = WORKERS as u64 * config.prefetch as u64;
@@ -358,9 +356,7 @@ async fn a_real_rabbitmq_restart_under_load_loses_nothing() {
     // The node is back: the second burst, published by a new connection with `mandatory` (the
     // test declares nothing again: the recovered topology must route it). A worker is ready
     // once its new session has declared the topology again and consumes.
-    let after: Vec<Vec<u8>> = (BEFORE..BEFORE + AFTER)
-        .map(|i| platform.created(&format!("c{i}")))
-        .collect();
+    let after = platform.created_each(BEFORE..BEFORE + AFTER);
     publish_confirmed(&url, &config.inbound_exchange, &after).await;
     for port in ports.iter().copied() {
         wait_ready(port, Duration::from_secs(30)).await;

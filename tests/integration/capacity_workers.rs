@@ -106,7 +106,7 @@ async fn each_channel_capacity_holds_in_a_burst_across_three_workers_and_nothing
     assert_eq!(held_within_bounds(&env, &platform.project).await, 9);
     // Everything closes, in the order created: waiting conversations are handed the freed
     // capacity in between, within the same bounds, and at the end nothing is held.
-    let closes: Vec<Vec<u8>> = (0..40).map(|i| platform.closed(&format!("c{i}"))).collect();
+    let closes = platform.closed_each(0..40);
     env.publish_many(&closes).await;
     workers.settled(&env).await;
     let later = env.outputs_for(Duration::from_millis(300)).await;

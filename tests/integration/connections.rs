@@ -16,9 +16,7 @@ async fn a_worker_with_four_redis_connections_assigns_each_conversation_once() {
     let mut platform = Platform::new();
     let capacity = [("a", 5u64), ("b", 7), ("c", 8)];
     env.team(&mut platform, &capacity).await;
-    let burst: Vec<Vec<u8>> = (0..60)
-        .map(|i| platform.created(&format!("c{i}")))
-        .collect();
+    let burst = platform.created_each(0..60);
     env.publish_many(&burst).await;
     let out = env.outputs(60, WAIT).await;
     assert_eq!(out.len(), 60);
@@ -35,7 +33,7 @@ async fn a_worker_with_four_redis_connections_assigns_each_conversation_once() {
     }
     // Closing every conversation frees every agent (the waiting ones are assigned and closed
     // in turn, whichever connection carries each call).
-    let closes: Vec<Vec<u8>> = (0..60).map(|i| platform.closed(&format!("c{i}"))).collect();
+    let closes = platform.closed_each(0..60);
     env.publish_many(&closes).await;
     let mut freed = false;
     for _ in 0..400 {

@@ -31,9 +31,7 @@ async fn a_redis_crash_pauses_work_and_loses_nothing() {
     );
 
     redis.kill();
-    let during: Vec<Vec<u8>> = (0..20)
-        .map(|i| platform.created(&format!("c{i}")))
-        .collect();
+    let during = platform.created_each(0..20);
     env.publish_many(&during).await;
     // Nothing can be decided, so nothing is published, and the worker says it is not ready.
     assert!(env.outputs_for(Duration::from_secs(2)).await.is_empty());
@@ -73,14 +71,10 @@ async fn a_cut_broker_connection_is_rebuilt_and_nothing_is_lost() {
     let worker = env.spawn_worker().await;
     let mut platform = Platform::new();
     env.team(&mut platform, &[("a", 50)]).await;
-    let first: Vec<Vec<u8>> = (0..100)
-        .map(|i| platform.created(&format!("c{i}")))
-        .collect();
+    let first = platform.created_each(0..100);
     env.publish_many(&first).await;
     close_broker_connection(&worker.connection_name);
-    let second: Vec<Vec<u8>> = (100..200)
-        .map(|i| platform.created(&format!("c{i}")))
-        .collect();
+    let second = platform.created_each(100..200);
     env.publish_many(&second).await;
     let out = env
         .outputs_until(

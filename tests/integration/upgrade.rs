@@ -91,7 +91,7 @@ async fn this_release_continues_where_the_previous_one_stopped() {
     env.check_outputs = false;
     let old = WorkerProcesses::of(vec![worker_process_of(&previous, &env.config, 0)]);
     env.team(&mut platform, &[("a", 2), ("b", 2)]).await;
-    let created: Vec<Vec<u8>> = (0..8).map(|i| platform.created(&format!("c{i}"))).collect();
+    let created = platform.created_each(0..8);
     env.publish_many(&created).await;
     let first = env.outputs(8, WAIT).await;
     let assigned: Vec<(String, String)> = first
@@ -227,9 +227,7 @@ async fn both_releases_side_by_side_keep_every_invariant() {
     ]);
     env.team(&mut platform, &[("a", 5), ("b", 5), ("c", 5)])
         .await;
-    let created: Vec<Vec<u8>> = (0..60)
-        .map(|i| platform.created(&format!("c{i}")))
-        .collect();
+    let created = platform.created_each(0..60);
     env.publish_many(&created).await;
     let all_decided = |out: &[Value]| {
         decisions(out)
@@ -256,10 +254,7 @@ async fn both_releases_side_by_side_keep_every_invariant() {
         "{ids_by_conversation:?}"
     );
     // Half of them close: each close of an open one hands its place to the next waiting.
-    let closed: Vec<Vec<u8>> = (0..60)
-        .step_by(2)
-        .map(|i| platform.closed(&format!("c{i}")))
-        .collect();
+    let closed = platform.closed_each((0..60).step_by(2));
     env.publish_many(&closed).await;
     let store = store().await;
     // Wait for the closes, then the state must be consistent.

@@ -140,9 +140,7 @@ async fn a_burst_through_three_workers_fills_exactly_the_capacity() {
     let mut platform = Platform::new();
     let capacity = [("a", 3u64), ("b", 5), ("c", 2), ("d", 7)];
     env.team(&mut platform, &capacity).await;
-    let burst: Vec<Vec<u8>> = (0..60)
-        .map(|i| platform.created(&format!("c{i}")))
-        .collect();
+    let burst = platform.created_each(0..60);
     env.publish_many(&burst).await;
     let out = env.outputs(60, WAIT).await;
     assert_eq!(out.len(), 60);
@@ -217,9 +215,7 @@ async fn a_worker_killed_mid_burst_loses_nothing_and_assigns_nothing_twice() {
     let mut victim = WorkerProcesses::spawn(&env, 1);
     let survivor = WorkerProcesses::spawn(&env, 1);
     env.team(&mut platform, &[("a", 40), ("b", 40)]).await;
-    let burst: Vec<Vec<u8>> = (0..300)
-        .map(|i| platform.created(&format!("c{i}")))
-        .collect();
+    let burst = platform.created_each(0..300);
     let (first, second) = burst.split_at(150);
     env.publish_many(first).await;
     tokio::time::sleep(Duration::from_millis(30)).await;
@@ -254,9 +250,7 @@ async fn sigterm_finishes_in_flight_events_and_exits_zero() {
     let mut platform = Platform::new();
     let mut worker = WorkerProcesses::spawn(&env, 1);
     env.team(&mut platform, &[("a", 500)]).await;
-    let burst: Vec<Vec<u8>> = (0..200)
-        .map(|i| platform.created(&format!("c{i}")))
-        .collect();
+    let burst = platform.created_each(0..200);
     env.publish_many(&burst).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     let status = worker.terminate().remove(0);

@@ -1,6 +1,8 @@
 //! The events a platform sends, built with the crate's one CloudEvents builder: the tests
 //! publish what a platform would, in the envelope every producer writes.
 
+use std::fmt::Display;
+
 use serde_json::{json, Value};
 use switchboard::contract::{decode, CloudEvent, InboundEvent};
 
@@ -84,5 +86,27 @@ impl Platform {
             "conversation.closed",
             json!({"conversation_id": conversation}),
         )
+    }
+
+    /// `conversation.created` of `c<i>` for each `i` of `numbers`, in that order (a burst).
+    pub fn created_each<T: Display>(
+        &mut self,
+        numbers: impl IntoIterator<Item = T>,
+    ) -> Vec<Vec<u8>> {
+        numbers
+            .into_iter()
+            .map(|i| self.created(&format!("c{i}")))
+            .collect()
+    }
+
+    /// `conversation.closed` of `c<i>` for each `i` of `numbers`, in that order.
+    pub fn closed_each<T: Display>(
+        &mut self,
+        numbers: impl IntoIterator<Item = T>,
+    ) -> Vec<Vec<u8>> {
+        numbers
+            .into_iter()
+            .map(|i| self.closed(&format!("c{i}")))
+            .collect()
     }
 }
