@@ -39,7 +39,7 @@ do
     end
     if strategy then Pools.served(pool or Pools.base(), agent_id, strategy) end
     if Call.setting('tie_break') == 'longest_idle' then Agents.note_assignment(agent_id) end
-    Pools.refresh(agent_id)
+    Pools.refresh_assigned(agent_id, strategy)
     Visitors.remember(record.v, agent_id)
     Call.emit('conversation.assigned', {
       conversation_id = conversation_id, agent_id = agent_id, reason = reason,

@@ -153,8 +153,27 @@ do
     end
   end
 
-  -- Where one agent stands in one pool now, as `agent_state` tells it.
-  local function place(pool, agent_id, cfg, online, eligible, load, pass, idle)
+  -- The weighted pass of the agent being placed, once read (nil: not yet): read when it first
+  -- joins a pool, then shared by the other pools of the same placement.
+  local placing_pass
+
+  -- The agent's weighted pass as it joins a pool: where it left off, or the current virtual
+  -- time if that is later (stored, so every pool and the next assignment see the same pass).
+  local function joining_pass(agent_id)
+    if placing_pass == nil then
+      local rejoined
+      placing_pass, rejoined = Core.joining_pass(redis.call('HGET', K.passes, agent_id),
+        Meta.number('vtime'))
+      if rejoined then redis.call('HSET', K.passes, agent_id, placing_pass) end
+    end
+    return placing_pass
+  end
+
+  -- Where one agent stands in one pool now, as `agent_state` tells it. `took` (see
+  -- `Pools.refresh`): the agent only took a conversation since it was last placed, so an agent
+  -- that was eligible here and still is keeps its level, round-robin position and (unless
+  -- `took` is 'pass') its pass: only its load score moves.
+  local function place(pool, agent_id, cfg, online, eligible, load, idle, took)
     touched[pool.id] = pool
     if eligible then nobody_eligible[pool.id] = nil end
     if not online then
@@ -162,13 +181,22 @@ do
       return
     end
     local level = Core.bucket(cfg)
-    redis.call('ZADD', pool.online, level == Core.OUTSIDE and Core.OUTSIDE_TEXT or level, agent_id)
     if eligible then
-      redis.call('ZADD', pool.load, Core.load_score(cfg, load, Call.random()), agent_id)
-      redis.call('ZADD', pool.order, Core.order_score(cfg), agent_id)
-      redis.call('ZADD', pass_key(pool, level), pass, agent_id)
+      -- ZADD answers 1 when the agent was not in the pool's load set: it joins the pool.
+      local joined = redis.call('ZADD', pool.load, Core.load_score(cfg, load, Call.random()),
+        agent_id) == 1
+      if joined or not took then
+        redis.call('ZADD', pool.online, level == Core.OUTSIDE and Core.OUTSIDE_TEXT or level,
+          agent_id)
+        redis.call('ZADD', pool.order, Core.order_score(cfg), agent_id)
+        redis.call('ZADD', pass_key(pool, level), joining_pass(agent_id), agent_id)
+      elseif took == 'pass' then
+        redis.call('ZADD', pass_key(pool, level), redis.call('HGET', K.passes, agent_id),
+          agent_id)
+      end
       if idle then redis.call('ZADD', idle_key(pool, level), Core.idle_score(load, idle), agent_id) end
     else
+      redis.call('ZADD', pool.online, level == Core.OUTSIDE and Core.OUTSIDE_TEXT or level, agent_id)
       redis.call('ZREM', pool.load, agent_id)
       redis.call('ZREM', pool.order, agent_id)
       redis.call('ZREM', pass_key(pool, level), agent_id)
@@ -176,10 +204,9 @@ do
     end
   end
 
-  -- The agent's eligibility now, as five values (no table, since this runs for nearly every
-  -- event): online (may receive at all), eligible (may take one more), its load and, when
-  -- eligible, its weighted pass; and with longest_idle, the number of its last assignment
-  -- (0: never).
+  -- The agent's eligibility now, as four values (no table, since this runs for nearly every
+  -- event): online (may receive at all), eligible (may take one more), its load and, with
+  -- longest_idle, the number of its last assignment (0: never).
   local function agent_state(agent_id, cfg)
     if not cfg then return false, false end
     local online = Core.receives(cfg, Agents.status_receives(agent_id))
@@ -187,11 +214,7 @@ do
     local idle = longest_idle() and Agents.last_assignment(agent_id) or nil
     local eligible = online and Core.has_room(cfg, load)
       and not Agents.daily_limit_reached(agent_id, cfg)
-    if not eligible then return online, false, load, nil, idle end
-    local pass, rejoined = Core.joining_pass(redis.call('HGET', K.passes, agent_id),
-      Meta.number('vtime'))
-    if rejoined then redis.call('HSET', K.passes, agent_id, pass) end
-    return online, true, load, pass, idle
+    return online, eligible, load, idle
   end
 
   -- Whether an eligible agent is eligible in a requirement pool: it has room in the pool's
@@ -202,23 +225,43 @@ do
   end
 
   -- Places the agent in one requirement pool, given its `agent_state`.
-  local function place_in(id, agent_id, cfg, online, eligible, load, pass, idle)
+  local function place_in(id, agent_id, cfg, online, eligible, load, idle, took)
     if eligible and Core.has_channel_capacity(cfg) and not room_in(id, agent_id, cfg) then
       eligible = false
     end
-    place(requirement_pool(id), agent_id, cfg, online, eligible, load, pass, idle)
+    place(requirement_pool(id), agent_id, cfg, online, eligible, load, idle, took)
   end
 
   -- Puts the agent into the pools or takes it out, according to its current eligibility.
   -- Returns whether it is eligible now in the base pool (what `available` would then read).
-  function Pools.refresh(agent_id)
+  -- `took`, after an assignment: the agent only took a conversation since it was last placed
+  -- (its configuration and status are as they were), so where it stays eligible only its load
+  -- score, and with 'pass' its weighted pass, change: a creation then writes one sorted set
+  -- per pool instead of four.
+  function Pools.refresh(agent_id, took)
     local cfg = Agents.config(agent_id)
-    local online, eligible, load, pass, idle = agent_state(agent_id, cfg)
-    place(BASE, agent_id, cfg, online, eligible, load, pass, idle)
+    local online, eligible, load, idle = agent_state(agent_id, cfg)
+    placing_pass = nil
+    place(BASE, agent_id, cfg, online, eligible, load, idle, took)
     for _, id in ipairs(Pools.memberships(agent_id)) do
-      place_in(id, agent_id, cfg, online, eligible, load, pass, idle)
+      place_in(id, agent_id, cfg, online, eligible, load, idle, took)
     end
     return eligible == true
+  end
+
+  -- Places the agent again after an assignment by `strategy` (nil: none chose it). Only a
+  -- weighted assignment moves a pass, and only weighted strategies move the virtual time that
+  -- may leave an eligible agent's pass behind (to be caught up on its next placement): where
+  -- none is in use, the agent's pass stays as placed.
+  function Pools.refresh_assigned(agent_id, strategy)
+    local took = true
+    if strategy == 'weighted' then
+      took = 'pass'
+    elseif Call.setting('new_visitors') == 'weighted'
+        or Call.setting('returning_visitors') == 'weighted' then
+      took = nil
+    end
+    return Pools.refresh(agent_id, took)
   end
 
   function Pools.refresh_all()
@@ -252,6 +295,7 @@ do
         local ids = { unpack(Pools.memberships(agent_id)) }
         ids[#ids + 1] = id
         set_memberships(agent_id, ids)
+        placing_pass = nil
         place_in(id, agent_id, cfg, agent_state(agent_id, cfg))
       end
     end
