@@ -85,6 +85,48 @@ async fn returning_visitors_can_use_a_strategy_and_are_forgotten_after_the_memor
     assert_eq!(only(&later)["reason"], "new");
 }
 
+/// A visitor not served for longer than the memory is removed from Redis by the sweep, not
+/// merely ignored by the lookup; a visitor served within the memory stays.
+#[tokio::test]
+async fn visitors_past_their_memory_leave_redis() {
+    let mut p = Project::new().await;
+    p.configure(json!({"visitor_memory_days": 1})).await;
+    p.online_agents(&[("a", 1000)]).await;
+    created_by(&p, "c1", "alice").await;
+    created_by(&p, "c2", "bob").await;
+    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let visitors = switchboard::store::keys::project_key(&project, "visitors");
+    let remembered = |visitor: &'static str| {
+        let store = p.store.clone();
+        let visitors = visitors.clone();
+        async move {
+            let exists: bool = store
+                .query(redis::cmd("HEXISTS").arg(&visitors).arg(visitor))
+                .await
+                .unwrap();
+            exists
+        }
+    };
+    assert!(remembered("alice").await && remembered("bob").await);
+    p.now_ms += 2 * 86_400_000;
+    created_by(&p, "c3", "bob").await;
+    // The sweep runs on one event in 16, picked by the call's random seed: 400 events miss it
+    // with a probability below 1e-11.
+    for i in 0..400 {
+        p.status("a", if i % 2 == 0 { "busy" } else { "online" }).await;
+    }
+    assert!(!remembered("alice").await, "alice was last served two days ago");
+    assert!(remembered("bob").await, "bob was served again just now");
+    // Nor is alice's time kept.
+    let seen = switchboard::store::keys::project_key(&project, "visitor_seen");
+    let kept: Vec<String> = p
+        .store
+        .query(redis::cmd("ZRANGE").arg(&seen).arg(0).arg(-1))
+        .await
+        .unwrap();
+    assert_eq!(kept, ["bob"]);
+}
+
 #[tokio::test]
 async fn a_reopened_conversation_returns_to_its_agent_or_moves_when_unavailable() {
     let p = Project::new().await;

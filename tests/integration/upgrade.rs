@@ -209,6 +209,21 @@ async fn this_release_continues_where_the_previous_one_stopped() {
     let retried = store.apply(&event, now).await.unwrap();
     assert_eq!(retried.outcome, Outcome::Duplicate, "{retried:?}");
     assert_consistent(&store, &project).await;
+
+    // A visitor the previous release served (its memory in that release's layout) comes back
+    // with a new conversation once its agent has room: it goes back to that agent.
+    let (kept, holder) = assigned[3].clone();
+    env.publish(&platform.closed(&kept)).await;
+    env.publish(&platform.event(
+        "conversation.created",
+        json!({"conversation_id": "returning", "visitor_id": format!("v-{kept}")}),
+    ))
+    .await;
+    let out = env.outputs(1, WAIT).await;
+    assert_eq!(out[0]["data"]["conversation_id"], "returning", "{out:?}");
+    assert_eq!(out[0]["data"]["agent_id"], holder.as_str(), "{out:?}");
+    assert_eq!(out[0]["data"]["reason"], "returning", "{out:?}");
+    assert_consistent(&store, &project).await;
     env.cleanup().await;
 }
 
