@@ -287,6 +287,7 @@ do
       -- The first requirement pool: the base pool gets a queue of its own, which holds every
       -- conversation waiting so far (they were all the base pool's).
       redis.call('ZUNIONSTORE', K.base_waiting, '1', K.waiting)
+      Queues.joined(K.base_waiting)
       BASE.waiting = K.base_waiting
     end
     for _, agent_id in ipairs(Agents.ids()) do

@@ -15,9 +15,24 @@
 -- is eligible).
 
 do
+  -- Waiting queues found empty in this call (key -> true), until a conversation joins one: the
+  -- drain looks at the queues of the pools each event touched, and in a batch of creations
+  -- that nobody waits behind, every look after the first would ask Redis again for nothing.
+  local known_empty
+  Call.on_call(function() known_empty = {} end)
+
+  -- A conversation joins the queue `key` (every write that adds to a waiting queue says so).
+  function Queues.joined(key)
+    known_empty[key] = nil
+  end
+
   local function add(pool_queue, score, member)
     redis.call('ZADD', K.waiting, score, member)
-    if pool_queue ~= K.waiting then redis.call('ZADD', pool_queue, score, member) end
+    Queues.joined(K.waiting)
+    if pool_queue ~= K.waiting then
+      redis.call('ZADD', pool_queue, score, member)
+      Queues.joined(pool_queue)
+    end
   end
 
   -- Takes a member out of `waiting` and of its pool's queue.
@@ -193,6 +208,7 @@ do
         if pool.id ~= from.id then
           if from.waiting ~= K.waiting then redis.call('ZREM', from.waiting, member) end
           redis.call('ZADD', pool.waiting, score, member)
+          Queues.joined(pool.waiting)
           record.pw = pool.id
           Records.save(conversation_id, record)
         end
@@ -202,8 +218,12 @@ do
 
   -- The head of a waiting queue: its member and score, or nil.
   function Queues.head(key)
+    if known_empty[key] then return nil end
     local head = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES')
-    if not head[1] then return nil end
+    if not head[1] then
+      known_empty[key] = true
+      return nil
+    end
     return head[1], tonumber(head[2])
   end
 
