@@ -3,14 +3,19 @@
 //! The store keeps an event's outputs until then, so that a redelivery after a crash publishes
 //! them again; once they are confirmed, a duplicate of the event publishes nothing. The worker
 //! acks without waiting for this: a crash before the store hears of it only means a later
-//! duplicate publishes the same outputs again, with the same ids. Confirmations that pile up
-//! while one write is in flight go together in the next, one call per project and generation.
+//! duplicate publishes the same outputs again, with the same ids.
+//!
+//! A confirmation waits in the store (see [`Store::confirmed_later`]): the project's next
+//! `apply` carries it to Redis at no extra call, which is how nearly all of them go while events
+//! flow. What is still waiting [`FLUSH_AFTER`] later (the project went quiet) is written with
+//! one `confirm` call per project and generation.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::{RecordRef, Store};
 use crate::backoff::Backoff;
@@ -20,53 +25,80 @@ use crate::contract::Id;
 /// record then keeps its outputs until the generation expires; nothing is lost).
 const ATTEMPTS: u32 = 5;
 
+/// How long a confirmation waits for its project's next `apply` before a call of its own
+/// writes it. Long enough that a project with events in flight never needs one; short enough
+/// that a crash soon after a quiet project's last event rarely finds its outputs unconfirmed
+/// (which costs a republish with the same ids, nothing more).
+pub const FLUSH_AFTER: Duration = Duration::from_millis(100);
+
 /// The sending side; cheap to share.
 pub struct Confirmations {
-    sender: Mutex<Option<mpsc::UnboundedSender<(Id, RecordRef)>>>,
+    store: Store,
+    waiting: std::sync::Arc<Notify>,
+    closed: CancellationToken,
+    open: Mutex<bool>,
 }
 
 impl Confirmations {
-    /// Starts the task that writes confirmations to `store`; it ends once [`close`] was called
-    /// and everything sent before was written.
+    /// Starts the task that writes the confirmations no `apply` carried; it ends once
+    /// [`close`] was called and everything confirmed before was written.
     ///
     /// [`close`]: Confirmations::close
     pub fn start(store: Store) -> (Confirmations, JoinHandle<()>) {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(write_confirmations(store, receiver));
+        let waiting = std::sync::Arc::new(Notify::new());
+        let closed = CancellationToken::new();
+        let task = tokio::spawn(flush_confirmations(
+            store.clone(),
+            waiting.clone(),
+            closed.clone(),
+        ));
         let confirmations = Confirmations {
-            sender: Mutex::new(Some(sender)),
+            store,
+            waiting,
+            closed,
+            open: Mutex::new(true),
         };
         (confirmations, task)
     }
 
     /// The broker confirmed the outputs of the event recorded at `record`.
     pub fn confirmed(&self, project: &Id, record: RecordRef) {
-        if let Some(sender) = self.sender.lock().expect("not poisoned").as_ref() {
-            let _ = sender.send((project.clone(), record));
+        if *self.open.lock().expect("not poisoned") {
+            self.store.confirmed_later(project, record);
+            self.waiting.notify_one();
         }
     }
 
-    /// No more confirmations: the task writes what it has and ends.
+    /// No more confirmations: the task writes what is still waiting and ends.
     pub fn close(&self) {
-        self.sender.lock().expect("not poisoned").take();
+        *self.open.lock().expect("not poisoned") = false;
+        self.closed.cancel();
     }
 }
 
-async fn write_confirmations(store: Store, mut receiver: mpsc::UnboundedReceiver<(Id, RecordRef)>) {
-    while let Some(first) = receiver.recv().await {
-        let mut by_project: HashMap<Id, Vec<RecordRef>> = HashMap::new();
-        let mut add = |(project, record): (Id, RecordRef)| {
-            by_project.entry(project).or_default().push(record);
-        };
-        add(first);
-        while let Ok(more) = receiver.try_recv() {
-            add(more);
+async fn flush_confirmations(store: Store, waiting: std::sync::Arc<Notify>, closed: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = waiting.notified() => {}
+            _ = closed.cancelled() => break,
         }
-        let writes = by_project
-            .iter()
-            .map(|(project, records)| confirm_with_retry(&store, project, records));
-        futures_util::future::join_all(writes).await;
+        // The project's next call may carry them in the meantime.
+        tokio::select! {
+            _ = tokio::time::sleep(FLUSH_AFTER) => {}
+            _ = closed.cancelled() => break,
+        }
+        flush(&store).await;
     }
+    flush(&store).await;
+}
+
+/// Writes every confirmation still waiting, one call per project and generation.
+async fn flush(store: &Store) {
+    let pending = store.take_confirmed();
+    let writes = pending
+        .iter()
+        .map(|(project, records)| confirm_with_retry(store, project, records));
+    futures_util::future::join_all(writes).await;
 }
 
 async fn confirm_with_retry(store: &Store, project: &Id, records: &[RecordRef]) {

@@ -31,7 +31,7 @@ impl Store {
         call.arg(&script::LIBRARY.explain_function)
             .arg(keys.len())
             .arg(&keys);
-        self.shared_args(&mut call, now_ms, 0, self.remembered_timezone(project));
+        self.shared_args(&mut call, now_ms, 0, self.remembered_timezone(project), 0);
         match question {
             Question::Waiting { limit } => call.arg("waiting").arg(limit),
             Question::Conversation(id) => call.arg("conversation").arg(id),

@@ -218,6 +218,11 @@ pub const SHARED_ARGS: &[(&str, &str)] = &[
         "generation_ttl",
         "how long a generation's key lives, s (two generations)",
     ),
+    (
+        "confirmed",
+        "how many digests follow the batch's events: events of the current generation whose \
+         outputs the broker has confirmed since (`apply` only; 0 elsewhere)",
+    ),
 ];
 
 /// The arguments of each event of the batch, in order, after the shared ones.

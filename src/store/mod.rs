@@ -264,7 +264,13 @@ pub struct Store {
     /// Each project's time zone as last seen, so the script gets the right local date. A stale
     /// or missing entry costs one more round trip: the script names the right zone.
     timezones: Arc<Mutex<HashMap<Id, Tz>>>,
+    /// Events whose outputs the broker confirmed, per project, not yet told to Redis: the
+    /// project's next `apply` carries those of its generation (see [`Store::confirmed_later`]).
+    confirmed: Arc<Mutex<HashMap<Id, Vec<RecordRef>>>>,
 }
+
+/// At most this many confirmations ride along with one `apply` (the rest wait for the next).
+const CONFIRMED_PER_CALL: usize = 512;
 
 /// Projects whose time zone is remembered; past this the memory starts again (one extra round
 /// trip per project, no wrong answer).
@@ -291,6 +297,7 @@ impl Store {
             next: Arc::default(),
             options,
             timezones: Arc::default(),
+            confirmed: Arc::default(),
         })
     }
 
@@ -300,8 +307,9 @@ impl Store {
         applied.remove(0)
     }
 
-    /// The ARGV every call of the library shares (see `interface::SHARED_ARGS`), in order.
-    fn shared_args(&self, call: &mut redis::Cmd, now_ms: i64, seed: u32, zone: Tz) {
+    /// The ARGV every call of the library shares (see `interface::SHARED_ARGS`), in order;
+    /// `confirmed` digests follow the call's own arguments (`apply` only).
+    fn shared_args(&self, call: &mut redis::Cmd, now_ms: i64, seed: u32, zone: Tz, confirmed: usize) {
         let (generation, generation_start) = self.generation(now_ms);
         call.arg(now_ms)
             .arg(seed)
@@ -311,7 +319,8 @@ impl Store {
             .arg(next_midnight(now_ms, zone))
             .arg(generation)
             .arg(generation_start)
-            .arg(self.options.dedupe_ttl.as_secs().max(1) * 2);
+            .arg(self.options.dedupe_ttl.as_secs().max(1) * 2)
+            .arg(confirmed);
     }
 
     /// The generation of event records at `now_ms`, and when it began (us since the epoch).
@@ -351,6 +360,8 @@ impl Store {
         let (generation, _) = self.generation(now_ms);
         let seed = rand::random::<u32>();
         let mut zone = self.remembered_timezone(project);
+        // Confirmations of this project's generation ride along with the first call.
+        let mut confirmed = self.take_confirmed_of(project, generation);
         let mut results: Vec<Result<Applied, StoreError>> = Vec::with_capacity(events.len());
         while results.len() < events.len() {
             let done = results.len();
@@ -368,7 +379,13 @@ impl Store {
             call.arg(&script::LIBRARY.apply_function)
                 .arg(keys.len())
                 .arg(&keys);
-            self.shared_args(&mut call, now_ms, seed.wrapping_add(done as u32), zone);
+            self.shared_args(
+                &mut call,
+                now_ms,
+                seed.wrapping_add(done as u32),
+                zone,
+                confirmed.len(),
+            );
             let mut legacy = interface::PROJECT_KEYS.len();
             for (i, delivered) in rest.iter().enumerate() {
                 let index = if delivered.redelivered {
@@ -384,15 +401,27 @@ impl Store {
                     .arg(&digests[done + i])
                     .arg(index);
             }
-            let replies: Vec<(i64, String)> = match self.raw_query(&call).await {
-                Err(error) if is_function_missing(&error) => {
-                    // A Redis that restarted without persistence, a new cluster node, or the
-                    // first worker of this version: load the library, then call again.
-                    self.load_library().await?;
-                    self.query(&call).await?
+            for record in &confirmed {
+                call.arg(&record.digest);
+            }
+            let replies: Result<Vec<(i64, String)>, StoreError> = async {
+                match self.raw_query(&call).await {
+                    Err(error) if is_function_missing(&error) => {
+                        // A Redis that restarted without persistence, a new cluster node, or
+                        // the first worker of this version: load the library, then call again.
+                        self.load_library().await?;
+                        self.query(&call).await
+                    }
+                    reply => Ok(reply?),
                 }
-                reply => reply?,
-            };
+            }
+            .await;
+            let replies = replies.inspect_err(|_| {
+                // They may not have been written: they wait for the next call (writing one
+                // twice changes nothing).
+                self.confirmed_later_all(project, std::mem::take(&mut confirmed));
+            })?;
+            confirmed.clear();
             if replies.is_empty() || replies.len() > rest.len() {
                 return Err(StoreError::Reply(format!(
                     "{} replies to a batch of {}",
@@ -471,6 +500,47 @@ impl Store {
             };
         }
         Ok(())
+    }
+
+    /// The broker confirmed the outputs of this event of `project`: the project's next `apply`
+    /// tells Redis (at no call of its own), or [`Store::take_confirmed`]'s caller does.
+    pub fn confirmed_later(&self, project: &Id, record: RecordRef) {
+        self.confirmed_later_all(project, vec![record]);
+    }
+
+    fn confirmed_later_all(&self, project: &Id, records: Vec<RecordRef>) {
+        if records.is_empty() {
+            return;
+        }
+        let mut confirmed = self.confirmed.lock().expect("not poisoned");
+        confirmed.entry(project.clone()).or_default().extend(records);
+    }
+
+    /// Every confirmation not told to Redis yet, by project (for [`Store::confirm`]).
+    pub fn take_confirmed(&self) -> Vec<(Id, Vec<RecordRef>)> {
+        let mut confirmed = self.confirmed.lock().expect("not poisoned");
+        confirmed.drain().collect()
+    }
+
+    /// The project's waiting confirmations of `generation` (at most [`CONFIRMED_PER_CALL`]);
+    /// those of another generation stay for a `confirm` call.
+    fn take_confirmed_of(&self, project: &Id, generation: u64) -> Vec<RecordRef> {
+        let mut confirmed = self.confirmed.lock().expect("not poisoned");
+        let Some(records) = confirmed.get_mut(project) else {
+            return vec![];
+        };
+        let mut taken = Vec::new();
+        records.retain(|record| {
+            let take = record.generation == generation && taken.len() < CONFIRMED_PER_CALL;
+            if take {
+                taken.push(record.clone());
+            }
+            !take
+        });
+        if records.is_empty() {
+            confirmed.remove(project);
+        }
+        taken
     }
 
     fn remembered_timezone(&self, project: &Id) -> Tz {

@@ -8,7 +8,8 @@
 -- Event records. An event is recorded under the digest of its id in the hash of the current
 -- generation (`events`, one per `dedupe TTL` of the worker's clock, expiring after two): its
 -- outputs, {"t": now_ms, "o": [outputs], "timers": [timers]}, until the worker has them
--- confirmed by the broker and calls `confirm`. So a redelivery of an event whose outputs may
+-- confirmed by the broker and says so: in the project's next `apply` (ARGV `confirmed`, the
+-- digests after the events), or, when none comes soon, with `confirm`. So a redelivery of an event whose outputs may
 -- not have been confirmed (its worker died in between) publishes exactly those outputs again,
 -- and a duplicate of one whose outputs were confirmed publishes nothing. Once confirmed, what
 -- stays depends on the event:
@@ -176,13 +177,49 @@ local function error_text(failure)
   return tostring(failure)
 end
 
+-- The broker confirmed the outputs of these events (`digests`), recorded in the generation
+-- `key`: their outputs are dropped, and they stay as seen ("") where their record says so
+-- ("k": 1). An event no longer there (its generation expired) stays forgotten. Returns how many
+-- records changed.
+local function drop_outputs(key, digests)
+  local records = redis.call('HMGET', key, unpack(digests))
+  local seen, gone = {}, {}
+  for i, digest in ipairs(digests) do
+    local record = records[i]
+    if record and record ~= '' then
+      if string.find(record, '"k":1}', 1, true) then
+        seen[#seen + 1] = digest
+        seen[#seen + 1] = ''
+      else
+        gone[#gone + 1] = digest
+      end
+    end
+  end
+  if #seen > 0 then redis.call('HSET', key, unpack(seen)) end
+  if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+  return (#seen / 2) + #gone
+end
+
+-- `confirm`: the confirmed events' digests are ARGV, their generation KEYS[1].
+local function confirm(keys, args)
+  return drop_outputs(keys[1], args)
+end
+
 local function apply(keys, args)
-  local events = (#args - SHARED_ARG_COUNT) / EVENT_ARG_COUNT
+  local confirmed = tonumber(args[ARGV_AT.confirmed]) or 0
+  local events = (#args - SHARED_ARG_COUNT - confirmed) / EVENT_ARG_COUNT
   if #keys < PROJECT_KEY_COUNT or events < 1 or events % 1 ~= 0 then
     error('apply expects ' .. PROJECT_KEY_COUNT .. ' project keys and legacy record keys, '
-      .. SHARED_ARG_COUNT .. ' shared arguments and ' .. EVENT_ARG_COUNT .. ' per event')
+      .. SHARED_ARG_COUNT .. ' shared arguments, ' .. EVENT_ARG_COUNT .. ' per event and the '
+      .. 'confirmed digests')
   end
   Call.bind(keys, args)
+  -- Confirmations first: a copy of a confirmed event in this very batch is then a duplicate,
+  -- which publishes nothing, rather than a replay of what the broker already has.
+  if confirmed > 0 then
+    local first = SHARED_ARG_COUNT + events * EVENT_ARG_COUNT + 1
+    drop_outputs(K.events, { unpack(args, first, first + confirmed - 1) })
+  end
   local replies = {}
   -- A batch of repeats costs a lookup, nothing more.
   if find_records(keys, args, events) == events then
@@ -213,27 +250,6 @@ local function apply(keys, args)
   return replies
 end
 
--- The broker confirmed the outputs of these events (ARGV: their digests), recorded in the
--- generation KEYS[1]: their outputs are dropped, and they stay as seen ("") where their
--- record says so ("k": 1). An event no longer there (its generation expired) stays forgotten.
-local function confirm(keys, args)
-  local records = redis.call('HMGET', keys[1], unpack(args))
-  local seen, gone = {}, {}
-  for i, digest in ipairs(args) do
-    local record = records[i]
-    if record and record ~= '' then
-      if string.find(record, '"k":1}', 1, true) then
-        seen[#seen + 1] = digest
-        seen[#seen + 1] = ''
-      else
-        gone[#gone + 1] = digest
-      end
-    end
-  end
-  if #seen > 0 then redis.call('HSET', keys[1], unpack(seen)) end
-  if #gone > 0 then redis.call('HDEL', keys[1], unpack(gone)) end
-  return (#seen / 2) + #gone
-end
 
 redis.register_function(APPLY_FUNCTION_NAME, apply)
 redis.register_function(CONFIRM_FUNCTION_NAME, confirm)

@@ -139,6 +139,32 @@ async fn a_repeated_event_replays_its_outputs_and_changes_nothing() {
     assert_eq!(p.load("a").await, 1);
 }
 
+/// A confirmation rides along with the project's next call, at no call of its own; it goes
+/// first, so the confirmed event arriving again in that very call publishes nothing.
+#[tokio::test]
+async fn a_confirmation_is_carried_by_the_projects_next_call() {
+    let p = Project::new().await;
+    p.online_agents(&[("a", 5)]).await;
+    let created = p.event(
+        "conversation.created",
+        json!({"conversation_id": "c1", "visitor_id": "v"}),
+    );
+    let first = p.apply_event(&created).await;
+    assert_eq!(assigned_agents(&first.outputs), ["a"]);
+    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let replayable = || p.store.replayable(&project, &created.id, p.now_ms);
+    assert_eq!(replayable().await.unwrap(), Some(true));
+    p.store.confirmed_later(&project, first.record.clone());
+    // Not in Redis yet: a redelivery now would still publish the outputs again.
+    assert_eq!(replayable().await.unwrap(), Some(true));
+    let again = p.apply_event(&created).await;
+    assert_eq!(again.outcome, switchboard::store::Outcome::Duplicate);
+    assert!(again.outputs.is_empty() && again.timers.is_empty());
+    assert_ne!(replayable().await.unwrap(), Some(true));
+    assert!(p.store.take_confirmed().is_empty(), "nothing left waiting");
+    assert_eq!(p.load("a").await, 1);
+}
+
 #[tokio::test]
 async fn closed_before_created_leaves_no_load() {
     let p = Project::new().await;
