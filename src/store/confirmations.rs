@@ -10,7 +10,7 @@
 //! flow. What is still waiting [`FLUSH_AFTER`] later (the project went quiet) is written with
 //! one `confirm` call per project and generation.
 
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -29,14 +29,13 @@ const ATTEMPTS: u32 = 5;
 /// writes it. Long enough that a project with events in flight never needs one; short enough
 /// that a crash soon after a quiet project's last event rarely finds its outputs unconfirmed
 /// (which costs a republish with the same ids, nothing more).
-pub const FLUSH_AFTER: Duration = Duration::from_millis(100);
+const FLUSH_AFTER: Duration = Duration::from_millis(100);
 
-/// The sending side; cheap to share.
+/// What the worker tells once the broker confirmed an event's outputs.
 pub struct Confirmations {
     store: Store,
-    waiting: std::sync::Arc<Notify>,
+    waiting: Arc<Notify>,
     closed: CancellationToken,
-    open: Mutex<bool>,
 }
 
 impl Confirmations {
@@ -45,7 +44,7 @@ impl Confirmations {
     ///
     /// [`close`]: Confirmations::close
     pub fn start(store: Store) -> (Confirmations, JoinHandle<()>) {
-        let waiting = std::sync::Arc::new(Notify::new());
+        let waiting = Arc::new(Notify::new());
         let closed = CancellationToken::new();
         let task = tokio::spawn(flush_confirmations(
             store.clone(),
@@ -56,14 +55,13 @@ impl Confirmations {
             store,
             waiting,
             closed,
-            open: Mutex::new(true),
         };
         (confirmations, task)
     }
 
     /// The broker confirmed the outputs of the event recorded at `record`.
     pub fn confirmed(&self, project: &Id, record: RecordRef) {
-        if *self.open.lock().expect("not poisoned") {
+        if !self.closed.is_cancelled() {
             self.store.confirmed_later(project, record);
             self.waiting.notify_one();
         }
@@ -71,12 +69,11 @@ impl Confirmations {
 
     /// No more confirmations: the task writes what is still waiting and ends.
     pub fn close(&self) {
-        *self.open.lock().expect("not poisoned") = false;
         self.closed.cancel();
     }
 }
 
-async fn flush_confirmations(store: Store, waiting: std::sync::Arc<Notify>, closed: CancellationToken) {
+async fn flush_confirmations(store: Store, waiting: Arc<Notify>, closed: CancellationToken) {
     loop {
         tokio::select! {
             _ = waiting.notified() => {}

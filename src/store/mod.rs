@@ -309,7 +309,14 @@ impl Store {
 
     /// The ARGV every call of the library shares (see `interface::SHARED_ARGS`), in order;
     /// `confirmed` digests follow the call's own arguments (`apply` only).
-    fn shared_args(&self, call: &mut redis::Cmd, now_ms: i64, seed: u32, zone: Tz, confirmed: usize) {
+    fn shared_args(
+        &self,
+        call: &mut redis::Cmd,
+        now_ms: i64,
+        seed: u32,
+        zone: Tz,
+        confirmed: usize,
+    ) {
         let (generation, generation_start) = self.generation(now_ms);
         call.arg(now_ms)
             .arg(seed)
@@ -513,7 +520,10 @@ impl Store {
             return;
         }
         let mut confirmed = self.confirmed.lock().expect("not poisoned");
-        confirmed.entry(project.clone()).or_default().extend(records);
+        confirmed
+            .entry(project.clone())
+            .or_default()
+            .extend(records);
     }
 
     /// Every confirmation not told to Redis yet, by project (for [`Store::confirm`]).

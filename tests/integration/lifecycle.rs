@@ -113,9 +113,13 @@ async fn visitors_past_their_memory_leave_redis() {
     // The sweep runs on one event in 16, picked by the call's random seed: 400 events miss it
     // with a probability below 1e-11.
     for i in 0..400 {
-        p.status("a", if i % 2 == 0 { "busy" } else { "online" }).await;
+        p.status("a", if i % 2 == 0 { "busy" } else { "online" })
+            .await;
     }
-    assert!(!remembered("alice").await, "alice was last served two days ago");
+    assert!(
+        !remembered("alice").await,
+        "alice was last served two days ago"
+    );
     assert!(remembered("bob").await, "bob was served again just now");
     // Nor is alice's time kept.
     let seen = switchboard::store::keys::project_key(&project, "visitor_seen");

@@ -9,9 +9,10 @@
 -- generation (`events`, one per `dedupe TTL` of the worker's clock, expiring after two): its
 -- outputs, {"t": now_ms, "o": [outputs], "timers": [timers]}, until the worker has them
 -- confirmed by the broker and says so: in the project's next `apply` (ARGV `confirmed`, the
--- digests after the events), or, when none comes soon, with `confirm`. So a redelivery of an event whose outputs may
--- not have been confirmed (its worker died in between) publishes exactly those outputs again,
--- and a duplicate of one whose outputs were confirmed publishes nothing. Once confirmed, what
+-- digests after the events), or, when none comes soon, with `confirm`. So a redelivery of an
+-- event whose outputs may not have been confirmed (its worker died in between) publishes
+-- exactly those outputs again, and a duplicate of one whose outputs were confirmed publishes
+-- nothing. Once confirmed, what
 -- stays depends on the event:
 --   * an event with a time that changed a thing with a version (a conversation's record, an
 --     agent's status or fields, a setting: see order.lua) needs no record: that version knows

@@ -181,13 +181,13 @@ do
       return
     end
     local level = Core.bucket(cfg)
+    local level_score = level == Core.OUTSIDE and Core.OUTSIDE_TEXT or level
     if eligible then
       -- ZADD answers 1 when the agent was not in the pool's load set: it joins the pool.
       local joined = redis.call('ZADD', pool.load, Core.load_score(cfg, load, Call.random()),
         agent_id) == 1
       if joined or not took then
-        redis.call('ZADD', pool.online, level == Core.OUTSIDE and Core.OUTSIDE_TEXT or level,
-          agent_id)
+        redis.call('ZADD', pool.online, level_score, agent_id)
         redis.call('ZADD', pool.order, Core.order_score(cfg), agent_id)
         redis.call('ZADD', pass_key(pool, level), joining_pass(agent_id), agent_id)
       elseif took == 'pass' then
@@ -196,7 +196,7 @@ do
       end
       if idle then redis.call('ZADD', idle_key(pool, level), Core.idle_score(load, idle), agent_id) end
     else
-      redis.call('ZADD', pool.online, level == Core.OUTSIDE and Core.OUTSIDE_TEXT or level, agent_id)
+      redis.call('ZADD', pool.online, level_score, agent_id)
       redis.call('ZREM', pool.load, agent_id)
       redis.call('ZREM', pool.order, agent_id)
       redis.call('ZREM', pass_key(pool, level), agent_id)
