@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{is_function_missing, keys, script, Store, StoreError};
+use super::{keys, script, Store, StoreError};
 use crate::contract::Id;
 
 /// What to explain.
@@ -36,13 +36,7 @@ impl Store {
             Question::Waiting { limit } => call.arg("waiting").arg(limit),
             Question::Conversation(id) => call.arg("conversation").arg(id),
         };
-        let text: String = match self.raw_query(&call).await {
-            Err(error) if is_function_missing(&error) => {
-                self.load_library().await?;
-                self.query(&call).await?
-            }
-            reply => reply?,
-        };
+        let text: String = self.call_library(&call).await?;
         serde_json::from_str(&text).map_err(|e| StoreError::Reply(format!("{e}: {text}")))
     }
 }

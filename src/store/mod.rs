@@ -411,19 +411,7 @@ impl Store {
             for record in &confirmed {
                 call.arg(&record.digest);
             }
-            let replies: Result<Vec<(i64, String)>, StoreError> = async {
-                match self.raw_query(&call).await {
-                    Err(error) if is_function_missing(&error) => {
-                        // A Redis that restarted without persistence, a new cluster node, or
-                        // the first worker of this version: load the library, then call again.
-                        self.load_library().await?;
-                        self.query(&call).await
-                    }
-                    reply => Ok(reply?),
-                }
-            }
-            .await;
-            let replies = replies.inspect_err(|_| {
+            let replies: Vec<(i64, String)> = self.call_library(&call).await.inspect_err(|_| {
                 // They may not have been written: they wait for the next call (writing one
                 // twice changes nothing).
                 self.confirmed_later_all(project, std::mem::take(&mut confirmed));
@@ -498,13 +486,7 @@ impl Store {
                 .arg(1)
                 .arg(keys::events_key(project, generation))
                 .arg(digests);
-            let _: i64 = match self.raw_query(&call).await {
-                Err(error) if is_function_missing(&error) => {
-                    self.load_library().await?;
-                    self.query(&call).await?
-                }
-                reply => reply?,
-            };
+            let _: i64 = self.call_library(&call).await?;
         }
         Ok(())
     }
@@ -611,6 +593,22 @@ impl Store {
     /// Runs an arbitrary command (the CLI's `inspect` and the tests read state with it).
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         Ok(self.raw_query(cmd).await?)
+    }
+
+    /// Calls a function of the library. A Redis that lacks it (restarted without persistence, a
+    /// new cluster node, or the first worker of this version) gets it loaded, and the call is
+    /// made again.
+    async fn call_library<T: redis::FromRedisValue>(
+        &self,
+        call: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        match self.raw_query(call).await {
+            Err(error) if is_function_missing(&error) => {
+                self.load_library().await?;
+                self.query(call).await
+            }
+            reply => Ok(reply?),
+        }
     }
 
     async fn raw_query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {

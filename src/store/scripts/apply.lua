@@ -12,8 +12,7 @@
 -- digests after the events), or, when none comes soon, with `confirm`. So a redelivery of an
 -- event whose outputs may not have been confirmed (its worker died in between) publishes
 -- exactly those outputs again, and a duplicate of one whose outputs were confirmed publishes
--- nothing. Once confirmed, what
--- stays depends on the event:
+-- nothing. Once confirmed, what stays depends on the event:
 --   * an event with a time that changed a thing with a version (a conversation's record, an
 --     agent's status or fields, a setting: see order.lua) needs no record: that version knows
 --     it (its digest), and anything later makes it stale. Its record goes ("" if it had no
