@@ -521,21 +521,6 @@ async fn outputs_about_a_conversation_carry_a_growing_sequence() {
     env.cleanup().await;
 }
 
-/// Polls `check` until it holds (15 s at most).
-async fn wait_until<F, Fut>(check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..600 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the condition did not hold within 15 s");
-}
-
 /// `/metrics` once it mentions `needle` (events are counted after their ack).
 async fn metrics_when(addr: std::net::SocketAddr, needle: &str) -> String {
     let mut metrics = String::new();

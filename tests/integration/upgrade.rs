@@ -213,7 +213,10 @@ async fn this_release_continues_where_the_previous_one_stopped() {
     // A visitor the previous release served (its memory in that release's layout) comes back
     // with a new conversation once its agent has room: it goes back to that agent.
     let (kept, holder) = assigned[3].clone();
+    let full = store.load(&project, &holder).await.unwrap();
     env.publish(&platform.closed(&kept)).await;
+    // A worker may apply two events in flight at once: the creation waits for the close.
+    wait_until(|| async { store.load(&project, &holder).await.unwrap() < full }).await;
     env.publish(&platform.event(
         "conversation.created",
         json!({"conversation_id": "returning", "visitor_id": format!("v-{kept}")}),

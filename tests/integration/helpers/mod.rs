@@ -22,3 +22,18 @@ pub use project::*;
 pub use redis::*;
 pub use schemas::*;
 pub use workers::*;
+
+/// Polls `check` until it holds (15 s at most).
+pub async fn wait_until<F, Fut>(check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..600 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the condition did not hold within 15 s");
+}
