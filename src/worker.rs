@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use lapin::message::Delivery;
 use lapin::types::ShortString;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use crate::backlog::Backlog;
@@ -51,6 +52,22 @@ pub struct DeliveryContext {
     pub session_failed: CancellationToken,
 }
 
+/// A batch's turn to be decided: held from the moment the batch is taken off the consumer until
+/// the store has answered for it (see `application::consume`), then given back so the next
+/// batch can form while this one's outputs are published and confirmed.
+pub struct DecisionSlot(std::sync::Mutex<Option<OwnedSemaphorePermit>>);
+
+impl DecisionSlot {
+    pub fn new(permit: OwnedSemaphorePermit) -> Self {
+        DecisionSlot(std::sync::Mutex::new(Some(permit)))
+    }
+
+    /// Gives the slot back (once; later calls do nothing).
+    fn release(&self) {
+        drop(self.0.lock().map(|mut held| held.take()));
+    }
+}
+
 /// An event applied by the store, with what it takes to publish its outputs.
 struct Decided<'a> {
     delivery: &'a Delivery,
@@ -68,8 +85,13 @@ impl Worker {
     /// yet settled are then handled again one by one, and only one that panics alone goes back
     /// to the queue (and, at the delivery limit, to dead letters), so its neighbours in the
     /// batch do not share its fate.
-    pub async fn handle(&self, deliveries: Vec<Delivery>, broker: &DeliveryContext) {
-        let whole = AssertUnwindSafe(self.handle_batch(&deliveries, broker))
+    pub async fn handle(
+        &self,
+        deliveries: Vec<Delivery>,
+        broker: &DeliveryContext,
+        slot: &DecisionSlot,
+    ) {
+        let whole = AssertUnwindSafe(self.handle_batch(&deliveries, broker, slot))
             .catch_unwind()
             .await;
         if whole.is_ok() {
@@ -85,7 +107,7 @@ impl Worker {
                     continue;
                 }
                 let alone = std::slice::from_ref(delivery);
-                let handled = AssertUnwindSafe(self.handle_batch(alone, broker))
+                let handled = AssertUnwindSafe(self.handle_batch(alone, broker, slot))
                     .catch_unwind()
                     .await;
                 if handled.is_err() {
@@ -99,7 +121,12 @@ impl Worker {
 
     /// decode → decide (one store call per project) → publish every output with confirms → ack
     /// each event.
-    async fn handle_batch(&self, deliveries: &[Delivery], broker: &DeliveryContext) {
+    async fn handle_batch(
+        &self,
+        deliveries: &[Delivery],
+        broker: &DeliveryContext,
+        slot: &DecisionSlot,
+    ) {
         let mut events: Vec<(&Delivery, InboundEvent)> = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
             let event = match decode(&delivery.data) {
@@ -130,6 +157,7 @@ impl Worker {
         let started = Instant::now();
         let results = self.apply_by_project(&events).await;
         let decision = started.elapsed();
+        slot.release();
         let mut decided = Vec::with_capacity(events.len());
         for ((delivery, event), result) in events.iter().zip(results) {
             let applied = match result {

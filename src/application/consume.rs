@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::Consumer;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -14,7 +15,7 @@ use super::redis::Reconnection;
 use crate::backoff::Backoff;
 use crate::broker::Session;
 use crate::telemetry::{self, Reconnecting};
-use crate::worker::{DeliveryContext, Worker};
+use crate::worker::{DecisionSlot, DeliveryContext, Worker};
 
 /// How long the events of a broken session may take to finish before they are given up.
 const BROKEN_SESSION_GRACE: Duration = Duration::from_secs(5);
@@ -91,6 +92,12 @@ async fn open(
 /// Hands the session's deliveries to the worker as they come, those that arrived together as
 /// one batch (a quiet queue gives batches of one, so nothing waits for a batch to fill), until
 /// the session breaks or the worker stops.
+///
+/// At most `decisions_in_flight` batches are being decided at once: the next batch is taken
+/// off the consumer only when a decision slot is free, so deliveries that arrive meanwhile
+/// join it. Under load batches grow by themselves, and a batch costs Redis far less per event
+/// than as many calls of one (each call is parsed, run and answered on its own); when the
+/// queue is quiet a slot is always free and nothing waits.
 async fn dispatch(
     worker: &Arc<Worker>,
     mut consumer: Consumer,
@@ -100,7 +107,15 @@ async fn dispatch(
     reconnection: &Reconnection,
 ) {
     let mut batches = (&mut consumer).ready_chunks(worker.config.batch_size.into());
+    let decisions = Arc::new(Semaphore::new(worker.config.decisions_in_flight.into()));
     loop {
+        let slot = tokio::select! {
+            _ = worker.shutdown.cancelled() => return,
+            _ = context.session_failed.cancelled() => return,
+            slot = decisions.clone().acquire_owned() => {
+                DecisionSlot::new(slot.expect("the semaphore is never closed"))
+            }
+        };
         let next = tokio::select! {
             _ = worker.shutdown.cancelled() => return,
             _ = context.session_failed.cancelled() => return,
@@ -137,7 +152,7 @@ async fn dispatch(
             telemetry::in_flight(count);
             in_flight.spawn(async move {
                 tokio::select! {
-                    _ = worker.handle(deliveries, &context) => {}
+                    _ = worker.handle(deliveries, &context, &slot) => {}
                     // Stopping here is like a crash: the broker redelivers the events and the
                     // store replays what was applied.
                     _ = abandoned.cancelled() => {}

@@ -63,6 +63,10 @@ pub struct Config {
     /// by project). A quiet queue gives batches of one, so batching adds no waiting; a backlog
     /// costs one round trip per batch instead of per event. 1 turns batching off; at most 1000.
     pub batch_size: u16,
+    /// At most this many batches are decided (in their Redis call) at once; deliveries that
+    /// arrive meanwhile wait and form the next batch. Under load batches then grow to
+    /// `batch_size` instead of many calls of one or two events each (1 to 64).
+    pub decisions_in_flight: u16,
     /// After this many deliveries of one event RabbitMQ dead-letters it (a poison message that
     /// kills workers cannot loop forever).
     pub delivery_limit: u32,
@@ -94,6 +98,7 @@ impl Default for Config {
             dead_letter_queue: names::DEAD_LETTER_QUEUE.into(),
             prefetch: 64,
             batch_size: 16,
+            decisions_in_flight: 1,
             delivery_limit: 20,
             dedupe_ttl_seconds: 7 * 24 * 3600,
             closed_retention_seconds: 7 * 24 * 3600,
@@ -145,6 +150,11 @@ impl Config {
             (1..=1000).contains(&self.batch_size),
             "batch_size",
             "must be between 1 and 1000",
+        )?;
+        ensure(
+            (1..=64).contains(&self.decisions_in_flight),
+            "decisions_in_flight",
+            "must be between 1 and 64",
         )?;
         ensure(
             self.delivery_limit > 0,
@@ -237,6 +247,21 @@ mod tests {
                 ..Config::default()
             };
             assert_eq!(config.validate().is_ok(), valid, "batch_size {batch_size}");
+        }
+    }
+
+    #[test]
+    fn decisions_in_flight_are_bounded() {
+        for (decisions_in_flight, valid) in [(0, false), (1, true), (64, true), (65, false)] {
+            let config = Config {
+                decisions_in_flight,
+                ..Config::default()
+            };
+            assert_eq!(
+                config.validate().is_ok(),
+                valid,
+                "decisions_in_flight {decisions_in_flight}"
+            );
         }
     }
 

@@ -431,6 +431,78 @@ async fn a_backlog_handled_in_batches_decides_each_event_once_and_rejects_only_t
     env.cleanup().await;
 }
 
+/// A clock that, while its gate is closed, holds whoever asks it the time (for 5 s at most):
+/// a stand-in for a decision that takes long (a slow Redis) while more events arrive. The bound
+/// keeps a worker that decides many batches at once from blocking every runtime thread for
+/// good: the test then fails on its count instead of hanging.
+#[derive(Default)]
+struct GatedClock {
+    closed: std::sync::atomic::AtomicBool,
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl Clock for GatedClock {
+    fn now_ms(&self) -> i64 {
+        use std::sync::atomic::Ordering::SeqCst;
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while self.closed.load(SeqCst) && std::time::Instant::now() < until {
+            self.held.store(true, SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        switchboard::clock::SystemClock.now_ms()
+    }
+}
+
+/// While a batch is being decided the next one is not taken off the consumer: events that
+/// arrive meanwhile wait and are decided together, in one batch, instead of one call each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_arriving_while_a_batch_is_decided_form_the_next_batch_together() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut env = Env::new().await;
+    env.config.batch_size = 16;
+    env.config.decisions_in_flight = 1;
+    let clock = std::sync::Arc::new(GatedClock::default());
+    let worker = env.spawn_worker_with_clock(clock.clone()).await;
+    let mut platform = Platform::new();
+    let created = platform.created_each(1..=17);
+
+    clock.closed.store(true, SeqCst);
+    env.publish(&created[0]).await;
+    while !clock.held.load(SeqCst) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The first batch is being decided; sixteen more events reach the worker meanwhile.
+    env.publish_many(&created[1..]).await;
+    while env.depth(&env.config.work_queue).await > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.closed.store(false, SeqCst);
+
+    let outputs = env.outputs(17, WAIT).await;
+    assert_eq!(
+        of_type(&outputs, "conversation.queued").len(),
+        17,
+        "{outputs:?}"
+    );
+    let metrics = http_get(worker.http_addr, "/metrics").await.unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(value("switchboard_batch_events_sum"), 17.0, "{metrics}");
+    assert_eq!(
+        value("switchboard_batch_events_count"),
+        2.0,
+        "the first event alone, then the sixteen that waited for it: {metrics}"
+    );
+    worker.stop().await;
+    env.cleanup().await;
+}
+
 /// A clock that panics when asked to arm a timer of about `delay_ms`: a stand-in for a bug
 /// that strikes one event while the worker prepares its outputs.
 struct PanicsArmingTimer {
