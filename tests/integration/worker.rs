@@ -415,20 +415,22 @@ async fn a_backlog_handled_in_batches_decides_each_event_once_and_rejects_only_t
     // The worker did handle several events in one batch.
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let metrics = http_get(addr, "/metrics").await.unwrap_or_default();
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0)
-    };
     let (events, batches) = (
-        value("switchboard_batch_events_sum"),
-        value("switchboard_batch_events_count"),
+        metric_value(&metrics, "switchboard_batch_events_sum"),
+        metric_value(&metrics, "switchboard_batch_events_count"),
     );
     assert!(events > batches, "{events} events in {batches} batches");
     drop(worker);
     env.cleanup().await;
+}
+
+/// The value of the first line of Prometheus text `metrics` that starts with `name` (0 if none).
+fn metric_value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(name))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// A clock that, while its gate is closed, holds whoever asks it the time (for 5 s at most):
@@ -486,16 +488,13 @@ async fn events_arriving_while_a_batch_is_decided_form_the_next_batch_together()
         "{outputs:?}"
     );
     let metrics = http_get(worker.http_addr, "/metrics").await.unwrap();
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0)
-    };
-    assert_eq!(value("switchboard_batch_events_sum"), 17.0, "{metrics}");
     assert_eq!(
-        value("switchboard_batch_events_count"),
+        metric_value(&metrics, "switchboard_batch_events_sum"),
+        17.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(&metrics, "switchboard_batch_events_count"),
         2.0,
         "the first event alone, then the sixteen that waited for it: {metrics}"
     );
