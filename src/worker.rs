@@ -55,16 +55,16 @@ pub struct DeliveryContext {
 /// A batch's turn to be decided: held from the moment the batch is taken off the consumer until
 /// the store has answered for it (see `application::consume`), then given back so the next
 /// batch can form while this one's outputs are published and confirmed.
-pub struct DecisionSlot(std::sync::Mutex<Option<OwnedSemaphorePermit>>);
+pub struct DecisionSlot(Option<OwnedSemaphorePermit>);
 
 impl DecisionSlot {
     pub fn new(permit: OwnedSemaphorePermit) -> Self {
-        DecisionSlot(std::sync::Mutex::new(Some(permit)))
+        DecisionSlot(Some(permit))
     }
 
     /// Gives the slot back (once; later calls do nothing).
-    fn release(&self) {
-        drop(self.0.lock().map(|mut held| held.take()));
+    fn release(&mut self) {
+        self.0.take();
     }
 }
 
@@ -89,7 +89,7 @@ impl Worker {
         &self,
         deliveries: Vec<Delivery>,
         broker: &DeliveryContext,
-        slot: &DecisionSlot,
+        slot: &mut DecisionSlot,
     ) {
         let whole = AssertUnwindSafe(self.handle_batch(&deliveries, broker, slot))
             .catch_unwind()
@@ -125,7 +125,7 @@ impl Worker {
         &self,
         deliveries: &[Delivery],
         broker: &DeliveryContext,
-        slot: &DecisionSlot,
+        slot: &mut DecisionSlot,
     ) {
         let mut events: Vec<(&Delivery, InboundEvent)> = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {

@@ -109,17 +109,16 @@ async fn dispatch(
     let mut batches = (&mut consumer).ready_chunks(worker.config.batch_size.into());
     let decisions = Arc::new(Semaphore::new(worker.config.decisions_in_flight.into()));
     loop {
-        let slot = tokio::select! {
-            _ = worker.shutdown.cancelled() => return,
-            _ = context.session_failed.cancelled() => return,
-            slot = decisions.clone().acquire_owned() => {
-                DecisionSlot::new(slot.expect("the semaphore is never closed"))
-            }
+        // A free slot first, then whatever deliveries are ready by then.
+        let turn = async {
+            let permit = decisions.clone().acquire_owned().await;
+            let slot = DecisionSlot::new(permit.expect("the semaphore is never closed"));
+            (slot, batches.next().await)
         };
-        let next = tokio::select! {
+        let (mut slot, next) = tokio::select! {
             _ = worker.shutdown.cancelled() => return,
             _ = context.session_failed.cancelled() => return,
-            next = batches.next() => next,
+            turn = turn => turn,
         };
         let retry_in = reconnection.next_outage_delay();
         let Some(batch) = next else {
@@ -152,7 +151,7 @@ async fn dispatch(
             telemetry::in_flight(count);
             in_flight.spawn(async move {
                 tokio::select! {
-                    _ = worker.handle(deliveries, &context, &slot) => {}
+                    _ = worker.handle(deliveries, &context, &mut slot) => {}
                     // Stopping here is like a crash: the broker redelivers the events and the
                     // store replays what was applied.
                     _ = abandoned.cancelled() => {}
