@@ -15,6 +15,8 @@ pub enum Part {
     O,
     /// Redis memory per open and per closed conversation.
     M,
+    /// Redis instructions per creation, counted by callgrind in a private redis-server.
+    I,
 }
 
 /// Throughput and latency of Switchboard workers against the machine's RabbitMQ and Redis,

@@ -9,7 +9,9 @@
 //! (e) Redis time and commands per event type, from the slow log;
 //! (f) Redis CPU per event, the backlog applied in batches straight through the store;
 //! (o) drain and latency from outside, pika publisher and receiver (`benches/outside`);
-//! (m) Redis memory per open and per closed conversation.
+//! (m) Redis memory per open and per closed conversation;
+//! (i) Redis instructions per creation, counted by callgrind (valgrind) in a private
+//!     `redis-server`: the same on every run, so one run compares two versions of the library.
 //!
 //! Workers are `switchboard run` processes (release build); drains are timed from the moment the
 //! backlog is in the queue and the workers start, to the moment they have handled every event
@@ -23,6 +25,7 @@ mod backlog;
 mod batched_relay;
 mod cpu;
 mod flags;
+mod instructions;
 mod isolation;
 mod latency;
 mod memory;
@@ -53,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
             Part::F => parts::redis_cpu(&flags, report).await,
             Part::O => outside::outside(&flags, report).await,
             Part::M => memory::memory(&flags, report).await,
+            Part::I => instructions::instructions(report).await,
         }
     }
     report.write()?;

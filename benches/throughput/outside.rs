@@ -210,12 +210,12 @@ fn receiver_args(mode: &str, config: &Config, handler: Handler, count: usize) ->
 }
 
 /// Redis's own counters: CPU seconds (user + system) and, per command, calls and µs.
-struct RedisStats {
-    cpu: f64,
-    commands: BTreeMap<String, (f64, f64)>,
+pub struct RedisStats {
+    pub cpu: f64,
+    pub commands: BTreeMap<String, (f64, f64)>,
 }
 
-async fn redis_stats(redis: &mut redis::aio::MultiplexedConnection) -> RedisStats {
+pub async fn redis_stats(redis: &mut redis::aio::MultiplexedConnection) -> RedisStats {
     let info: String = redis::cmd("INFO")
         .arg("cpu")
         .arg("commandstats")

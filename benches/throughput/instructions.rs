@@ -1,0 +1,332 @@
+//! Part (i): the instructions Redis runs per creation, counted by valgrind's callgrind in a
+//! private `redis-server`, and where they go.
+//!
+//! Every other part times CPU on a shared machine, where one run can come out a third off the
+//! next: comparing two versions of the library there takes many alternating rounds, and a 5%
+//! change is lost in the noise. An instruction count is the same on every run (three runs of
+//! one build agree within 0.5%), so a change to the Lua can be judged in one run of a few
+//! seconds. The count is of Redis alone, applying creations straight through the store in
+//! batches of the worker's size, as part (o)'s drain sends them: the decision's own cost,
+//! without the broker.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use switchboard::clock::{Clock, SystemClock};
+use switchboard::config::Config;
+use switchboard::store::{Store, StoreOptions};
+use tokio::process::{Child, Command};
+
+use crate::backlog::event;
+use crate::isolation::redis_connection;
+use crate::outside::{redis_stats, team};
+use crate::redis_cost::decoded;
+use crate::report::Report;
+
+/// Creations applied before counting starts (the library loaded, the sets past their first
+/// growth), and creations counted.
+const WARM_UP: u64 = 500;
+const COUNTED: u64 = 2_000;
+
+/// Functions whose inclusive count the report breaks out, as callgrind names them with
+/// Debian's redis-server and glibc: the commands the library runs, and the text ↔ number
+/// conversions (a Lua number given to `redis.call` is printed with "%.17g", a sorted set's
+/// score is parsed back, and read again from a listpack's text on every scan).
+const PARTS: [(&str, &str); 4] = [
+    ("scriptCall", "the commands the library runs"),
+    (
+        "____strtod_l_internal",
+        "text → number (`strtod`: scores, `tonumber`, JSON)",
+    ),
+    (
+        "__vfprintf_internal",
+        "number → text (`printf`: `redis.call` arguments, JSON, `tostring`)",
+    ),
+    ("luaCallFunction", "the whole call (Lua and the commands)"),
+];
+
+/// Runs part (i), or says why it cannot (valgrind or redis-server missing).
+pub async fn instructions(report: &mut Report) {
+    report.line("## (i) Redis instructions per creation (callgrind)\n");
+    let counted = match count().await {
+        Ok(counted) => counted,
+        Err(why) => {
+            eprintln!("(i) not run: {why}");
+            report.line(format!("Not run: {why}\n"));
+            return;
+        }
+    };
+    report.line(format!(
+        "A private `redis-server` under valgrind's callgrind; the team of (o) (10 agents), {WARM_UP} creations to warm up, then {COUNTED} `conversation.created` applied straight through the store in batches of {} (one call at a time), counted from the first to the last. Instructions are the same on every run, so one run compares two versions of the library where CPU times on this machine need many alternating rounds.\n",
+        counted.batch
+    ));
+    report.line(format!(
+        "**{:.0} thousand instructions per creation** in Redis; {:.1} commands run by the library per creation, {:.3} calls.\n",
+        counted.total / 1000.0,
+        counted.commands,
+        counted.calls
+    ));
+    report.line(
+        "| of which (inclusive, may overlap) | thousand per creation | share |\n|---|---|---|",
+    );
+    for (name, what) in PARTS {
+        match counted.parts.iter().find(|(n, _)| n == name) {
+            Some((_, ir)) => report.line(format!(
+                "| {what} | {:.0} | {:.0}% |",
+                ir / 1000.0,
+                ir / counted.total * 100.0
+            )),
+            None => report.line(format!("| {what} | not named in this build | |")),
+        }
+    }
+    report.line("");
+    report.bars(
+        "(i) Redis instructions per creation (thousands)",
+        "k",
+        [("worker".to_string(), counted.total / 1000.0)],
+    );
+}
+
+struct Counted {
+    batch: usize,
+    /// Instructions per creation.
+    total: f64,
+    /// Inclusive instructions per creation of the functions of `PARTS` found.
+    parts: Vec<(String, f64)>,
+    /// Commands the library ran, and FCALLs, per creation.
+    commands: f64,
+    calls: f64,
+}
+
+/// A `redis-server` under callgrind, killed when dropped.
+struct Profiled {
+    child: Child,
+    pid: u32,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Drop for Profiled {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn count() -> Result<Counted, String> {
+    for tool in ["valgrind", "callgrind_control", "callgrind_annotate"] {
+        if which(tool).is_none() {
+            return Err(format!(
+                "`{tool}` is not installed (Debian: `apt install valgrind`)"
+            ));
+        }
+    }
+    let server = start().await?;
+    let config = Config {
+        redis_url: format!("redis://127.0.0.1:{}", server.port).as_str().into(),
+        ..Config::default()
+    };
+    let store = Store::connect(
+        std::slice::from_ref(&config.redis_url),
+        StoreOptions::from_config(&config),
+    )
+    .await
+    .map_err(|e| format!("the profiled redis-server: {e}"))?;
+    let mut redis = redis_connection(&config).await;
+    let project = "instructions";
+    for setup in decoded(&team(project)) {
+        store.apply(&setup, SystemClock.now_ms()).await.unwrap();
+    }
+    let batch: usize = config.batch_size.into();
+    let creations = |from: u64, to: u64| {
+        let bodies: Vec<Vec<u8>> = (from..to)
+            .map(|i| {
+                event(
+                    project,
+                    100 + i,
+                    "conversation.created",
+                    json!({"conversation_id": format!("c{i}"), "visitor_id": format!("v{i}")}),
+                )
+            })
+            .collect();
+        decoded(&bodies)
+    };
+    let apply = |events: Vec<switchboard::contract::InboundEvent>| {
+        let store = &store;
+        async move {
+            for chunk in events.chunks(batch) {
+                let chunk: Vec<_> = chunk.iter().map(Into::into).collect();
+                store
+                    .apply_batch(&chunk, SystemClock.now_ms())
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    apply(creations(0, WARM_UP)).await;
+    let counted_events = creations(WARM_UP, WARM_UP + COUNTED);
+    let before = redis_stats(&mut redis).await;
+    control(&["-z"], server.pid).await?;
+    apply(counted_events).await;
+    control(&["-d"], server.pid).await?;
+    let after = redis_stats(&mut redis).await;
+    let dump = wait_for_dump(&server.dir).await?;
+    let _: Result<(), _> = redis::cmd("SHUTDOWN")
+        .arg("NOSAVE")
+        .query_async(&mut redis)
+        .await;
+    // Read before the server goes: its folder goes with it.
+    let (total, parts) = annotate(&dump).await?;
+    drop(server);
+
+    let per = |ir: f64| ir / COUNTED as f64;
+    let delta = |name: &str| {
+        let calls = |s: &crate::outside::RedisStats| s.commands.get(name).map_or(0.0, |c| c.0);
+        calls(&after) - calls(&before)
+    };
+    let sent = ["fcall", "info"];
+    let commands: f64 = after
+        .commands
+        .keys()
+        .filter(|name| !sent.contains(&name.as_str()))
+        .map(|name| delta(name))
+        .sum();
+    Ok(Counted {
+        batch,
+        total: per(total),
+        parts: parts.into_iter().map(|(n, ir)| (n, per(ir))).collect(),
+        commands: commands / COUNTED as f64,
+        calls: delta("fcall") / COUNTED as f64,
+    })
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(tool))
+            .find(|path| path.is_file())
+    })
+}
+
+/// Starts `redis-server` under callgrind on a free port, with instrumentation off until the
+/// counting starts, and waits until it answers.
+async fn start() -> Result<Profiled, String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let dir = std::env::temp_dir().join(format!("switchboard-callgrind-{port}"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let child = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!(
+            "--callgrind-out-file={}",
+            dir.join("out").display()
+        ))
+        .args([
+            "redis-server",
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("valgrind did not start: {e}"))?;
+    let pid = child.id().ok_or("valgrind exited at once")?;
+    let server = Profiled {
+        child,
+        pid,
+        dir,
+        port,
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let started = Instant::now();
+    loop {
+        let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+        if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
+            let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
+            if pong.is_ok() {
+                return Ok(server);
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err("redis-server under valgrind did not answer within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn control(args: &[&str], pid: u32) -> Result<(), String> {
+    let status = Command::new("callgrind_control")
+        .args(args)
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("callgrind_control {args:?} failed ({status})"));
+    }
+    Ok(())
+}
+
+/// The first dump (`out.1`), once callgrind has written it whole (it ends with its totals).
+async fn wait_for_dump(dir: &Path) -> Result<PathBuf, String> {
+    let dump = dir.join("out.1");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if let Ok(text) = std::fs::read_to_string(&dump) {
+            if text.lines().any(|line| line.starts_with("totals:")) {
+                return Ok(dump);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err("callgrind wrote no dump within 60 s".into())
+}
+
+/// The dump's total and the inclusive counts of the functions of `PARTS`.
+async fn annotate(dump: &Path) -> Result<(f64, Vec<(String, f64)>), String> {
+    let output = Command::new("callgrind_annotate")
+        .args(["--inclusive=yes", "--threshold=100"])
+        .arg(dump)
+        .output()
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let count = |line: &str| {
+        line.split_whitespace()
+            .next()
+            .and_then(|n| n.replace(',', "").parse::<f64>().ok())
+    };
+    let total = text
+        .lines()
+        .find(|line| line.contains("PROGRAM TOTALS"))
+        .and_then(count)
+        .ok_or_else(|| {
+            format!(
+                "callgrind_annotate printed no total: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
+        })?;
+    let parts = PARTS
+        .iter()
+        .filter_map(|(name, _)| {
+            // "N (p%)  file:function [object]": the first line naming the function (its
+            // outermost, recursion-free count).
+            let needle = format!(":{name} ");
+            text.lines()
+                .find(|line| line.contains(&needle))
+                .and_then(count)
+                .map(|ir| (name.to_string(), ir))
+        })
+        .collect();
+    Ok((total, parts))
+}
