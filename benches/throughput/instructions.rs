@@ -6,8 +6,9 @@
 //! change is lost in the noise. An instruction count is the same on every run (three runs of
 //! one build agree within 0.5%), so a change to the Lua can be judged in one run of a few
 //! seconds. The count is of Redis alone, applying creations straight through the store in
-//! batches of the worker's size, as part (o)'s drain sends them: the decision's own cost,
-//! without the broker.
+//! batches of the worker's size, as part (o)'s drain sends them, each batch's confirmations
+//! riding along with the next as in a worker under load: the decision's own cost, without the
+//! broker.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -59,7 +60,7 @@ pub async fn instructions(report: &mut Report) {
         }
     };
     report.line(format!(
-        "A private `redis-server` under valgrind's callgrind; the team of (o) (10 agents), {WARM_UP} creations to warm up, then {COUNTED} `conversation.created` applied straight through the store in batches of {} (one call at a time), counted from the first to the last. Instructions are the same on every run, so one run compares two versions of the library where CPU times on this machine need many alternating rounds.\n",
+        "A private `redis-server` under valgrind's callgrind; the team of (o) (10 agents), {WARM_UP} creations to warm up, then {COUNTED} `conversation.created` applied straight through the store in batches of {} (one call at a time, each carrying the confirmations of the batch before, as a worker under load does), counted from the first to the last. Instructions are the same on every run, so one run compares two versions of the library where CPU times on this machine need many alternating rounds.\n",
         counted.batch
     ));
     report.line(format!(
@@ -157,11 +158,18 @@ async fn count() -> Result<Counted, String> {
         let store = &store;
         async move {
             for chunk in events.chunks(batch) {
-                let chunk: Vec<_> = chunk.iter().map(Into::into).collect();
-                store
-                    .apply_batch(&chunk, SystemClock.now_ms())
+                let delivered: Vec<_> = chunk.iter().map(Into::into).collect();
+                let applied = store
+                    .apply_batch(&delivered, SystemClock.now_ms())
                     .await
                     .unwrap();
+                // The broker confirmed the outputs: told to Redis with the next call, as a
+                // worker under load does.
+                for applied in applied.into_iter().map(Result::unwrap) {
+                    if applied.awaits_confirmation() {
+                        store.confirmed_later(&chunk[0].project, applied.record);
+                    }
+                }
             }
         }
     };
@@ -210,8 +218,8 @@ fn which(tool: &str) -> Option<PathBuf> {
     })
 }
 
-/// Starts `redis-server` under callgrind on a free port, with instrumentation off until the
-/// counting starts, and waits until it answers.
+/// Starts `redis-server` under callgrind on a free port (its counts are zeroed when the
+/// counting starts), and waits until it answers.
 async fn start() -> Result<Profiled, String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
