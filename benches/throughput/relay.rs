@@ -18,7 +18,7 @@ use crate::cpu::{CpuPerEvents, CpuUse};
 use crate::isolation::{cleanup, config, new_tag};
 
 /// The relay's Redis work per event: count it, keep its body a minute.
-const SCRIPT: &str =
+pub const SCRIPT: &str =
     "local n = redis.call('INCR', KEYS[1]) redis.call('SET', KEYS[2], ARGV[1], 'EX', 60) return n";
 
 /// What a relay named `name` works with: its connection, a consumer of the work queue with the
