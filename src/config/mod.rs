@@ -239,41 +239,38 @@ mod tests {
         );
     }
 
+    /// `validate` accepts `set(value)` exactly for the values marked valid.
+    fn assert_bounds(field: &str, cases: [(u16, bool); 4], set: impl Fn(u16) -> Config) {
+        for (value, valid) in cases {
+            assert_eq!(set(value).validate().is_ok(), valid, "{field} {value}");
+        }
+    }
+
     #[test]
     fn batch_size_is_bounded() {
-        for (batch_size, valid) in [(0, false), (1, true), (1000, true), (1001, false)] {
-            let config = Config {
-                batch_size,
-                ..Config::default()
-            };
-            assert_eq!(config.validate().is_ok(), valid, "batch_size {batch_size}");
-        }
+        let cases = [(0, false), (1, true), (1000, true), (1001, false)];
+        assert_bounds("batch_size", cases, |batch_size| Config {
+            batch_size,
+            ..Config::default()
+        });
     }
 
     #[test]
     fn decisions_in_flight_are_bounded() {
-        for (decisions_in_flight, valid) in [(0, false), (1, true), (64, true), (65, false)] {
-            let config = Config {
-                decisions_in_flight,
-                ..Config::default()
-            };
-            assert_eq!(
-                config.validate().is_ok(),
-                valid,
-                "decisions_in_flight {decisions_in_flight}"
-            );
-        }
+        let cases = [(0, false), (1, true), (64, true), (65, false)];
+        assert_bounds("decisions_in_flight", cases, |decisions_in_flight| Config {
+            decisions_in_flight,
+            ..Config::default()
+        });
     }
 
     #[test]
     fn redis_connections_are_bounded() {
-        for (redis_connections, valid) in [(0, false), (1, true), (64, true), (65, false)] {
-            let config = Config {
-                redis_connections,
-                ..Config::default()
-            };
-            assert_eq!(config.validate().is_ok(), valid, "{redis_connections}");
-        }
+        let cases = [(0, false), (1, true), (64, true), (65, false)];
+        assert_bounds("redis_connections", cases, |redis_connections| Config {
+            redis_connections,
+            ..Config::default()
+        });
     }
 
     #[test]
