@@ -21,7 +21,7 @@ use switchboard::store::{Store, StoreOptions};
 use tokio::process::{Child, Command};
 
 use crate::backlog::event;
-use crate::isolation::redis_connection;
+use crate::isolation::{free_port, redis_connection};
 use crate::outside::{redis_stats, team};
 use crate::redis_cost::decoded;
 use crate::relay;
@@ -248,10 +248,7 @@ fn which(tool: &str) -> Option<PathBuf> {
 /// Starts `redis-server` under callgrind on a free port (its counts are zeroed when the
 /// counting starts), and waits until it answers.
 async fn start() -> Result<Profiled, String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
+    let port = free_port().map_err(|e| e.to_string())?;
     let dir = std::env::temp_dir().join(format!("switchboard-callgrind-{port}"));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let child = Command::new("valgrind")

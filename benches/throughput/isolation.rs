@@ -11,6 +11,14 @@ pub fn new_tag() -> String {
     format!("bench-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A loopback port free now, for a process the benchmark starts (a worker's HTTP server, a
+/// private redis-server).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// The configuration of a drain tagged `tag`: the machine's services, its own names.
 pub fn config(tag: &str) -> Config {
     Config {
