@@ -17,6 +17,12 @@
 --       holds it (creation, close, reopen, claim, transfer, decision); e the digest of the last
 --       event applied to it (see order.lua)
 --   q   the sequence of decisions published about it (see `Call.next_sequence`)
+--
+-- Stored compactly, as every byte of a record stays for the closed retention: a priority of 0
+-- is left out (read as 0, as every release does), and so is `ta` when it equals `t` (most
+-- conversations are assigned by their creation). A record with `t` and no assignment version
+-- stores `ta` as "". Records written with both versions in full read the same. `get` and
+-- `save` turn one form into the other, so the rest of the library sees every field.
 
 do
   -- Records read or written in this call, as stored (id -> JSON, false: none). A batch's own
@@ -33,7 +39,14 @@ do
       raw = redis.call('HGET', K.convs, conversation_id) or false
       cache[conversation_id] = raw
     end
-    return raw and cjson.decode(raw) or nil
+    if not raw then return nil end
+    local record = cjson.decode(raw)
+    if record.ta == nil then
+      record.ta = record.t
+    elseif record.ta == '' then
+      record.ta = nil
+    end
+    return record
   end
 
   -- Reads these conversations' records with one HMGET (those not read yet in this call).
@@ -48,7 +61,15 @@ do
   end
 
   function Records.save(conversation_id, record)
+    local assignment, priority = record.ta, record.p
+    if assignment == record.t then
+      record.ta = nil
+    elseif assignment == nil then -- (and `t` is set)
+      record.ta = ''
+    end
+    if priority == 0 then record.p = nil end
     local raw = cjson.encode(record)
+    record.ta, record.p = assignment, priority
     redis.call('HSET', K.convs, conversation_id, raw)
     cache[conversation_id] = raw
   end
@@ -63,7 +84,9 @@ do
   -- lifecycle (creation, message, close) or its assignment (reply, claim, transfer, decision).
   function Records.judge(record, aspect)
     if not record then return 'apply' end
-    return Versions.judge(tonumber(aspect == 'assignment' and record.ta or record.t), record.e)
+    local version = record.t
+    if aspect == 'assignment' then version = record.ta end
+    return Versions.judge(tonumber(version), record.e)
   end
 
   -- Notes in the record (which the caller saves) that the current event changed its lifecycle,

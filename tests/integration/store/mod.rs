@@ -5,4 +5,5 @@
 mod allocation;
 mod batches;
 mod library;
+mod records;
 mod waiting;
