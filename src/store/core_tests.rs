@@ -422,3 +422,35 @@ fn longest_idle_orders_by_load_then_by_last_assignment() {
     assert!(top < 9_007_199_254_740_992.0);
     assert_eq!(score(100_000, "0"), score(8999, "0")); // larger loads share the cap
 }
+
+#[test]
+fn a_sweep_takes_the_head_entries_older_than_the_cutoff_and_stops_at_the_first_newer() {
+    let lua = lua();
+    assert_eq!(
+        eval::<(String, i64)>(&lua, "Core.split_stamped('v-1.x@y|28888188')"),
+        ("v-1.x@y".to_string(), 28_888_188)
+    );
+    // An earlier release's value: the agent alone, no time.
+    assert_eq!(
+        eval::<(String, Option<i64>)>(&lua, "Core.split_stamped('agent-7')"),
+        ("agent-7".to_string(), None)
+    );
+    let head = |entries: &str, cutoff: i64| {
+        eval::<(Vec<String>, i64)>(
+            &lua,
+            &format!("(function() local ids, _, n = Core.expired_head({{{entries}}}, {cutoff}) return ids, n end)()"),
+        )
+    };
+    assert_eq!(
+        head("'a|1', 'b|5', 'a|9', 'c|3'", 9),
+        (vec!["a".to_string(), "b".to_string()], 2),
+        "c is older than the cutoff but waits behind a|9"
+    );
+    assert_eq!(head("'a|9'", 9), (vec![], 0), "at the cutoff: kept");
+    assert_eq!(head("", 9), (vec![], 0));
+    // An entry without a time never holds the list back.
+    assert_eq!(
+        head("'junk', 'a|1', 'b|20'", 9),
+        (vec!["junk".to_string(), "a".to_string()], 2)
+    );
+}

@@ -94,12 +94,20 @@ pub const PROJECT_KEYS: &[ProjectKey] = &[
     key(
         "visitors",
         "visitors",
-        "hash: visitor id -> the agent that last served the visitor",
+        "hash: visitor id -> \"<agent>|<minute>\": the agent that last served the visitor, and \
+         when (minutes since the epoch; an earlier release wrote the agent alone)",
+    ),
+    key(
+        "served",
+        "visitors_served",
+        "list: \"<visitor>|<minute>\" each time a visitor is served, oldest first; its head is \
+         forgotten after visitor_memory_days",
     ),
     key(
         "visitor_seen",
         "visitor_seen",
-        "zset: visitor id -> when that agent last served, ms (forgotten after visitor_memory_days)",
+        "zset: visitor id -> when that agent last served, ms: an earlier release's, read and \
+         forgotten until empty",
     ),
     key(
         "held",

@@ -121,14 +121,67 @@ async fn visitors_past_their_memory_leave_redis() {
         "alice was last served two days ago"
     );
     assert!(remembered("bob").await, "bob was served again just now");
-    // Nor is alice's time kept.
-    let seen = switchboard::store::keys::project_key(&project, "visitor_seen");
+    // Nor is alice's time kept, nor bob's first: only when bob was served last.
+    let served = switchboard::store::keys::project_key(&project, "served");
     let kept: Vec<String> = p
         .store
-        .query(redis::cmd("ZRANGE").arg(&seen).arg(0).arg(-1))
+        .query(redis::cmd("LRANGE").arg(&served).arg(0).arg(-1))
         .await
         .unwrap();
-    assert_eq!(kept, ["bob"]);
+    assert_eq!(kept, [format!("bob|{}", p.now_ms / 60_000)]);
+}
+
+/// Visitors an earlier release remembered (the agent alone in `visitors`, the time in the
+/// sorted set `visitor_seen`) are still recognised, and forgotten on time; one of them served
+/// again since is remembered the new way, and that earlier sweep leaves them alone.
+#[tokio::test]
+async fn visitors_remembered_by_an_earlier_release_are_recognised_and_forgotten_on_time() {
+    let mut p = Project::new().await;
+    p.configure(json!({"visitor_memory_days": 1})).await;
+    p.online_agents(&[("a", 1000), ("b", 1000)]).await;
+    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let visitors = switchboard::store::keys::project_key(&project, "visitors");
+    let seen = switchboard::store::keys::project_key(&project, "visitor_seen");
+    for (visitor, agent) in [("alice", "b"), ("bob", "b")] {
+        let _: () = p
+            .store
+            .query(redis::cmd("HSET").arg(&visitors).arg(visitor).arg(agent))
+            .await
+            .unwrap();
+        let _: () = p
+            .store
+            .query(redis::cmd("ZADD").arg(&seen).arg(p.now_ms).arg(visitor))
+            .await
+            .unwrap();
+    }
+    let back = created_by(&p, "c1", "alice").await;
+    assert_eq!(only(&back)["agent_id"], "b");
+    assert_eq!(only(&back)["reason"], "returning");
+
+    p.now_ms += 2 * 86_400_000;
+    assert_eq!(only(&created_by(&p, "c2", "bob").await)["reason"], "new");
+    // The sweep runs on one event in 16 (see above).
+    for i in 0..400 {
+        p.status("a", if i % 2 == 0 { "busy" } else { "online" })
+            .await;
+    }
+    let left: Vec<String> = p
+        .store
+        .query(redis::cmd("HKEYS").arg(&visitors))
+        .await
+        .unwrap();
+    assert_eq!(left, ["bob"], "alice was last served two days ago");
+    let left_seen: i64 = p
+        .store
+        .query(redis::cmd("EXISTS").arg(&seen))
+        .await
+        .unwrap();
+    assert_eq!(
+        left_seen, 0,
+        "the earlier release's times are all forgotten"
+    );
+    let back = created_by(&p, "c3", "bob").await;
+    assert_eq!(only(&back)["reason"], "returning");
 }
 
 #[tokio::test]

@@ -54,6 +54,33 @@ do
   end
 
   ---------------------------------------------------------------------------------------------
+  -- Forgetting in time order. What must be forgotten some time after it happened (a visitor
+  -- served, a conversation closed) is noted in a list as "<id>|<time>", in the order it
+  -- happened, and forgotten from the list's head: a list entry costs a fraction of a sorted
+  -- set's, and the head is all a sweep reads. ('|' cannot appear in an identifier.)
+
+  -- An entry's id and time (a number; nil when the text holds no time).
+  function Core.split_stamped(entry)
+    local bar = string.find(entry, '|', 1, true)
+    if not bar then return entry, nil end
+    return string.sub(entry, 1, bar - 1), tonumber(string.sub(entry, bar + 1))
+  end
+
+  -- The ids and times of the entries at the head of `entries` whose time is before `cutoff`,
+  -- up to the first that is not (workers' clocks differ a little, so a later entry may be a
+  -- little older: it waits for the next sweep). An entry without a time never blocks the list:
+  -- it counts as expired. Returns the ids, their times (by position) and how many there are.
+  function Core.expired_head(entries, cutoff)
+    local ids, times, count = {}, {}, 0
+    for i, entry in ipairs(entries) do
+      local id, time = Core.split_stamped(entry)
+      if time and time >= cutoff then break end
+      ids[i], times[i], count = id, time, i
+    end
+    return ids, times, count
+  end
+
+  ---------------------------------------------------------------------------------------------
   -- Members of the sorted sets that pair an agent with a conversation ("agent|conversation";
   -- '|' cannot appear in an identifier) or order waiting conversations ("<arrival>|id").
 
