@@ -82,9 +82,15 @@ pub const PROJECT_KEYS: &[ProjectKey] = &[
         "hash: counters (agent_seq, arrival_seq, vtime, day, pool_count, events_generation, ...)",
     ),
     key(
+        "closing",
+        "closing",
+        "list: \"<conversation>|<ms>\" at each closing, oldest first; its head is forgotten \
+         after the closed retention",
+    ),
+    key(
         "closed",
         "closed",
-        "zset: conversation id -> closing time, ms (forgotten after retention)",
+        "zset: conversation id -> closing time, ms: an earlier release's, forgotten until empty",
     ),
     key(
         "passes",

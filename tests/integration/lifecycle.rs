@@ -425,3 +425,96 @@ async fn a_reply_racing_the_timeout_leaves_one_consistent_owner() {
     assert_eq!(a, expected_a);
     env.cleanup().await;
 }
+
+/// Closed conversations leave Redis after the closed retention (7 days by default), counted
+/// from their last closing: one reopened and closed again stays for the retention after that
+/// closing, as does a conversation closed before it was created. One an earlier release
+/// closed (noted in the sorted set `closed`) leaves on time too.
+#[tokio::test]
+async fn closed_conversations_are_forgotten_a_retention_after_their_last_closing() {
+    const DAY: i64 = 86_400_000;
+    let mut p = Project::new().await;
+    p.online_agents(&[("a", 1000)]).await;
+    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let key = |name| switchboard::store::keys::project_key(&project, name);
+    let (convs, closing, closed) = (key("convs"), key("closing"), key("closed"));
+
+    for id in ["c1", "c2"] {
+        created_by(&p, id, &format!("v-{id}")).await;
+        p.close(id).await;
+    }
+    // Closed before its creation (a tombstone), then created by an event published after it.
+    let mut tombstone = p.event("conversation.closed", json!({"conversation_id": "c3"}));
+    tombstone.time_us = Some(1_000);
+    p.apply_event(&tombstone).await;
+    let earlier = json!({"s": "closed", "a": "a", "v": "v-c4", "n": 99, "an": 1});
+    let _: () = p
+        .store
+        .query(
+            redis::cmd("HSET")
+                .arg(&convs)
+                .arg("c4")
+                .arg(earlier.to_string()),
+        )
+        .await
+        .unwrap();
+    let _: () = p
+        .store
+        .query(redis::cmd("ZADD").arg(&closed).arg(p.now_ms).arg("c4"))
+        .await
+        .unwrap();
+
+    p.now_ms += DAY;
+    message(&p, "c2", "v-c2").await; // reopened...
+    let mut creation = p.event(
+        "conversation.created",
+        json!({"conversation_id": "c3", "visitor_id": "v-c3"}),
+    );
+    creation.time_us = Some(2_000);
+    assert_eq!(
+        only(&p.apply_event(&creation).await.outputs)["agent_id"],
+        "a"
+    );
+    p.now_ms += 5 * DAY;
+    p.close("c2").await;
+    let mut close = p.event("conversation.closed", json!({"conversation_id": "c3"}));
+    close.time_us = Some(3_000);
+    p.apply_event(&close).await;
+
+    p.now_ms += 2 * DAY; // 8 days after the first closings, 2 after the last
+    sweep(&p).await;
+    assert_eq!(fields(&p, &convs).await, ["c2", "c3"]);
+    let exists: i64 = p
+        .store
+        .query(redis::cmd("EXISTS").arg(&closed))
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "the earlier release's closings are forgotten");
+
+    p.now_ms += 6 * DAY;
+    sweep(&p).await;
+    assert!(fields(&p, &convs).await.is_empty());
+    let left: i64 = p
+        .store
+        .query(redis::cmd("LLEN").arg(&closing))
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+/// Flips an agent's status 400 times: the sweep that forgets old conversations and visitors
+/// runs on one event in 16, picked by the call's random seed, and 400 events miss it with a
+/// probability below 1e-11.
+async fn sweep(p: &Project) {
+    for i in 0..400 {
+        p.status("a", if i % 2 == 0 { "busy" } else { "online" })
+            .await;
+    }
+}
+
+/// A hash's fields, sorted.
+async fn fields(p: &Project, key: &str) -> Vec<String> {
+    let mut fields: Vec<String> = p.store.query(redis::cmd("HKEYS").arg(key)).await.unwrap();
+    fields.sort();
+    fields
+}

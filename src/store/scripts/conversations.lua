@@ -1,7 +1,13 @@
 -- conversations.lua: assigning conversations, their release, allocation by mode and strategy,
 -- returning visitors, draining the waiting queues, closing, and forgetting old ones.
--- Module `Conversations`; uses KEYS closed, waiting, meta (day_timer) and ARGV now,
+-- Module `Conversations`; uses KEYS closing, closed, waiting, meta (day_timer) and ARGV now,
 -- closed_retention, today, next_midnight (what an agent holds is load.lua's).
+--
+-- Closed conversations are forgotten in the order they closed: the list `closing` notes
+-- "<conversation>|<ms>" at each close (see Core.expired_head). A conversation reopened and
+-- closed again has two entries; its record's `z` (set at its first reopening) holds its last
+-- closing time, so only the entry of that closing forgets it. An earlier release noted
+-- closings in the sorted set `closed`, still forgotten through that set.
 
 do
   -- Assignments a human asked for are not timed: the reply timeout rotates automatic ones.
@@ -229,8 +235,23 @@ do
     end
     record.s = 'closed'
     record.w = nil
+    if record.z then record.z = NOW end
     Records.save(conversation_id, record)
-    redis.call('ZADD', K.closed, NOW_TEXT, conversation_id)
+    redis.call('RPUSH', K.closing, conversation_id .. '|' .. NOW_TEXT)
+  end
+
+  -- Notes that a closed conversation (or a tombstone's successor) is open again: its entry in
+  -- `closing` no longer speaks for it, only the one of its next closing will.
+  function Conversations.reopened(conversation_id, record)
+    redis.call('ZREM', K.closed, conversation_id)
+    record.z = 0
+  end
+
+  -- Forgets a closed conversation, ending its wrap-up.
+  local function forget(conversation_id, record)
+    local agent_id = Activity.end_wrap_up(conversation_id, record)
+    if agent_id then Pools.refresh(agent_id) end
+    Records.forget(conversation_id)
   end
 
   -- Forgets conversations closed longer than the retention ago, and visitors not served for
@@ -238,17 +259,28 @@ do
   function Conversations.forget_old()
     -- Picked by the worker's random seed (no need to seed the generator).
     if Call.seed() % FORGET_EVERY ~= 0 then return end
-    local old = redis.call('ZRANGE', K.closed, '-inf', NOW - CLOSED_RETENTION, 'BYSCORE',
+    local cutoff = NOW - CLOSED_RETENTION
+    local head = redis.call('LRANGE', K.closing, 0, FORGOTTEN_PER_EVENT - 1)
+    local ids, closed_at, count = Core.expired_head(head, cutoff)
+    if count > 0 then
+      Records.prefetch(ids)
+      for i = 1, count do
+        local record = Records.get(ids[i])
+        if record and record.s == 'closed' and (not record.z or record.z == closed_at[i]) then
+          forget(ids[i], record)
+        end
+      end
+      redis.call('LTRIM', K.closing, count, -1)
+    end
+
+    -- An earlier release's closings.
+    local old = redis.call('ZRANGE', K.closed, '-inf', cutoff, 'BYSCORE',
       'LIMIT', 0, FORGOTTEN_PER_EVENT)
     for _, conversation_id in ipairs(old) do
       local record = Records.get(conversation_id)
-      if record and record.s == 'closed' then
-        local agent_id = Activity.end_wrap_up(conversation_id, record)
-        if agent_id then Pools.refresh(agent_id) end
-        Records.forget(conversation_id)
-      end
-      redis.call('ZREM', K.closed, conversation_id)
+      if record and record.s == 'closed' then forget(conversation_id, record) end
     end
+    if #old > 0 then redis.call('ZREM', K.closed, unpack(old)) end
     Visitors.forget_old()
   end
 end

@@ -1,12 +1,13 @@
 -- handlers_conversations.lua: the handlers of events about conversations (their lifecycle,
 -- replies, and the claims, transfers and decisions about them) and of their timers. Adds to
--- `Handlers` and `Timers` (see handlers_agents.lua). Uses KEYS closed and, through the modules
--- above, the others.
+-- `Handlers` and `Timers` (see handlers_agents.lua). Uses KEYS through the modules above.
 
 do
   -- A conversation seen for the first time (created, or a message about it).
-  local function start_conversation(conversation_id, data)
+  -- A tombstone's successor is `reopened`, as its tombstone's closing is noted.
+  local function start_conversation(conversation_id, data, reopened)
     local record = Records.new(data)
+    if reopened then Conversations.reopened(conversation_id, record) end
     Records.stamp(record, true, true)
     Conversations.allocate_new(conversation_id, record)
   end
@@ -14,7 +15,7 @@ do
   -- A closed conversation comes back: to its agent if available (or if the settings say to
   -- keep it regardless), else to another agent.
   local function reopen(conversation_id, record)
-    redis.call('ZREM', K.closed, conversation_id)
+    Conversations.reopened(conversation_id, record)
     -- Back during its wrap-up: the slot the wrap-up kept is free again, for it or another.
     local wrapping_up = Activity.end_wrap_up(conversation_id, record)
     if wrapping_up then Pools.refresh(wrapping_up) end
@@ -33,10 +34,7 @@ do
   -- The visitor is back on a closed conversation (a message, or a creation published after
   -- the close). A tombstone (closed before it was seen created) starts for real.
   local function come_back(conversation_id, record, data)
-    if not record.v then
-      redis.call('ZREM', K.closed, conversation_id)
-      return start_conversation(conversation_id, data)
-    end
+    if not record.v then return start_conversation(conversation_id, data, true) end
     Records.stamp(record, true, true)
     reopen(conversation_id, record)
   end

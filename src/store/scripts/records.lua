@@ -17,6 +17,7 @@
 --       holds it (creation, close, reopen, claim, transfer, decision); e the digest of the last
 --       event applied to it (see order.lua)
 --   q   the sequence of decisions published about it (see `Call.next_sequence`)
+--   z   once reopened: its last closing time, ms (0 while open again; see conversations.lua)
 --
 -- Stored compactly, as every byte of a record stays for the closed retention: a priority of 0
 -- is left out (read as 0, as every release does), and so is `ta` when it equals `t` (most
