@@ -24,6 +24,8 @@ local NOW_TEXT
 -- The generation of event records this call writes to (see apply.lua): its number, when it
 -- began (us) and how long its key lives (s, text).
 local GENERATION, GENERATION_START, GENERATION_TTL_TEXT
+-- How conversation records are written: 'json' or 'msgpack' (see records.lua).
+local RECORD_FORMAT
 -- The event being applied: its type, its `time` in us since the epoch (nil: it has none) as a
 -- number and as the worker wrote it, and the digest of its id (see order.lua).
 local EVENT_TYPE, EVENT_TIME, EVENT_TIME_TEXT, EVENT_DIGEST
@@ -109,6 +111,16 @@ do
     return conversation_ids
   end
 
+  -- The expired head of a time-ordered list of "<id>|<time>" (`closing`, `served`): at most
+  -- `limit` ids and their times, and how many (see Core.expired_head; the caller trims them).
+  -- Most sweeps find nothing expired, so the head alone is read first.
+  function Call.expired_head(key, cutoff, limit)
+    local first = redis.call('LRANGE', key, 0, 0)
+    local ids, times, count = Core.expired_head(first, cutoff)
+    if count == 0 or limit == 1 then return ids, times, count end
+    return Core.expired_head(redis.call('LRANGE', key, 0, limit - 1), cutoff)
+  end
+
   -- The settings key the names in K were bound for. The KEYS layout is fixed by this
   -- library's version, so the settings key identifies all the others: a worker's consecutive
   -- events of one project reuse the table instead of building it again (a measurable share of
@@ -152,6 +164,7 @@ do
     GENERATION = args[ARGV_AT.generation]
     GENERATION_START = tonumber(args[ARGV_AT.generation_start])
     GENERATION_TTL_TEXT = args[ARGV_AT.generation_ttl]
+    RECORD_FORMAT = args[ARGV_AT.record_format]
   end
 
   -- Resets every per-call cache, once `bind` is done and the call has events to apply;

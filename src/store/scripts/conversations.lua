@@ -260,8 +260,7 @@ do
     -- Picked by the worker's random seed (no need to seed the generator).
     if Call.seed() % FORGET_EVERY ~= 0 then return end
     local cutoff = NOW - CLOSED_RETENTION
-    local head = redis.call('LRANGE', K.closing, 0, FORGOTTEN_PER_EVENT - 1)
-    local ids, closed_at, count = Core.expired_head(head, cutoff)
+    local ids, closed_at, count = Call.expired_head(K.closing, cutoff, FORGOTTEN_PER_EVENT)
     if count > 0 then
       Records.prefetch(ids)
       for i = 1, count do

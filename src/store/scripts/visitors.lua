@@ -46,8 +46,8 @@ do
   -- earlier release remembered.
   function Visitors.forget_old()
     local cutoff_ms = NOW - memory_ms()
-    local head = redis.call('LRANGE', K.served, 0, FORGOTTEN_PER_EVENT - 1)
-    local ids, _, count = Core.expired_head(head, cutoff_ms / MS_PER_MINUTE)
+    local ids, _, count = Call.expired_head(K.served, cutoff_ms / MS_PER_MINUTE,
+      FORGOTTEN_PER_EVENT)
     if count > 0 then
       local values = redis.call('HMGET', K.visitors, unpack(ids))
       local gone = {}
