@@ -78,6 +78,37 @@ pub struct Config {
     pub closed_retention_seconds: u64,
     /// `text` or `json` log lines.
     pub log_format: String,
+    /// How conversation records are written in Redis: `json` (what every release reads) or
+    /// `msgpack` (smaller; read from this release on). Either is read whatever this says.
+    pub record_format: String,
+}
+
+/// How the library writes conversation records. Every format is read whatever this says, so
+/// workers with either can share a Redis; an earlier release reads JSON only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RecordFormat {
+    /// JSON, as every release writes and reads it.
+    #[default]
+    Json,
+    /// MessagePack: a third smaller (about 65 bytes for an assigned conversation against 100).
+    Msgpack,
+}
+
+impl RecordFormat {
+    /// The setting's value, as the configuration and the library spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordFormat::Json => "json",
+            RecordFormat::Msgpack => "msgpack",
+        }
+    }
+
+    /// The format a setting names.
+    pub fn parse(name: &str) -> Option<RecordFormat> {
+        [RecordFormat::Json, RecordFormat::Msgpack]
+            .into_iter()
+            .find(|format| format.name() == name)
+    }
 }
 
 impl Default for Config {
@@ -103,6 +134,7 @@ impl Default for Config {
             dedupe_ttl_seconds: 7 * 24 * 3600,
             closed_retention_seconds: 7 * 24 * 3600,
             log_format: "text".into(),
+            record_format: RecordFormat::Json.name().into(),
         }
     }
 }
@@ -165,6 +197,11 @@ impl Config {
             matches!(self.log_format.as_str(), "text" | "json"),
             "log_format",
             "must be `text` or `json`",
+        )?;
+        ensure(
+            RecordFormat::parse(&self.record_format).is_some(),
+            "record_format",
+            "must be `json` or `msgpack`",
         )?;
         for (field, name) in [
             ("inbound_exchange", &self.inbound_exchange),
@@ -271,6 +308,23 @@ mod tests {
             redis_connections,
             ..Config::default()
         });
+    }
+
+    #[test]
+    fn record_format_is_json_or_msgpack() {
+        for (name, valid) in [
+            ("json", true),
+            ("msgpack", true),
+            ("MsgPack", false),
+            ("", false),
+        ] {
+            let config = Config {
+                record_format: name.into(),
+                ..Config::default()
+            };
+            assert_eq!(config.validate().is_ok(), valid, "{name:?}");
+        }
+        assert_eq!(Config::default().record_format, "json");
     }
 
     #[test]

@@ -233,6 +233,11 @@ pub const SHARED_ARGS: &[(&str, &str)] = &[
         "how long a generation's key lives, s (two generations)",
     ),
     (
+        "record_format",
+        "how conversation records are written: json (every release reads it) or msgpack \
+         (smaller; read from this release on)",
+    ),
+    (
         "confirmed",
         "how many digests follow the batch's events: events of the current generation whose \
          outputs the broker has confirmed since (`apply` only; 0 elsewhere)",

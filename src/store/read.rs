@@ -180,14 +180,14 @@ impl Store {
         project: &Id,
         conversation: &str,
     ) -> Result<Option<ConversationState>, StoreError> {
-        let stored: Option<String> = self
+        let stored: Option<Vec<u8>> = self
             .query(
                 redis::cmd("HGET")
                     .arg(project_key(project, "convs"))
                     .arg(conversation),
             )
             .await?;
-        stored.map(|text| record(&text)).transpose()
+        stored.map(|stored| record(&stored)).transpose()
     }
 
     /// The records of these conversations, in the order given (`None` for one the project
@@ -200,7 +200,7 @@ impl Store {
         if conversations.is_empty() {
             return Ok(vec![]);
         }
-        let stored: Vec<Option<String>> = self
+        let stored: Vec<Option<Vec<u8>>> = self
             .query(
                 redis::cmd("HMGET")
                     .arg(project_key(project, "convs"))
@@ -209,7 +209,7 @@ impl Store {
             .await?;
         stored
             .into_iter()
-            .map(|text| text.map(|text| record(&text)).transpose())
+            .map(|stored| stored.map(|stored| record(&stored)).transpose())
             .collect()
     }
 
@@ -218,12 +218,12 @@ impl Store {
         &self,
         project: &Id,
     ) -> Result<BTreeMap<String, ConversationState>, StoreError> {
-        let stored: HashMap<String, String> = self
+        let stored: HashMap<String, Vec<u8>> = self
             .query(redis::cmd("HGETALL").arg(project_key(project, "convs")))
             .await?;
         stored
             .into_iter()
-            .map(|(id, text)| Ok((id, record(&text)?)))
+            .map(|(id, stored)| Ok((id, record(&stored)?)))
             .collect()
     }
 
@@ -298,6 +298,13 @@ impl Store {
 }
 
 /// A conversation's record, as the library writes it (JSON).
-fn record(text: &str) -> Result<ConversationState, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Reply(format!("{e}: {text}")))
+/// A conversation record as stored: JSON, or MessagePack (`SWITCHBOARD_RECORD_FORMAT`); a
+/// JSON record is an object, so it starts with `{`, which no MessagePack map does.
+fn record(stored: &[u8]) -> Result<ConversationState, StoreError> {
+    let decoded = if stored.first() == Some(&b'{') {
+        serde_json::from_slice(stored).map_err(|e| e.to_string())
+    } else {
+        rmp_serde::from_slice(stored).map_err(|e| e.to_string())
+    };
+    decoded.map_err(|e| StoreError::Reply(format!("{e}: {}", String::from_utf8_lossy(stored))))
 }

@@ -43,6 +43,19 @@ do
     return time_text .. ':' .. digest
   end
 
+  -- A version's time as the library keeps it, text (a stored record may hold it as a number;
+  -- "" and nil stay as they are).
+  function Core.version_text(time)
+    if type(time) == 'number' then return string.format('%d', time) end
+    return time
+  end
+
+  -- The other way: a version's time as a number, to store in 8 bytes ("" and nil as they are).
+  function Core.version_number(time)
+    if time == nil or time == '' then return time end
+    return tonumber(time)
+  end
+
   -- Combines the outcomes of the parts of one event (the fields of a patch, the agents of an
   -- upsert; a set of outcome names): applied (nil) if any part was, else stale if any part
   -- was, else a duplicate.

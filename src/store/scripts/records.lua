@@ -24,6 +24,11 @@
 -- conversations are assigned by their creation). A record with `t` and no assignment version
 -- stores `ta` as "". Records written with both versions in full read the same. `get` and
 -- `save` turn one form into the other, so the rest of the library sees every field.
+--
+-- Written as JSON, or as MessagePack when the worker says so (RECORD_FORMAT): a third smaller,
+-- with the versions as integers rather than 16 digits of text, but unreadable by a release
+-- before this one. Both are read (a JSON record starts with '{', which no MessagePack map
+-- does), so workers writing either share a Redis.
 
 do
   -- Records read or written in this call, as stored (id -> JSON, false: none). A batch's own
@@ -41,7 +46,13 @@ do
       cache[conversation_id] = raw
     end
     if not raw then return nil end
-    local record = cjson.decode(raw)
+    local record
+    if string.byte(raw, 1) == 123 then -- '{'
+      record = cjson.decode(raw)
+    else
+      record = cmsgpack.unpack(raw)
+      record.t, record.ta = Core.version_text(record.t), Core.version_text(record.ta)
+    end
     if record.ta == nil then
       record.ta = record.t
     elseif record.ta == '' then
@@ -69,8 +80,15 @@ do
       record.ta = ''
     end
     if priority == 0 then record.p = nil end
-    local raw = cjson.encode(record)
-    record.ta, record.p = assignment, priority
+    local lifecycle = record.t
+    local raw
+    if RECORD_FORMAT == 'msgpack' then
+      record.t, record.ta = Core.version_number(record.t), Core.version_number(record.ta)
+      raw = cmsgpack.pack(record)
+    else
+      raw = cjson.encode(record)
+    end
+    record.t, record.ta, record.p = lifecycle, assignment, priority
     redis.call('HSET', K.convs, conversation_id, raw)
     cache[conversation_id] = raw
   end

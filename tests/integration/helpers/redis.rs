@@ -13,9 +13,14 @@ pub async fn store() -> Store {
 }
 
 pub async fn store_at(url: &str) -> Store {
-    let nodes: Vec<String> = url.split(',').map(|s| s.trim().to_string()).collect();
     // The workers' defaults, so that the tests read the records the workers write.
-    Store::connect(&nodes, StoreOptions::default())
+    store_with(url, StoreOptions::default()).await
+}
+
+/// The store on `url` (one node, or a cluster's nodes separated by commas) with `options`.
+pub async fn store_with(url: &str, options: StoreOptions) -> Store {
+    let nodes: Vec<String> = url.split(',').map(|s| s.trim().to_string()).collect();
+    Store::connect(&nodes, options)
         .await
         .expect("Redis is reachable")
 }

@@ -1,9 +1,10 @@
-//! A conversation's record is kept compactly (it stays for the whole closed retention), and
-//! the compact form still keeps its two versions apart.
+//! A conversation's record is kept compactly (it stays for the whole closed retention), the
+//! compact form still keeps its two versions apart, and its two formats share a Redis.
 
 use serde_json::{json, Value};
+use switchboard::config::RecordFormat;
 use switchboard::contract::{Id, InboundEvent};
-use switchboard::store::keys;
+use switchboard::store::{keys, Store, StoreOptions};
 
 use crate::helpers::*;
 
@@ -127,5 +128,119 @@ async fn a_record_without_versions_gains_only_the_one_an_event_moves() {
     assert_eq!(
         (&record["t"], &record["ta"]),
         (&json!("5000"), &json!("4000"))
+    );
+}
+
+/// A store whose workers write records in `format`.
+async fn writing(format: RecordFormat) -> Store {
+    let options = StoreOptions {
+        record_format: format,
+        ..StoreOptions::default()
+    };
+    store_with(&redis_url(), options).await
+}
+
+/// Workers writing JSON and workers writing MessagePack share a Redis (while the setting is
+/// rolled out, or rolled back): each reads what the other wrote, versions and priority
+/// included, and so does the read API.
+#[tokio::test]
+async fn records_in_either_format_are_read_by_workers_writing_the_other() {
+    for (first, then) in [
+        (RecordFormat::Msgpack, RecordFormat::Json),
+        (RecordFormat::Json, RecordFormat::Msgpack),
+    ] {
+        let p = Project::on(writing(first).await);
+        let other_store = writing(then).await;
+        p.online_agents(&[("a", 5), ("b", 5)]).await;
+        p.apply_event(&at(
+            p.event(
+                "conversation.created",
+                json!({"conversation_id": "c1", "visitor_id": "v1"}),
+            ),
+            1_000,
+        ))
+        .await;
+        p.apply(
+            "conversation.created",
+            json!({"conversation_id": "c2", "visitor_id": "v2", "priority": 3}),
+        )
+        .await;
+        let key = keys::project_key(&Id::parse(&p.id).unwrap(), "convs");
+        let raw = |conversation: &'static str| {
+            let (store, key) = (p.store.clone(), key.clone());
+            async move {
+                let raw: Vec<u8> = store
+                    .query(redis::cmd("HGET").arg(key).arg(conversation))
+                    .await
+                    .unwrap();
+                raw
+            }
+        };
+        let json_first = raw("c1").await[0] == b'{';
+        assert_eq!(json_first, first == RecordFormat::Json, "{first:?}");
+        let first_agent = holder(&p, "c1").await.unwrap();
+        let other = if first_agent == "a" { "b" } else { "a" };
+
+        // The other format's workers take over.
+        let apply = |event: InboundEvent| {
+            let (store, now) = (other_store.clone(), p.now_ms);
+            async move { store.apply(&event, now).await.unwrap() }
+        };
+        let message = p.event(
+            "message.received",
+            json!({"conversation_id": "c1", "visitor_id": "v1"}),
+        );
+        apply(at(message, 3_000)).await;
+        let transfer = p.event(
+            "conversation.transfer_requested",
+            json!({"conversation_id": "c1", "to_agent_id": other}),
+        );
+        apply(at(transfer, 2_000)).await;
+        let back = p.event(
+            "conversation.transfer_requested",
+            json!({"conversation_id": "c1", "to_agent_id": first_agent}),
+        );
+        let stale = apply(at(back, 1_500)).await;
+        assert!(stale.outputs.is_empty(), "{first:?}: {:?}", stale.outputs);
+        assert_eq!(raw("c1").await[0] == b'{', then == RecordFormat::Json);
+
+        let project = Id::parse(&p.id).unwrap();
+        let states = other_store.conversations(&project).await.unwrap();
+        assert_eq!(states["c1"].agent.as_deref(), Some(other), "{first:?}");
+        assert_eq!(states["c1"].state, "open");
+        assert_eq!(states["c2"].priority, 3);
+        assert_eq!(states["c2"].visitor.as_deref(), Some("v2"));
+        assert_eq!(states["c1"].sequence, 2, "{first:?}");
+    }
+}
+
+/// MessagePack keeps an assigned conversation in a third less than JSON.
+#[tokio::test]
+async fn a_messagepack_record_is_a_third_smaller() {
+    let mut sizes = vec![];
+    for format in [RecordFormat::Json, RecordFormat::Msgpack] {
+        let p = Project::on(writing(format).await);
+        p.online_agents(&[("a", 5)]).await;
+        p.apply_event(&at(
+            p.event(
+                "conversation.created",
+                json!({"conversation_id": "c12345", "visitor_id": "v12345"}),
+            ),
+            1_796_361_818_396_000,
+        ))
+        .await;
+        let key = keys::project_key(&Id::parse(&p.id).unwrap(), "convs");
+        let length: usize = p
+            .store
+            .query(redis::cmd("HSTRLEN").arg(key).arg("c12345"))
+            .await
+            .unwrap();
+        sizes.push(length);
+    }
+    assert!(
+        sizes[1] * 3 <= sizes[0] * 2,
+        "JSON {} B, MessagePack {} B",
+        sizes[0],
+        sizes[1]
     );
 }
