@@ -14,15 +14,16 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use switchboard::clock::{Clock, SystemClock};
-use switchboard::config::Config;
+use switchboard::config::{Config, RecordFormat};
 use switchboard::store::{Store, StoreOptions};
 use tokio::process::{Child, Command};
 
 use crate::backlog::event;
 use crate::isolation::{free_port, redis_connection};
-use crate::outside::{redis_stats, team};
+use crate::outside::{redis_stats, team, RedisStats};
 use crate::redis_cost::decoded;
 use crate::relay;
 use crate::report::Report;
@@ -72,6 +73,11 @@ pub async fn instructions(report: &mut Report) {
         counted.commands,
         counted.calls
     ));
+    report.line(format!(
+        "With records written as MessagePack (`SWITCHBOARD_RECORD_FORMAT=msgpack`, another project on the same server): {:.0} thousand per creation ({:.2}× JSON's).\n",
+        counted.msgpack / 1000.0,
+        counted.msgpack / counted.total
+    ));
     report.line(
         "| of which (inclusive, may overlap) | thousand per creation | share |\n|---|---|---|",
     );
@@ -102,6 +108,8 @@ struct Counted {
     total: f64,
     /// The bare relay's instructions per event (its script, one call per event).
     relay: f64,
+    /// Instructions per creation with records written as MessagePack.
+    msgpack: f64,
     /// Inclusive instructions per creation of the functions of `PARTS` found.
     parts: Vec<(String, f64)>,
     /// Commands the library ran, and FCALLs, per creation.
@@ -144,51 +152,29 @@ async fn count() -> Result<Counted, String> {
     .await
     .map_err(|e| format!("the profiled redis-server: {e}"))?;
     let mut redis = redis_connection(&config).await;
-    let project = "instructions";
-    for setup in decoded(&team(project)) {
-        store.apply(&setup, SystemClock.now_ms()).await.unwrap();
-    }
     let batch: usize = config.batch_size.into();
-    let creations = |from: u64, to: u64| {
-        let bodies: Vec<Vec<u8>> = (from..to)
-            .map(|i| {
-                event(
-                    project,
-                    100 + i,
-                    "conversation.created",
-                    json!({"conversation_id": format!("c{i}"), "visitor_id": format!("v{i}")}),
-                )
-            })
-            .collect();
-        decoded(&bodies)
-    };
-    let apply = |events: Vec<switchboard::contract::InboundEvent>| {
-        let store = &store;
-        async move {
-            for chunk in events.chunks(batch) {
-                let delivered: Vec<_> = chunk.iter().map(Into::into).collect();
-                let applied = store
-                    .apply_batch(&delivered, SystemClock.now_ms())
-                    .await
-                    .unwrap();
-                // The broker confirmed the outputs: told to Redis with the next call, as a
-                // worker under load does.
-                for applied in applied.into_iter().map(Result::unwrap) {
-                    if applied.awaits_confirmation() {
-                        store.confirmed_later(&chunk[0].project, applied.record);
-                    }
-                }
-            }
-        }
-    };
-    apply(creations(0, WARM_UP)).await;
-    let counted_events = creations(WARM_UP, WARM_UP + COUNTED);
-    let before = redis_stats(&mut redis).await;
-    control(&["-z"], server.pid).await?;
-    apply(counted_events).await;
-    control(&["-d"], server.pid).await?;
-    let after = redis_stats(&mut redis).await;
+    let (before, after) =
+        count_creations(&store, &mut redis, "instructions", batch, server.pid).await?;
     let dump = wait_for_dump(&server.dir, 1).await?;
+    // The same with records written as MessagePack, in a project of its own.
+    let msgpack = Store::connect(
+        std::slice::from_ref(&config.redis_url),
+        StoreOptions {
+            record_format: RecordFormat::Msgpack,
+            ..StoreOptions::from_config(&config)
+        },
+    )
+    .await
+    .map_err(|e| format!("the profiled redis-server: {e}"))?;
+    count_creations(
+        &msgpack,
+        &mut redis,
+        "instructions-msgpack",
+        batch,
+        server.pid,
+    )
+    .await?;
+    let msgpack_dump = wait_for_dump(&server.dir, 2).await?;
     // The bare relay's script on the same bodies, one call each, as the relay runs it.
     let bodies: Vec<Vec<u8>> = (0..COUNTED)
         .map(|i| format!("creation {i}").into_bytes())
@@ -205,7 +191,7 @@ async fn count() -> Result<Counted, String> {
             .map_err(|e| e.to_string())?;
     }
     control(&["-d"], server.pid).await?;
-    let relay_dump = wait_for_dump(&server.dir, 2).await?;
+    let relay_dump = wait_for_dump(&server.dir, 3).await?;
     let _: Result<(), _> = redis::cmd("SHUTDOWN")
         .arg("NOSAVE")
         .query_async(&mut redis)
@@ -213,6 +199,7 @@ async fn count() -> Result<Counted, String> {
     // Read before the server goes: its folder goes with it.
     let (total, parts) = annotate(&dump).await?;
     let (relay_total, _) = annotate(&relay_dump).await?;
+    let (msgpack_total, _) = annotate(&msgpack_dump).await?;
     drop(server);
 
     let per = |ir: f64| ir / COUNTED as f64;
@@ -231,10 +218,62 @@ async fn count() -> Result<Counted, String> {
         batch,
         total: per(total),
         relay: per(relay_total),
+        msgpack: per(msgpack_total),
         parts: parts.into_iter().map(|(n, ir)| (n, per(ir))).collect(),
         commands: commands / COUNTED as f64,
         calls: delta("fcall") / COUNTED as f64,
     })
+}
+
+/// Sets up `project`'s team, applies the warm-up creations, then counts (callgrind zeroed
+/// before, dumped after) the creations counted, applied in batches of `batch` as a worker
+/// does. Returns Redis's command statistics before and after the counted creations.
+async fn count_creations(
+    store: &Store,
+    redis: &mut MultiplexedConnection,
+    project: &str,
+    batch: usize,
+    pid: u32,
+) -> Result<(RedisStats, RedisStats), String> {
+    for setup in decoded(&team(project)) {
+        store.apply(&setup, SystemClock.now_ms()).await.unwrap();
+    }
+    let creations = |from: u64, to: u64| {
+        let bodies: Vec<Vec<u8>> = (from..to)
+            .map(|i| {
+                event(
+                    project,
+                    100 + i,
+                    "conversation.created",
+                    json!({"conversation_id": format!("c{i}"), "visitor_id": format!("v{i}")}),
+                )
+            })
+            .collect();
+        decoded(&bodies)
+    };
+    let apply = |events: Vec<switchboard::contract::InboundEvent>| async move {
+        for chunk in events.chunks(batch) {
+            let delivered: Vec<_> = chunk.iter().map(Into::into).collect();
+            let applied = store
+                .apply_batch(&delivered, SystemClock.now_ms())
+                .await
+                .unwrap();
+            // The broker confirmed the outputs: told to Redis with the next call, as a worker
+            // under load does.
+            for applied in applied.into_iter().map(Result::unwrap) {
+                if applied.awaits_confirmation() {
+                    store.confirmed_later(&chunk[0].project, applied.record);
+                }
+            }
+        }
+    };
+    apply(creations(0, WARM_UP)).await;
+    let counted_events = creations(WARM_UP, WARM_UP + COUNTED);
+    let before = redis_stats(redis).await;
+    control(&["-z"], pid).await?;
+    apply(counted_events).await;
+    control(&["-d"], pid).await?;
+    Ok((before, redis_stats(redis).await))
 }
 
 fn which(tool: &str) -> Option<PathBuf> {

@@ -6,7 +6,7 @@
 
 use serde_json::json;
 use switchboard::clock::{Clock, SystemClock};
-use switchboard::config::Config;
+use switchboard::config::{Config, RecordFormat};
 use switchboard::contract::{decode, Id, InboundEvent};
 use switchboard::store::{keys, Store, StoreOptions};
 
@@ -73,65 +73,58 @@ async fn apply_all(store: &Store, events: &[InboundEvent], batch: usize) {
     }
 }
 
-/// Part (m).
-pub async fn memory(flags: &Flags, report: &mut Report) {
-    let n: u64 = if flags.quick { 20_000 } else { 100_000 };
-    let config = Config::default();
-    let store = Store::connect(
-        std::slice::from_ref(&config.redis_url),
-        StoreOptions::from_config(&config),
-    )
-    .await
-    .unwrap();
+/// What one record format costs: bytes per conversation open and closed, and each key's
+/// growth (open, closed) per conversation.
+struct Measured {
+    per_open: f64,
+    per_closed: f64,
+    keys: Vec<(String, f64, f64)>,
+}
+
+/// Applies `n` creations, then their closings, to a new project whose records are written in
+/// `format`, and measures what Redis holds after each.
+async fn measure(config: &Config, format: RecordFormat, n: u64) -> Measured {
+    let options = StoreOptions {
+        record_format: format,
+        ..StoreOptions::from_config(config)
+    };
+    let store = Store::connect(std::slice::from_ref(&config.redis_url), options)
+        .await
+        .unwrap();
     let tag = new_tag();
     let project = Id::parse(&tag).unwrap();
     let batch = usize::from(config.batch_size);
-    eprintln!("(m) {n} conversations opened, then closed…");
+    eprintln!(
+        "(m) {n} conversations opened, then closed, records as {}…",
+        format.name()
+    );
     let setup = decoded(&team(&tag));
     apply_all(&store, &setup, 1).await;
-    let created: Vec<InboundEvent> = (1..=n)
-        .map(|i| {
-            let body = event(
-                &tag,
-                100 + i,
-                "conversation.created",
-                json!({"conversation_id": format!("c{i}"), "visitor_id": format!("v{i}")}),
-            );
-            decode(&body).unwrap()
-        })
-        .collect();
-    let closed: Vec<InboundEvent> = (1..=n)
-        .map(|i| {
-            let body = event(
-                &tag,
-                100 + n + i,
-                "conversation.closed",
-                json!({"conversation_id": format!("c{i}")}),
-            );
-            decode(&body).unwrap()
-        })
-        .collect();
+    let events = |offset: u64, event_type: &str, data: &dyn Fn(u64) -> serde_json::Value| {
+        (1..=n)
+            .map(|i| decode(&event(&tag, offset + i, event_type, data(i))).unwrap())
+            .collect::<Vec<InboundEvent>>()
+    };
+    let created = events(
+        100,
+        "conversation.created",
+        &|i| json!({"conversation_id": format!("c{i}"), "visitor_id": format!("v{i}")}),
+    );
+    let closed = events(
+        100 + n,
+        "conversation.closed",
+        &|i| json!({"conversation_id": format!("c{i}")}),
+    );
     let before = used_memory(&store).await;
-    let keys_before = by_key(&config, &store, &project).await;
+    let keys_before = by_key(config, &store, &project).await;
     apply_all(&store, &created, batch).await;
     let open = used_memory(&store).await;
-    let keys_open = by_key(&config, &store, &project).await;
+    let keys_open = by_key(config, &store, &project).await;
     apply_all(&store, &closed, batch).await;
     let done = used_memory(&store).await;
-    let keys_closed = by_key(&config, &store, &project).await;
-    forget_project(&config, &tag).await;
+    let keys_closed = by_key(config, &store, &project).await;
+    forget_project(config, &tag).await;
 
-    let per_open = (open - before) / n as f64;
-    let per_closed = (done - before) / n as f64;
-    report.line("## (m) Redis memory per conversation\n");
-    report.line(format!("{n} conversations applied straight through the store (batches of {batch}, their outputs confirmed after each batch as a worker does once the broker confirms them), each created (and assigned: 10 agents online with room), then each closed; `used_memory` (`INFO memory`) before, after the creations and after the closings, over {n}. With the default retention (event ids {} days, closed conversations {} days) everything below stays until it expires. Targets: {OPEN_TARGET:.0} B open, {CLOSED_TARGET:.0} B closed.\n", config.dedupe_ttl_seconds / 86400, config.closed_retention_seconds / 86400));
-    report.line(format!(
-        "| | bytes per conversation | target | met |\n|---|---|---|---|\n| open | {per_open:.0} | {OPEN_TARGET:.0} | {} |\n| closed, still remembered (its 2 events' records included) | {per_closed:.0} | {CLOSED_TARGET:.0} | {} |\n",
-        if per_open <= OPEN_TARGET { "yes" } else { "no" },
-        if per_closed <= CLOSED_TARGET { "yes" } else { "no" },
-    ));
-    report.line("By key (`MEMORY USAGE … SAMPLES 0`, growth over the run / conversations), bytes per conversation:\n");
-    report.line("| key | open | closed |\n|---|---|---|");
     let grown = |after: &[(String, f64)], name: &str| {
         let at = |list: &[(String, f64)]| {
             list.iter()
@@ -148,7 +141,7 @@ pub async fn memory(flags: &Flags, report: &mut Report) {
         .collect();
     names.sort();
     names.dedup();
-    let mut rows: Vec<(String, f64, f64)> = names
+    let mut keys: Vec<(String, f64, f64)> = names
         .iter()
         .map(|name| {
             (
@@ -159,19 +152,67 @@ pub async fn memory(flags: &Flags, report: &mut Report) {
         })
         .filter(|(_, o, c)| o.abs() >= 0.5 || c.abs() >= 0.5)
         .collect();
-    rows.sort_by(|a, b| (b.1 + b.2).total_cmp(&(a.1 + a.2)));
-    let (mut open_sum, mut closed_sum) = (0.0, 0.0);
-    for (name, o, c) in &rows {
-        open_sum += o;
-        closed_sum += c;
-        report.line(format!("| `{name}` | {o:.0} | {c:.0} |"));
+    keys.sort_by(|a, b| (b.1 + b.2).total_cmp(&(a.1 + a.2)));
+    Measured {
+        per_open: (open - before) / n as f64,
+        per_closed: (done - before) / n as f64,
+        keys,
+    }
+}
+
+/// Part (m): both record formats, one after the other.
+pub async fn memory(flags: &Flags, report: &mut Report) {
+    let n: u64 = if flags.quick { 20_000 } else { 100_000 };
+    let config = Config::default();
+    let json = measure(&config, RecordFormat::Json, n).await;
+    let msgpack = measure(&config, RecordFormat::Msgpack, n).await;
+
+    let met = |bytes: f64, target: f64| if bytes <= target { "yes" } else { "no" };
+    report.line("## (m) Redis memory per conversation\n");
+    report.line(format!("{n} conversations applied straight through the store (batches of {}, their outputs confirmed after each batch as a worker does once the broker confirms them), each created (and assigned: 10 agents online with room), then each closed; `used_memory` (`INFO memory`) before, after the creations and after the closings, over {n}; once with records written as JSON (the default, which every release reads) and once as MessagePack (`SWITCHBOARD_RECORD_FORMAT=msgpack`), each in a project of its own. With the default retention (event ids {} days, closed conversations {} days) everything below stays until it expires. Targets: {OPEN_TARGET:.0} B open, {CLOSED_TARGET:.0} B closed.\n", config.batch_size, config.dedupe_ttl_seconds / 86400, config.closed_retention_seconds / 86400));
+    report.line(format!(
+        "| bytes per conversation | JSON records | MessagePack records | target | met (MessagePack) |\n|---|---|---|---|---|\n| open | {:.0} | {:.0} | {OPEN_TARGET:.0} | {} |\n| closed, still remembered (its 2 events' records included) | {:.0} | {:.0} | {CLOSED_TARGET:.0} | {} |\n",
+        json.per_open, msgpack.per_open, met(msgpack.per_open, OPEN_TARGET),
+        json.per_closed, msgpack.per_closed, met(msgpack.per_closed, CLOSED_TARGET),
+    ));
+    report.line("By key (`MEMORY USAGE … SAMPLES 0`, growth over the run / conversations), bytes per conversation:\n");
+    report.line("| key | open, JSON | closed, JSON | open, MessagePack | closed, MessagePack |\n|---|---|---|---|---|");
+    let of = |measured: &Measured, name: &str| {
+        measured
+            .keys
+            .iter()
+            .find(|(k, _, _)| k == name)
+            .map_or((0.0, 0.0), |(_, o, c)| (*o, *c))
+    };
+    let mut names: Vec<&str> = json.keys.iter().map(|(k, _, _)| k.as_str()).collect();
+    for (k, _, _) in &msgpack.keys {
+        if !names.contains(&k.as_str()) {
+            names.push(k);
+        }
+    }
+    let mut sums = [0.0; 4];
+    for name in names {
+        let (jo, jc) = of(&json, name);
+        let (mo, mc) = of(&msgpack, name);
+        for (sum, value) in sums.iter_mut().zip([jo, jc, mo, mc]) {
+            *sum += value;
+        }
+        report.line(format!(
+            "| `{name}` | {jo:.0} | {jc:.0} | {mo:.0} | {mc:.0} |"
+        ));
     }
     report.line(format!(
-        "| sum of the keys | {open_sum:.0} | {closed_sum:.0} |\n"
+        "| sum of the keys | {:.0} | {:.0} | {:.0} | {:.0} |\n",
+        sums[0], sums[1], sums[2], sums[3]
     ));
     report.bars(
         "(m) Redis bytes per conversation (targets 300 / 200)",
         "B",
-        [("open", per_open), ("closed", per_closed)],
+        [
+            ("open, JSON", json.per_open),
+            ("closed, JSON", json.per_closed),
+            ("open, MessagePack", msgpack.per_open),
+            ("closed, MessagePack", msgpack.per_closed),
+        ],
     );
 }
