@@ -132,7 +132,7 @@ async fn this_release_continues_where_the_previous_one_stopped() {
     env.check_outputs = true;
 
     // This release, on what the previous one left.
-    let _new = WorkerProcesses::spawn(&env, 1);
+    let new = WorkerProcesses::spawn(&env, 1);
     env.publish(&platform.closed(&assigned[1].0)).await;
     let out = env.outputs(1, WAIT).await;
     assert_eq!(
@@ -226,6 +226,34 @@ async fn this_release_continues_where_the_previous_one_stopped() {
     assert_eq!(out[0]["data"]["conversation_id"], "returning", "{out:?}");
     assert_eq!(out[0]["data"]["agent_id"], holder.as_str(), "{out:?}");
     assert_eq!(out[0]["data"]["reason"], "returning", "{out:?}");
+    assert_consistent(&store, &project).await;
+
+    // With no earlier release left, records may be written as MessagePack: a worker doing so
+    // carries on with what both releases wrote in JSON.
+    stop(new);
+    let mut compact = env.config.clone();
+    compact.record_format = "msgpack".into();
+    let _compact = WorkerProcesses::of(vec![worker_process(&compact, 0)]);
+    env.publish(&platform.event(
+        "message.received",
+        json!({"conversation_id": kept, "visitor_id": format!("v-{kept}")}),
+    ))
+    .await;
+    let out = env.outputs(1, WAIT).await;
+    assert_eq!(out[0]["data"]["conversation_id"], kept.as_str(), "{out:?}");
+    let convs = switchboard::store::keys::project_key(&project, "convs");
+    let stored: Vec<u8> = store
+        .query(redis::cmd("HGET").arg(&convs).arg(&kept))
+        .await
+        .unwrap();
+    assert_ne!(stored[0], b'{', "written as MessagePack");
+    let reopened = if out[0]["type"] == "conversation.assigned" {
+        "open"
+    } else {
+        "waiting"
+    };
+    let state = store.conversation(&project, &kept).await.unwrap().unwrap();
+    assert_eq!(state.state, reopened, "{out:?}");
     assert_consistent(&store, &project).await;
     env.cleanup().await;
 }

@@ -236,6 +236,10 @@ pub fn worker_command(binary: &str, config: &Config, http_port: u16) -> Command 
             config.delivery_limit.to_string(),
         )
         .env("RUST_LOG", "warn");
+    // Only when set otherwise: an earlier release knows no such setting, and refuses to start.
+    if config.record_format != Config::default().record_format {
+        command.env("SWITCHBOARD_RECORD_FORMAT", &config.record_format);
+    }
     command
 }
 
