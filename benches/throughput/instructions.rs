@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use switchboard::clock::{Clock, SystemClock};
-use switchboard::config::{Config, RecordFormat};
+use switchboard::config::{Config, StoreLayout};
 use switchboard::store::{Store, StoreOptions};
 use tokio::process::{Child, Command};
 
@@ -74,9 +74,9 @@ pub async fn instructions(report: &mut Report) {
         counted.calls
     ));
     report.line(format!(
-        "With records written as MessagePack (`SWITCHBOARD_RECORD_FORMAT=msgpack`, another project on the same server): {:.0} thousand per creation ({:.2}× JSON's).\n",
-        counted.msgpack / 1000.0,
-        counted.msgpack / counted.total
+        "In store layout 2 (`SWITCHBOARD_STORE_LAYOUT=2`, another project on the same server): {:.0} thousand per creation ({:.2}× layout 1's).\n",
+        counted.compact / 1000.0,
+        counted.compact / counted.total
     ));
     report.line(
         "| of which (inclusive, may overlap) | thousand per creation | share |\n|---|---|---|",
@@ -108,8 +108,8 @@ struct Counted {
     total: f64,
     /// The bare relay's instructions per event (its script, one call per event).
     relay: f64,
-    /// Instructions per creation with records written as MessagePack.
-    msgpack: f64,
+    /// Instructions per creation in store layout 2.
+    compact: f64,
     /// Inclusive instructions per creation of the functions of `PARTS` found.
     parts: Vec<(String, f64)>,
     /// Commands the library ran, and FCALLs, per creation.
@@ -156,25 +156,25 @@ async fn count() -> Result<Counted, String> {
     let (before, after) =
         count_creations(&store, &mut redis, "instructions", batch, server.pid).await?;
     let dump = wait_for_dump(&server.dir, 1).await?;
-    // The same with records written as MessagePack, in a project of its own.
-    let msgpack = Store::connect(
+    // The same in store layout 2, in a project of its own.
+    let compact = Store::connect(
         std::slice::from_ref(&config.redis_url),
         StoreOptions {
-            record_format: RecordFormat::Msgpack,
+            store_layout: StoreLayout::Compact,
             ..StoreOptions::from_config(&config)
         },
     )
     .await
     .map_err(|e| format!("the profiled redis-server: {e}"))?;
     count_creations(
-        &msgpack,
+        &compact,
         &mut redis,
-        "instructions-msgpack",
+        "instructions-compact",
         batch,
         server.pid,
     )
     .await?;
-    let msgpack_dump = wait_for_dump(&server.dir, 2).await?;
+    let compact_dump = wait_for_dump(&server.dir, 2).await?;
     // The bare relay's script on the same bodies, one call each, as the relay runs it.
     let bodies: Vec<Vec<u8>> = (0..COUNTED)
         .map(|i| format!("creation {i}").into_bytes())
@@ -199,7 +199,7 @@ async fn count() -> Result<Counted, String> {
     // Read before the server goes: its folder goes with it.
     let (total, parts) = annotate(&dump).await?;
     let (relay_total, _) = annotate(&relay_dump).await?;
-    let (msgpack_total, _) = annotate(&msgpack_dump).await?;
+    let (compact_total, _) = annotate(&compact_dump).await?;
     drop(server);
 
     let per = |ir: f64| ir / COUNTED as f64;
@@ -218,7 +218,7 @@ async fn count() -> Result<Counted, String> {
         batch,
         total: per(total),
         relay: per(relay_total),
-        msgpack: per(msgpack_total),
+        compact: per(compact_total),
         parts: parts.into_iter().map(|(n, ir)| (n, per(ir))).collect(),
         commands: commands / COUNTED as f64,
         calls: delta("fcall") / COUNTED as f64,

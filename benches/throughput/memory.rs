@@ -6,7 +6,7 @@
 
 use serde_json::json;
 use switchboard::clock::{Clock, SystemClock};
-use switchboard::config::{Config, RecordFormat};
+use switchboard::config::{Config, StoreLayout};
 use switchboard::contract::{decode, Id, InboundEvent};
 use switchboard::store::{keys, Store, StoreOptions};
 
@@ -73,7 +73,7 @@ async fn apply_all(store: &Store, events: &[InboundEvent], batch: usize) {
     }
 }
 
-/// What one record format costs: bytes per conversation open and closed, and each key's
+/// What one store layout costs: bytes per conversation open and closed, and each key's
 /// growth (open, closed) per conversation.
 struct Measured {
     per_open: f64,
@@ -82,10 +82,10 @@ struct Measured {
 }
 
 /// Applies `n` creations, then their closings, to a new project whose records are written in
-/// `format`, and measures what Redis holds after each.
-async fn measure(config: &Config, format: RecordFormat, n: u64) -> Measured {
+/// `layout`, and measures what Redis holds after each.
+async fn measure(config: &Config, layout: StoreLayout, n: u64) -> Measured {
     let options = StoreOptions {
-        record_format: format,
+        store_layout: layout,
         ..StoreOptions::from_config(config)
     };
     let store = Store::connect(std::slice::from_ref(&config.redis_url), options)
@@ -95,8 +95,8 @@ async fn measure(config: &Config, format: RecordFormat, n: u64) -> Measured {
     let project = Id::parse(&tag).unwrap();
     let batch = usize::from(config.batch_size);
     eprintln!(
-        "(m) {n} conversations opened, then closed, records as {}…",
-        format.name()
+        "(m) {n} conversations opened, then closed, store layout {}…",
+        layout.number()
     );
     let setup = decoded(&team(&tag));
     apply_all(&store, &setup, 1).await;
@@ -160,23 +160,23 @@ async fn measure(config: &Config, format: RecordFormat, n: u64) -> Measured {
     }
 }
 
-/// Part (m): both record formats, one after the other.
+/// Part (m): both store layouts, one after the other.
 pub async fn memory(flags: &Flags, report: &mut Report) {
     let n: u64 = if flags.quick { 20_000 } else { 100_000 };
     let config = Config::default();
-    let json = measure(&config, RecordFormat::Json, n).await;
-    let msgpack = measure(&config, RecordFormat::Msgpack, n).await;
+    let original = measure(&config, StoreLayout::Original, n).await;
+    let compact = measure(&config, StoreLayout::Compact, n).await;
 
     let met = |bytes: f64, target: f64| if bytes <= target { "yes" } else { "no" };
     report.line("## (m) Redis memory per conversation\n");
-    report.line(format!("{n} conversations applied straight through the store (batches of {}, their outputs confirmed after each batch as a worker does once the broker confirms them), each created (and assigned: 10 agents online with room), then each closed; `used_memory` (`INFO memory`) before, after the creations and after the closings, over {n}; once with records written as JSON (the default, which every release reads) and once as MessagePack (`SWITCHBOARD_RECORD_FORMAT=msgpack`), each in a project of its own. With the default retention (event ids {} days, closed conversations {} days) everything below stays until it expires. Targets: {OPEN_TARGET:.0} B open, {CLOSED_TARGET:.0} B closed.\n", config.batch_size, config.dedupe_ttl_seconds / 86400, config.closed_retention_seconds / 86400));
+    report.line(format!("{n} conversations applied straight through the store (batches of {}, their outputs confirmed after each batch as a worker does once the broker confirms them), each created (and assigned: 10 agents online with room), then each closed; `used_memory` (`INFO memory`) before, after the creations and after the closings, over {n}; once in store layout 1 (the default, which every release reads) and once in layout 2 (`SWITCHBOARD_STORE_LAYOUT=2`: records as MessagePack, each agent's load in a key of its own), each in a project of its own. With the default retention (event ids {} days, closed conversations {} days) everything below stays until it expires. Targets: {OPEN_TARGET:.0} B open, {CLOSED_TARGET:.0} B closed.\n", config.batch_size, config.dedupe_ttl_seconds / 86400, config.closed_retention_seconds / 86400));
     report.line(format!(
-        "| bytes per conversation | JSON records | MessagePack records | target | met (MessagePack) |\n|---|---|---|---|---|\n| open | {:.0} | {:.0} | {OPEN_TARGET:.0} | {} |\n| closed, still remembered (its 2 events' records included) | {:.0} | {:.0} | {CLOSED_TARGET:.0} | {} |\n",
-        json.per_open, msgpack.per_open, met(msgpack.per_open, OPEN_TARGET),
-        json.per_closed, msgpack.per_closed, met(msgpack.per_closed, CLOSED_TARGET),
+        "| bytes per conversation | layout 1 | layout 2 | target | met (layout 2) |\n|---|---|---|---|---|\n| open | {:.0} | {:.0} | {OPEN_TARGET:.0} | {} |\n| closed, still remembered (its 2 events' records included) | {:.0} | {:.0} | {CLOSED_TARGET:.0} | {} |\n",
+        original.per_open, compact.per_open, met(compact.per_open, OPEN_TARGET),
+        original.per_closed, compact.per_closed, met(compact.per_closed, CLOSED_TARGET),
     ));
     report.line("By key (`MEMORY USAGE … SAMPLES 0`, growth over the run / conversations), bytes per conversation:\n");
-    report.line("| key | open, JSON | closed, JSON | open, MessagePack | closed, MessagePack |\n|---|---|---|---|---|");
+    report.line("| key | open, layout 1 | closed, layout 1 | open, layout 2 | closed, layout 2 |\n|---|---|---|---|---|");
     let of = |measured: &Measured, name: &str| {
         measured
             .keys
@@ -184,16 +184,16 @@ pub async fn memory(flags: &Flags, report: &mut Report) {
             .find(|(k, _, _)| k == name)
             .map_or((0.0, 0.0), |(_, o, c)| (*o, *c))
     };
-    let mut names: Vec<&str> = json.keys.iter().map(|(k, _, _)| k.as_str()).collect();
-    for (k, _, _) in &msgpack.keys {
+    let mut names: Vec<&str> = original.keys.iter().map(|(k, _, _)| k.as_str()).collect();
+    for (k, _, _) in &compact.keys {
         if !names.contains(&k.as_str()) {
             names.push(k);
         }
     }
     let mut sums = [0.0; 4];
     for name in names {
-        let (jo, jc) = of(&json, name);
-        let (mo, mc) = of(&msgpack, name);
+        let (jo, jc) = of(&original, name);
+        let (mo, mc) = of(&compact, name);
         for (sum, value) in sums.iter_mut().zip([jo, jc, mo, mc]) {
             *sum += value;
         }
@@ -209,10 +209,10 @@ pub async fn memory(flags: &Flags, report: &mut Report) {
         "(m) Redis bytes per conversation (targets 300 / 200)",
         "B",
         [
-            ("open, JSON", json.per_open),
-            ("closed, JSON", json.per_closed),
-            ("open, MessagePack", msgpack.per_open),
-            ("closed, MessagePack", msgpack.per_closed),
+            ("open, layout 1", original.per_open),
+            ("closed, layout 1", original.per_closed),
+            ("open, layout 2", compact.per_open),
+            ("closed, layout 2", compact.per_closed),
         ],
     );
 }

@@ -78,36 +78,40 @@ pub struct Config {
     pub closed_retention_seconds: u64,
     /// `text` or `json` log lines.
     pub log_format: String,
-    /// How conversation records are written in Redis: `json` (what every release reads) or
-    /// `msgpack` (smaller; read from this release on). Either is read whatever this says.
-    pub record_format: String,
+    /// What this worker writes in Redis: layout 1, what every release reads, or layout 2 (from
+    /// this release on): records as MessagePack, and each agent's load in a key of its own,
+    /// into which a project's loads move on its first call. Both are read whatever this says.
+    pub store_layout: u8,
 }
 
-/// How the library writes conversation records. Every format is read whatever this says, so
-/// workers with either can share a Redis; an earlier release reads JSON only.
+/// What a worker writes in Redis (`SWITCHBOARD_STORE_LAYOUT`). A worker reads both layouts
+/// whatever it writes, so workers of this release with either share a Redis; an earlier
+/// release reads layout 1 only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum RecordFormat {
-    /// JSON, as every release writes and reads it.
+pub enum StoreLayout {
+    /// Layout 1: records as JSON, every agent's load in one sorted set (`owned`).
     #[default]
-    Json,
-    /// MessagePack: a third smaller (about 65 bytes for an assigned conversation against 100).
-    Msgpack,
+    Original,
+    /// Layout 2: records as MessagePack (a third smaller), and each agent's load in a sorted
+    /// set of its own (`owned:<agent>`, a few bytes per conversation where `owned` costs 104).
+    /// A project's loads move there on its first call by such a worker, once for all.
+    Compact,
 }
 
-impl RecordFormat {
-    /// The setting's value, as the configuration and the library spell it.
-    pub fn name(self) -> &'static str {
+impl StoreLayout {
+    /// The layout's number, as the setting and the library spell it.
+    pub fn number(self) -> u8 {
         match self {
-            RecordFormat::Json => "json",
-            RecordFormat::Msgpack => "msgpack",
+            StoreLayout::Original => 1,
+            StoreLayout::Compact => 2,
         }
     }
 
-    /// The format a setting names.
-    pub fn parse(name: &str) -> Option<RecordFormat> {
-        [RecordFormat::Json, RecordFormat::Msgpack]
+    /// The layout a number names.
+    pub fn from_number(number: u8) -> Option<StoreLayout> {
+        [StoreLayout::Original, StoreLayout::Compact]
             .into_iter()
-            .find(|format| format.name() == name)
+            .find(|layout| layout.number() == number)
     }
 }
 
@@ -134,7 +138,7 @@ impl Default for Config {
             dedupe_ttl_seconds: 7 * 24 * 3600,
             closed_retention_seconds: 7 * 24 * 3600,
             log_format: "text".into(),
-            record_format: RecordFormat::Json.name().into(),
+            store_layout: StoreLayout::Original.number(),
         }
     }
 }
@@ -199,9 +203,9 @@ impl Config {
             "must be `text` or `json`",
         )?;
         ensure(
-            RecordFormat::parse(&self.record_format).is_some(),
-            "record_format",
-            "must be `json` or `msgpack`",
+            StoreLayout::from_number(self.store_layout).is_some(),
+            "store_layout",
+            "must be 1 or 2",
         )?;
         for (field, name) in [
             ("inbound_exchange", &self.inbound_exchange),
@@ -311,20 +315,15 @@ mod tests {
     }
 
     #[test]
-    fn record_format_is_json_or_msgpack() {
-        for (name, valid) in [
-            ("json", true),
-            ("msgpack", true),
-            ("MsgPack", false),
-            ("", false),
-        ] {
+    fn store_layout_is_1_or_2() {
+        for (store_layout, valid) in [(0, false), (1, true), (2, true), (3, false)] {
             let config = Config {
-                record_format: name.into(),
+                store_layout,
                 ..Config::default()
             };
-            assert_eq!(config.validate().is_ok(), valid, "{name:?}");
+            assert_eq!(config.validate().is_ok(), valid, "{store_layout}");
         }
-        assert_eq!(Config::default().record_format, "json");
+        assert_eq!(Config::default().store_layout, 1);
     }
 
     #[test]

@@ -233,9 +233,9 @@ pub const SHARED_ARGS: &[(&str, &str)] = &[
         "how long a generation's key lives, s (two generations)",
     ),
     (
-        "record_format",
-        "how conversation records are written: json (every release reads it) or msgpack \
-         (smaller; read from this release on)",
+        "store_layout",
+        "what this worker writes: 1 (what every release reads) or 2 (records as MessagePack, \
+         each agent's load in a key of its own; read from this release on)",
     ),
     (
         "confirmed",

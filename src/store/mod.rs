@@ -231,8 +231,8 @@ pub struct StoreOptions {
     pub wait_timeout: Duration,
     /// Multiplexed connections to Redis, used in turn (at least 1).
     pub connections: u16,
-    /// How conversation records are written (every format is read).
-    pub record_format: crate::config::RecordFormat,
+    /// What the library writes (both layouts are read).
+    pub store_layout: crate::config::StoreLayout,
 }
 
 impl StoreOptions {
@@ -244,8 +244,8 @@ impl StoreOptions {
             wait_replicas: config.redis_wait_replicas,
             wait_timeout: Duration::from_millis(config.redis_wait_timeout_ms),
             connections: config.redis_connections,
-            record_format: crate::config::RecordFormat::parse(&config.record_format)
-                .expect("the configuration's record_format was checked"),
+            store_layout: crate::config::StoreLayout::from_number(config.store_layout)
+                .expect("the configuration's store_layout was checked"),
         }
     }
 }
@@ -331,7 +331,7 @@ impl Store {
             .arg(generation)
             .arg(generation_start)
             .arg(self.options.dedupe_ttl.as_secs().max(1) * 2)
-            .arg(self.options.record_format.name())
+            .arg(self.options.store_layout.number())
             .arg(confirmed);
     }
 

@@ -298,7 +298,7 @@ impl Store {
 }
 
 /// A conversation's record, as the library writes it (JSON).
-/// A conversation record as stored: JSON, or MessagePack (`SWITCHBOARD_RECORD_FORMAT`); a
+/// A conversation record as stored: JSON, or MessagePack (store layout 2); a
 /// JSON record is an object, so it starts with `{`, which no MessagePack map does.
 fn record(stored: &[u8]) -> Result<ConversationState, StoreError> {
     let decoded = if stored.first() == Some(&b'{') {

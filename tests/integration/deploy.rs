@@ -54,7 +54,7 @@ struct ConfigFields {
     redis_wait_replicas: u16,
     redis_wait_timeout_ms: u64,
     redis_connections: u16,
-    record_format: String,
+    store_layout: u8,
 }
 
 impl From<Config> for ConfigFields {
@@ -81,7 +81,7 @@ impl From<Config> for ConfigFields {
             redis_wait_replicas,
             redis_wait_timeout_ms,
             redis_connections,
-            record_format,
+            store_layout,
         } = c;
         ConfigFields {
             amqp_url: amqp_url.as_str().to_string(),
@@ -104,7 +104,7 @@ impl From<Config> for ConfigFields {
             redis_wait_replicas,
             redis_wait_timeout_ms,
             redis_connections,
-            record_format,
+            store_layout,
         }
     }
 }

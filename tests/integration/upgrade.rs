@@ -232,7 +232,7 @@ async fn this_release_continues_where_the_previous_one_stopped() {
     // carries on with what both releases wrote in JSON.
     stop(new);
     let mut compact = env.config.clone();
-    compact.record_format = "msgpack".into();
+    compact.store_layout = 2;
     let _compact = WorkerProcesses::of(vec![worker_process(&compact, 0)]);
     env.publish(&platform.event(
         "message.received",

@@ -24,8 +24,9 @@ local NOW_TEXT
 -- The generation of event records this call writes to (see apply.lua): its number, when it
 -- began (us) and how long its key lives (s, text).
 local GENERATION, GENERATION_START, GENERATION_TTL_TEXT
--- How conversation records are written: 'json' or 'msgpack' (see records.lua).
-local RECORD_FORMAT
+-- What this worker writes: '1' (what every release reads) or '2' (records as MessagePack, each
+-- agent's load in a key of its own: see records.lua and load.lua).
+local LAYOUT
 -- The event being applied: its type, its `time` in us since the epoch (nil: it has none) as a
 -- number and as the worker wrote it, and the digest of its id (see order.lua).
 local EVENT_TYPE, EVENT_TIME, EVENT_TIME_TEXT, EVENT_DIGEST
@@ -164,7 +165,7 @@ do
     GENERATION = args[ARGV_AT.generation]
     GENERATION_START = tonumber(args[ARGV_AT.generation_start])
     GENERATION_TTL_TEXT = args[ARGV_AT.generation_ttl]
-    RECORD_FORMAT = args[ARGV_AT.record_format]
+    LAYOUT = args[ARGV_AT.store_layout]
   end
 
   -- Resets every per-call cache, once `bind` is done and the call has events to apply;

@@ -25,7 +25,7 @@
 -- stores `ta` as "". Records written with both versions in full read the same. `get` and
 -- `save` turn one form into the other, so the rest of the library sees every field.
 --
--- Written as JSON, or as MessagePack when the worker says so (RECORD_FORMAT): a third smaller,
+-- Written as JSON, or as MessagePack in store layout 2 (LAYOUT): a third smaller,
 -- with the versions as integers rather than 16 digits of text, but unreadable by a release
 -- before this one. Both are read (a JSON record starts with '{', which no MessagePack map
 -- does), so workers writing either share a Redis.
@@ -82,7 +82,7 @@ do
     if priority == 0 then record.p = nil end
     local lifecycle = record.t
     local raw
-    if RECORD_FORMAT == 'msgpack' then
+    if LAYOUT == '2' then
       record.t, record.ta = Core.version_number(record.t), Core.version_number(record.ta)
       raw = cmsgpack.pack(record)
     else

@@ -237,8 +237,8 @@ pub fn worker_command(binary: &str, config: &Config, http_port: u16) -> Command 
         )
         .env("RUST_LOG", "warn");
     // Only when set otherwise: an earlier release knows no such setting, and refuses to start.
-    if config.record_format != Config::default().record_format {
-        command.env("SWITCHBOARD_RECORD_FORMAT", &config.record_format);
+    if config.store_layout != Config::default().store_layout {
+        command.env("SWITCHBOARD_STORE_LAYOUT", config.store_layout.to_string());
     }
     command
 }

@@ -1,8 +1,9 @@
 //! A conversation's record is kept compactly (it stays for the whole closed retention), the
-//! compact form still keeps its two versions apart, and its two formats share a Redis.
+//! compact form still keeps its two versions apart, and both store layouts' records share a
+//! Redis.
 
 use serde_json::{json, Value};
-use switchboard::config::RecordFormat;
+use switchboard::config::StoreLayout;
 use switchboard::contract::{Id, InboundEvent};
 use switchboard::store::{keys, Store, StoreOptions};
 
@@ -131,23 +132,23 @@ async fn a_record_without_versions_gains_only_the_one_an_event_moves() {
     );
 }
 
-/// A store whose workers write records in `format`.
-async fn writing(format: RecordFormat) -> Store {
+/// A store whose workers write `layout`.
+async fn writing(layout: StoreLayout) -> Store {
     let options = StoreOptions {
-        record_format: format,
+        store_layout: layout,
         ..StoreOptions::default()
     };
     store_with(&redis_url(), options).await
 }
 
-/// Workers writing JSON and workers writing MessagePack share a Redis (while the setting is
-/// rolled out, or rolled back): each reads what the other wrote, versions and priority
+/// Workers writing records as JSON (layout 1) and as MessagePack (layout 2) share a Redis
+/// (while the setting rolls out): each reads what the other wrote, versions and priority
 /// included, and so does the read API.
 #[tokio::test]
-async fn records_in_either_format_are_read_by_workers_writing_the_other() {
+async fn records_of_either_layout_are_read_by_workers_writing_the_other() {
     for (first, then) in [
-        (RecordFormat::Msgpack, RecordFormat::Json),
-        (RecordFormat::Json, RecordFormat::Msgpack),
+        (StoreLayout::Compact, StoreLayout::Original),
+        (StoreLayout::Original, StoreLayout::Compact),
     ] {
         let p = Project::on(writing(first).await);
         let other_store = writing(then).await;
@@ -177,11 +178,11 @@ async fn records_in_either_format_are_read_by_workers_writing_the_other() {
             }
         };
         let json_first = raw("c1").await[0] == b'{';
-        assert_eq!(json_first, first == RecordFormat::Json, "{first:?}");
+        assert_eq!(json_first, first == StoreLayout::Original, "{first:?}");
         let first_agent = holder(&p, "c1").await.unwrap();
         let other = if first_agent == "a" { "b" } else { "a" };
 
-        // The other format's workers take over.
+        // The other layout's workers take over.
         let apply = |event: InboundEvent| {
             let (store, now) = (other_store.clone(), p.now_ms);
             async move { store.apply(&event, now).await.unwrap() }
@@ -202,7 +203,7 @@ async fn records_in_either_format_are_read_by_workers_writing_the_other() {
         );
         let stale = apply(at(back, 1_500)).await;
         assert!(stale.outputs.is_empty(), "{first:?}: {:?}", stale.outputs);
-        assert_eq!(raw("c1").await[0] == b'{', then == RecordFormat::Json);
+        assert_eq!(raw("c1").await[0] == b'{', then == StoreLayout::Original);
 
         let project = Id::parse(&p.id).unwrap();
         let states = other_store.conversations(&project).await.unwrap();
@@ -218,8 +219,8 @@ async fn records_in_either_format_are_read_by_workers_writing_the_other() {
 #[tokio::test]
 async fn a_messagepack_record_is_a_third_smaller() {
     let mut sizes = vec![];
-    for format in [RecordFormat::Json, RecordFormat::Msgpack] {
-        let p = Project::on(writing(format).await);
+    for layout in [StoreLayout::Original, StoreLayout::Compact] {
+        let p = Project::on(writing(layout).await);
         p.online_agents(&[("a", 5)]).await;
         p.apply_event(&at(
             p.event(
