@@ -298,6 +298,10 @@ fn waiting_conversations_are_served_by_priority_then_arrival() {
     // The members pairing an agent with a conversation, and one agent's range of them.
     assert_eq!(eval::<String>(&lua, "Core.pair('a1', 'c1')"), "a1|c1");
     assert_eq!(eval::<String>(&lua, "Core.after_bar('a1|c1')"), "c1");
+    assert_eq!(
+        eval::<(String, String)>(&lua, "Core.split_pair('a.1@x|c|1')"),
+        ("a.1@x".to_string(), "c|1".to_string())
+    );
     let (min, max): (String, mlua::LuaString) = eval(&lua, "Core.agent_range('a1')");
     assert_eq!(min, "[a1|");
     assert_eq!(max.as_bytes().as_ref(), b"[a1|\xff");

@@ -21,6 +21,13 @@ pub fn project_key(project: &Id, name: &str) -> String {
     format!("{}{suffix}", project_prefix(project))
 }
 
+/// One agent's load in store layout 2: the conversations that count in it (see load.lua). Its
+/// name is built inside the library too, from the project's prefix, so it shares the project's
+/// slot; agent ids are validated identifiers, which hold no braces.
+pub fn agent_load_key(project: &Id, agent: &str) -> String {
+    format!("{}owned:{agent}", project_prefix(project))
+}
+
 /// The hash of one generation of event records.
 pub fn events_key(project: &Id, generation: u64) -> String {
     format!("{}events:{generation}", project_prefix(project))

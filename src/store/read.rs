@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::keys::{event_digest, events_key, project_key};
+use super::keys::{agent_load_key, event_digest, events_key, project_key};
 use super::{Store, StoreError};
 use crate::contract::Id;
 
@@ -81,12 +81,45 @@ impl Store {
         Ok(status.unwrap_or_else(|| "offline".into()))
     }
 
+    /// Whether the project keeps each agent's load in a key of its own (store layout 2, see
+    /// load.lua), rather than all of them in `owned`.
+    async fn owned_by_agent(&self, project: &Id) -> Result<bool, StoreError> {
+        let marked: Option<String> = self
+            .query(
+                redis::cmd("HGET")
+                    .arg(project_key(project, "meta"))
+                    .arg("owned_by_agent"),
+            )
+            .await?;
+        Ok(marked.as_deref() == Some("1"))
+    }
+
     /// The conversations that count in each agent's load, by agent id (agents holding none are
     /// absent): its open ones but the inactive, and closed ones still in their wrap-up.
     pub async fn open_conversations(
         &self,
         project: &Id,
     ) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+        let mut open: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if self.owned_by_agent(project).await? {
+            let agents: Vec<String> = self
+                .query(redis::cmd("HKEYS").arg(project_key(project, "agents")))
+                .await?;
+            for agent in agents {
+                let held: Vec<String> = self
+                    .query(
+                        redis::cmd("ZRANGE")
+                            .arg(agent_load_key(project, &agent))
+                            .arg(0)
+                            .arg(-1),
+                    )
+                    .await?;
+                if !held.is_empty() {
+                    open.insert(agent, held);
+                }
+            }
+            return Ok(open);
+        }
         let members: Vec<String> = self
             .query(
                 redis::cmd("ZRANGE")
@@ -95,7 +128,6 @@ impl Store {
                     .arg(-1),
             )
             .await?;
-        let mut open: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for member in members {
             if let Some((agent, conversation)) = member.split_once('|') {
                 open.entry(agent.into())
@@ -108,12 +140,21 @@ impl Store {
 
     /// How many conversations are open (assigned to an agent), all agents together.
     pub async fn open_count(&self, project: &Id) -> Result<u64, StoreError> {
+        if self.owned_by_agent(project).await? {
+            let open = self.open_conversations(project).await?;
+            return Ok(open.values().map(|held| held.len() as u64).sum());
+        }
         self.query(redis::cmd("ZCARD").arg(project_key(project, "owned")))
             .await
     }
 
     /// How many conversations count in one agent's load (see `open_conversations`).
     pub async fn load(&self, project: &Id, agent: &str) -> Result<u64, StoreError> {
+        if self.owned_by_agent(project).await? {
+            return self
+                .query(redis::cmd("ZCARD").arg(agent_load_key(project, agent)))
+                .await;
+        }
         self.query(
             redis::cmd("ZLEXCOUNT")
                 .arg(project_key(project, "owned"))

@@ -68,9 +68,8 @@ do
   function Activity.setting_changed()
     local after = inactive_after_ms()
     local agents = {}
-    local function visit(key, act)
-      for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-        local conversation_id = Core.after_bar(member)
+    local function visit(act)
+      return function(conversation_id)
         local record = Records.get(conversation_id)
         if record and record.s == 'open' then
           act(conversation_id, record)
@@ -80,14 +79,17 @@ do
       end
     end
     if after == 0 then
-      visit(K.inactive, function(conversation_id, record)
+      local activate = visit(function(conversation_id, record)
         Load.activate(conversation_id, record)
         record.iu = nil
       end)
+      for _, member in ipairs(redis.call('ZRANGE', K.inactive, 0, -1)) do
+        activate(Core.after_bar(member))
+      end
     else
-      visit(K.owned, function(conversation_id, record)
+      Load.each_counted(visit(function(conversation_id, record)
         arm(conversation_id, record, (tonumber(record.lm) or NOW) + after)
-      end)
+      end))
     end
     return agents
   end

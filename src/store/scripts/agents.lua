@@ -54,9 +54,9 @@ do
     return redis.call('HKEYS', K.agents)
   end
 
-  -- How many open conversations the agent holds: its members of `owned`, so it cannot drift.
+  -- How many open conversations count in the agent's load (see load.lua).
   function Agents.load(agent_id)
-    return redis.call('ZLEXCOUNT', K.owned, Core.agent_range(agent_id))
+    return Load.of_agent(agent_id)
   end
 
   function Agents.status(agent_id)

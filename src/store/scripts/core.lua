@@ -106,6 +106,12 @@ do
     return string.sub(member, string.find(member, '|', 1, true) + 1)
   end
 
+  -- The agent and the conversation of an "agent|conversation" member.
+  function Core.split_pair(member)
+    local bar = string.find(member, '|', 1, true)
+    return string.sub(member, 1, bar - 1), string.sub(member, bar + 1)
+  end
+
   -- The lex range of one agent's "agent|conversation" members.
   function Core.agent_range(agent_id)
     return '[' .. agent_id .. '|', '[' .. agent_id .. '|\255'

@@ -1,5 +1,6 @@
 -- load.lua: what an agent holds, and what of it counts in its load. Module `Load`; uses KEYS
--- owned, inactive, channel_owned and ARGV now.
+-- owned, inactive, channel_owned, meta (owned_by_agent), the agents' "owned:<agent>" keys,
+-- and ARGV now and store_layout.
 --
 -- An agent's load is the count of its members of `owned`, "agent|conversation": its open
 -- conversations, except the inactive ones (`inactive_after_seconds`: no visitor message for
@@ -12,8 +13,88 @@
 -- A record says which set holds it: `ia` (inactive) while open, `wu` (the wrap-up timer's
 -- number) once closed and until the wrap-up ends; otherwise an open record with an agent is in
 -- `owned`. Every change of who holds what goes through here.
+--
+-- In store layout 2 each agent's members live in a sorted set of its own, "owned:<agent>",
+-- whose members are the conversation ids: its load is its ZCARD, and a set of a few dozen
+-- members is a listpack of a few bytes each, where a member of `owned` costs about 104. A
+-- project's `owned` is split once, on the first call of a worker writing layout 2
+-- (`move_to_agent_keys`), and `meta`'s owned_by_agent says so to every worker of this
+-- release, whatever layout it writes: loads are never counted in two places at once.
 
 do
+  -- Whether this project keeps each agent's load in a key of its own.
+  local function per_agent()
+    return Meta.get('owned_by_agent') == '1'
+  end
+
+  local function agent_key(agent_id)
+    return PREFIX .. 'owned:' .. agent_id
+  end
+
+  -- The key that counts the agent's load, and the conversation's member in it.
+  local function owned_member(agent_id, conversation_id)
+    if per_agent() then return agent_key(agent_id), conversation_id end
+    return K.owned, Core.pair(agent_id, conversation_id)
+  end
+
+  -- At most this many members per ZADD when `owned` is split (Lua's stack bounds unpack).
+  local MOVED_PER_COMMAND = 1000
+
+  -- Splits the project's `owned` into one key per agent, once, when this worker writes store
+  -- layout 2. An earlier release reads `owned` only: layout 2 is for after the last of its
+  -- workers is gone.
+  function Load.move_to_agent_keys()
+    if LAYOUT ~= '2' or per_agent() then return end
+    local by_agent = {}
+    for _, member in ipairs(redis.call('ZRANGE', K.owned, 0, -1)) do
+      local agent_id, conversation_id = Core.split_pair(member)
+      local args = by_agent[agent_id] or {}
+      by_agent[agent_id] = args
+      args[#args + 1] = '0'
+      args[#args + 1] = conversation_id
+    end
+    for agent_id, args in pairs(by_agent) do
+      for first = 1, #args, 2 * MOVED_PER_COMMAND do
+        redis.call('ZADD', agent_key(agent_id),
+          unpack(args, first, math.min(#args, first + 2 * MOVED_PER_COMMAND - 1)))
+      end
+    end
+    redis.call('DEL', K.owned)
+    Meta.set('owned_by_agent', '1')
+  end
+
+  -- How many conversations count in the agent's load: its members, so it cannot drift.
+  function Load.of_agent(agent_id)
+    if per_agent() then return redis.call('ZCARD', agent_key(agent_id)) end
+    return redis.call('ZLEXCOUNT', K.owned, Core.agent_range(agent_id))
+  end
+
+  -- The conversations that count in the agent's load.
+  local function counted_by(agent_id)
+    if per_agent() then return redis.call('ZRANGE', agent_key(agent_id), 0, -1) end
+    local min, max = Core.agent_range(agent_id)
+    local ids = {}
+    for i, member in ipairs(redis.call('ZRANGE', K.owned, min, max, 'BYLEX')) do
+      ids[i] = Core.after_bar(member)
+    end
+    return ids
+  end
+
+  -- Calls `act(conversation_id)` for every conversation that counts in some agent's load.
+  function Load.each_counted(act)
+    if not per_agent() then
+      for _, member in ipairs(redis.call('ZRANGE', K.owned, 0, -1)) do
+        act(Core.after_bar(member))
+      end
+      return
+    end
+    for _, agent_id in ipairs(Agents.ids()) do
+      for _, conversation_id in ipairs(redis.call('ZRANGE', agent_key(agent_id), 0, -1)) do
+        act(conversation_id)
+      end
+    end
+  end
+
   -- The "agent|channel|conversation" member, when the agent has a capacity for the channel.
   local function channel_member(agent_id, conversation_id, record)
     if not Core.channel_capacity(Agents.config(agent_id) or NONE, record.ch) then return nil end
@@ -21,13 +102,15 @@ do
   end
 
   local function count(agent_id, conversation_id, record)
-    redis.call('ZADD', K.owned, '0', Core.pair(agent_id, conversation_id))
+    local key, member = owned_member(agent_id, conversation_id)
+    redis.call('ZADD', key, '0', member)
     local member = channel_member(agent_id, conversation_id, record)
     if member then redis.call('ZADD', K.channel_owned, '0', member) end
   end
 
   local function uncount(agent_id, conversation_id, record)
-    redis.call('ZREM', K.owned, Core.pair(agent_id, conversation_id))
+    local key, member = owned_member(agent_id, conversation_id)
+    redis.call('ZREM', key, member)
     local member = channel_member(agent_id, conversation_id, record)
     if member then redis.call('ZREM', K.channel_owned, member) end
   end
@@ -82,7 +165,13 @@ do
   -- Takes everything the agent holds (counted, inactive, in wrap-up); returns the conversation
   -- ids. The records still name the agent: the caller settles each.
   function Load.take_all(agent_id)
-    local ids = Call.take_agent_members(K.owned, agent_id)
+    local ids
+    if per_agent() then
+      ids = counted_by(agent_id)
+      redis.call('DEL', agent_key(agent_id))
+    else
+      ids = Call.take_agent_members(K.owned, agent_id)
+    end
     for _, conversation_id in ipairs(Call.take_agent_members(K.inactive, agent_id)) do
       ids[#ids + 1] = conversation_id
     end
@@ -97,8 +186,7 @@ do
     local min, max = Core.agent_range(agent_id)
     redis.call('ZREMRANGEBYLEX', K.channel_owned, min, max)
     if not Core.has_channel_capacity(cfg) then return end
-    for _, member in ipairs(redis.call('ZRANGE', K.owned, min, max, 'BYLEX')) do
-      local conversation_id = Core.after_bar(member)
+    for _, conversation_id in ipairs(counted_by(agent_id)) do
       local record = Records.get(conversation_id)
       if record and record.ch and Core.channel_capacity(cfg, record.ch) then
         redis.call('ZADD', K.channel_owned, '0', agent_id .. '|' .. record.ch .. '|' .. conversation_id)

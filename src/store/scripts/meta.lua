@@ -6,13 +6,14 @@
 -- projects that use them), assignment_seq (numbers assignments, for longest_idle), pool_count
 -- (requirement pools), vtime (the weighted strategy's virtual time), rr:<pool> (round robin's
 -- last served), day (the project's local day), day_timer (the day whose midnight timer is
--- armed), events_generation (the newest generation of event records, whose expiry is set).
+-- armed), events_generation (the newest generation of event records, whose expiry is set),
+-- owned_by_agent ('1' once each agent's load is in a key of its own: see load.lua).
 
 do
   -- The counters every call may need, read in one HMGET.
   local FIELDS = {
     'day', 'level_agents', 'restricted_agents', 'vtime', 'pool_count', 'day_timer', 'arrival_seq',
-    'events_generation', 'capacity_agents',
+    'events_generation', 'capacity_agents', 'owned_by_agent',
   }
   local cache
   -- Whether this call numbered arrivals (see `next_arrival`).

@@ -14,7 +14,7 @@ use switchboard::config::Config;
 use switchboard::contract::Id;
 
 use super::events::Platform;
-use super::names::{amqp_url, redis_url, unique};
+use super::names::{amqp_url, redis_url, store_layout, unique};
 use super::redis::store_at;
 
 /// A test's own exchanges and queues, a publisher, and a tap on its outbound exchange.
@@ -54,6 +54,7 @@ impl Env {
             dead_letter_queue: format!("{tag}.dead"),
             prefetch: 32,
             delivery_limit: 5,
+            store_layout: store_layout(),
             ..Config::default()
         };
         let session = Session::open(&config, "tests")

@@ -4,6 +4,15 @@ pub fn redis_url() -> String {
     std::env::var("SWITCHBOARD_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The store layout the tests' workers and stores write (`SWITCHBOARD_STORE_LAYOUT`, default
+/// 1): the test command runs the integration tests once more in layout 2.
+pub fn store_layout() -> u8 {
+    std::env::var("SWITCHBOARD_STORE_LAYOUT")
+        .ok()
+        .and_then(|layout| layout.parse().ok())
+        .unwrap_or(1)
+}
+
 pub fn amqp_url() -> String {
     std::env::var("SWITCHBOARD_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())

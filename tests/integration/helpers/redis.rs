@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use switchboard::config::StoreLayout;
 use switchboard::contract::Id;
 use switchboard::store::{Store, StoreOptions};
 
-use super::names::{free_port, redis_url, unique};
+use super::names::{free_port, redis_url, store_layout, unique};
 
 pub async fn store() -> Store {
     store_at(&redis_url()).await
@@ -14,7 +15,11 @@ pub async fn store() -> Store {
 
 pub async fn store_at(url: &str) -> Store {
     // The workers' defaults, so that the tests read the records the workers write.
-    store_with(url, StoreOptions::default()).await
+    let options = StoreOptions {
+        store_layout: StoreLayout::from_number(store_layout()).expect("store layout 1 or 2"),
+        ..StoreOptions::default()
+    };
+    store_with(url, options).await
 }
 
 /// The store on `url` (one node, or a cluster's nodes separated by commas) with `options`.

@@ -4,6 +4,6 @@
 
 mod allocation;
 mod batches;
+mod layout;
 mod library;
-mod records;
 mod waiting;

@@ -1,6 +1,6 @@
-//! A conversation's record is kept compactly (it stays for the whole closed retention), the
-//! compact form still keeps its two versions apart, and both store layouts' records share a
-//! Redis.
+//! What Redis holds, and how compactly: a conversation's record leaves out what it can (it
+//! stays for the whole closed retention) and still keeps its two versions apart; both store
+//! layouts' records share a Redis; and layout 2 moves the agents' loads into a key each.
 
 use serde_json::{json, Value};
 use switchboard::config::StoreLayout;
@@ -35,7 +35,8 @@ async fn holder(p: &Project, conversation: &str) -> Option<String> {
 
 #[tokio::test]
 async fn a_record_leaves_out_what_it_can_and_keeps_its_versions_apart() {
-    let p = Project::new().await;
+    // Layout 1's JSON, whatever layout the other tests run in.
+    let p = Project::on(writing(StoreLayout::Original).await);
     p.online_agents(&[("a", 5), ("b", 5)]).await;
     let created = p.event(
         "conversation.created",
@@ -93,7 +94,8 @@ async fn a_record_leaves_out_what_it_can_and_keeps_its_versions_apart() {
 /// assignment version, stored as "".
 #[tokio::test]
 async fn a_record_without_versions_gains_only_the_one_an_event_moves() {
-    let p = Project::new().await;
+    // Layout 1's JSON, whatever layout the other tests run in.
+    let p = Project::on(writing(StoreLayout::Original).await);
     p.online_agents(&[("a", 5), ("b", 5)]).await;
     p.create("c1").await;
     let first = holder(&p, "c1").await.expect("assigned at creation");
@@ -244,4 +246,71 @@ async fn a_messagepack_record_is_a_third_smaller() {
         sizes[0],
         sizes[1]
     );
+}
+
+/// The loads a project kept in `owned` (layout 1) move to one key per agent on the first call
+/// of a worker writing layout 2, exactly; from then on a layout-1 worker of this release counts
+/// them there too, and an agent leaving takes its key with it.
+#[tokio::test]
+async fn loads_move_to_one_key_per_agent_once_and_stay_exact() {
+    let p = Project::on(writing(StoreLayout::Original).await);
+    let compact = writing(StoreLayout::Compact).await;
+    let project = Id::parse(&p.id).unwrap();
+    let key = |name| keys::project_key(&project, name);
+    let exists = |key: String| {
+        let store = p.store.clone();
+        async move {
+            let n: i64 = store.query(redis::cmd("EXISTS").arg(key)).await.unwrap();
+            n == 1
+        }
+    };
+    p.online_agents(&[("a", 3), ("b", 3)]).await;
+    for i in 1..=5 {
+        p.create(&format!("c{i}")).await;
+    }
+    p.close("c1").await;
+    let before = p.store.open_conversations(&project).await.unwrap();
+    assert_eq!(before.values().map(Vec::len).sum::<usize>(), 4);
+    assert!(exists(key("owned")).await);
+
+    // A worker writing layout 2 moves them, and then assigns c6.
+    let created = p.event(
+        "conversation.created",
+        json!({"conversation_id": "c6", "visitor_id": "v6"}),
+    );
+    let out = compact.apply(&created, p.now_ms).await.unwrap().outputs;
+    assert!(!exists(key("owned")).await, "owned is split, not copied");
+    for agent in ["a", "b"] {
+        assert!(exists(keys::agent_load_key(&project, agent)).await);
+    }
+    let after = p.store.open_conversations(&project).await.unwrap();
+    let mut expected = before.clone();
+    let holder = out[0].data["agent_id"].as_str().unwrap().to_string();
+    expected.get_mut(&holder).unwrap().push("c6".into());
+    for held in expected.values_mut() {
+        held.sort();
+    }
+    let mut after_sorted = after.clone();
+    for held in after_sorted.values_mut() {
+        held.sort();
+    }
+    assert_eq!(after_sorted, expected);
+    assert_eq!(p.store.open_count(&project).await.unwrap(), 5);
+
+    // A layout-1 worker of this release counts in the agents' keys now.
+    let load = p.load(&holder).await;
+    p.close("c6").await;
+    assert_eq!(p.load(&holder).await, load - 1);
+    assert!(!exists(key("owned")).await);
+
+    // An agent leaving takes its key: of the four open conversations, a (room for 3) holds
+    // three and one waits.
+    p.apply("agent.removed", json!({"agent_id": "b"})).await;
+    assert!(!exists(keys::agent_load_key(&project, "b")).await);
+    let states = p.store.conversations(&project).await.unwrap();
+    let count = |state: &str| states.values().filter(|c| c.state == state).count();
+    assert_eq!((count("open"), count("waiting")), (3, 1), "{states:?}");
+    assert_eq!(p.load("a").await, 3);
+    let open = p.store.open_conversations(&project).await.unwrap();
+    assert_eq!(open.keys().collect::<Vec<_>>(), ["a"]);
 }
