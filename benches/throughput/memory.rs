@@ -4,7 +4,7 @@
 //! `MEMORY USAGE … SAMPLES 0` (every element counted). Measures only: the layout is the
 //! store's.
 
-use serde_json::json;
+use serde_json::{json, Value};
 use switchboard::clock::{Clock, SystemClock};
 use switchboard::config::{Config, StoreLayout};
 use switchboard::contract::{decode, Id, InboundEvent};
@@ -13,7 +13,6 @@ use switchboard::store::{keys, Store, StoreOptions};
 use crate::backlog::event;
 use crate::flags::Flags;
 use crate::isolation::{forget_project, keys_matching, new_tag};
-use crate::outside::team;
 use crate::redis_cost::decoded;
 use crate::report::Report;
 
@@ -30,7 +29,7 @@ async fn used_memory(store: &Store) -> f64 {
 }
 
 /// Bytes per key of `project` (`MEMORY USAGE`, every element), by key name without the prefix
-/// (event-record generations as `events:<n>`).
+/// (event-record generations as `events:<n>`, the agents' load keys all as `owned:<agent>`).
 async fn by_key(config: &Config, store: &Store, project: &Id) -> Vec<(String, f64)> {
     let prefix = keys::project_prefix(project);
     let mut found = vec![];
@@ -45,7 +44,12 @@ async fn by_key(config: &Config, store: &Store, project: &Id) -> Vec<(String, f6
             )
             .await
             .unwrap();
-        found.push((name[prefix.len()..].to_string(), bytes.unwrap_or(0) as f64));
+        let mut short = name[prefix.len()..].to_string();
+        // Each agent's load key (layout 2) counts in one row.
+        if short.starts_with("owned:") {
+            short = "owned:<agent>".into();
+        }
+        found.push((short, bytes.unwrap_or(0) as f64));
     }
     found.sort_by(|a, b| b.1.total_cmp(&a.1));
     found
@@ -73,6 +77,31 @@ async fn apply_all(store: &Store, events: &[InboundEvent], batch: usize) {
     }
 }
 
+/// Room for every conversation as a real team would hold them: `n / 10` agents online, each
+/// taking at most 10 (an agent's own load key, in layout 2, is then as small as in production).
+fn team(project: &str, n: u64) -> Vec<Vec<u8>> {
+    let agents: Vec<Value> = (0..n / 10)
+        .map(|i| json!({"agent_id": format!("agent-{i}"), "max_concurrent": 10}))
+        .collect();
+    let mut setup: Vec<Vec<u8>> = agents
+        .chunks(250)
+        .enumerate()
+        .map(|(i, chunk)| {
+            event(
+                project,
+                1 + i as u64,
+                "agent.upserted",
+                json!({ "agents": chunk }),
+            )
+        })
+        .collect();
+    for i in 0..n / 10 {
+        let status = json!({"agent_id": format!("agent-{i}"), "status": "online"});
+        setup.push(event(project, 1_000 + i, "agent.status_changed", status));
+    }
+    setup
+}
+
 /// What one store layout costs: bytes per conversation open and closed, and each key's
 /// growth (open, closed) per conversation.
 struct Measured {
@@ -98,8 +127,7 @@ async fn measure(config: &Config, layout: StoreLayout, n: u64) -> Measured {
         "(m) {n} conversations opened, then closed, store layout {}…",
         layout.number()
     );
-    let setup = decoded(&team(&tag));
-    apply_all(&store, &setup, 1).await;
+    apply_all(&store, &decoded(&team(&tag, n)), batch).await;
     let events = |offset: u64, event_type: &str, data: &dyn Fn(u64) -> serde_json::Value| {
         (1..=n)
             .map(|i| decode(&event(&tag, offset + i, event_type, data(i))).unwrap())
@@ -169,7 +197,7 @@ pub async fn memory(flags: &Flags, report: &mut Report) {
 
     let met = |bytes: f64, target: f64| if bytes <= target { "yes" } else { "no" };
     report.line("## (m) Redis memory per conversation\n");
-    report.line(format!("{n} conversations applied straight through the store (batches of {}, their outputs confirmed after each batch as a worker does once the broker confirms them), each created (and assigned: 10 agents online with room), then each closed; `used_memory` (`INFO memory`) before, after the creations and after the closings, over {n}; once in store layout 1 (the default, which every release reads) and once in layout 2 (`SWITCHBOARD_STORE_LAYOUT=2`: records as MessagePack, each agent's load in a key of its own), each in a project of its own. With the default retention (event ids {} days, closed conversations {} days) everything below stays until it expires. Targets: {OPEN_TARGET:.0} B open, {CLOSED_TARGET:.0} B closed.\n", config.batch_size, config.dedupe_ttl_seconds / 86400, config.closed_retention_seconds / 86400));
+    report.line(format!("{n} conversations applied straight through the store (batches of {}, their outputs confirmed after each batch as a worker does once the broker confirms them), each created (and assigned: {} agents online, each taking at most 10, as a team holds them), then each closed; `used_memory` (`INFO memory`) before, after the creations and after the closings, over {n}; once in store layout 1 (the default, which every release reads) and once in layout 2 (`SWITCHBOARD_STORE_LAYOUT=2`: records as MessagePack, each agent's load in a key of its own), each in a project of its own. With the default retention (event ids {} days, closed conversations {} days) everything below stays until it expires. Targets: {OPEN_TARGET:.0} B open, {CLOSED_TARGET:.0} B closed.\n", config.batch_size, n / 10, config.dedupe_ttl_seconds / 86400, config.closed_retention_seconds / 86400));
     report.line(format!(
         "| bytes per conversation | layout 1 | layout 2 | target | met (layout 2) |\n|---|---|---|---|---|\n| open | {:.0} | {:.0} | {OPEN_TARGET:.0} | {} |\n| closed, still remembered (its 2 events' records included) | {:.0} | {:.0} | {CLOSED_TARGET:.0} | {} |\n",
         original.per_open, compact.per_open, met(compact.per_open, OPEN_TARGET),
