@@ -69,15 +69,20 @@ do
     return redis.call('ZLEXCOUNT', K.owned, Core.agent_range(agent_id))
   end
 
-  -- The conversations that count in the agent's load.
-  local function counted_by(agent_id)
-    if per_agent() then return redis.call('ZRANGE', agent_key(agent_id), 0, -1) end
+  -- The conversations of the agent's "agent|conversation" members of `key`.
+  local function agent_members(key, agent_id)
     local min, max = Core.agent_range(agent_id)
     local ids = {}
-    for i, member in ipairs(redis.call('ZRANGE', K.owned, min, max, 'BYLEX')) do
+    for i, member in ipairs(redis.call('ZRANGE', key, min, max, 'BYLEX')) do
       ids[i] = Core.after_bar(member)
     end
     return ids
+  end
+
+  -- The conversations that count in the agent's load.
+  local function counted_by(agent_id)
+    if per_agent() then return redis.call('ZRANGE', agent_key(agent_id), 0, -1) end
+    return agent_members(K.owned, agent_id)
   end
 
   -- Calls `act(conversation_id)` for every conversation that counts in some agent's load.
@@ -196,11 +201,6 @@ do
 
   -- The ids of the conversations the agent holds inactive.
   function Load.inactive_of(agent_id)
-    local min, max = Core.agent_range(agent_id)
-    local ids = {}
-    for i, member in ipairs(redis.call('ZRANGE', K.inactive, min, max, 'BYLEX')) do
-      ids[i] = Core.after_bar(member)
-    end
-    return ids
+    return agent_members(K.inactive, agent_id)
   end
 end
