@@ -200,6 +200,14 @@ pub const PROJECT_KEYS: &[ProjectKey] = &[
     ),
 ];
 
+/// In store layout 2 each agent's load is a sorted set of its own, named the project's prefix,
+/// this, and the agent's id (built inside the library too, from the prefix: see load.lua).
+pub const AGENT_LOAD_KEY_PREFIX: &str = "owned:";
+
+/// The `meta` field that marks ("1") a project whose loads are kept in its agents' own keys:
+/// every worker of this release, and the read API, count that project per agent.
+pub const OWNED_BY_AGENT_FIELD: &str = "owned_by_agent";
+
 /// The arguments every call shares, in the order of ARGV.
 pub const SHARED_ARGS: &[(&str, &str)] = &[
     ("now", "the worker's time, ms since the epoch"),
@@ -364,6 +372,11 @@ pub fn lua_binding() -> String {
         PROJECT_KEYS.len(),
         SHARED_ARGS.len(),
         EVENT_ARGS.len()
+    );
+    let _ = writeln!(
+        lua,
+        "local AGENT_LOAD_KEY_PREFIX, OWNED_BY_AGENT_FIELD = '{AGENT_LOAD_KEY_PREFIX}', \
+         '{OWNED_BY_AGENT_FIELD}'"
     );
     lua
 }

@@ -5,7 +5,7 @@
 //! them atomically. Project ids are validated identifiers (no braces), so no project can reach
 //! into another's tag.
 
-use super::interface::{key_position, PROJECT_KEYS};
+use super::interface::{key_position, AGENT_LOAD_KEY_PREFIX, PROJECT_KEYS};
 use crate::contract::Id;
 
 /// The prefix of every key of `project`.
@@ -25,7 +25,7 @@ pub fn project_key(project: &Id, name: &str) -> String {
 /// name is built inside the library too, from the project's prefix, so it shares the project's
 /// slot; agent ids are validated identifiers, which hold no braces.
 pub fn agent_load_key(project: &Id, agent: &str) -> String {
-    format!("{}owned:{agent}", project_prefix(project))
+    format!("{}{AGENT_LOAD_KEY_PREFIX}{agent}", project_prefix(project))
 }
 
 /// The hash of one generation of event records.

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::interface::OWNED_BY_AGENT_FIELD;
 use super::keys::{agent_load_key, event_digest, events_key, project_key};
 use super::{Store, StoreError};
 use crate::contract::Id;
@@ -88,7 +89,7 @@ impl Store {
             .query(
                 redis::cmd("HGET")
                     .arg(project_key(project, "meta"))
-                    .arg("owned_by_agent"),
+                    .arg(OWNED_BY_AGENT_FIELD),
             )
             .await?;
         Ok(marked.as_deref() == Some("1"))
@@ -338,8 +339,7 @@ impl Store {
     }
 }
 
-/// A conversation's record, as the library writes it (JSON).
-/// A conversation record as stored: JSON, or MessagePack (store layout 2); a
+/// A conversation's record as the library writes it: JSON, or MessagePack (store layout 2); a
 /// JSON record is an object, so it starts with `{`, which no MessagePack map does.
 fn record(stored: &[u8]) -> Result<ConversationState, StoreError> {
     let decoded = if stored.first() == Some(&b'{') {

@@ -24,11 +24,11 @@
 do
   -- Whether this project keeps each agent's load in a key of its own.
   local function per_agent()
-    return Meta.get('owned_by_agent') == '1'
+    return Meta.get(OWNED_BY_AGENT_FIELD) == '1'
   end
 
   local function agent_key(agent_id)
-    return PREFIX .. 'owned:' .. agent_id
+    return PREFIX .. AGENT_LOAD_KEY_PREFIX .. agent_id
   end
 
   -- The key that counts the agent's load, and the conversation's member in it.
@@ -60,7 +60,7 @@ do
       end
     end
     redis.call('DEL', K.owned)
-    Meta.set('owned_by_agent', '1')
+    Meta.set(OWNED_BY_AGENT_FIELD, '1')
   end
 
   -- How many conversations count in the agent's load: its members, so it cannot drift.
@@ -107,15 +107,15 @@ do
   end
 
   local function count(agent_id, conversation_id, record)
-    local key, member = owned_member(agent_id, conversation_id)
-    redis.call('ZADD', key, '0', member)
+    local key, counted = owned_member(agent_id, conversation_id)
+    redis.call('ZADD', key, '0', counted)
     local member = channel_member(agent_id, conversation_id, record)
     if member then redis.call('ZADD', K.channel_owned, '0', member) end
   end
 
   local function uncount(agent_id, conversation_id, record)
-    local key, member = owned_member(agent_id, conversation_id)
-    redis.call('ZREM', key, member)
+    local key, counted = owned_member(agent_id, conversation_id)
+    redis.call('ZREM', key, counted)
     local member = channel_member(agent_id, conversation_id, record)
     if member then redis.call('ZREM', K.channel_owned, member) end
   end

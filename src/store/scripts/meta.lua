@@ -13,7 +13,7 @@ do
   -- The counters every call may need, read in one HMGET.
   local FIELDS = {
     'day', 'level_agents', 'restricted_agents', 'vtime', 'pool_count', 'day_timer', 'arrival_seq',
-    'events_generation', 'capacity_agents', 'owned_by_agent',
+    'events_generation', 'capacity_agents', OWNED_BY_AGENT_FIELD,
   }
   local cache
   -- Whether this call numbered arrivals (see `next_arrival`).
