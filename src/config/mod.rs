@@ -281,7 +281,11 @@ mod tests {
     }
 
     /// `validate` accepts `set(value)` exactly for the values marked valid.
-    fn assert_bounds(field: &str, cases: [(u16, bool); 4], set: impl Fn(u16) -> Config) {
+    fn assert_bounds<T: Copy + std::fmt::Display>(
+        field: &str,
+        cases: [(T, bool); 4],
+        set: impl Fn(T) -> Config,
+    ) {
         for (value, valid) in cases {
             assert_eq!(set(value).validate().is_ok(), valid, "{field} {value}");
         }
@@ -316,13 +320,11 @@ mod tests {
 
     #[test]
     fn store_layout_is_1_or_2() {
-        for (store_layout, valid) in [(0, false), (1, true), (2, true), (3, false)] {
-            let config = Config {
-                store_layout,
-                ..Config::default()
-            };
-            assert_eq!(config.validate().is_ok(), valid, "{store_layout}");
-        }
+        let cases = [(0, false), (1, true), (2, true), (3, false)];
+        assert_bounds("store_layout", cases, |store_layout| Config {
+            store_layout,
+            ..Config::default()
+        });
         assert_eq!(Config::default().store_layout, 1);
     }
 
