@@ -58,6 +58,32 @@ fn every_feature_settings() -> Value {
     })
 }
 
+/// A team going online: `patches` upserted 250 at a time (which keeps an event under the
+/// contract's 64 KiB with every feature's fields), then each agent's status set to online; the
+/// events numbered by `next`.
+pub fn online_team(
+    project: &str,
+    patches: &[Value],
+    mut next: impl FnMut() -> u64,
+) -> Vec<Vec<u8>> {
+    let mut setup: Vec<Vec<u8>> = patches
+        .chunks(250)
+        .map(|chunk| {
+            event(
+                project,
+                next(),
+                "agent.upserted",
+                json!({ "agents": chunk }),
+            )
+        })
+        .collect();
+    for patch in patches {
+        let status = json!({"agent_id": patch["agent_id"], "status": "online"});
+        setup.push(event(project, next(), "agent.status_changed", status));
+    }
+    setup
+}
+
 /// Agent `i` of a team of `agents`: with every feature, skill levels, channels and capacities.
 fn agent(i: usize, features: Features) -> Value {
     match features {
@@ -110,23 +136,7 @@ pub fn backlog_with(
             every_feature_settings(),
         ));
     }
-    // 250 agents per event keep it under the contract's 64 KiB with every feature's fields.
-    for chunk in patches.chunks(250) {
-        setup.push(event(
-            project,
-            next(),
-            "agent.upserted",
-            json!({"agents": chunk}),
-        ));
-    }
-    for i in 0..agents {
-        setup.push(event(
-            project,
-            next(),
-            "agent.status_changed",
-            json!({"agent_id": format!("agent-{i}"), "status": "online"}),
-        ));
-    }
+    setup.extend(online_team(project, &patches, &mut next));
     if features == Features::Every {
         // The first conversation of each kind (channel, language) builds the pools that serve
         // it, one pass over the team for each: a one-time cost per pool for the life of the

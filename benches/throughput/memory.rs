@@ -10,7 +10,7 @@ use switchboard::config::{Config, StoreLayout};
 use switchboard::contract::{decode, Id, InboundEvent};
 use switchboard::store::{keys, Store, StoreOptions};
 
-use crate::backlog::event;
+use crate::backlog::{event, online_team};
 use crate::flags::Flags;
 use crate::isolation::{forget_project, keys_matching, new_tag};
 use crate::redis_cost::decoded;
@@ -80,26 +80,14 @@ async fn apply_all(store: &Store, events: &[InboundEvent], batch: usize) {
 /// Room for every conversation as a real team would hold them: `n / 10` agents online, each
 /// taking at most 10 (an agent's own load key, in layout 2, is then as small as in production).
 fn team(project: &str, n: u64) -> Vec<Vec<u8>> {
-    let agents: Vec<Value> = (0..n / 10)
+    let patches: Vec<Value> = (0..n / 10)
         .map(|i| json!({"agent_id": format!("agent-{i}"), "max_concurrent": 10}))
         .collect();
-    let mut setup: Vec<Vec<u8>> = agents
-        .chunks(250)
-        .enumerate()
-        .map(|(i, chunk)| {
-            event(
-                project,
-                1 + i as u64,
-                "agent.upserted",
-                json!({ "agents": chunk }),
-            )
-        })
-        .collect();
-    for i in 0..n / 10 {
-        let status = json!({"agent_id": format!("agent-{i}"), "status": "online"});
-        setup.push(event(project, 1_000 + i, "agent.status_changed", status));
-    }
-    setup
+    let mut id = 0;
+    online_team(project, &patches, || {
+        id += 1;
+        id
+    })
 }
 
 /// What one store layout costs: bytes per conversation open and closed, and each key's
