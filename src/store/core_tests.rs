@@ -458,3 +458,64 @@ fn a_sweep_takes_the_head_entries_older_than_the_cutoff_and_stops_at_the_first_n
         (vec!["junk".to_string(), "a".to_string()], 2)
     );
 }
+
+#[test]
+fn one_more_bucket_moves_fields_of_one_bucket_only_and_keeps_them_even() {
+    let lua = lua();
+    // Where each of 4,000 hashes lies among `count` buckets.
+    let place = |count: i64| -> Vec<i64> {
+        eval(
+            &lua,
+            &format!(
+                "(function() local level, placed = Core.bucket_level({count}), {{}} \
+                 for h = 0, 3999 do placed[h + 1] = Core.bucket_of(h * 2654435761 % 4294967296, {count}, level) end \
+                 return placed end)()"
+            ),
+        )
+    };
+    assert!(place(1).iter().all(|&b| b == 0));
+    let mut before = place(1);
+    for count in 1..100_i64 {
+        let after = place(count + 1);
+        let source: i64 = eval(&lua, &format!("Core.split_source({count})"));
+        for (old, new) in before.iter().zip(&after) {
+            assert!(*new < count + 1);
+            // A field stays, or moves from the split bucket to the new one.
+            assert!(
+                old == new || (*old == source && *new == count),
+                "{count}: {old} -> {new}"
+            );
+        }
+        let moved = after.iter().filter(|&&b| b == count).count();
+        let left = after.iter().filter(|&&b| b == source).count();
+        assert!(
+            moved > 0 && left > 0,
+            "{count}: the split moved {moved} and left {left}"
+        );
+        before = after;
+    }
+    // At a power of two every bucket holds about the same share.
+    let mut sizes = [0; 64];
+    for b in place(64) {
+        sizes[b as usize] += 1;
+    }
+    assert!(sizes.iter().all(|&n| (30..=100).contains(&n)), "{sizes:?}");
+}
+
+#[test]
+fn a_sweep_round_keeps_its_pace_and_never_runs_ahead() {
+    let lua = lua();
+    let due = |count: i64, elapsed: i64, round: i64| -> i64 {
+        eval(
+            &lua,
+            &format!("Core.sweep_due({count}, {elapsed}, {round})"),
+        )
+    };
+    assert_eq!(due(10, 0, 1000), 0, "a round just begun sweeps nothing yet");
+    assert_eq!(due(10, 99, 1000), 0);
+    assert_eq!(due(10, 100, 1000), 1);
+    assert_eq!(due(10, 550, 1000), 5);
+    assert_eq!(due(10, 1000, 1000), 10);
+    assert_eq!(due(10, 5000, 1000), 10, "late: every bucket, never more");
+    assert_eq!(due(1, 2 * 86_400_000, 86_400_000 / 8), 1);
+}

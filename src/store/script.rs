@@ -22,6 +22,7 @@ const PARTS: &str = concat!(
     include_str!("scripts/call.lua"),
     include_str!("scripts/order.lua"),
     include_str!("scripts/meta.lua"),
+    include_str!("scripts/buckets.lua"),
     include_str!("scripts/agents.lua"),
     include_str!("scripts/load.lua"),
     include_str!("scripts/pools.lua"),

@@ -94,6 +94,51 @@ do
   end
 
   ---------------------------------------------------------------------------------------------
+  -- A big hash spread over small ones by linear hashing (see buckets.lua): with `count`
+  -- buckets, numbered from 0, and `level` the largest power of two not above `count`, a field
+  -- whose hash is `hash` (a whole number) lies in bucket hash mod 2 * level, or, where that
+  -- bucket is not made yet, hash mod level. Bucket number `count` is made by moving to it the
+  -- fields of bucket count - level that belong there, about half of them: no other bucket
+  -- changes.
+
+  -- A whole number below 2^32 for `field`, spread over its low bits whatever characters the
+  -- field differs by: the field's bytes as digits in base 31 (odd, so each byte moves every
+  -- bit from its own up), taken four at a time (the last group padded with zeros) so that
+  -- Lua calls string.byte once per four, exact in Lua's doubles (below 2^53).
+  function Core.field_hash(field)
+    local h = 0
+    for i = 1, #field, 4 do
+      local a, b, c, d = string.byte(field, i, i + 3)
+      h = (h * 923521 + a * 29791 + (b or 0) * 961 + (c or 0) * 31 + (d or 0)) % 4294967296
+    end
+    return h
+  end
+
+  -- The largest power of two not above `count` (at least 1).
+  function Core.bucket_level(count)
+    local level = 1
+    while level * 2 <= count do level = level * 2 end
+    return level
+  end
+
+  function Core.bucket_of(hash, count, level)
+    local bucket = hash % (2 * level)
+    if bucket >= count then bucket = hash % level end
+    return bucket
+  end
+
+  -- How many of `count` buckets a round that takes `round` (ms) should have gone through
+  -- `elapsed` ms after it began: all of them once the round's time is up.
+  function Core.sweep_due(count, elapsed, round)
+    return math.min(count, math.floor(count * elapsed / round))
+  end
+
+  -- The bucket whose fields the next one, number `count`, takes some of.
+  function Core.split_source(count)
+    return count - Core.bucket_level(count)
+  end
+
+  ---------------------------------------------------------------------------------------------
   -- Members of the sorted sets that pair an agent with a conversation ("agent|conversation";
   -- '|' cannot appear in an identifier) or order waiting conversations ("<arrival>|id").
 

@@ -4,4 +4,4 @@
 local Core, Call, Versions, Meta, Agents, Pools, Routing, Records, Visitors, Queues =
   {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
 local Conversations, Modes, Handlers, Timers = {}, {}, {}, {}
-local Load, Activity, Presence = {}, {}, {}
+local Load, Activity, Presence, Buckets = {}, {}, {}, {}
