@@ -29,7 +29,8 @@ async fn used_memory(store: &Store) -> f64 {
 }
 
 /// Bytes per key of `project` (`MEMORY USAGE`, every element), by key name without the prefix
-/// (event-record generations as `events:<n>`, the agents' load keys all as `owned:<agent>`).
+/// (event-record generations as `events:<n>`, the agents' load keys all as `owned:<agent>`,
+/// the visitors' buckets all as `visitors:<bucket>`).
 async fn by_key(config: &Config, store: &Store, project: &Id) -> Vec<(String, f64)> {
     let prefix = keys::project_prefix(project);
     let mut found = vec![];
@@ -48,6 +49,8 @@ async fn by_key(config: &Config, store: &Store, project: &Id) -> Vec<(String, f6
         // Each agent's load key (layout 2) counts in one row.
         if short.starts_with("owned:") {
             short = "owned:<agent>".into();
+        } else if short.starts_with("visitors:") {
+            short = "visitors:<bucket>".into();
         }
         found.push((short, bytes.unwrap_or(0) as f64));
     }
@@ -185,7 +188,7 @@ pub async fn memory(flags: &Flags, report: &mut Report) {
 
     let met = |bytes: f64, target: f64| if bytes <= target { "yes" } else { "no" };
     report.line("## (m) Redis memory per conversation\n");
-    report.line(format!("{n} conversations applied straight through the store (batches of {}, their outputs confirmed after each batch as a worker does once the broker confirms them), each created (and assigned: {} agents online, each taking at most 10, as a team holds them), then each closed; `used_memory` (`INFO memory`) before, after the creations and after the closings, over {n}; once in store layout 1 (the default, which every release reads) and once in layout 2 (`SWITCHBOARD_STORE_LAYOUT=2`: records as MessagePack, each agent's load in a key of its own), each in a project of its own. With the default retention (event ids {} days, closed conversations {} days) everything below stays until it expires. Targets: {OPEN_TARGET:.0} B open, {CLOSED_TARGET:.0} B closed.\n", config.batch_size, n / 10, config.dedupe_ttl_seconds / 86400, config.closed_retention_seconds / 86400));
+    report.line(format!("{n} conversations applied straight through the store (batches of {}, their outputs confirmed after each batch as a worker does once the broker confirms them), each created (and assigned: {} agents online, each taking at most 10, as a team holds them), then each closed; `used_memory` (`INFO memory`) before, after the creations and after the closings, over {n}; once in store layout 1 (the default, which every release reads) and once in layout 2 (`SWITCHBOARD_STORE_LAYOUT=2`: records as MessagePack, each agent's load in a key of its own, the visitors spread over small buckets), each in a project of its own. With the default retention (event ids {} days, closed conversations {} days) everything below stays until it expires. Targets: {OPEN_TARGET:.0} B open, {CLOSED_TARGET:.0} B closed.\n", config.batch_size, n / 10, config.dedupe_ttl_seconds / 86400, config.closed_retention_seconds / 86400));
     report.line(format!(
         "| bytes per conversation | layout 1 | layout 2 | target | met (layout 2) |\n|---|---|---|---|---|\n| open | {:.0} | {:.0} | {OPEN_TARGET:.0} | {} |\n| closed, still remembered (its 2 events' records included) | {:.0} | {:.0} | {CLOSED_TARGET:.0} | {} |\n",
         original.per_open, compact.per_open, met(compact.per_open, OPEN_TARGET),

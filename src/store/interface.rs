@@ -208,6 +208,11 @@ pub const AGENT_LOAD_KEY_PREFIX: &str = "owned:";
 /// every worker of this release, and the read API, count that project per agent.
 pub const OWNED_BY_AGENT_FIELD: &str = "owned_by_agent";
 
+/// The `meta` field of a project whose visitors are spread over buckets (store layout 2, see
+/// buckets.lua): "<buckets>|<visitors>". Bucket `n` is the `visitors` key's name, ':' and `n`
+/// (built inside the library too).
+pub const VISITOR_BUCKETS_FIELD: &str = "visitor_buckets";
+
 /// The arguments every call shares, in the order of ARGV.
 pub const SHARED_ARGS: &[(&str, &str)] = &[
     ("now", "the worker's time, ms since the epoch"),
@@ -375,8 +380,8 @@ pub fn lua_binding() -> String {
     );
     let _ = writeln!(
         lua,
-        "local AGENT_LOAD_KEY_PREFIX, OWNED_BY_AGENT_FIELD = '{AGENT_LOAD_KEY_PREFIX}', \
-         '{OWNED_BY_AGENT_FIELD}'"
+        "local AGENT_LOAD_KEY_PREFIX, OWNED_BY_AGENT_FIELD, VISITOR_BUCKETS_FIELD = \
+         '{AGENT_LOAD_KEY_PREFIX}', '{OWNED_BY_AGENT_FIELD}', '{VISITOR_BUCKETS_FIELD}'"
     );
     lua
 }

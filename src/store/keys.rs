@@ -28,6 +28,12 @@ pub fn agent_load_key(project: &Id, agent: &str) -> String {
     format!("{}{AGENT_LOAD_KEY_PREFIX}{agent}", project_prefix(project))
 }
 
+/// Bucket `n` of a hash the library spreads over buckets (see buckets.lua): the project key
+/// `name`, ':' and `n`.
+pub fn bucket_key(project: &Id, name: &str, n: u64) -> String {
+    format!("{}:{n}", project_key(project, name))
+}
+
 /// The hash of one generation of event records.
 pub fn events_key(project: &Id, generation: u64) -> String {
     format!("{}events:{generation}", project_prefix(project))

@@ -229,6 +229,7 @@ local function apply(keys, args)
   end
   Call.begin_call(redis.call('GET', K.settings))
   Load.move_to_agent_keys()
+  Visitors.move_to_buckets()
   -- The conversations the batch's events name are read with one HMGET, not one HGET each.
   local data, named = {}, {}
   for i = 1, events do

@@ -7,13 +7,15 @@
 -- (requirement pools), vtime (the weighted strategy's virtual time), rr:<pool> (round robin's
 -- last served), day (the project's local day), day_timer (the day whose midnight timer is
 -- armed), events_generation (the newest generation of event records, whose expiry is set),
--- owned_by_agent ('1' once each agent's load is in a key of its own: see load.lua).
+-- owned_by_agent ('1' once each agent's load is in a key of its own: see load.lua),
+-- visitor_buckets and visitors_in_hash (once visitors are spread over buckets: visitors.lua).
 
 do
   -- The counters every call may need, read in one HMGET.
   local FIELDS = {
     'day', 'level_agents', 'restricted_agents', 'vtime', 'pool_count', 'day_timer', 'arrival_seq',
-    'events_generation', 'capacity_agents', OWNED_BY_AGENT_FIELD,
+    'events_generation', 'capacity_agents', OWNED_BY_AGENT_FIELD, VISITOR_BUCKETS_FIELD,
+    'visitors_in_hash',
   }
   local cache
   -- Whether this call numbered arrivals (see `next_arrival`).

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use serde_json::{json, Value};
 use switchboard::contract::outbound::TimerRequest;
 use switchboard::contract::{outbound, Id, InboundEvent, OutboundEvent};
-use switchboard::store::{Applied, Store};
+use switchboard::store::{interface, keys, Applied, Store};
 
 use super::events::Platform;
 use super::redis::store;
@@ -153,6 +153,40 @@ impl Project {
     pub async fn waiting(&self) -> Vec<String> {
         let waiting = self.store.waiting(&self.project(), None).await.unwrap();
         waiting.into_iter().map(|w| w.conversation_id).collect()
+    }
+
+    /// How many buckets the project's visitors are spread over (store layout 2; 0: none).
+    pub async fn visitor_buckets(&self) -> u64 {
+        let spread: Option<String> = self
+            .store
+            .query(
+                redis::cmd("HGET")
+                    .arg(keys::project_key(&self.project(), "meta"))
+                    .arg(interface::VISITOR_BUCKETS_FIELD),
+            )
+            .await
+            .unwrap();
+        spread.map_or(0, |s| s.split('|').next().unwrap().parse().unwrap())
+    }
+
+    /// The visitors Redis remembers, sorted: those in `visitors` and, where the project's
+    /// visitors are spread over buckets (store layout 2), those in each bucket.
+    pub async fn remembered_visitors(&self) -> Vec<String> {
+        let key = |name: &str| keys::project_key(&self.project(), name);
+        let buckets = self.visitor_buckets().await;
+        let mut visitors = vec![];
+        for name in std::iter::once(key("visitors"))
+            .chain((0..buckets).map(|n| keys::bucket_key(&self.project(), "visitors", n)))
+        {
+            let held: Vec<String> = self
+                .store
+                .query(redis::cmd("HKEYS").arg(name))
+                .await
+                .unwrap();
+            visitors.extend(held);
+        }
+        visitors.sort();
+        visitors
     }
 
     fn project(&self) -> Id {

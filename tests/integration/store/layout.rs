@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use switchboard::config::StoreLayout;
 use switchboard::contract::{Id, InboundEvent};
-use switchboard::store::{keys, Store, StoreOptions};
+use switchboard::store::{interface, keys, Store, StoreOptions};
 
 use crate::helpers::*;
 
@@ -313,4 +313,107 @@ async fn loads_move_to_one_key_per_agent_once_and_stay_exact() {
     assert_eq!(p.load("a").await, 3);
     let open = p.store.open_conversations(&project).await.unwrap();
     assert_eq!(open.keys().collect::<Vec<_>>(), ["a"]);
+}
+
+/// Layout 2 spreads the visitors a project remembers over small buckets, which Redis keeps as
+/// listpacks, growing them a bucket at a time; every visitor is still recognised, by workers
+/// writing either layout, and those remembered in `visitors` before are read there and move
+/// to their bucket when they come back.
+#[tokio::test]
+async fn visitors_spread_over_small_buckets_and_are_all_still_recognised() {
+    let p = Project::on(writing(StoreLayout::Original).await);
+    let compact = writing(StoreLayout::Compact).await;
+    let project = Id::parse(&p.id).unwrap();
+    let key = |name: &str| keys::project_key(&project, name);
+    p.online_agents(&[("a", 1000), ("b", 1000), ("c", 1000)])
+        .await;
+    let mut served_by = std::collections::BTreeMap::new();
+    let create = |store: Store, conversation: String, visitor: String| {
+        let event = p.event(
+            "conversation.created",
+            json!({"conversation_id": conversation, "visitor_id": visitor}),
+        );
+        let now = p.now_ms;
+        async move {
+            let out = store.apply(&event, now).await.unwrap().outputs;
+            assert_eq!(out.len(), 1, "{out:?}");
+            let data = &out[0].data;
+            (
+                data["agent_id"].as_str().unwrap().to_string(),
+                data["reason"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    // Ten visitors remembered in the one hash, by a worker writing layout 1...
+    for i in 0..10 {
+        let (agent, _) = create(p.store.clone(), format!("c{i}"), format!("v{i}")).await;
+        served_by.insert(format!("v{i}"), agent);
+    }
+    // ...then 400 by a worker writing layout 2.
+    for i in 10..410 {
+        let (agent, _) = create(compact.clone(), format!("c{i}"), format!("v{i}")).await;
+        served_by.insert(format!("v{i}"), agent);
+    }
+    let spread = |p: &Project| {
+        let store = p.store.clone();
+        let meta = key("meta");
+        async move {
+            let spread: String = store
+                .query(
+                    redis::cmd("HGET")
+                        .arg(meta)
+                        .arg(interface::VISITOR_BUCKETS_FIELD),
+                )
+                .await
+                .unwrap();
+            let parts: Vec<u64> = spread.split('|').map(|n| n.parse().unwrap()).collect();
+            (parts[0], parts[1]) // buckets, visitors in them
+        }
+    };
+    let (buckets, in_buckets) = spread(&p).await;
+    assert_eq!(in_buckets, 400);
+    // A few dozen visitors a bucket at most, so each stays a listpack (checked below).
+    assert!((400 / 32..=400 / 8).contains(&buckets), "{buckets}");
+    for n in 0..buckets {
+        let encoding: String = p
+            .store
+            .query(
+                redis::cmd("OBJECT")
+                    .arg("ENCODING")
+                    .arg(keys::bucket_key(&project, "visitors", n)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(encoding, "listpack", "bucket {n} of {buckets}");
+    }
+    let mut everyone: Vec<String> = served_by.keys().cloned().collect();
+    everyone.sort();
+    assert_eq!(p.remembered_visitors().await, everyone);
+
+    // Each comes back, to the worker writing layout 1: recognised, wherever remembered.
+    for (i, (visitor, agent)) in served_by.iter().enumerate() {
+        let back = create(p.store.clone(), format!("back{i}"), visitor.clone()).await;
+        assert_eq!(back, (agent.clone(), "returning".to_string()), "{visitor}");
+    }
+    let left_in_hash: i64 = p
+        .store
+        .query(redis::cmd("EXISTS").arg(key("visitors")))
+        .await
+        .unwrap();
+    assert_eq!(left_in_hash, 0, "the first ten moved to their buckets");
+    assert_eq!(p.remembered_visitors().await, everyone);
+    let (buckets, in_buckets) = spread(&p).await;
+    assert_eq!(in_buckets, 410);
+
+    // Past the visitor memory (30 days by default), and a round of the buckets later, the
+    // sweep has gone through every bucket, one per forgetting event (one event in 16, by the
+    // call's seed: 1,000 events bring about 60).
+    let mut p = p;
+    p.now_ms += 31 * 86_400_000;
+    for i in 0..1000 {
+        p.status("a", if i % 2 == 0 { "busy" } else { "online" })
+            .await;
+    }
+    assert_eq!(p.remembered_visitors().await, Vec::<String>::new());
+    assert_eq!(spread(&p).await, (buckets, 0));
 }

@@ -66,12 +66,15 @@ async fn without_levels_rules_or_channel_rights_the_script_touches_only_declared
     p.apply("agent.removed", json!({"agent_id": "b"})).await;
     let project = switchboard::contract::Id::parse(&p.id).unwrap();
     let (generation, _) = p.store.generation(p.now_ms);
-    // In store layout 2 each agent's load has a key of its own, named by the library.
+    // In store layout 2 each agent's load has a key of its own, and the visitors are spread
+    // over buckets, named by the library.
     let agents = ["a", "b", "c"].into_iter().filter(|_| store_layout() == 2);
+    let buckets = (0..p.visitor_buckets().await).map(|n| keys::bucket_key(&project, "visitors", n));
     let declared: std::collections::BTreeSet<String> =
         keys::apply_keys(&project, generation, std::iter::empty())
             .into_iter()
             .chain(agents.map(|agent| keys::agent_load_key(&project, agent)))
+            .chain(buckets)
             .collect();
     let mut cursor = 0u64;
     let mut seen = 0;
