@@ -500,6 +500,26 @@ fn one_more_bucket_moves_fields_of_one_bucket_only_and_keeps_them_even() {
         sizes[b as usize] += 1;
     }
     assert!(sizes.iter().all(|&n| (30..=100).contains(&n)), "{sizes:?}");
+
+    // Ids as platforms send them, hashed as the library does, spread as evenly.
+    for ids in [
+        "'v' .. i",
+        "'visitor-' .. i .. '@example.com'",
+        "string.format('%08x-7d1e', i * 7919)",
+    ] {
+        let sizes: Vec<i64> = eval(
+            &lua,
+            &format!(
+                "(function() local sizes = {{}} for b = 1, 64 do sizes[b] = 0 end \
+                 for i = 1, 4000 do local b = Core.bucket_of(Core.field_hash({ids}), 64, 64) + 1 \
+                 sizes[b] = sizes[b] + 1 end return sizes end)()"
+            ),
+        );
+        assert!(
+            sizes.iter().all(|&n| (30..=100).contains(&n)),
+            "{ids}: {sizes:?}"
+        );
+    }
 }
 
 #[test]

@@ -209,8 +209,8 @@ pub const AGENT_LOAD_KEY_PREFIX: &str = "owned:";
 pub const OWNED_BY_AGENT_FIELD: &str = "owned_by_agent";
 
 /// The `meta` field of a project whose visitors are spread over buckets (store layout 2, see
-/// buckets.lua): "<buckets>|<visitors>". Bucket `n` is the `visitors` key's name, ':' and `n`
-/// (built inside the library too).
+/// buckets.lua): "<buckets>|<visitors>|<next swept>|<round start, ms>". Bucket `n` is the
+/// `visitors` key's name, ':' and `n` (built inside the library too).
 pub const VISITOR_BUCKETS_FIELD: &str = "visitor_buckets";
 
 /// The arguments every call shares, in the order of ARGV.

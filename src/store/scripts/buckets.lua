@@ -144,8 +144,8 @@ do
   -- Goes through the next bucket in turn, from the first to the last and again: deletes its
   -- fields whose value `expired` says is past. A bounded step (one bucket, a few dozen fields),
   -- taken only as often as a round of all the buckets in `round_ms` needs (Core.sweep_due):
-  -- reading a bucket costs some 1,500 instructions a field, which a round per forgetting
-  -- event would spend again and again on fields far from their end. Returns how many it
+  -- a sweep on every forgetting event read the same fields again and again long before their
+  -- end, 5% of a creation's instructions in part (i) of the benchmark. Returns how many it
   -- deleted.
   function Buckets.sweep(key, meta_field, round_ms, expired)
     local spread = spread_of(key, meta_field)
