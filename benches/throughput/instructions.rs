@@ -128,7 +128,14 @@ struct Profiled {
 impl Drop for Profiled {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // `BENCH_KEEP_CALLGRIND` keeps the dumps (out.1 layout 1, out.2 layout 2, out.3 the
+        // relay) for `callgrind_annotate`: with a `redis-server` built with symbols first in
+        // PATH, they show where the instructions go inside Lua and Redis.
+        if std::env::var_os("BENCH_KEEP_CALLGRIND").is_some() {
+            eprintln!("(i) callgrind dumps kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
