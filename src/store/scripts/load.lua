@@ -94,9 +94,7 @@ do
       return
     end
     for _, agent_id in ipairs(Agents.ids()) do
-      for _, conversation_id in ipairs(redis.call('ZRANGE', agent_key(agent_id), 0, -1)) do
-        act(conversation_id)
-      end
+      for _, conversation_id in ipairs(counted_by(agent_id)) do act(conversation_id) end
     end
   end
 
