@@ -155,8 +155,9 @@ impl Project {
         waiting.into_iter().map(|w| w.conversation_id).collect()
     }
 
-    /// How many buckets the project's visitors are spread over (store layout 2; 0: none).
-    pub async fn visitor_buckets(&self) -> u64 {
+    /// How the project's visitors are spread over buckets (store layout 2): how many buckets,
+    /// and how many visitors they hold; (0, 0) where they are not.
+    pub async fn visitor_spread(&self) -> (u64, u64) {
         let spread: Option<String> = self
             .store
             .query(
@@ -166,14 +167,17 @@ impl Project {
             )
             .await
             .unwrap();
-        spread.map_or(0, |s| s.split('|').next().unwrap().parse().unwrap())
+        spread.map_or((0, 0), |spread| {
+            let parts: Vec<u64> = spread.split('|').map(|n| n.parse().unwrap()).collect();
+            (parts[0], parts[1])
+        })
     }
 
     /// The visitors Redis remembers, sorted: those in `visitors` and, where the project's
     /// visitors are spread over buckets (store layout 2), those in each bucket.
     pub async fn remembered_visitors(&self) -> Vec<String> {
         let key = |name: &str| keys::project_key(&self.project(), name);
-        let buckets = self.visitor_buckets().await;
+        let (buckets, _) = self.visitor_spread().await;
         let mut visitors = vec![];
         for name in std::iter::once(key("visitors"))
             .chain((0..buckets).map(|n| keys::bucket_key(&self.project(), "visitors", n)))

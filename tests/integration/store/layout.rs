@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use switchboard::config::StoreLayout;
 use switchboard::contract::{Id, InboundEvent};
-use switchboard::store::{interface, keys, Store, StoreOptions};
+use switchboard::store::{keys, Store, StoreOptions};
 
 use crate::helpers::*;
 
@@ -354,23 +354,7 @@ async fn visitors_spread_over_small_buckets_and_are_all_still_recognised() {
         let (agent, _) = create(compact.clone(), format!("c{i}"), format!("v{i}")).await;
         served_by.insert(format!("v{i}"), agent);
     }
-    let spread = |p: &Project| {
-        let store = p.store.clone();
-        let meta = key("meta");
-        async move {
-            let spread: String = store
-                .query(
-                    redis::cmd("HGET")
-                        .arg(meta)
-                        .arg(interface::VISITOR_BUCKETS_FIELD),
-                )
-                .await
-                .unwrap();
-            let parts: Vec<u64> = spread.split('|').map(|n| n.parse().unwrap()).collect();
-            (parts[0], parts[1]) // buckets, visitors in them
-        }
-    };
-    let (buckets, in_buckets) = spread(&p).await;
+    let (buckets, in_buckets) = p.visitor_spread().await;
     assert_eq!(in_buckets, 400);
     // A few dozen visitors a bucket at most, so each stays a listpack (checked below).
     assert!((400 / 32..=400 / 8).contains(&buckets), "{buckets}");
@@ -386,8 +370,7 @@ async fn visitors_spread_over_small_buckets_and_are_all_still_recognised() {
             .unwrap();
         assert_eq!(encoding, "listpack", "bucket {n} of {buckets}");
     }
-    let mut everyone: Vec<String> = served_by.keys().cloned().collect();
-    everyone.sort();
+    let everyone: Vec<String> = served_by.keys().cloned().collect(); // sorted, as a BTreeMap
     assert_eq!(p.remembered_visitors().await, everyone);
 
     // Each comes back, to the worker writing layout 1: recognised, wherever remembered.
@@ -402,7 +385,7 @@ async fn visitors_spread_over_small_buckets_and_are_all_still_recognised() {
         .unwrap();
     assert_eq!(left_in_hash, 0, "the first ten moved to their buckets");
     assert_eq!(p.remembered_visitors().await, everyone);
-    let (buckets, in_buckets) = spread(&p).await;
+    let (buckets, in_buckets) = p.visitor_spread().await;
     assert_eq!(in_buckets, 410);
 
     // Past the visitor memory (30 days by default), and a round of the buckets later, the
@@ -415,5 +398,5 @@ async fn visitors_spread_over_small_buckets_and_are_all_still_recognised() {
             .await;
     }
     assert_eq!(p.remembered_visitors().await, Vec::<String>::new());
-    assert_eq!(spread(&p).await, (buckets, 0));
+    assert_eq!(p.visitor_spread().await, (buckets, 0));
 }

@@ -69,7 +69,8 @@ async fn without_levels_rules_or_channel_rights_the_script_touches_only_declared
     // In store layout 2 each agent's load has a key of its own, and the visitors are spread
     // over buckets, named by the library.
     let agents = ["a", "b", "c"].into_iter().filter(|_| store_layout() == 2);
-    let buckets = (0..p.visitor_buckets().await).map(|n| keys::bucket_key(&project, "visitors", n));
+    let buckets =
+        (0..p.visitor_spread().await.0).map(|n| keys::bucket_key(&project, "visitors", n));
     let declared: std::collections::BTreeSet<String> =
         keys::apply_keys(&project, generation, std::iter::empty())
             .into_iter()
