@@ -227,6 +227,53 @@ fn scores_put_each_precedence_level_in_its_own_range() {
         &lua,
         "Core.in_level(Core.load_score({}, 0, 0), Core.OUTSIDE)"
     ));
+}
+
+#[test]
+fn whole_load_scores_order_as_fractional_ones_and_stay_exact_integers() {
+    let lua = lua();
+    let whole = |cfg: &str, load: &str, tie: &str| {
+        eval::<String>(
+            &lua,
+            &format!("Core.whole_load_score({cfg}, {load}, {tie})"),
+        )
+    };
+    // Redis keeps a score as an integer only when its text is one: no point, no exponent.
+    for text in [
+        whole("{}", "0", "0"),
+        whole("{ priority = 1000 }", "100000", "1023"),
+        whole("{}", "Core.WHOLE_LOAD_CAP", "Core.LOAD_TIES - 1"),
+    ] {
+        assert!(text.bytes().all(|b| b.is_ascii_digit()), "{text}");
+    }
+    assert_eq!(whole("{}", "0", "0"), "100100000000000");
+    assert_eq!(whole("{ priority = 2 }", "3", "7"), "200000003079");
+    // Load first, whatever the tie; a level's every agent before the next level's.
+    assert!(eval::<bool>(
+        &lua,
+        "tonumber(Core.whole_load_score({ priority = 1 }, 5, Core.LOAD_TIES - 1)) \
+         < tonumber(Core.whole_load_score({ priority = 1 }, 6, 0))"
+    ));
+    assert!(eval::<bool>(
+        &lua,
+        "tonumber(Core.whole_load_score({ priority = 1 }, 1e12, Core.LOAD_TIES - 1)) \
+         < tonumber(Core.whole_load_score({ priority = 2 }, 0, 0))"
+    ));
+    assert!(eval::<bool>(
+        &lua,
+        "Core.in_level(tonumber(Core.whole_load_score({ priority = 3 }, 7, 5)), 3) \
+         and Core.in_level(tonumber(Core.whole_load_score({}, 1e12, 1023)), Core.OUTSIDE)"
+    ));
+    // Beyond the cap, loads no longer order (no agent holds 90 million conversations).
+    assert_eq!(
+        whole("{}", "1e12", "0"),
+        whole("{}", "Core.WHOLE_LOAD_CAP", "0")
+    );
+}
+
+#[test]
+fn round_robin_and_weighted_scores_order_by_position_and_pass() {
+    let lua = lua();
     // round_robin: `order` first, insertion order for equal orders and as the default.
     assert!(eval::<bool>(
         &lua,

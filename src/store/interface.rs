@@ -62,7 +62,8 @@ pub const PROJECT_KEYS: &[ProjectKey] = &[
         "by_load",
         "pool:load",
         "zset: the base pool's eligible agents, score = level bucket * 1e11 + open \
-         conversations + random tie-breaker",
+         conversations + a random fraction below 1 (once loads are kept per agent: open \
+         conversations * 1024 + a random whole number below 1024)",
     ),
     key(
         "by_order",

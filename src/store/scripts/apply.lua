@@ -228,7 +228,8 @@ local function apply(keys, args)
     return replies
   end
   Call.begin_call(redis.call('GET', K.settings))
-  Load.move_to_agent_keys()
+  -- Loads kept per agent are scored in whole numbers: every agent is placed again, at once.
+  if Load.move_to_agent_keys() then Pools.refresh_all() end
   Visitors.move_to_buckets()
   -- The conversations the batch's events name are read with one HMGET, not one HGET each.
   local data, named = {}, {}

@@ -166,6 +166,9 @@ do
     GENERATION_START = tonumber(args[ARGV_AT.generation_start])
     GENERATION_TTL_TEXT = args[ARGV_AT.generation_ttl]
     LAYOUT = args[ARGV_AT.store_layout]
+    -- What the call does before its first event (placing every agent again once, when the
+    -- project switches layout) draws from the call's own seed, not the last call's.
+    seed, seeded = tonumber(args[ARGV_AT.seed]), false
   end
 
   -- Resets every per-call cache, once `bind` is done and the call has events to apply;

@@ -10,6 +10,7 @@ Core.OUTSIDE_TEXT = '1001'
 Core.BUCKET = 1e11 -- a pool score's bucket prefix: bucket * BUCKET + the score within it
 Core.ORDER_TIE_RANGE = 4096 -- round-robin positions are order * 4096 + insertion seq mod 4096
 Core.LOAD_TIE_WIDTH = 0.999 -- least_loaded ties are broken by a random fraction below one
+Core.LOAD_TIES = 1024 -- … or, in whole scores, by a random whole number below this
 Core.MS_PER_DAY = 86400000
 
 do
@@ -492,6 +493,19 @@ do
   -- below one).
   function Core.load_score(cfg, load, fraction)
     return Core.bucket(cfg) * Core.BUCKET + load + fraction * Core.LOAD_TIE_WIDTH
+  end
+
+  -- least_loaded in whole numbers: the load counts in steps of LOAD_TIES, ties broken by `tie`
+  -- (a random whole number below LOAD_TIES), as text. Redis keeps a whole score of a small
+  -- sorted set (a listpack) as an integer, where a fraction is kept as text that every insert
+  -- parses again for each member it passes. The two scales order loads alike but cannot share
+  -- a pool: a project uses this one once its loads are kept per agent (see load.lua), and all
+  -- its pools are scored again when it switches. Exact: at most OUTSIDE * BUCKET + BUCKET,
+  -- far below 2^53, with loads capped at WHOLE_LOAD_CAP (the level's range holds 1e11).
+  Core.WHOLE_LOAD_CAP = 90000000
+  function Core.whole_load_score(cfg, load, tie)
+    return string.format('%d', Core.bucket(cfg) * Core.BUCKET
+      + math.min(load, Core.WHOLE_LOAD_CAP) * Core.LOAD_TIES + tie)
   end
 
   -- least_loaded with `tie_break: longest_idle`: within one precedence level (a key of its

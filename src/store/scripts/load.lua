@@ -22,10 +22,12 @@
 -- release, whatever layout it writes: loads are never counted in two places at once.
 
 do
-  -- Whether this project keeps each agent's load in a key of its own.
+  -- Whether this project keeps each agent's load in a key of its own (and scores its pools'
+  -- loads in whole numbers: see pools.lua).
   local function per_agent()
     return Meta.get(OWNED_BY_AGENT_FIELD) == '1'
   end
+  Load.per_agent = per_agent
 
   local function agent_key(agent_id)
     return PREFIX .. AGENT_LOAD_KEY_PREFIX .. agent_id
@@ -42,9 +44,9 @@ do
 
   -- Splits the project's `owned` into one key per agent, once, when this worker writes store
   -- layout 2. An earlier release reads `owned` only: layout 2 is for after the last of its
-  -- workers is gone.
+  -- workers is gone. Returns true when it did (the pools are then to be scored again).
   function Load.move_to_agent_keys()
-    if LAYOUT ~= '2' or per_agent() then return end
+    if LAYOUT ~= '2' or per_agent() then return false end
     local by_agent = {}
     for _, member in ipairs(redis.call('ZRANGE', K.owned, 0, -1)) do
       local agent_id, conversation_id = Core.split_pair(member)
@@ -61,6 +63,7 @@ do
     end
     redis.call('DEL', K.owned)
     Meta.set(OWNED_BY_AGENT_FIELD, '1')
+    return true
   end
 
   -- How many conversations count in the agent's load: its members, so it cannot drift.

@@ -169,6 +169,15 @@ do
     return placing_pass
   end
 
+  -- An agent's least_loaded score: in whole numbers once the project keeps loads per agent
+  -- (every pool is scored again then: `Pools.refresh_all`), else with a random fraction.
+  local function load_score(cfg, load)
+    if Load.per_agent() then
+      return Core.whole_load_score(cfg, load, Call.random(0, Core.LOAD_TIES - 1))
+    end
+    return Core.load_score(cfg, load, Call.random())
+  end
+
   -- Where one agent stands in one pool now, as `agent_state` tells it. `took` (see
   -- `Pools.refresh`): the agent only took a conversation since it was last placed, so an agent
   -- that was eligible here and still is keeps its level, round-robin position and (unless
@@ -184,8 +193,7 @@ do
     local level_score = level == Core.OUTSIDE and Core.OUTSIDE_TEXT or level
     if eligible then
       -- ZADD answers 1 when the agent was not in the pool's load set: it joins the pool.
-      local joined = redis.call('ZADD', pool.load, Core.load_score(cfg, load, Call.random()),
-        agent_id) == 1
+      local joined = redis.call('ZADD', pool.load, load_score(cfg, load), agent_id) == 1
       if joined or not took then
         redis.call('ZADD', pool.online, level_score, agent_id)
         redis.call('ZADD', pool.order, Core.order_score(cfg), agent_id)

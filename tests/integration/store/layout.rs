@@ -400,3 +400,83 @@ async fn visitors_spread_over_small_buckets_and_are_all_still_recognised() {
     assert_eq!(p.remembered_visitors().await, Vec::<String>::new());
     assert_eq!(p.visitor_spread().await, (buckets, 0));
 }
+
+/// The pool's least_loaded scores, as Redis returns them.
+async fn load_scores(p: &Project) -> Vec<(String, String)> {
+    let key = keys::project_key(&Id::parse(&p.id).unwrap(), "by_load");
+    p.store
+        .query(
+            redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES"),
+        )
+        .await
+        .unwrap()
+}
+
+fn whole(score: &str) -> bool {
+    score.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The one of `conversations` that `agent` holds.
+async fn held_by(p: &Project, agent: &str, conversations: &[&str]) -> String {
+    for conversation in conversations {
+        if holder(p, conversation).await.as_deref() == Some(agent) {
+            return conversation.to_string();
+        }
+    }
+    panic!("{agent} holds none of {conversations:?}")
+}
+
+/// Once a project keeps loads per agent, its pools score loads in whole numbers (which Redis
+/// keeps as integers in a small sorted set, where a fraction is text it parses again on every
+/// insert). The switch scores every agent again in the same call, so the two scales never
+/// share a pool, and the least loaded agent is still the one chosen, by workers writing either
+/// layout.
+#[tokio::test]
+async fn loads_kept_per_agent_are_scored_in_whole_numbers_and_still_choose_the_least_loaded() {
+    let p = Project::on(writing(StoreLayout::Original).await);
+    let compact = writing(StoreLayout::Compact).await;
+    p.online_agents(&[("a", 5), ("b", 5), ("c", 5)]).await;
+    let first = ["c1", "c2", "c3"];
+    for conversation in first {
+        p.create(conversation).await;
+    }
+    let scores = load_scores(&p).await;
+    assert_eq!(scores.len(), 3);
+    assert!(
+        scores.iter().any(|(_, score)| !whole(score)),
+        "layout 1 breaks ties with a fraction: {scores:?}"
+    );
+
+    // Loads a 0, b 1, c 1: a worker writing layout 2 switches the project and gives c4 to a.
+    p.close(&held_by(&p, "a", &first).await).await;
+    let created = p.event(
+        "conversation.created",
+        json!({"conversation_id": "c4", "visitor_id": "v4"}),
+    );
+    let out = compact.apply(&created, p.now_ms).await.unwrap().outputs;
+    assert_eq!(out[0].data["agent_id"], "a", "{out:?}");
+    let scores = load_scores(&p).await;
+    assert_eq!(scores.len(), 3);
+    assert!(scores.iter().all(|(_, score)| whole(score)), "{scores:?}");
+
+    // A layout-1 worker of this release follows: b's close makes b the least loaded, with a
+    // whole score, and the next conversation is b's.
+    p.close(&held_by(&p, "b", &first).await).await;
+    assert_eq!(p.create("c5").await[0].data["agent_id"], "b");
+    let scores = load_scores(&p).await;
+    assert!(scores.iter().all(|(_, score)| whole(score)), "{scores:?}");
+    let encoding: String = p
+        .store
+        .query(
+            redis::cmd("OBJECT")
+                .arg("ENCODING")
+                .arg(keys::project_key(&Id::parse(&p.id).unwrap(), "by_load")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(encoding, "listpack");
+}
