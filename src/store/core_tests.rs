@@ -227,6 +227,19 @@ fn scores_put_each_precedence_level_in_its_own_range() {
         &lua,
         "Core.in_level(Core.load_score({}, 0, 0), Core.OUTSIDE)"
     ));
+    // round_robin: `order` first, insertion order for equal orders and as the default.
+    assert!(eval::<bool>(
+        &lua,
+        "Core.order_score({ order = 1, seq = 9 }) < Core.order_score({ order = 2, seq = 1 })"
+    ));
+    assert!(eval::<bool>(
+        &lua,
+        "Core.order_score({ order = 1, seq = 1 }) < Core.order_score({ order = 1, seq = 2 })"
+    ));
+    assert!(eval::<bool>(
+        &lua,
+        "Core.order_score({ seq = 3 }) < Core.order_score({ seq = 4 })"
+    ));
 }
 
 #[test]
@@ -269,24 +282,6 @@ fn whole_load_scores_order_as_fractional_ones_and_stay_exact_integers() {
         whole("{}", "1e12", "0"),
         whole("{}", "Core.WHOLE_LOAD_CAP", "0")
     );
-}
-
-#[test]
-fn round_robin_and_weighted_scores_order_by_position_and_pass() {
-    let lua = lua();
-    // round_robin: `order` first, insertion order for equal orders and as the default.
-    assert!(eval::<bool>(
-        &lua,
-        "Core.order_score({ order = 1, seq = 9 }) < Core.order_score({ order = 2, seq = 1 })"
-    ));
-    assert!(eval::<bool>(
-        &lua,
-        "Core.order_score({ order = 1, seq = 1 }) < Core.order_score({ order = 1, seq = 2 })"
-    ));
-    assert!(eval::<bool>(
-        &lua,
-        "Core.order_score({ seq = 3 }) < Core.order_score({ seq = 4 })"
-    ));
 }
 
 #[test]
