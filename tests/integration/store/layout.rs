@@ -134,6 +134,14 @@ async fn a_record_without_versions_gains_only_the_one_an_event_moves() {
     );
 }
 
+/// How Redis keeps `key` ("listpack", "hashtable", "skiplist"…).
+async fn encoding(p: &Project, key: String) -> String {
+    p.store
+        .query(redis::cmd("OBJECT").arg("ENCODING").arg(key))
+        .await
+        .unwrap()
+}
+
 /// A store whose workers write `layout`.
 async fn writing(layout: StoreLayout) -> Store {
     let options = StoreOptions {
@@ -359,16 +367,12 @@ async fn visitors_spread_over_small_buckets_and_are_all_still_recognised() {
     // A few dozen visitors a bucket at most, so each stays a listpack (checked below).
     assert!((400 / 32..=400 / 8).contains(&buckets), "{buckets}");
     for n in 0..buckets {
-        let encoding: String = p
-            .store
-            .query(
-                redis::cmd("OBJECT")
-                    .arg("ENCODING")
-                    .arg(keys::bucket_key(&project, "visitors", n)),
-            )
-            .await
-            .unwrap();
-        assert_eq!(encoding, "listpack", "bucket {n} of {buckets}");
+        let bucket = keys::bucket_key(&project, "visitors", n);
+        assert_eq!(
+            encoding(&p, bucket).await,
+            "listpack",
+            "bucket {n} of {buckets}"
+        );
     }
     let everyone: Vec<String> = served_by.keys().cloned().collect(); // sorted, as a BTreeMap
     assert_eq!(p.remembered_visitors().await, everyone);
@@ -469,14 +473,6 @@ async fn loads_kept_per_agent_are_scored_in_whole_numbers_and_still_choose_the_l
     assert_eq!(p.create("c5").await[0].data["agent_id"], "b");
     let scores = load_scores(&p).await;
     assert!(scores.iter().all(|(_, score)| whole(score)), "{scores:?}");
-    let encoding: String = p
-        .store
-        .query(
-            redis::cmd("OBJECT")
-                .arg("ENCODING")
-                .arg(keys::project_key(&Id::parse(&p.id).unwrap(), "by_load")),
-        )
-        .await
-        .unwrap();
-    assert_eq!(encoding, "listpack");
+    let pool = keys::project_key(&Id::parse(&p.id).unwrap(), "by_load");
+    assert_eq!(encoding(&p, pool).await, "listpack");
 }
