@@ -51,23 +51,19 @@ do
   local function values_of(ids)
     if not spread() then return redis.call('HMGET', K.visitors, unpack(ids)), {} end
     local values = Buckets.get_many(K.visitors, BUCKETS, ids)
-    local bucketed, missing = {}, {}
+    -- Those not in their bucket, and their positions, looked for in `visitors` if it holds any.
+    local bucketed, missing, positions = {}, {}, {}
     for i, id in ipairs(ids) do
       if values[i] then
         bucketed[i] = true
       elseif in_hash() then
         missing[#missing + 1] = id
+        positions[#positions + 1] = i
       end
     end
     if #missing > 0 then
       local found = redis.call('HMGET', K.visitors, unpack(missing))
-      local j = 0
-      for i = 1, #ids do
-        if not bucketed[i] and in_hash() then
-          j = j + 1
-          values[i] = found[j]
-        end
-      end
+      for j, i in ipairs(positions) do values[i] = found[j] end
     end
     return values, bucketed
   end
