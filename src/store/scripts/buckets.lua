@@ -73,8 +73,16 @@ do
     return name
   end
 
+  -- The bucket of `field`. The last field asked for is remembered with its bucket: a creation
+  -- looks its visitor up, then remembers them, and the field's hash is worth computing once.
+  -- A split, which moves fields between buckets, forgets it.
   local function bucket_key(spread, field)
-    return bucket_name(spread, Core.bucket_of(hash(field), spread.buckets, spread.level))
+    if spread.last_field ~= field then
+      spread.last_field = field
+      spread.last_bucket = bucket_name(spread,
+        Core.bucket_of(hash(field), spread.buckets, spread.level))
+    end
+    return spread.last_bucket
   end
 
   -- Makes one more bucket, with the fields of its source bucket that now belong to it.
@@ -83,6 +91,7 @@ do
     local source = bucket_name(spread, Core.split_source(new))
     spread.buckets = new + 1
     spread.level = Core.bucket_level(spread.buckets)
+    spread.last_field = nil
     local entries = redis.call('HGETALL', source)
     local moved, names = {}, {}
     for i = 1, #entries, 2 do

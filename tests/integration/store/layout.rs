@@ -476,3 +476,62 @@ async fn loads_kept_per_agent_are_scored_in_whole_numbers_and_still_choose_the_l
     let pool = keys::project_key(&Id::parse(&p.id).unwrap(), "by_load");
     assert_eq!(encoding(&p, pool).await, "listpack");
 }
+
+/// A visitor whose first conversation makes one more bucket (the 17th visitor of a single
+/// bucket) and who lands in the new bucket is still recognised by their next conversation in
+/// the same call, and remembered once: within a call the library remembers the last visitor's
+/// bucket, and a split must make it look again.
+#[tokio::test]
+async fn a_visitor_moved_by_their_own_bucket_split_is_recognised_later_in_the_same_batch() {
+    let team = [("a", 1000), ("b", 1000), ("c", 1000)];
+    let create = |p: &Project, conversation: &str, visitor: &str| {
+        p.event(
+            "conversation.created",
+            json!({"conversation_id": conversation, "visitor_id": visitor}),
+        )
+    };
+    // Which of v1..v16 lie in bucket 1 once a 17th visitor splits the first bucket (the
+    // bucket of an id depends on the id alone).
+    let scratch = Project::on(writing(StoreLayout::Compact).await);
+    scratch.online_agents(&team).await;
+    for i in 1..=17 {
+        let event = create(&scratch, &format!("c{i}"), &format!("v{i}"));
+        scratch.apply_event(&event).await;
+    }
+    assert_eq!(scratch.visitor_spread().await.0, 2);
+    let bucket_1 = keys::bucket_key(&Id::parse(&scratch.id).unwrap(), "visitors", 1);
+    let moved: Vec<String> = scratch
+        .store
+        .query(redis::cmd("HKEYS").arg(bucket_1))
+        .await
+        .unwrap();
+    let visitor = (1..=16)
+        .map(|i| format!("v{i}"))
+        .find(|v| moved.contains(v))
+        .expect("a split moves some of 16 visitors");
+
+    // Here the 16 others come first; then one batch: `visitor`'s first conversation (the
+    // 17th visitor: the split moves them to bucket 1) and their second.
+    let p = Project::on(writing(StoreLayout::Compact).await);
+    p.online_agents(&team).await;
+    for i in 1..=17 {
+        let other = format!("v{i}");
+        if other != visitor {
+            p.apply_event(&create(&p, &format!("c{i}"), &other)).await;
+        }
+    }
+    assert_eq!(p.visitor_spread().await, (1, 16));
+    let first = create(&p, "first", &visitor);
+    let second = create(&p, "second", &visitor);
+    let applied = super::batches::apply_batch(&p, &[&first, &second]).await;
+    assert_eq!(p.visitor_spread().await, (2, 17));
+    let (took_first, took_second) = (&applied[0].outputs[0].data, &applied[1].outputs[0].data);
+    assert_eq!(took_second["reason"], "returning", "{took_second}");
+    assert_eq!(took_second["agent_id"], took_first["agent_id"]);
+    let remembered = p.remembered_visitors().await;
+    assert_eq!(
+        remembered.iter().filter(|v| **v == visitor).count(),
+        1,
+        "{remembered:?}"
+    );
+}
