@@ -183,7 +183,10 @@ do
   -- that was eligible here and still is keeps its level, round-robin position and (unless
   -- `took` is 'pass') its pass: only its load score moves.
   local function place(pool, agent_id, cfg, online, eligible, load, idle, took)
-    touched[pool.id] = pool
+    -- The pool's waiting conversations may find room now, unless the agent only took one:
+    -- taking makes no room, so those that found nobody before still find nobody (drain, which
+    -- looks at the pools an event touched, then has nothing to read).
+    if not took then touched[pool.id] = pool end
     if eligible then nobody_eligible[pool.id] = nil end
     if not online then
       leave(pool, agent_id, cfg)
@@ -195,6 +198,8 @@ do
       -- ZADD answers 1 when the agent was not in the pool's load set: it joins the pool.
       local joined = redis.call('ZADD', pool.load, load_score(cfg, load), agent_id) == 1
       if joined or not took then
+        -- (Joining while taking: it was not placed as eligible before, whatever made it so.)
+        if joined then touched[pool.id] = pool end
         redis.call('ZADD', pool.online, level_score, agent_id)
         redis.call('ZADD', pool.order, Core.order_score(cfg), agent_id)
         redis.call('ZADD', pass_key(pool, level), joining_pass(agent_id), agent_id)
