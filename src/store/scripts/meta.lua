@@ -18,10 +18,13 @@ do
     'visitors_in_hash',
   }
   local cache
+  -- The counters read as numbers in this call (tonumber parses text: several are asked for on
+  -- every event).
+  local numbers
   -- Whether this call numbered arrivals (see `next_arrival`).
   local arrivals_numbered
   Call.on_call(function()
-    cache = {}
+    cache, numbers = {}, {}
     arrivals_numbered = false
     local values = redis.call('HMGET', K.meta, unpack(FIELDS))
     for i, field in ipairs(FIELDS) do cache[field] = values[i] end
@@ -33,18 +36,24 @@ do
   end
 
   function Meta.number(field)
-    return tonumber(cache[field]) or 0
+    local n = numbers[field]
+    if n == nil then
+      n = tonumber(cache[field]) or 0
+      numbers[field] = n
+    end
+    return n
   end
 
   -- Stores a counter (one of FIELDS), keeping the cache.
   function Meta.set(field, value)
     redis.call('HSET', K.meta, field, value)
-    cache[field] = value
+    cache[field], numbers[field] = value, nil
   end
 
   -- Adds to a counter (one of FIELDS); returns the new value.
   function Meta.add(field, delta)
     cache[field] = redis.call('HINCRBY', K.meta, field, delta)
+    numbers[field] = cache[field]
     return cache[field]
   end
 
@@ -55,7 +64,7 @@ do
   -- (they end with the conversation id), only their order among themselves is by id.
   function Meta.next_arrival()
     local n = Meta.number('arrival_seq') + 1
-    cache.arrival_seq = n
+    cache.arrival_seq, numbers.arrival_seq = n, n
     arrivals_numbered = true
     return n
   end
