@@ -128,36 +128,50 @@ impl Worker {
         slot: &mut DecisionSlot,
     ) {
         let mut events: Vec<(&Delivery, InboundEvent)> = Vec::with_capacity(deliveries.len());
+        // Deliveries that only go elsewhere: malformed ones to dead letters, timers that came
+        // back early to a delay queue. They need no decision, so they neither hold the
+        // decision slot nor wait for it (nor for Redis, should it be away).
+        let mut malformed = Vec::new();
+        let mut early_timers = Vec::new();
         for delivery in deliveries {
-            let event = match decode(&delivery.data) {
-                Ok(event) => event,
-                Err(rejection) => {
-                    let reason = rejection.to_string();
-                    let event_type = peek_type(&delivery.data);
-                    let rejected = Rejected {
-                        reason: &reason,
-                        kind: rejection.kind(),
-                        event_type: event_type.as_deref(),
-                        event: None,
-                    };
-                    self.dead_letter(delivery, broker, rejected).await;
-                    continue;
-                }
-            };
-            if event.kind.type_name() == crate::contract::inbound::TIMER_FIRED
-                && self.forward_early_timer(delivery, broker).await
-            {
-                continue;
+            match decode(&delivery.data) {
+                Ok(event) => match self.early_timer(&event, delivery) {
+                    Some(timing) => early_timers.push((delivery, timing)),
+                    None => events.push((delivery, event)),
+                },
+                Err(rejection) => malformed.push((delivery, rejection)),
             }
-            events.push((delivery, event));
         }
-        if events.is_empty() {
+        let decide = async {
+            if events.is_empty() {
+                return None;
+            }
+            let started = Instant::now();
+            let results = self.apply_by_project(&events).await;
+            let decision = started.elapsed();
+            slot.release();
+            Some((results, decision))
+        };
+        let set_aside = async {
+            for (delivery, rejection) in &malformed {
+                let reason = rejection.to_string();
+                let event_type = peek_type(&delivery.data);
+                let rejected = Rejected {
+                    reason: &reason,
+                    kind: rejection.kind(),
+                    event_type: event_type.as_deref(),
+                    event: None,
+                };
+                self.dead_letter(delivery, broker, rejected).await;
+            }
+            for &(delivery, timing) in &early_timers {
+                self.forward_timer(delivery, timing, broker).await;
+            }
+        };
+        let (decided, ()) = futures_util::future::join(decide, set_aside).await;
+        let Some((results, decision)) = decided else {
             return;
-        }
-        let started = Instant::now();
-        let results = self.apply_by_project(&events).await;
-        let decision = started.elapsed();
-        slot.release();
+        };
         let mut decided = Vec::with_capacity(events.len());
         for ((delivery, event), result) in events.iter().zip(results) {
             let applied = match result {
@@ -346,18 +360,28 @@ impl Worker {
         }));
     }
 
-    /// A timer that arrives before its due time (it climbed down the delay ladder) is sent on to
-    /// the step that fits what remains, and acked. True when it was.
-    async fn forward_early_timer(&self, delivery: &Delivery, broker: &DeliveryContext) -> bool {
-        let Some(due) = broker::timer_due(&delivery.properties) else {
-            return false;
-        };
-        let remaining = self.clock.to_real_ms(due - self.clock.now_ms());
-        if remaining <= broker::delay::DUE_TOLERANCE_MS {
-            return false;
+    /// The due time of a timer that arrives before it (it climbed down the delay ladder), and the
+    /// real time that remains until then (ms): such a timer is not applied yet but sent on to the
+    /// step that fits what remains (`forward_timer`).
+    fn early_timer(&self, event: &InboundEvent, delivery: &Delivery) -> Option<(i64, i64)> {
+        if event.kind.type_name() != crate::contract::inbound::TIMER_FIRED {
+            return None;
         }
+        let due = broker::timer_due(&delivery.properties)?;
+        let remaining = self.clock.to_real_ms(due - self.clock.now_ms());
+        (remaining > broker::delay::DUE_TOLERANCE_MS).then_some((due, remaining))
+    }
+
+    /// Sends an early timer on to the delay queue that fits the `remaining` real time until
+    /// `due` (see `early_timer`), and acks it.
+    async fn forward_timer(
+        &self,
+        delivery: &Delivery,
+        (due, remaining): (i64, i64),
+        broker: &DeliveryContext,
+    ) {
         let Some(queue) = self.delay_queue(remaining as u64, broker).await else {
-            return true;
+            return;
         };
         let message = Message {
             exchange: "",
@@ -368,10 +392,9 @@ impl Worker {
         if let Err(error) = broker.publisher.publish_all(vec![message]).await {
             tracing::warn!(%error, "forwarding a timer failed; it will be redelivered");
             broker.session_failed.cancel();
-            return true;
+            return;
         }
         self.ack(&[delivery.delivery_tag], broker).await;
-        true
     }
 
     /// The delay queue for a timer due in `real_wait_ms`, declared if this session has not yet.
