@@ -3,7 +3,7 @@
 //! and skill levels. `capacity_workers.rs` checks each through worker processes.
 
 use serde_json::{json, Value};
-use switchboard::contract::{Id, OutboundEvent};
+use switchboard::contract::OutboundEvent;
 
 use crate::helpers::*;
 
@@ -35,7 +35,7 @@ fn pair(conversation: &str, agent: &str) -> (String, String) {
 
 async fn channel_load(p: &Project, agent: &str, channel: &str) -> u64 {
     p.store
-        .channel_load(&Id::parse(&p.id).unwrap(), agent, channel)
+        .channel_load(&p.project(), agent, channel)
         .await
         .unwrap()
 }
@@ -218,7 +218,7 @@ async fn a_conversation_gone_quiet_stops_counting_until_the_visitor_writes_again
     p.now_ms += 30_000;
     let quiet = p.fire(&early.timers[0]).await;
     assert_eq!(assignments(&quiet.outputs), [pair("c2", "a")]);
-    let project = Id::parse(&p.id).unwrap();
+    let project = p.project();
     assert_eq!(
         p.store.inactive_conversations(&project).await.unwrap(),
         [("a".to_string(), "c1".to_string())]
@@ -255,7 +255,7 @@ async fn a_conversation_gone_quiet_stops_counting_until_the_visitor_writes_again
 #[tokio::test]
 async fn inactivity_switched_off_makes_every_quiet_conversation_count_again() {
     let mut p = Project::new().await;
-    let project = Id::parse(&p.id).unwrap();
+    let project = p.project();
     p.configure(json!({"inactive_after_seconds": 10})).await;
     p.online_agents(&[("a", 1)]).await;
     let c1 = p
@@ -398,13 +398,7 @@ async fn auto_away_after_missed_assignments_in_a_row_and_a_reply_resets_the_coun
         data_of(&second_miss, "agent.status_changed"),
         [&json!({"agent_id": "a", "status": "busy", "reason": "missed_assignments"})]
     );
-    assert_eq!(
-        p.store
-            .status(&Id::parse(&p.id).unwrap(), "a")
-            .await
-            .unwrap(),
-        "busy"
-    );
+    assert_eq!(p.store.status(&p.project(), "a").await.unwrap(), "busy");
     // Busy, it gets nothing new.
     assert_eq!(assignments(&p.create("c5").await), [pair("c5", "b")]);
 }

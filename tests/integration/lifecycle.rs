@@ -106,7 +106,7 @@ async fn visitors_past_their_memory_leave_redis() {
     // alice was last served two days ago, bob again just now.
     assert_eq!(p.remembered_visitors().await, ["bob"]);
     // Nor is alice's time kept, nor bob's first: only when bob was served last.
-    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let project = p.project();
     let served = switchboard::store::keys::project_key(&project, "served");
     let kept: Vec<String> = p
         .store
@@ -127,7 +127,7 @@ async fn visitors_past_their_memory_leave_redis() {
 #[tokio::test]
 async fn visitors_remembered_by_an_earlier_release_are_recognised_and_forgotten_on_time() {
     let mut p = Project::new().await;
-    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let project = p.project();
     let visitors = switchboard::store::keys::project_key(&project, "visitors");
     let seen = switchboard::store::keys::project_key(&project, "visitor_seen");
     for (visitor, agent) in [("alice", "b"), ("bob", "b")] {
@@ -425,7 +425,7 @@ async fn closed_conversations_are_forgotten_a_retention_after_their_last_closing
     const DAY: i64 = 86_400_000;
     let mut p = Project::new().await;
     p.online_agents(&[("a", 1000)]).await;
-    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let project = p.project();
     let key = |name| switchboard::store::keys::project_key(&project, name);
     let (convs, closing, closed) = (key("convs"), key("closing"), key("closed"));
 

@@ -318,7 +318,7 @@ async fn get_next_skips_and_clears_a_queue_entry_whose_conversation_no_longer_wa
     p.online_agents(&[("a", 2)]).await;
     p.create("real").await;
     // The queue's raw layout, on purpose: what a half-failed call leaves.
-    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let project = p.project();
     let queue = switchboard::store::keys::project_key(&project, "waiting");
     for member in ["0000000000000000|ghost", "0000000000000000|real"] {
         // Ahead of everything: a higher priority than the real entry's.

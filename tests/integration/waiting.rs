@@ -313,7 +313,7 @@ async fn the_store_explains_why_a_conversation_waits_agent_by_agent() {
         ["full"]
     );
     p.apply("conversation.created", spanish("c3")).await;
-    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let project = p.project();
     let waiting = p
         .store
         .explain(

@@ -162,7 +162,7 @@ impl Project {
             .store
             .query(
                 redis::cmd("HGET")
-                    .arg(keys::project_key(&self.project(), "meta"))
+                    .arg(self.key("meta"))
                     .arg(interface::VISITOR_BUCKETS_FIELD),
             )
             .await
@@ -176,10 +176,9 @@ impl Project {
     /// The visitors Redis remembers, sorted: those in `visitors` and, where the project's
     /// visitors are spread over buckets (store layout 2), those in each bucket.
     pub async fn remembered_visitors(&self) -> Vec<String> {
-        let key = |name: &str| keys::project_key(&self.project(), name);
         let (buckets, _) = self.visitor_spread().await;
         let mut visitors = vec![];
-        for name in std::iter::once(key("visitors"))
+        for name in std::iter::once(self.key("visitors"))
             .chain((0..buckets).map(|n| keys::bucket_key(&self.project(), "visitors", n)))
         {
             let held: Vec<String> = self
@@ -193,7 +192,13 @@ impl Project {
         visitors
     }
 
-    fn project(&self) -> Id {
+    /// The project's id, as the store's keys are built from it.
+    pub fn project(&self) -> Id {
         Id::parse(&self.id).unwrap()
+    }
+
+    /// The name of one of the project's keys in Redis (`sb:{<project>}:<name>`).
+    pub fn key(&self, name: &str) -> String {
+        keys::project_key(&self.project(), name)
     }
 }

@@ -125,7 +125,7 @@ async fn a_repeated_event_replays_its_outputs_and_changes_nothing() {
     assert_eq!(again.time_ms, first.time_ms);
     assert_eq!(p.load("a").await, 1);
     // Once the broker confirmed them, the same event again publishes nothing.
-    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let project = p.project();
     p.store
         .confirm(&project, std::slice::from_ref(&first.record))
         .await
@@ -151,7 +151,7 @@ async fn a_confirmation_is_carried_by_the_projects_next_call() {
     );
     let first = p.apply_event(&created).await;
     assert_eq!(assigned_agents(&first.outputs), ["a"]);
-    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let project = p.project();
     let replayable = || p.store.replayable(&project, &created.id, p.now_ms);
     assert_eq!(replayable().await.unwrap(), Some(true));
     p.store.confirmed_later(&project, first.record.clone());

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 use switchboard::config::StoreLayout;
-use switchboard::contract::{Id, InboundEvent};
+use switchboard::contract::InboundEvent;
 use switchboard::store::{keys, Store, StoreOptions};
 
 use crate::helpers::*;
@@ -17,7 +17,7 @@ fn at(mut event: InboundEvent, time_us: i64) -> InboundEvent {
 
 /// The record as Redis holds it.
 async fn stored_record(p: &Project, conversation: &str) -> Value {
-    let key = keys::project_key(&Id::parse(&p.id).unwrap(), "convs");
+    let key = p.key("convs");
     let raw: String = p
         .store
         .query(redis::cmd("HGET").arg(key).arg(conversation))
@@ -27,7 +27,7 @@ async fn stored_record(p: &Project, conversation: &str) -> Value {
 }
 
 async fn holder(p: &Project, conversation: &str) -> Option<String> {
-    let project = Id::parse(&p.id).unwrap();
+    let project = p.project();
     p.store.conversations(&project).await.unwrap()[conversation]
         .agent
         .clone()
@@ -100,7 +100,7 @@ async fn a_record_without_versions_gains_only_the_one_an_event_moves() {
     p.create("c1").await;
     let first = holder(&p, "c1").await.expect("assigned at creation");
     let other = if first == "a" { "b" } else { "a" };
-    let key = keys::project_key(&Id::parse(&p.id).unwrap(), "convs");
+    let key = p.key("convs");
     let legacy = json!({"s": "open", "a": first, "v": "v-c1", "p": 0, "n": 1, "an": 1});
     let _: () = p
         .store
@@ -176,7 +176,7 @@ async fn records_of_either_layout_are_read_by_workers_writing_the_other() {
             json!({"conversation_id": "c2", "visitor_id": "v2", "priority": 3}),
         )
         .await;
-        let key = keys::project_key(&Id::parse(&p.id).unwrap(), "convs");
+        let key = p.key("convs");
         let raw = |conversation: &'static str| {
             let (store, key) = (p.store.clone(), key.clone());
             async move {
@@ -215,7 +215,7 @@ async fn records_of_either_layout_are_read_by_workers_writing_the_other() {
         assert!(stale.outputs.is_empty(), "{first:?}: {:?}", stale.outputs);
         assert_eq!(raw("c1").await[0] == b'{', then == StoreLayout::Original);
 
-        let project = Id::parse(&p.id).unwrap();
+        let project = p.project();
         let states = other_store.conversations(&project).await.unwrap();
         assert_eq!(states["c1"].agent.as_deref(), Some(other), "{first:?}");
         assert_eq!(states["c1"].state, "open");
@@ -240,7 +240,7 @@ async fn a_messagepack_record_is_a_third_smaller() {
             1_796_361_818_396_000,
         ))
         .await;
-        let key = keys::project_key(&Id::parse(&p.id).unwrap(), "convs");
+        let key = p.key("convs");
         let length: usize = p
             .store
             .query(redis::cmd("HSTRLEN").arg(key).arg("c12345"))
@@ -263,8 +263,8 @@ async fn a_messagepack_record_is_a_third_smaller() {
 async fn loads_move_to_one_key_per_agent_once_and_stay_exact() {
     let p = Project::on(writing(StoreLayout::Original).await);
     let compact = writing(StoreLayout::Compact).await;
-    let project = Id::parse(&p.id).unwrap();
-    let key = |name| keys::project_key(&project, name);
+    let project = p.project();
+    let key = |name| p.key(name);
     let exists = |key: String| {
         let store = p.store.clone();
         async move {
@@ -331,8 +331,8 @@ async fn loads_move_to_one_key_per_agent_once_and_stay_exact() {
 async fn visitors_spread_over_small_buckets_and_are_all_still_recognised() {
     let p = Project::on(writing(StoreLayout::Original).await);
     let compact = writing(StoreLayout::Compact).await;
-    let project = Id::parse(&p.id).unwrap();
-    let key = |name: &str| keys::project_key(&project, name);
+    let project = p.project();
+    let key = |name: &str| p.key(name);
     p.online_agents(&[("a", 1000), ("b", 1000), ("c", 1000)])
         .await;
     let mut served_by = std::collections::BTreeMap::new();
@@ -407,7 +407,7 @@ async fn visitors_spread_over_small_buckets_and_are_all_still_recognised() {
 
 /// The pool's least_loaded scores, as Redis returns them.
 async fn load_scores(p: &Project) -> Vec<(String, String)> {
-    let key = keys::project_key(&Id::parse(&p.id).unwrap(), "by_load");
+    let key = p.key("by_load");
     p.store
         .query(
             redis::cmd("ZRANGE")
@@ -473,8 +473,7 @@ async fn loads_kept_per_agent_are_scored_in_whole_numbers_and_still_choose_the_l
     assert_eq!(p.create("c5").await[0].data["agent_id"], "b");
     let scores = load_scores(&p).await;
     assert!(scores.iter().all(|(_, score)| whole(score)), "{scores:?}");
-    let pool = keys::project_key(&Id::parse(&p.id).unwrap(), "by_load");
-    assert_eq!(encoding(&p, pool).await, "listpack");
+    assert_eq!(encoding(&p, p.key("by_load")).await, "listpack");
 }
 
 /// A visitor whose first conversation makes one more bucket (the 17th visitor of a single
@@ -499,7 +498,7 @@ async fn a_visitor_moved_by_their_own_bucket_split_is_recognised_later_in_the_sa
         scratch.apply_event(&event).await;
     }
     assert_eq!(scratch.visitor_spread().await.0, 2);
-    let bucket_1 = keys::bucket_key(&Id::parse(&scratch.id).unwrap(), "visitors", 1);
+    let bucket_1 = keys::bucket_key(&scratch.project(), "visitors", 1);
     let moved: Vec<String> = scratch
         .store
         .query(redis::cmd("HKEYS").arg(bucket_1))

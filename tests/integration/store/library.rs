@@ -15,7 +15,7 @@ async fn inspect_shows_agents_loads_the_waiting_queue_and_settings() {
     for i in 0..5 {
         p.create(&format!("c{i}")).await;
     }
-    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let project = p.project();
     let report = switchboard::cli::inspect::render(&p.store, &project)
         .await
         .unwrap();
@@ -64,7 +64,7 @@ async fn without_levels_rules_or_channel_rights_the_script_touches_only_declared
     )
     .await;
     p.apply("agent.removed", json!({"agent_id": "b"})).await;
-    let project = switchboard::contract::Id::parse(&p.id).unwrap();
+    let project = p.project();
     let (generation, _) = p.store.generation(p.now_ms);
     // In store layout 2 each agent's load has a key of its own, and the visitors are spread
     // over buckets, named by the library.
