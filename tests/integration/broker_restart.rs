@@ -50,17 +50,6 @@ async fn wait_ready(port: u16, within: Duration) {
     panic!("the worker on port {port} was not ready within {within:?}: {last:?}");
 }
 
-/// The sum of the series of a metric (counter or gauge) whose line contains `label`
-/// (`target="broker"`; "" for all).
-fn metric(metrics: &str, name: &str, label: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Conversations of `project` assigned or waiting, in Redis.
 async fn decided_in_redis(store: &switchboard::store::Store, project: &str) -> i64 {
     let project = Id::parse(project).unwrap();
@@ -474,7 +463,7 @@ async fn a_real_rabbitmq_restart_under_load_loses_nothing() {
     let mut replayed = 0.0;
     for port in ports.iter().copied() {
         let metrics = get(port, "/metrics").await.unwrap_or_default();
-        let reconnects = metric(
+        let reconnects = metric_sum(
             &metrics,
             "switchboard_reconnects_total",
             "target=\"broker\"",
@@ -483,13 +472,13 @@ async fn a_real_rabbitmq_restart_under_load_loses_nothing() {
             reconnects >= 1.0,
             "the worker on {port} reconnected:\n{metrics}"
         );
-        replayed += metric(&metrics, "switchboard_events_total", "outcome=\"replayed\"");
+        replayed += metric_sum(&metrics, "switchboard_events_total", "outcome=\"replayed\"");
         // Every delivery of the broken sessions was finished (none left hanging on a dead
         // channel).
         let mut in_flight = f64::NAN;
         for _ in 0..40 {
             let metrics = get(port, "/metrics").await.unwrap_or_default();
-            in_flight = metric(&metrics, "switchboard_in_flight_events", "");
+            in_flight = metric_sum(&metrics, "switchboard_in_flight_events", "");
             if in_flight == 0.0 {
                 break;
             }

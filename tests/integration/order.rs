@@ -416,8 +416,9 @@ async fn a_retry_after_the_outputs_were_confirmed_publishes_nothing() {
     assert_eq!(store.load(&p, "a").await.unwrap(), 1);
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], workers.http_ports[0]));
     let metrics = metrics_when(addr, "outcome=\"stale\"").await;
-    assert!(count(&metrics, "outcome=\"duplicate\"") >= 5.0, "{metrics}");
-    assert_eq!(count(&metrics, "outcome=\"stale\""), 1.0, "{metrics}");
+    let count = |label| metric_sum(&metrics, "switchboard_events_total", label);
+    assert!(count("outcome=\"duplicate\"") >= 5.0, "{metrics}");
+    assert_eq!(count("outcome=\"stale\""), 1.0, "{metrics}");
     env.cleanup().await;
 }
 
@@ -532,13 +533,4 @@ async fn metrics_when(addr: std::net::SocketAddr, needle: &str) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     metrics
-}
-
-/// The sum of the `switchboard_events_total` series whose labels contain `label`.
-fn count(metrics: &str, label: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with("switchboard_events_total{") && line.contains(label))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }

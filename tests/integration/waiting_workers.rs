@@ -46,16 +46,10 @@ async fn waiting_conversations_learn_their_place_and_overflow_after_the_longest_
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], workers.http_ports[0]));
     tokio::time::sleep(Duration::from_millis(600)).await;
     let metrics = http_get(addr, "/metrics").await.unwrap();
-    let line = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with(&format!(
-                "switchboard_longest_wait_seconds{{project=\"{}\"}}",
-                platform.project
-            ))
-        })
+    let label = format!("project=\"{}\"", platform.project);
+    let (line, waited) = series(&metrics, "switchboard_longest_wait_seconds")
+        .find(|(line, _)| line.contains(&label))
         .unwrap_or_else(|| panic!("{metrics}"));
-    let waited: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(waited >= 0.5, "{line}");
     // c0 closes: c1 goes to the agent, and c2's next look (a second later) finds it first.
     env.publish(&platform.closed("c0")).await;

@@ -322,23 +322,18 @@ async fn the_backlog_metric_counts_waiting_conversations_at_scrape_time() {
         .collect();
     env.publish_many(&created).await;
     env.outputs(3, WAIT).await;
-    let line = format!(
-        "switchboard_waiting_conversations{{project=\"{}\"}}",
-        platform.project
-    );
-    let waiting = |metrics: &str| -> Option<u64> {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(&line))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|n| n.parse().ok())
+    let label = format!("project=\"{}\"", platform.project);
+    let waiting = |metrics: &str| -> Option<f64> {
+        series(metrics, "switchboard_waiting_conversations")
+            .find(|(line, _)| line.contains(&label))
+            .map(|(_, value)| value)
     };
     let metrics = http_get(worker.http_addr, "/metrics").await.unwrap();
     assert!(
         metrics.contains("# TYPE switchboard_waiting_conversations gauge"),
         "{metrics}"
     );
-    assert_eq!(waiting(&metrics), Some(2), "{metrics}");
+    assert_eq!(waiting(&metrics), Some(2.0), "{metrics}");
 
     // Another worker (here: the store, directly) closes c1; c2 takes the freed place.
     let closed = platform.inbound("conversation.closed", json!({"conversation_id": "c1"}));
@@ -348,7 +343,7 @@ async fn the_backlog_metric_counts_waiting_conversations_at_scrape_time() {
         .await
         .unwrap();
     let metrics = http_get(worker.http_addr, "/metrics").await.unwrap();
-    assert_eq!(waiting(&metrics), Some(1), "{metrics}");
+    assert_eq!(waiting(&metrics), Some(1.0), "{metrics}");
     env.cleanup().await;
 }
 
@@ -416,21 +411,12 @@ async fn a_backlog_handled_in_batches_decides_each_event_once_and_rejects_only_t
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let metrics = http_get(addr, "/metrics").await.unwrap_or_default();
     let (events, batches) = (
-        metric_value(&metrics, "switchboard_batch_events_sum"),
-        metric_value(&metrics, "switchboard_batch_events_count"),
+        metric_sum(&metrics, "switchboard_batch_events_sum", ""),
+        metric_sum(&metrics, "switchboard_batch_events_count", ""),
     );
     assert!(events > batches, "{events} events in {batches} batches");
     drop(worker);
     env.cleanup().await;
-}
-
-/// The value of the first line of Prometheus text `metrics` that starts with `name` (0 if none).
-fn metric_value(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|line| line.starts_with(name))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// A clock that, while its gate is closed, holds whoever asks it the time (for 5 s at most):
@@ -489,12 +475,12 @@ async fn events_arriving_while_a_batch_is_decided_form_the_next_batch_together()
     );
     let metrics = http_get(worker.http_addr, "/metrics").await.unwrap();
     assert_eq!(
-        metric_value(&metrics, "switchboard_batch_events_sum"),
+        metric_sum(&metrics, "switchboard_batch_events_sum", ""),
         17.0,
         "{metrics}"
     );
     assert_eq!(
-        metric_value(&metrics, "switchboard_batch_events_count"),
+        metric_sum(&metrics, "switchboard_batch_events_count", ""),
         2.0,
         "the first event alone, then the sixteen that waited for it: {metrics}"
     );

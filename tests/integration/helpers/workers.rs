@@ -14,7 +14,7 @@ use switchboard::http::Readiness;
 use tokio_util::sync::CancellationToken;
 
 use super::env::Env;
-use super::http::http_get;
+use super::http::{http_get, series};
 use super::names::free_port;
 
 impl Env {
@@ -192,13 +192,11 @@ pub async fn events_handled(addrs: &[SocketAddr]) -> u64 {
     let mut total = 0.0;
     for addr in addrs {
         let metrics = http_get(*addr, "/metrics").await.unwrap_or_default();
-        total += metrics
-            .lines()
-            .filter(|line| line.starts_with("switchboard_events_total{"))
-            .filter(|line| {
+        total += series(&metrics, "switchboard_events_total")
+            .filter(|(line, _)| {
                 !line.contains("type=\"timer.fired\"") && !line.contains("outcome=\"failed\"")
             })
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|(_, value)| value)
             .sum::<f64>();
     }
     total as u64
