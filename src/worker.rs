@@ -129,8 +129,8 @@ impl Worker {
     ) {
         let mut events: Vec<(&Delivery, InboundEvent)> = Vec::with_capacity(deliveries.len());
         // Deliveries that only go elsewhere: malformed ones to dead letters, timers that came
-        // back early to a delay queue. They need no decision, so they neither hold the
-        // decision slot nor wait for it (nor for Redis, should it be away).
+        // back early to a delay queue. They need no decision, so they go alongside the batch's
+        // (or, with none, after giving the slot back) and wait for neither it nor Redis.
         let mut malformed = Vec::new();
         let mut early_timers = Vec::new();
         for delivery in deliveries {
@@ -144,6 +144,7 @@ impl Worker {
         }
         let decide = async {
             if events.is_empty() {
+                slot.release();
                 return None;
             }
             let started = Instant::now();
