@@ -213,14 +213,19 @@ do
     end
     if previous then Pools.leave_all(agent_id, previous) end
     Agents.save(agent_id, nil, previous)
-    Agents.write_status(agent_id, nil)
+    -- A status set after the removal, applied before it (the events crossed), stays with its
+    -- version, as it would have had the removal come first: it is newer than anything the
+    -- removal speaks for.
+    local status_stands = EVENT_TIME and (Versions.of(status) or -1) > EVENT_TIME
+    if not status_stands then Agents.write_status(agent_id, nil) end
     redis.call('HDEL', K.passes, agent_id)
     Agents.forget(agent_id)
     Pools.rejoin(agent_id, previous)
     Modes.withdraw_offers(agent_id)
     Conversations.hand_over(agent_id, 'agent_removed')
     -- The removal's version now speaks for everything the agent had.
-    local superseded = { upserted, status }
+    local superseded = { upserted }
+    if not status_stands then superseded[#superseded + 1] = status end
     for _, thing in pairs(fields) do superseded[#superseded + 1] = thing end
     Versions.forget(superseded)
     Versions.advance({ removal })
