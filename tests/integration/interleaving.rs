@@ -359,7 +359,8 @@ fn shuffled_seeds() -> u64 {
 
 /// The same scripts, one project at a time, applied straight through the store in a random
 /// order of the whole script (not windows of it): the versions must make any order end where
-/// publication order ends, whatever the workers' prefetch and batches do to arrival.
+/// publication order ends, whatever the workers' prefetch and batches do to arrival, with the
+/// invariants holding.
 #[tokio::test]
 async fn any_order_of_a_script_ends_where_publication_order_ends() {
     let store = store().await;
@@ -383,9 +384,16 @@ async fn any_order_of_a_script_ends_where_publication_order_ends() {
                 .await
                 .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         }
-        let got = final_state(&store, &Id::parse(&shuffled.project).unwrap()).await;
-        let want = final_state(&store, &Id::parse(&in_order.project).unwrap()).await;
+        let (run, one) = (
+            Id::parse(&shuffled.project).unwrap(),
+            Id::parse(&in_order.project).unwrap(),
+        );
+        let (got, want) = (
+            final_state(&store, &run).await,
+            final_state(&store, &one).await,
+        );
         assert_eq!(got, want, "seed {seed}");
+        check_invariants(&store, &run, seed).await;
     }
 }
 
