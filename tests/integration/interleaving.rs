@@ -436,6 +436,7 @@ async fn a_removal_applied_after_a_later_status_leaves_that_status() {
     apply(added).await;
     apply(online).await;
     apply(removed).await;
+    assert!(!store.agents(&project).await.unwrap().contains_key("a"));
     assert_eq!(store.status(&project, "a").await.unwrap(), "online");
     assert_eq!(apply(busy).await.outcome, Outcome::Stale);
     apply(back).await;
