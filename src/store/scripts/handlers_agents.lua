@@ -49,8 +49,7 @@ do
   -- everything the agent had then, also once the agent is upserted again by a later event (a
   -- field set before the removal, arriving after both, must not come back).
   local function before_removal(agent_id)
-    local removed_at = Versions.of('r|' .. agent_id)
-    return removed_at ~= nil and EVENT_TIME ~= nil and EVENT_TIME < removed_at
+    return Versions.set_later('r|' .. agent_id)
   end
 
   Handlers['agent.status_changed'] = function(data)
@@ -186,13 +185,12 @@ do
     Versions.read(things)
     local outcome = Versions.judge_thing(removal)
     if outcome ~= 'apply' then return outcome end
-    local upserted_at = Versions.of(upserted)
-    if previous and EVENT_TIME and upserted_at and upserted_at > EVENT_TIME then
+    if previous and Versions.set_later(upserted) then
       Modes.withdraw_offers(agent_id)
       Conversations.hand_over(agent_id, 'agent_removed')
       local cfg, reset = {}, {}
       for field, value in pairs(previous) do
-        if fields[field] and not ((Versions.of(fields[field]) or -1) > EVENT_TIME) then
+        if fields[field] and not Versions.set_later(fields[field]) then
           reset[#reset + 1] = fields[field]
         else
           cfg[field] = value
@@ -202,7 +200,7 @@ do
       Agents.save(agent_id, cfg, previous)
       if fields.capacity then Load.recount_channels(agent_id, cfg) end
       Pools.rejoin(agent_id, previous)
-      if not ((Versions.of(status) or -1) > EVENT_TIME) then
+      if not Versions.set_later(status) then
         Agents.write_status(agent_id, nil)
         reset[#reset + 1] = status
       end
@@ -216,7 +214,7 @@ do
     -- A status set after the removal, applied before it (the events crossed), stays with its
     -- version, as it would have had the removal come first: it is newer than anything the
     -- removal speaks for.
-    local status_stands = EVENT_TIME and (Versions.of(status) or -1) > EVENT_TIME
+    local status_stands = Versions.set_later(status)
     if not status_stands then Agents.write_status(agent_id, nil) end
     redis.call('HDEL', K.passes, agent_id)
     Agents.forget(agent_id)

@@ -37,6 +37,13 @@ do
     return Core.parse_version(cache[thing] or nil)
   end
 
+  -- Whether an event later than the current one set this thing (events crossed on their way).
+  -- An event without `time` is applied in arrival order: nothing is later than it.
+  function Versions.set_later(thing)
+    local time = Versions.of(thing)
+    return EVENT_TIME ~= nil and time ~= nil and time > EVENT_TIME
+  end
+
   -- How the current event stands against one thing: 'apply', 'stale' or 'duplicate'.
   function Versions.judge_thing(thing)
     return Versions.judge(Versions.of(thing))
