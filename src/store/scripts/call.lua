@@ -63,8 +63,9 @@ do
     settings_cache = current
   end
 
+  -- (Read on almost every line of a decision: the cached table is used without a call.)
   function Call.setting(name)
-    local value = Call.settings()[name]
+    local value = (settings_cache or Call.settings())[name]
     if value == nil then return DEFAULT_SETTINGS[name] end
     return value
   end

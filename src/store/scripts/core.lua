@@ -260,7 +260,8 @@ do
 
   -- The index of the first rule matching the conversation, or nil.
   function Core.matching_rule(record, rules)
-    for i, rule in ipairs(rules or {}) do
+    if not rules then return nil end
+    for i, rule in ipairs(rules) do
       local holds = true
       for name, expected in pairs(rule.when or {}) do
         if not Core.condition_holds(Core.field_value(record, name), expected) then

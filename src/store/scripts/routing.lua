@@ -25,8 +25,9 @@ do
 
   -- The pool the conversation is routed by now.
   function Routing.pool_of(record)
-    local step = Routing.current_step(record)
     -- Most conversations of most projects: no rule step, no agent limited to some channels.
+    if not record.ri and not Routing.by_channel() then return Pools.by_id(nil) end
+    local step = Routing.current_step(record)
     return Pools.of_requirement(Core.requirement(step, record, Routing.by_channel()))
   end
 end
