@@ -38,12 +38,9 @@ end
 
 -- For each event digest of the call: the record found (found_records; "" = seen, its outputs
 -- confirmed) and whether it was in the current generation; the digests handled in this call
--- (a second copy in the batch is a duplicate); the records to write when the call ends.
-local found_records, found_in_current, handled, new_records
-
-local function digest_at(args, i)
-  return args[SHARED_ARG_COUNT + (i - 1) * EVENT_ARG_COUNT + EVENT_ARG_AT.digest + 1]
-end
+-- (a second copy in the batch is a duplicate); the records to write when the call ends; the
+-- digest of each event of the batch, in order.
+local found_records, found_in_current, handled, new_records, digests
 
 local function event_arg(args, i, name)
   return args[SHARED_ARG_COUNT + (i - 1) * EVENT_ARG_COUNT + EVENT_ARG_AT[name] + 1]
@@ -58,8 +55,8 @@ local CLOCK_SKEW_US = 600000000
 -- its start, give or take the clocks' skew, or they have none), then in the records an earlier
 -- release kept for the redelivered ones. Returns how many were found.
 local function find_records(keys, args, events)
-  local digests = {}
-  for i = 1, events do digests[i] = digest_at(args, i) end
+  digests = {}
+  for i = 1, events do digests[i] = event_arg(args, i, 'digest') end
   found_records, found_in_current, handled, new_records = {}, {}, {}, {}
   local current = redis.call('HMGET', K.events, unpack(digests))
   local older = {}
@@ -106,7 +103,7 @@ end
 
 -- Applies the batch's `i`-th event (its data decoded), as if it were a call of its own.
 local function apply_event(args, i, data)
-  local digest = digest_at(args, i)
+  local digest = digests[i]
   if handled[digest] or found_records[digest] then return replay(digest) end
   Call.begin_event(event_arg(args, i, 'type'), event_arg(args, i, 'time'), digest,
     tonumber(args[ARGV_AT.seed]) + i - 1)
@@ -223,7 +220,7 @@ local function apply(keys, args)
   local replies = {}
   -- A batch of repeats costs a lookup, nothing more.
   if find_records(keys, args, events) == events then
-    for i = 1, events do replies[i] = replay(digest_at(args, i)) end
+    for i = 1, events do replies[i] = replay(digests[i]) end
     write_records(false)
     return replies
   end
@@ -234,7 +231,7 @@ local function apply(keys, args)
   -- The conversations the batch's events name are read with one HMGET, not one HGET each.
   local data, named = {}, {}
   for i = 1, events do
-    if not found_records[digest_at(args, i)] then
+    if not found_records[digests[i]] then
       data[i] = cjson.decode(event_arg(args, i, 'data'))
       if type(data[i].conversation_id) == 'string' then
         named[#named + 1] = data[i].conversation_id
