@@ -91,16 +91,20 @@ do
     return nil
   end
 
+  -- The call's minute (NOW's), as a visitor's memory notes it; made once per call.
+  local now_minute
+  Call.on_call(function() now_minute = nil end)
+
   function Visitors.remember(visitor_id, agent_id)
     if not visitor_id then return end
-    local minute = string.format('%d', math.floor(NOW / MS_PER_MINUTE))
-    local value = agent_id .. '|' .. minute
+    if not now_minute then now_minute = string.format('%d', math.floor(NOW / MS_PER_MINUTE)) end
+    local value = agent_id .. '|' .. now_minute
     if spread() then
       Buckets.set(K.visitors, BUCKETS, visitor_id, value)
       if in_hash() then redis.call('HDEL', K.visitors, visitor_id) end
     else
       redis.call('HSET', K.visitors, visitor_id, value)
-      redis.call('RPUSH', K.served, visitor_id .. '|' .. minute)
+      redis.call('RPUSH', K.served, visitor_id .. '|' .. now_minute)
     end
   end
 
