@@ -22,6 +22,16 @@ fn eval<T: FromLuaMulti>(lua: &Lua, expression: &str) -> T {
         .unwrap_or_else(|e| panic!("{expression}: {e}"))
 }
 
+/// Asserts that the Lua `expression` is true, naming it when it is not.
+fn holds(lua: &Lua, expression: &str) {
+    assert!(eval::<bool>(lua, expression), "does not hold: {expression}");
+}
+
+/// Asserts that the Lua `expression` is false, naming it when it is not.
+fn holds_not(lua: &Lua, expression: &str) {
+    assert!(!eval::<bool>(lua, expression), "holds: {expression}");
+}
+
 #[test]
 fn core_calls_no_redis_and_needs_nothing_else() {
     let source = include_str!("scripts/core.lua");
@@ -100,17 +110,18 @@ fn the_first_rule_that_matches_routes_the_conversation() {
     assert_eq!(rule("{ attrs = { plan = 'gold' } }"), 3);
     assert_eq!(rule("{}"), 4);
     assert!(eval::<Option<i64>>(&lua, "Core.matching_rule({}, {})").is_none());
+    assert!(eval::<Option<i64>>(&lua, "Core.matching_rule({}, nil)").is_none());
     // The step a conversation is at, and whether a wider one follows.
-    assert!(eval::<bool>(
+    holds(
         &lua,
         "(function() local r = { ri = 2, si = 1 } local step, rule = Core.current_step(r, rules) \
-         return step.wait_seconds == 30 and Core.has_next_step(r, rule) end)()"
-    ));
-    assert!(!eval::<bool>(
+         return step.wait_seconds == 30 and Core.has_next_step(r, rule) end)()",
+    );
+    holds_not(
         &lua,
         "(function() local r = { ri = 2, si = 2 } local _, rule = Core.current_step(r, rules) \
-         return Core.has_next_step(r, rule) end)()"
-    ));
+         return Core.has_next_step(r, rule) end)()",
+    );
 }
 
 #[test]
@@ -124,10 +135,7 @@ fn a_requirement_names_one_pool_however_it_is_written() {
     assert_ne!(text("{ s = { 'fr' } }"), text("{ sc = { 'fr' } }"));
     assert_eq!(text("{ s = {}, sc = {} }"), None); // no requirement: the base pool
                                                    // No rule step and no channel rights in the project: the base pool.
-    assert!(eval::<bool>(
-        &lua,
-        "Core.requirement(nil, { ch = 'web' }, false) == nil"
-    ));
+    holds(&lua, "Core.requirement(nil, { ch = 'web' }, false) == nil");
     assert_eq!(
         eval::<Option<String>>(
             &lua,
@@ -170,39 +178,18 @@ fn eligibility_follows_status_limits_and_the_switches() {
     assert!(receives("busy", true, false));
     assert!(!receives("offline", true, false));
     assert!(receives("offline", false, true));
-    assert!(eval::<bool>(
+    holds(&lua, "Core.receives({ max_concurrent = 2 }, true)");
+    holds_not(&lua, "Core.receives({ max_concurrent = 0 }, true)");
+    holds_not(
         &lua,
-        "Core.receives({ max_concurrent = 2 }, true)"
-    ));
-    assert!(!eval::<bool>(
-        &lua,
-        "Core.receives({ max_concurrent = 0 }, true)"
-    ));
-    assert!(!eval::<bool>(
-        &lua,
-        "Core.receives({ max_concurrent = 2, auto_assign = false }, true)"
-    ));
-    assert!(!eval::<bool>(
-        &lua,
-        "Core.receives({ max_concurrent = 2 }, false)"
-    ));
-    assert!(eval::<bool>(
-        &lua,
-        "Core.has_room({ max_concurrent = 2 }, 1)"
-    ));
-    assert!(!eval::<bool>(
-        &lua,
-        "Core.has_room({ max_concurrent = 2 }, 2)"
-    ));
-    assert!(eval::<bool>(
-        &lua,
-        "Core.daily_limit_reached({ daily_limit = 3 }, '3')"
-    ));
-    assert!(!eval::<bool>(
-        &lua,
-        "Core.daily_limit_reached({ daily_limit = 3 }, false)"
-    ));
-    assert!(!eval::<bool>(&lua, "Core.daily_limit_reached({}, '99')"));
+        "Core.receives({ max_concurrent = 2, auto_assign = false }, true)",
+    );
+    holds_not(&lua, "Core.receives({ max_concurrent = 2 }, false)");
+    holds(&lua, "Core.has_room({ max_concurrent = 2 }, 1)");
+    holds_not(&lua, "Core.has_room({ max_concurrent = 2 }, 2)");
+    holds(&lua, "Core.daily_limit_reached({ daily_limit = 3 }, '3')");
+    holds_not(&lua, "Core.daily_limit_reached({ daily_limit = 3 }, false)");
+    holds_not(&lua, "Core.daily_limit_reached({}, '99')");
 }
 
 #[test]
@@ -210,36 +197,36 @@ fn scores_put_each_precedence_level_in_its_own_range() {
     let lua = lua();
     // least_loaded: a level's agents sort by load, whatever their tie-breaking fraction, and
     // every agent of level 1 comes before any of level 2.
-    assert!(eval::<bool>(
+    holds(
         &lua,
-        "Core.load_score({ priority = 1 }, 5, 0.99) < Core.load_score({ priority = 1 }, 6, 0)"
-    ));
-    assert!(eval::<bool>(
+        "Core.load_score({ priority = 1 }, 5, 0.99) < Core.load_score({ priority = 1 }, 6, 0)",
+    );
+    holds(
         &lua,
-        "Core.load_score({ priority = 1 }, 99999, 0.99) < Core.load_score({ priority = 2 }, 0, 0)"
-    ));
-    assert!(eval::<bool>(
+        "Core.load_score({ priority = 1 }, 99999, 0.99) < Core.load_score({ priority = 2 }, 0, 0)",
+    );
+    holds(
         &lua,
         "Core.in_level(Core.load_score({ priority = 3 }, 7, 0.5), 3) \
-         and not Core.in_level(Core.load_score({ priority = 3 }, 7, 0.5), 2)"
-    ));
-    assert!(eval::<bool>(
+         and not Core.in_level(Core.load_score({ priority = 3 }, 7, 0.5), 2)",
+    );
+    holds(
         &lua,
-        "Core.in_level(Core.load_score({}, 0, 0), Core.OUTSIDE)"
-    ));
+        "Core.in_level(Core.load_score({}, 0, 0), Core.OUTSIDE)",
+    );
     // round_robin: `order` first, insertion order for equal orders and as the default.
-    assert!(eval::<bool>(
+    holds(
         &lua,
-        "Core.order_score({ order = 1, seq = 9 }) < Core.order_score({ order = 2, seq = 1 })"
-    ));
-    assert!(eval::<bool>(
+        "Core.order_score({ order = 1, seq = 9 }) < Core.order_score({ order = 2, seq = 1 })",
+    );
+    holds(
         &lua,
-        "Core.order_score({ order = 1, seq = 1 }) < Core.order_score({ order = 1, seq = 2 })"
-    ));
-    assert!(eval::<bool>(
+        "Core.order_score({ order = 1, seq = 1 }) < Core.order_score({ order = 1, seq = 2 })",
+    );
+    holds(
         &lua,
-        "Core.order_score({ seq = 3 }) < Core.order_score({ seq = 4 })"
-    ));
+        "Core.order_score({ seq = 3 }) < Core.order_score({ seq = 4 })",
+    );
 }
 
 #[test]
@@ -262,21 +249,21 @@ fn whole_load_scores_order_as_fractional_ones_and_stay_exact_integers() {
     assert_eq!(whole("{}", "0", "0"), "100100000000000");
     assert_eq!(whole("{ priority = 2 }", "3", "7"), "200000003079");
     // Load first, whatever the tie; a level's every agent before the next level's.
-    assert!(eval::<bool>(
+    holds(
         &lua,
         "tonumber(Core.whole_load_score({ priority = 1 }, 5, Core.LOAD_TIES - 1)) \
-         < tonumber(Core.whole_load_score({ priority = 1 }, 6, 0))"
-    ));
-    assert!(eval::<bool>(
+         < tonumber(Core.whole_load_score({ priority = 1 }, 6, 0))",
+    );
+    holds(
         &lua,
         "tonumber(Core.whole_load_score({ priority = 1 }, 1e12, Core.LOAD_TIES - 1)) \
-         < tonumber(Core.whole_load_score({ priority = 2 }, 0, 0))"
-    ));
-    assert!(eval::<bool>(
+         < tonumber(Core.whole_load_score({ priority = 2 }, 0, 0))",
+    );
+    holds(
         &lua,
         "Core.in_level(tonumber(Core.whole_load_score({ priority = 3 }, 7, 5)), 3) \
-         and Core.in_level(tonumber(Core.whole_load_score({}, 1e12, 1023)), Core.OUTSIDE)"
-    ));
+         and Core.in_level(tonumber(Core.whole_load_score({}, 1e12, 1023)), Core.OUTSIDE)",
+    );
     // Beyond the cap, loads no longer order (no agent holds 90 million conversations).
     assert_eq!(
         whole("{}", "1e12", "0"),
@@ -321,22 +308,10 @@ fn waiting_conversations_are_served_by_priority_then_arrival() {
     assert_eq!(eval::<String>(&lua, "tostring(Core.waiting_score(0))"), "0");
     assert_eq!(eval::<f64>(&lua, "Core.waiting_score(5)"), -5.0);
     // A higher priority first, then the earlier arrival; anything beats no head at all.
-    assert!(eval::<bool>(
-        &lua,
-        "Core.served_before('0002|b', -5, '0001|a', 0)"
-    ));
-    assert!(eval::<bool>(
-        &lua,
-        "Core.served_before('0001|a', 0, '0002|b', 0)"
-    ));
-    assert!(!eval::<bool>(
-        &lua,
-        "Core.served_before('0002|b', 0, '0001|a', 0)"
-    ));
-    assert!(eval::<bool>(
-        &lua,
-        "Core.served_before('0002|b', 0, nil, nil)"
-    ));
+    holds(&lua, "Core.served_before('0002|b', -5, '0001|a', 0)");
+    holds(&lua, "Core.served_before('0001|a', 0, '0002|b', 0)");
+    holds_not(&lua, "Core.served_before('0002|b', 0, '0001|a', 0)");
+    holds(&lua, "Core.served_before('0002|b', 0, nil, nil)");
     // The members pairing an agent with a conversation, and one agent's range of them.
     assert_eq!(eval::<String>(&lua, "Core.pair('a1', 'c1')"), "a1|c1");
     assert_eq!(eval::<String>(&lua, "Core.after_bar('a1|c1')"), "c1");
@@ -433,15 +408,9 @@ fn a_capacity_per_channel_bounds_that_channel_only() {
     assert!(!room("'email'", 0)); // 0: never that channel
     assert!(room("'voice'", 99)); // not listed: max_concurrent alone bounds it
     assert!(room("nil", 99));
-    assert!(eval::<bool>(
-        &lua,
-        &format!("Core.has_channel_capacity({cfg})")
-    ));
-    assert!(!eval::<bool>(
-        &lua,
-        "Core.has_channel_capacity({ capacity = {} })"
-    ));
-    assert!(!eval::<bool>(&lua, "Core.has_channel_capacity(nil)"));
+    holds(&lua, &format!("Core.has_channel_capacity({cfg})"));
+    holds_not(&lua, "Core.has_channel_capacity({ capacity = {} })");
+    holds_not(&lua, "Core.has_channel_capacity(nil)");
     // Why an agent is passed over says so.
     assert_eq!(
         eval::<String>(
