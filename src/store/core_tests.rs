@@ -471,6 +471,28 @@ fn a_sweep_takes_the_head_entries_older_than_the_cutoff_and_stops_at_the_first_n
 }
 
 #[test]
+fn a_fields_hash_is_the_one_its_bucket_was_placed_by() {
+    // Buckets already written hold their fields where these hashes put them: any other value,
+    // however good a hash, would lose every visitor remembered before it.
+    let lua = lua();
+    for (field, hash) in [
+        ("", 0_i64),
+        ("v1", 35_509_962),
+        ("v2", 498_800_586),
+        ("v12345", 658_263_722),
+        ("visitor-42@example.com", 2_122_868_605),
+        ("3f2a9c1e-7d1e-4b8a-9f00-2c5d6e7f8a9b", 962_194_374),
+        ("\\255\\255\\255\\255\\255", 2_502_200_511),
+    ] {
+        assert_eq!(
+            eval::<i64>(&lua, &format!("Core.field_hash('{field}')")),
+            hash,
+            "{field}"
+        );
+    }
+}
+
+#[test]
 fn one_more_bucket_moves_fields_of_one_bucket_only_and_keeps_them_even() {
     let lua = lua();
     // Where each of 4,000 hashes lies among `count` buckets.
