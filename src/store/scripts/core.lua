@@ -109,17 +109,22 @@ do
   -- bits, fed by all the others, down (ids that differ in their last character alone, as
   -- "v1", "v2", ..., land in buckets 6 to 126 of 64 for 4,000 ids without it). Every step is
   -- exact in Lua's doubles (below 2^53), and Lua 5.1 has no bit operations.
+  -- (A creation hashes its visitor, and a bucket split every field it moves: the swaps divide
+  -- exactly instead of calling math.floor, and string.byte is looked up once per hash. The
+  -- library's top level may not touch `string`: only calls can.)
   function Core.field_hash(field)
+    local byte = string.byte
     local h = 0
     for i = 1, #field, 4 do
-      local a, b, c, d = string.byte(field, i, i + 3)
+      local a, b, c, d = byte(field, i, i + 3)
       h = (h * 923521 + a * 29791 + (b or 0) * 961 + (c or 0) * 31 + (d or 0)) % 4294967296
     end
-    for _ = 1, 2 do
-      h = (h * 40503) % 4294967296
-      h = (h % 65536) * 65536 + math.floor(h / 65536)
-    end
-    return h
+    h = (h * 40503) % 4294967296
+    local low = h % 65536
+    h = low * 65536 + (h - low) / 65536
+    h = (h * 40503) % 4294967296
+    low = h % 65536
+    return low * 65536 + (h - low) / 65536
   end
 
   -- The largest power of two not above `count` (at least 1).
