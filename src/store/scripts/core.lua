@@ -109,9 +109,8 @@ do
   -- bits, fed by all the others, down (ids that differ in their last character alone, as
   -- "v1", "v2", ..., land in buckets 6 to 126 of 64 for 4,000 ids without it). Every step is
   -- exact in Lua's doubles (below 2^53), and Lua 5.1 has no bit operations.
-  -- (A creation hashes its visitor, and a bucket split every field it moves: the swaps divide
-  -- exactly instead of calling math.floor, and string.byte is looked up once per hash. The
-  -- library's top level may not touch `string`: only calls can.)
+  -- The swap divides exactly rather than calling math.floor, and string.byte is looked up
+  -- once per hash (inside: the library's top level may not touch `string`).
   function Core.field_hash(field)
     local byte = string.byte
     local h = 0
@@ -119,12 +118,12 @@ do
       local a, b, c, d = byte(field, i, i + 3)
       h = (h * 923521 + a * 29791 + (b or 0) * 961 + (c or 0) * 31 + (d or 0)) % 4294967296
     end
-    h = (h * 40503) % 4294967296
-    local low = h % 65536
-    h = low * 65536 + (h - low) / 65536
-    h = (h * 40503) % 4294967296
-    low = h % 65536
-    return low * 65536 + (h - low) / 65536
+    for _ = 1, 2 do
+      h = (h * 40503) % 4294967296
+      local low = h % 65536
+      h = low * 65536 + (h - low) / 65536
+    end
+    return h
   end
 
   -- The largest power of two not above `count` (at least 1).

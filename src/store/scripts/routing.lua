@@ -12,8 +12,10 @@ do
     return Core.matching_rule(record, Call.setting('rules'))
   end
 
-  -- The conversation's current rule step, if any, and its rule.
+  -- The conversation's current rule step, if any, and its rule. Most conversations of most
+  -- projects matched no rule: they have neither, and the rules are not read.
   function Routing.current_step(record)
+    if not record.ri then return nil, nil end
     return Core.current_step(record, Call.setting('rules'))
   end
 
@@ -25,8 +27,6 @@ do
 
   -- The pool the conversation is routed by now.
   function Routing.pool_of(record)
-    -- Most conversations of most projects: no rule step, no agent limited to some channels.
-    if not record.ri and not Routing.by_channel() then return Pools.by_id(nil) end
     local step = Routing.current_step(record)
     return Pools.of_requirement(Core.requirement(step, record, Routing.by_channel()))
   end
