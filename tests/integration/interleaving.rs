@@ -25,6 +25,7 @@ use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use switchboard::clock::{rfc3339, Clock, SystemClock};
 use switchboard::contract::{decode, Id};
 use switchboard::store::{Outcome, Store};
 
@@ -284,7 +285,7 @@ async fn run_seed(seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let env = Env::new().await;
     let store = store().await;
-    let base_ms = switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock) - 600_000;
+    let base_ms = SystemClock.now_ms() - 600_000;
     // The scripts of every project, merged in time order (one platform, many tenants).
     let mut published: Vec<Vec<u8>> = vec![];
     let mut reference = vec![];
@@ -300,7 +301,7 @@ async fn run_seed(seed: u64) {
         };
         cursors[p] += 1;
         time_ms += rng.random_range(1..4);
-        let time = switchboard::clock::rfc3339(time_ms);
+        let time = rfc3339(time_ms);
         published.push(projects[p].event_at(event_type, data.clone(), Some(&time)));
         reference.push((
             p,
@@ -367,11 +368,11 @@ async fn any_order_of_a_script_ends_where_publication_order_ends() {
     for seed in 1..=shuffled_seeds() {
         let mut rng = StdRng::seed_from_u64(seed);
         let steps = script(&mut rng);
-        let base_ms = switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock) - 600_000;
+        let base_ms = SystemClock.now_ms() - 600_000;
         let (mut in_order, mut shuffled) = (Platform::new(), Platform::new());
         let mut bodies = vec![];
         for (i, (event_type, data)) in steps.iter().enumerate() {
-            let time = switchboard::clock::rfc3339(base_ms + 2 * i as i64);
+            let time = rfc3339(base_ms + 2 * i as i64);
             let event = decode(&in_order.event_at(event_type, data.clone(), Some(&time))).unwrap();
             store.apply(&event, base_ms + 600_000).await.unwrap();
             bodies.push(shuffled.event_at(event_type, data.clone(), Some(&time)));
@@ -404,9 +405,9 @@ async fn any_order_of_a_script_ends_where_publication_order_ends() {
 async fn a_removal_applied_after_a_later_status_leaves_that_status() {
     let store = store().await;
     let mut platform = Platform::new();
-    let base_ms = switchboard::clock::Clock::now_ms(&switchboard::clock::SystemClock) - 60_000;
+    let base_ms = SystemClock.now_ms() - 60_000;
     let mut event = |event_type: &str, data: Value, ms: i64| {
-        let time = switchboard::clock::rfc3339(base_ms + ms);
+        let time = rfc3339(base_ms + ms);
         decode(&platform.event_at(event_type, data, Some(&time))).unwrap()
     };
     let team = json!({"agents": [{"agent_id": "a", "max_concurrent": 2}]});
