@@ -133,8 +133,9 @@ fn a_requirement_names_one_pool_however_it_is_written() {
         text("{ s = { 'billing', 'fr' }, sc = { 'web' } }")
     );
     assert_ne!(text("{ s = { 'fr' } }"), text("{ sc = { 'fr' } }"));
-    assert_eq!(text("{ s = {}, sc = {} }"), None); // no requirement: the base pool
-                                                   // No rule step and no channel rights in the project: the base pool.
+    // No requirement: the base pool.
+    assert_eq!(text("{ s = {}, sc = {} }"), None);
+    // No rule step and no channel rights in the project: the base pool.
     holds(&lua, "Core.requirement(nil, { ch = 'web' }, false) == nil");
     assert_eq!(
         eval::<Option<String>>(
