@@ -219,10 +219,12 @@ do
 
   -- The agent's eligibility now, as four values (no table, since this runs for nearly every
   -- event): online (may receive at all), eligible (may take one more), its load and, with
-  -- longest_idle, the number of its last assignment (0: never).
-  local function agent_state(agent_id, cfg)
+  -- longest_idle, the number of its last assignment (0: never). `chosen`: a strategy has just
+  -- chosen it from a pool, where only agents placed online are, and taking a conversation
+  -- changes neither its status nor its configuration: it is online without asking its status.
+  local function agent_state(agent_id, cfg, chosen)
     if not cfg then return false, false end
-    local online = Core.receives(cfg, Agents.status_receives(agent_id))
+    local online = chosen or Core.receives(cfg, Agents.status_receives(agent_id))
     local load = Agents.load(agent_id)
     local idle = longest_idle() and Agents.last_assignment(agent_id) or nil
     local eligible = online and Core.has_room(cfg, load)
@@ -250,10 +252,10 @@ do
   -- `took`, after an assignment: the agent only took a conversation since it was last placed
   -- (its configuration and status are as they were), so where it stays eligible only its load
   -- score, and with 'pass' its weighted pass, change: a creation then writes one sorted set
-  -- per pool instead of four.
-  function Pools.refresh(agent_id, took)
+  -- per pool instead of four. `chosen`: a strategy has just chosen it (see `agent_state`).
+  function Pools.refresh(agent_id, took, chosen)
     local cfg = Agents.config(agent_id)
-    local online, eligible, load, idle = agent_state(agent_id, cfg)
+    local online, eligible, load, idle = agent_state(agent_id, cfg, chosen)
     placing_pass = nil
     place(BASE, agent_id, cfg, online, eligible, load, idle, took)
     for _, id in ipairs(Pools.memberships(agent_id)) do
@@ -274,7 +276,7 @@ do
         or Call.setting('returning_visitors') == 'weighted' then
       took = nil
     end
-    return Pools.refresh(agent_id, took)
+    return Pools.refresh(agent_id, took, strategy ~= nil)
   end
 
   function Pools.refresh_all()
