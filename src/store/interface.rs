@@ -254,7 +254,8 @@ pub const SHARED_ARGS: &[(&str, &str)] = &[
     (
         "confirmed",
         "how many digests follow the batch's events: events of the current generation whose \
-         outputs the broker has confirmed since (`apply` only; 0 elsewhere)",
+         outputs the broker has confirmed since (`apply` only; 0 elsewhere), each marked with a \
+         leading `+` when its record stays as seen (see `RecordRef::stays_seen`)",
     ),
 ];
 

@@ -160,6 +160,25 @@ impl Applied {
 pub struct RecordRef {
     pub generation: u64,
     pub digest: String,
+    /// Once its outputs are confirmed, the record stays as "seen" rather than going: the
+    /// library marked it so (`"k":1`, an event no version of anything remembers). Told to the
+    /// library with the confirmation, which then drops the others without reading them first.
+    pub stays_seen: bool,
+}
+
+/// How a record that stays as seen ends (see apply.lua).
+const STAYS_SEEN_MARK: &str = ",\"k\":1}";
+
+impl RecordRef {
+    /// The confirmation as the library's ARGV carries it: the digest, after a `+` when the
+    /// record stays as seen.
+    fn confirmation(&self) -> std::borrow::Cow<'_, str> {
+        if self.stays_seen {
+            format!("+{}", self.digest).into()
+        } else {
+            self.digest.as_str().into()
+        }
+    }
 }
 
 /// One event to apply, and whether the broker delivers it again (then the record an earlier
@@ -414,7 +433,7 @@ impl Store {
                     .arg(index);
             }
             for record in &confirmed {
-                call.arg(&record.digest);
+                call.arg(record.confirmation().as_ref());
             }
             let replies: Vec<(i64, String)> = self.call_library(&call).await.inspect_err(|_| {
                 // They may not have been written: they wait for the next call (writing one
@@ -433,6 +452,7 @@ impl Store {
                 let record = RecordRef {
                     generation,
                     digest: digests[results.len()].clone(),
+                    stays_seen: text.ends_with(STAYS_SEEN_MARK),
                 };
                 let outcome = match ReplyCode::from_code(code) {
                     Some(ReplyCode::Applied) => Outcome::Applied,
@@ -475,14 +495,14 @@ impl Store {
     /// broker: they need no replay, and a duplicate of one of them publishes nothing. The
     /// events are remembered as seen until their generation expires.
     pub async fn confirm(&self, project: &Id, records: &[RecordRef]) -> Result<(), StoreError> {
-        let mut by_generation: Vec<(u64, Vec<&str>)> = Vec::new();
+        let mut by_generation: Vec<(u64, Vec<std::borrow::Cow<'_, str>>)> = Vec::new();
         for record in records {
             match by_generation
                 .iter_mut()
                 .find(|(g, _)| *g == record.generation)
             {
-                Some((_, digests)) => digests.push(&record.digest),
-                None => by_generation.push((record.generation, vec![&record.digest])),
+                Some((_, digests)) => digests.push(record.confirmation()),
+                None => by_generation.push((record.generation, vec![record.confirmation()])),
             }
         }
         for (generation, digests) in by_generation {

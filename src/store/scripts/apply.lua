@@ -175,29 +175,40 @@ local function error_text(failure)
 end
 
 -- The broker confirmed the outputs of these events (`digests`), recorded in the generation
--- `key`: their outputs are dropped, and they stay as seen ("") where their record says so
--- ("k": 1). An event no longer there (its generation expired) stays forgotten. Returns how many
--- records changed.
+-- `key`: their outputs are dropped. The worker, which had each record in its reply, marks with
+-- a leading '+' the digests whose record says they stay as seen ("k": 1): those become "", where
+-- their record still is (one no longer there, its generation expired, stays forgotten). The
+-- others' records go without being read first (a field already gone is left alone). Returns
+-- how many records changed.
 local function drop_outputs(key, digests)
-  local records = redis.call('HMGET', key, unpack(digests))
   local seen, gone = {}, {}
-  for i, digest in ipairs(digests) do
-    local record = records[i]
-    if record and record ~= '' then
-      if string.find(record, '"k":1}', 1, true) then
-        seen[#seen + 1] = digest
-        seen[#seen + 1] = ''
-      else
-        gone[#gone + 1] = digest
-      end
+  for _, digest in ipairs(digests) do
+    if string.byte(digest, 1) == 43 then -- '+'
+      seen[#seen + 1] = string.sub(digest, 2)
+    else
+      gone[#gone + 1] = digest
     end
   end
-  if #seen > 0 then redis.call('HSET', key, unpack(seen)) end
-  if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
-  return (#seen / 2) + #gone
+  local changed = 0
+  if #seen > 0 then
+    local records = redis.call('HMGET', key, unpack(seen))
+    local fields = {}
+    for i, digest in ipairs(seen) do
+      if records[i] and records[i] ~= '' then
+        fields[#fields + 1] = digest
+        fields[#fields + 1] = ''
+      end
+    end
+    if #fields > 0 then
+      redis.call('HSET', key, unpack(fields))
+      changed = #fields / 2
+    end
+  end
+  if #gone > 0 then changed = changed + redis.call('HDEL', key, unpack(gone)) end
+  return changed
 end
 
--- `confirm`: the confirmed events' digests are ARGV, their generation KEYS[1].
+-- `confirm`: the confirmed events' digests (marked as above) are ARGV, their generation KEYS[1].
 local function confirm(keys, args)
   return drop_outputs(keys[1], args)
 end

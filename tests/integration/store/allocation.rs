@@ -165,6 +165,56 @@ async fn a_confirmation_is_carried_by_the_projects_next_call() {
     assert_eq!(p.load("a").await, 1);
 }
 
+/// Once its outputs are confirmed, an event with no `time` stays remembered as seen (nothing
+/// else would know a duplicate of it), while one with a `time` leaves no record (its
+/// conversation's version knows it): the worker tells which is which, from the record in its
+/// reply, whether the confirmation has a call of its own or rides along with the next one.
+#[tokio::test]
+async fn a_confirmed_event_stays_as_seen_only_when_it_has_no_time() {
+    let p = Project::new().await;
+    p.online_agents(&[("a", 10)]).await;
+    let project = p.project();
+    let pair = |n: u32| {
+        let mut untimed = p.event(
+            "conversation.created",
+            json!({"conversation_id": format!("u{n}"), "visitor_id": "v"}),
+        );
+        untimed.time_us = None;
+        let timed = p.event(
+            "conversation.created",
+            json!({"conversation_id": format!("t{n}"), "visitor_id": "w"}),
+        );
+        (untimed, timed)
+    };
+    for carried in [false, true] {
+        let (untimed, timed) = pair(carried as u32);
+        let records = [
+            p.apply_event(&untimed).await.record,
+            p.apply_event(&timed).await.record,
+        ];
+        assert!(records[0].stays_seen && !records[1].stays_seen);
+        if carried {
+            for record in records {
+                p.store.confirmed_later(&project, record);
+            }
+            p.create("next").await;
+            assert!(p.store.take_confirmed().is_empty(), "the call carried them");
+        } else {
+            p.store.confirm(&project, &records).await.unwrap();
+        }
+        for (event, recorded) in [(&untimed, Some(false)), (&timed, None)] {
+            let replayable = p.store.replayable(&project, &event.id, p.now_ms);
+            assert_eq!(replayable.await.unwrap(), recorded, "seen, or no record");
+        }
+        for event in [&untimed, &timed] {
+            let again = p.apply_event(event).await;
+            assert_eq!(again.outcome, switchboard::store::Outcome::Duplicate);
+            assert!(again.outputs.is_empty() && again.timers.is_empty());
+        }
+    }
+    assert_eq!(p.load("a").await, 5);
+}
+
 #[tokio::test]
 async fn closed_before_created_leaves_no_load() {
     let p = Project::new().await;
