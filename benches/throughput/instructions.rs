@@ -66,7 +66,7 @@ pub async fn instructions(report: &mut Report) {
         counted.batch
     ));
     report.line(format!(
-        "**{:.0} thousand instructions per creation** in Redis, against the bare relay's {:.0} thousand per event (its script, one call per event, on the same server): {:.1}×. The worker's library ran {:.1} commands per creation, in {:.3} calls. Callgrind counts Redis's own instructions, not the kernel's work for each call (reading and writing its socket), which the relay pays per event and the worker per batch: this ratio is larger than the ratio of CPU times in (o).\n",
+        "**{:.1} thousand instructions per creation** in Redis, against the bare relay's {:.0} thousand per event (its script, one call per event, on the same server): {:.1}×. The worker's library ran {:.1} commands per creation, in {:.3} calls. Callgrind counts Redis's own instructions, not the kernel's work for each call (reading and writing its socket), which the relay pays per event and the worker per batch: this ratio is larger than the ratio of CPU times in (o).\n",
         counted.total / 1000.0,
         counted.relay / 1000.0,
         counted.total / counted.relay,
@@ -74,7 +74,7 @@ pub async fn instructions(report: &mut Report) {
         counted.calls
     ));
     report.line(format!(
-        "In store layout 2 (`SWITCHBOARD_STORE_LAYOUT=2`, another project on the same server): {:.0} thousand per creation ({:.2}× layout 1's).\n",
+        "In store layout 2 (`SWITCHBOARD_STORE_LAYOUT=2`, another project on the same server): {:.1} thousand per creation ({:.2}× layout 1's).\n",
         counted.compact / 1000.0,
         counted.compact / counted.total
     ));
