@@ -422,7 +422,7 @@ async fn a_real_rabbitmq_restart_under_load_loses_nothing() {
         let owned = owner_of.values().filter(|a| *a == agent).count() as u64;
         assert_eq!(owned, max, "assignments to {agent}");
     }
-    let project = Id::parse(&platform.project).unwrap();
+    let project = platform.id();
     let owned: HashMap<String, String> = store
         .open_conversations(&project)
         .await

@@ -305,7 +305,7 @@ async fn an_agent_missing_its_assignments_is_set_busy() {
     );
     assert!(status["sequence"].as_str().is_some());
     let store = store_at(&env.config.redis_url).await;
-    let project = Id::parse(&platform.project).unwrap();
+    let project = platform.id();
     assert_eq!(store.status(&project, "a").await.unwrap(), "busy");
     env.cleanup().await;
 }

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use switchboard::config::tls::TlsFiles;
-use switchboard::contract::Id;
 use switchboard::store::{keys, Store, StoreOptions};
 
 use crate::helpers::{load_of, of_type, Env, Platform};
@@ -38,7 +37,7 @@ async fn cluster_store(cluster: &TlsRedis, certificates: &Certificates) -> Store
 /// Waits until every project's team is online in Redis.
 async fn wait_for_teams(store: &Store, platforms: &[Platform]) {
     for platform in platforms {
-        let project = Id::parse(&platform.project).unwrap();
+        let project = platform.id();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let online = store
@@ -97,7 +96,7 @@ async fn a_master_killed_in_a_burst_is_followed_and_nothing_is_lost() {
         }
     }
     // The slot of the first project's keys, all of which carry its hash tag.
-    let victim = Id::parse(&platforms[0].project).unwrap();
+    let victim = platforms[0].id();
     let slot = cluster.ask(
         &certificates,
         cluster.ports[0],
@@ -189,7 +188,7 @@ async fn a_master_killed_in_a_burst_is_followed_and_nothing_is_lost() {
                 platform.project
             );
         }
-        let project = Id::parse(&platform.project).unwrap();
+        let project = platform.id();
         let waiting = store.waiting_count(&project).await.unwrap() as usize;
         assert_eq!(
             waiting,

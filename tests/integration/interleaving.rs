@@ -327,8 +327,8 @@ async fn run_seed(seed: u64) {
     workers.settled(&env).await;
     drop(workers);
     for p in 0..PROJECTS {
-        let run = Id::parse(&projects[p].project).unwrap();
-        let one = Id::parse(&references[p].project).unwrap();
+        let run = projects[p].id();
+        let one = references[p].id();
         let (got, want) = (
             final_state(&store, &run).await,
             final_state(&store, &one).await,
@@ -385,10 +385,7 @@ async fn any_order_of_a_script_ends_where_publication_order_ends() {
                 .await
                 .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         }
-        let (run, one) = (
-            Id::parse(&shuffled.project).unwrap(),
-            Id::parse(&in_order.project).unwrap(),
-        );
+        let (run, one) = (shuffled.id(), in_order.id());
         let (got, want) = (
             final_state(&store, &run).await,
             final_state(&store, &one).await,
@@ -429,7 +426,7 @@ async fn a_removal_applied_after_a_later_status_leaves_that_status() {
         json!({"conversation_id": "c1", "visitor_id": "v1"}),
         50,
     );
-    let project = Id::parse(&platform.project).unwrap();
+    let project = platform.id();
     let apply = |event| {
         let store = store.clone();
         async move { store.apply(&event, base_ms + 60_000).await.unwrap() }

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchboard::contract::Id;
 
 use crate::helpers::*;
 
@@ -30,10 +29,6 @@ async fn publish(env: &Env, platform: &mut Platform, events: Vec<(&str, Value, i
         .map(|(event_type, data, time)| platform.event_at(event_type, data, Some(&at(time))))
         .collect();
     env.publish_many(&bodies).await;
-}
-
-fn project(platform: &Platform) -> Id {
-    Id::parse(&platform.project).unwrap()
 }
 
 #[tokio::test]
@@ -87,10 +82,10 @@ async fn the_last_status_published_stands_whatever_order_it_arrives_in() {
     publish(&env, &mut platform, events).await;
     workers.settled(&env).await;
     let store = store().await;
-    let eligible = store.eligible(&project(&platform)).await.unwrap();
+    let eligible = store.eligible(&platform.id()).await.unwrap();
     for agent in &agents {
         assert_eq!(
-            store.status(&project(&platform), agent).await.unwrap(),
+            store.status(&platform.id(), agent).await.unwrap(),
             last[agent],
             "{agent}"
         );
@@ -140,7 +135,7 @@ async fn an_agent_that_went_offline_after_a_bulk_edit_stays_offline() {
         workers.settled(&env).await;
         let store = store().await;
         assert_eq!(
-            store.status(&project(&platform), "a7").await.unwrap(),
+            store.status(&platform.id(), "a7").await.unwrap(),
             "offline",
             "round {round}"
         );
@@ -198,7 +193,7 @@ async fn each_setting_keeps_the_value_published_last() {
     )
     .await;
     workers.settled(&env).await;
-    let settings = store().await.settings(&project(&platform)).await.unwrap();
+    let settings = store().await.settings(&platform.id()).await.unwrap();
     // A patch that set a setting later keeps it; an older patch still sets the others.
     assert_eq!(settings["new_visitors"], "weighted");
     assert_eq!(settings["include_busy"], true);
@@ -224,7 +219,7 @@ async fn each_agent_field_keeps_the_value_published_last() {
     )
     .await;
     workers.settled(&env).await;
-    let agents = store().await.agents(&project(&platform)).await.unwrap();
+    let agents = store().await.agents(&platform.id()).await.unwrap();
     assert_eq!(agents["a"]["max_concurrent"], 9);
     assert_eq!(agents["a"]["skills"], json!(["es"]));
     assert_eq!(agents["a"]["weight"], 3);
@@ -267,15 +262,11 @@ async fn a_field_published_before_a_removal_stays_removed_after_the_agent_comes_
         publish(&env, &mut platform, vec![(event_type, data, time)]).await;
         workers.settled(&env).await;
     }
-    let agents = store().await.agents(&project(&platform)).await.unwrap();
+    let agents = store().await.agents(&platform.id()).await.unwrap();
     assert_eq!(agents["a"]["max_concurrent"], 5);
     assert!(agents["a"].get("order").is_none(), "{}", agents["a"]);
     assert!(agents["a"].get("weight").is_none(), "{}", agents["a"]);
-    let status = store()
-        .await
-        .status(&project(&platform), "a")
-        .await
-        .unwrap();
+    let status = store().await.status(&platform.id(), "a").await.unwrap();
     assert_eq!(
         status, "offline",
         "a status from before the removal does not come back"
@@ -329,7 +320,7 @@ async fn close_and_message_stand_in_the_order_they_were_published() {
         workers.settled(&env).await;
     }
     let store = store().await;
-    let p = project(&platform);
+    let p = platform.id();
     for (conversation, closed_at, message_at, _) in cases {
         let state = store.conversation(&p, conversation).await.unwrap().unwrap();
         let expected = if closed_at > message_at {
@@ -368,7 +359,7 @@ async fn a_creation_published_before_its_close_but_arriving_after_it_changes_not
     publish(&env, &mut platform, events).await;
     workers.settled(&env).await;
     let store = store().await;
-    let p = project(&platform);
+    let p = platform.id();
     assert_eq!(store.load(&p, "a").await.unwrap(), 0);
     for state in store.conversations(&p).await.unwrap().values() {
         assert_eq!(state.state, "closed");
@@ -396,7 +387,7 @@ async fn a_retry_after_the_outputs_were_confirmed_publishes_nothing() {
     // The worker tells the store once the broker confirmed the output: the store keeps it no
     // more (the conversation's version recognises the event from then on).
     let store = store().await;
-    let p = project(&platform);
+    let p = platform.id();
     wait_until(|| async { store.replayable(&p, &id, now_ms()).await.unwrap() != Some(true) }).await;
     for _ in 0..5 {
         env.publish(&created).await;
@@ -455,7 +446,7 @@ async fn a_redelivery_before_confirmation_publishes_the_same_outputs_once() {
             .unwrap()
     );
     assert_eq!(
-        store.load(&project(&platform), "a").await.unwrap(),
+        store.load(&platform.id(), "a").await.unwrap(),
         1,
         "decided once"
     );

@@ -83,7 +83,7 @@ async fn this_release_continues_where_the_previous_one_stopped() {
     let previous = previous_release();
     let mut env = Env::new().await;
     let mut platform = Platform::new();
-    let project = Id::parse(&platform.project).unwrap();
+    let project = platform.id();
     let store = store().await;
 
     // The previous release: a team, more conversations than room, a close. (Its outputs carry
@@ -266,7 +266,7 @@ async fn both_releases_side_by_side_keep_every_invariant() {
     let mut env = Env::new().await;
     env.check_outputs = false;
     let mut platform = Platform::new();
-    let project = Id::parse(&platform.project).unwrap();
+    let project = platform.id();
     let _workers = WorkerProcesses::of(vec![
         worker_process_of(&previous, &env.config, 0),
         env.spawn_process(),

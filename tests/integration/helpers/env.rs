@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 use switchboard::broker::{self, topology, Session};
 use switchboard::cli::publish::publish_events;
 use switchboard::config::Config;
-use switchboard::contract::Id;
 
 use super::events::Platform;
 use super::names::{amqp_url, redis_url, store_layout, unique};
@@ -122,7 +121,7 @@ impl Env {
         }
         self.publish_many(&events).await;
         let store = store_at(&self.config.redis_url).await;
-        let project = Id::parse(&platform.project).unwrap();
+        let project = platform.id();
         for _ in 0..400 {
             let eligible = store.eligible(&project).await.unwrap();
             if expected
@@ -144,7 +143,7 @@ impl Env {
         self.publish(&platform.event("project.configured", settings.clone()))
             .await;
         let store = store_at(&self.config.redis_url).await;
-        let project = Id::parse(&platform.project).unwrap();
+        let project = platform.id();
         for _ in 0..400 {
             let stored = store.settings(&project).await.unwrap();
             if settings

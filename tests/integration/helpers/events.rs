@@ -4,7 +4,7 @@
 use std::fmt::Display;
 
 use serde_json::{json, Value};
-use switchboard::contract::{decode, CloudEvent, InboundEvent};
+use switchboard::contract::{decode, CloudEvent, Id, InboundEvent};
 
 use super::names::unique;
 
@@ -51,6 +51,11 @@ impl Platform {
     /// The next event, decoded as a worker decodes it: for tests that drive the store directly.
     pub fn inbound(&mut self, event_type: &str, data: Value) -> InboundEvent {
         decode(&self.event(event_type, data)).expect("test events are valid")
+    }
+
+    /// The project's id, as the store and the worker name it.
+    pub fn id(&self) -> Id {
+        Id::parse(&self.project).expect("test projects have valid ids")
     }
 
     /// The id of the last event built.
