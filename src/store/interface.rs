@@ -214,6 +214,14 @@ pub const OWNED_BY_AGENT_FIELD: &str = "owned_by_agent";
 /// `visitors` key's name, ':' and `n` (built inside the library too).
 pub const VISITOR_BUCKETS_FIELD: &str = "visitor_buckets";
 
+/// How an event's record ends when, once its outputs are confirmed, it stays as "seen" (an
+/// event no version of anything remembers: see apply.lua) rather than going.
+pub const STAYS_SEEN_MARK: &str = ",\"k\":1}";
+
+/// Leads a confirmed digest in ARGV when its record stays as seen: the worker, which had the
+/// record in its reply, says so, and the library reads only those records before writing them.
+pub const STAYS_SEEN_CONFIRMATION: char = '+';
+
 /// The arguments every call shares, in the order of ARGV.
 pub const SHARED_ARGS: &[(&str, &str)] = &[
     ("now", "the worker's time, ms since the epoch"),
@@ -255,7 +263,7 @@ pub const SHARED_ARGS: &[(&str, &str)] = &[
         "confirmed",
         "how many digests follow the batch's events: events of the current generation whose \
          outputs the broker has confirmed since (`apply` only; 0 elsewhere), each marked with a \
-         leading `+` when its record stays as seen (see `RecordRef::stays_seen`)",
+         leading STAYS_SEEN_CONFIRMATION when its record stays as seen",
     ),
 ];
 
@@ -384,6 +392,12 @@ pub fn lua_binding() -> String {
         lua,
         "local AGENT_LOAD_KEY_PREFIX, OWNED_BY_AGENT_FIELD, VISITOR_BUCKETS_FIELD = \
          '{AGENT_LOAD_KEY_PREFIX}', '{OWNED_BY_AGENT_FIELD}', '{VISITOR_BUCKETS_FIELD}'"
+    );
+    // The prefix as its byte: the library compares it with string.byte, allocating nothing.
+    let _ = writeln!(
+        lua,
+        "local STAYS_SEEN_MARK, STAYS_SEEN_CONFIRMATION_BYTE = '{STAYS_SEEN_MARK}', {}",
+        STAYS_SEEN_CONFIRMATION as u8
     );
     lua
 }

@@ -160,21 +160,18 @@ impl Applied {
 pub struct RecordRef {
     pub generation: u64,
     pub digest: String,
-    /// Once its outputs are confirmed, the record stays as "seen" rather than going: the
-    /// library marked it so (`"k":1`, an event no version of anything remembers). Told to the
-    /// library with the confirmation, which then drops the others without reading them first.
+    /// Once its outputs are confirmed, the record stays as "seen" rather than going: it ends
+    /// with [`interface::STAYS_SEEN_MARK`]. Told to the library with the confirmation, which
+    /// then drops the others without reading them first.
     pub stays_seen: bool,
 }
 
-/// How a record that stays as seen ends (see apply.lua).
-const STAYS_SEEN_MARK: &str = ",\"k\":1}";
-
 impl RecordRef {
-    /// The confirmation as the library's ARGV carries it: the digest, after a `+` when the
-    /// record stays as seen.
+    /// The confirmation as the library's ARGV carries it: the digest, after
+    /// [`interface::STAYS_SEEN_CONFIRMATION`] when the record stays as seen.
     fn confirmation(&self) -> std::borrow::Cow<'_, str> {
         if self.stays_seen {
-            format!("+{}", self.digest).into()
+            format!("{}{}", interface::STAYS_SEEN_CONFIRMATION, self.digest).into()
         } else {
             self.digest.as_str().into()
         }
@@ -452,7 +449,7 @@ impl Store {
                 let record = RecordRef {
                     generation,
                     digest: digests[results.len()].clone(),
-                    stays_seen: text.ends_with(STAYS_SEEN_MARK),
+                    stays_seen: text.ends_with(interface::STAYS_SEEN_MARK),
                 };
                 let outcome = match ReplyCode::from_code(code) {
                     Some(ReplyCode::Applied) => Outcome::Applied,

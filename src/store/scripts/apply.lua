@@ -82,7 +82,7 @@ local function find_records(keys, args, events)
       local record = redis.call('GET', keys[legacy])
       -- An earlier release's event changed no version this release reads: once confirmed,
       -- it stays as seen.
-      if record then found_records[digests[i]] = string.sub(record, 1, -2) .. ',"k":1}' end
+      if record then found_records[digests[i]] = string.sub(record, 1, -2) .. STAYS_SEEN_MARK end
     end
     if found_records[digests[i]] then found = found + 1 end
   end
@@ -142,7 +142,7 @@ local function apply_event(args, i, data)
   local record = ''
   if #outputs > 0 or #timers > 0 then
     record = '{"t":' .. NOW_TEXT .. ',"o":' .. encode_list(outputs)
-      .. ',"timers":' .. encode_list(timers) .. (keep_mark and ',"k":1}' or '}')
+      .. ',"timers":' .. encode_list(timers) .. (keep_mark and STAYS_SEEN_MARK or '}')
     new_records[digest] = record
   elseif keep_mark then
     new_records[digest] = ''
@@ -175,15 +175,15 @@ local function error_text(failure)
 end
 
 -- The broker confirmed the outputs of these events (`digests`), recorded in the generation
--- `key`: their outputs are dropped. The worker, which had each record in its reply, marks with
--- a leading '+' the digests whose record says they stay as seen ("k": 1): those become "", where
+-- `key`: their outputs are dropped. The worker, which had each record in its reply, marks (see
+-- STAYS_SEEN_CONFIRMATION) the digests whose record says they stay as seen: those become "", where
 -- their record still is (one no longer there, its generation expired, stays forgotten). The
 -- others' records go without being read first (a field already gone is left alone). Returns
 -- how many records changed.
 local function drop_outputs(key, digests)
   local seen, gone = {}, {}
   for _, digest in ipairs(digests) do
-    if string.byte(digest, 1) == 43 then -- '+'
+    if string.byte(digest, 1) == STAYS_SEEN_CONFIRMATION_BYTE then
       seen[#seen + 1] = string.sub(digest, 2)
     else
       gone[#gone + 1] = digest
