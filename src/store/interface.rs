@@ -4,11 +4,12 @@
 //! both sides (and the reply codes) is how the two drift apart, so they are declared here only:
 //! the Rust side builds its calls from these lists, and [`lua_binding`] writes the same lists
 //! into the library as Lua tables (see `script.rs`), through which the Lua code reads its keys
-//! and arguments by name (`K.convs`, `ARGV_AT.now`). A key's documentation lives here too.
+//! and arguments by name (`K.convs`, `ARGV_AT.now`). A key's name and documentation live here
+//! too, whether the call declares it in KEYS or the library builds it (see [`DECLARED_KEYS`]).
 
 use std::fmt::Write;
 
-/// One key of a project that the `apply` function is given.
+/// One key of a project that the library reads or writes.
 pub struct ProjectKey {
     /// The name the Lua code binds it to (`K.<name>`).
     pub name: &'static str,
@@ -22,8 +23,8 @@ const fn key(name: &'static str, suffix: &'static str, doc: &'static str) -> Pro
     ProjectKey { name, suffix, doc }
 }
 
-/// The project's keys, in the order of the `apply` function's KEYS. Every one carries the
-/// project's hash tag, so a call stays on one cluster slot.
+/// The project's keys. Every one carries the project's hash tag, so a call stays on one cluster
+/// slot.
 pub const PROJECT_KEYS: &[ProjectKey] = &[
     key(
         "settings",
@@ -201,6 +202,18 @@ pub const PROJECT_KEYS: &[ProjectKey] = &[
     ),
 ];
 
+/// The project keys an `apply` (or `explain`) call declares, in the order of its KEYS; the
+/// records earlier releases kept for the batch's redelivered events follow them. The library
+/// builds every other project key's name from the prefix of the first, as it already does for
+/// requirement pools and agents' loads: all of them carry the project's hash tag, so they are
+/// on the declared keys' cluster slot. The generation keys change name every generation, so
+/// the worker names them.
+///
+/// Declaring all 31 cost Redis about 29 thousand instructions per call (each parsed, its slot
+/// checked, and made a Lua string), as much as a tenth of a creation that comes alone, as
+/// most do when the queue is not backed up (part (i) of the benchmark).
+pub const DECLARED_KEYS: &[&str] = &["settings", "events", "previous_events"];
+
 /// In store layout 2 each agent's load is a sorted set of its own, named the project's prefix,
 /// this, and the agent's id (built inside the library too, from the prefix: see load.lua).
 pub const AGENT_LOAD_KEY_PREFIX: &str = "owned:";
@@ -330,12 +343,20 @@ impl ReplyCode {
     }
 }
 
-/// The position (1-based, as Lua counts) of a project key by name.
-pub fn key_position(name: &str) -> usize {
+/// A project key by name.
+pub fn project_key_named(name: &str) -> &'static ProjectKey {
     PROJECT_KEYS
         .iter()
-        .position(|k| k.name == name)
+        .find(|k| k.name == name)
         .unwrap_or_else(|| panic!("no project key named {name}"))
+}
+
+/// The position (1-based, as Lua counts) of a declared key in KEYS.
+pub fn declared_position(name: &str) -> usize {
+    DECLARED_KEYS
+        .iter()
+        .position(|k| *k == name)
+        .unwrap_or_else(|| panic!("{name} is not a declared key"))
         + 1
 }
 
@@ -346,7 +367,8 @@ pub fn lua_binding() -> String {
          codes.\n-- KEYS (sb:{<project>}:<suffix>), then the records earlier releases kept for \
          redelivered events:\n",
     );
-    for (i, key) in PROJECT_KEYS.iter().enumerate() {
+    let declared = DECLARED_KEYS.iter().map(|name| project_key_named(name));
+    for (i, key) in declared.enumerate() {
         let _ = writeln!(
             lua,
             "--   {:<2} {:<16} {}: {}",
@@ -356,9 +378,22 @@ pub fn lua_binding() -> String {
             key.doc
         );
     }
+    let built = || {
+        PROJECT_KEYS
+            .iter()
+            .filter(|key| !DECLARED_KEYS.contains(&key.name))
+    };
+    lua.push_str("-- The project's other keys, named sb:{<project>}:<suffix> by the library:\n");
+    for key in built() {
+        let _ = writeln!(lua, "--   {:<16} {}: {}", key.name, key.suffix, key.doc);
+    }
     lua.push_str("local KEY_AT = {");
-    for (i, key) in PROJECT_KEYS.iter().enumerate() {
-        let _ = write!(lua, " {} = {},", key.name, i + 1);
+    for (i, name) in DECLARED_KEYS.iter().enumerate() {
+        let _ = write!(lua, " {name} = {},", i + 1);
+    }
+    lua.push_str(" }\nlocal KEY_SUFFIX = {");
+    for key in built() {
+        let _ = write!(lua, " {} = '{}',", key.name, key.suffix);
     }
     lua.push_str(" }\n-- ARGV shared by the batch:\n");
     for (i, (name, doc)) in SHARED_ARGS.iter().enumerate() {
@@ -383,8 +418,8 @@ pub fn lua_binding() -> String {
     lua.push_str(" }\n");
     let _ = writeln!(
         lua,
-        "local PROJECT_KEY_COUNT, SHARED_ARG_COUNT, EVENT_ARG_COUNT = {}, {}, {}",
-        PROJECT_KEYS.len(),
+        "local DECLARED_KEY_COUNT, SHARED_ARG_COUNT, EVENT_ARG_COUNT = {}, {}, {}",
+        DECLARED_KEYS.len(),
         SHARED_ARGS.len(),
         EVENT_ARGS.len()
     );
@@ -427,11 +462,31 @@ mod tests {
     }
 
     #[test]
+    fn the_declared_keys_name_the_prefix_and_every_other_key_has_a_fixed_name() {
+        // The library takes the project's prefix from KEYS[1], the settings key.
+        assert_eq!(DECLARED_KEYS[0], "settings");
+        assert_eq!(project_key_named("settings").suffix, "settings");
+        for key in PROJECT_KEYS {
+            if !DECLARED_KEYS.contains(&key.name) {
+                assert!(!key.suffix.contains('<'), "{} must be declared", key.name);
+            }
+        }
+    }
+
+    #[test]
     fn the_binding_lists_every_key_and_argument() {
         let lua = lua_binding();
         for key in PROJECT_KEYS {
+            let declared = DECLARED_KEYS.contains(&key.name);
+            assert_eq!(
+                lua.contains(&format!(" {} = '{}',", key.name, key.suffix)),
+                !declared,
+                "{}",
+                key.name
+            );
             assert!(lua.contains(&format!(" {} = ", key.name)));
         }
+        assert!(lua.contains("local KEY_AT = { settings = 1, events = 2, previous_events = 3, }"));
         assert!(lua.contains("now = 1,"));
         assert!(lua.contains("type = 0,"));
         assert!(lua.contains("stale = 4,"));

@@ -5,7 +5,7 @@
 //! them atomically. Project ids are validated identifiers (no braces), so no project can reach
 //! into another's tag.
 
-use super::interface::{key_position, AGENT_LOAD_KEY_PREFIX, PROJECT_KEYS};
+use super::interface::{project_key_named, AGENT_LOAD_KEY_PREFIX, DECLARED_KEYS};
 use crate::contract::Id;
 
 /// The prefix of every key of `project`.
@@ -16,7 +16,7 @@ pub fn project_prefix(project: &Id) -> String {
 /// A project key by its name in [`PROJECT_KEYS`] (`"convs"`, `"by_load"`…). The generation keys
 /// of event records have no fixed name: see [`events_key`].
 pub fn project_key(project: &Id, name: &str) -> String {
-    let suffix = PROJECT_KEYS[key_position(name) - 1].suffix;
+    let suffix = project_key_named(name).suffix;
     assert!(!suffix.contains('<'), "{name} has no fixed key name");
     format!("{}{suffix}", project_prefix(project))
 }
@@ -64,26 +64,18 @@ pub fn event_digest(event_id: &str) -> String {
 }
 
 /// KEYS of the `apply` function for a batch of events of `project` in `generation`: the
-/// project's keys, then the legacy records of the redelivered events among them.
-/// Built on every batch, so without `format!` (profiling showed it at a tenth of a worker's
-/// CPU).
+/// declared project keys, then the legacy records of the redelivered events among them.
 pub fn apply_keys<'a>(
     project: &Id,
     generation: u64,
     legacy_event_ids: impl ExactSizeIterator<Item = &'a str>,
 ) -> Vec<String> {
-    let prefix = project_prefix(project);
-    let mut keys = Vec::with_capacity(PROJECT_KEYS.len() + legacy_event_ids.len());
+    let mut keys = Vec::with_capacity(DECLARED_KEYS.len() + legacy_event_ids.len());
     let previous = generation.saturating_sub(1);
-    keys.extend(PROJECT_KEYS.iter().map(|key| match key.name {
+    keys.extend(DECLARED_KEYS.iter().map(|name| match *name {
         "events" => events_key(project, generation),
         "previous_events" => events_key(project, previous),
-        _ => {
-            let mut name = String::with_capacity(prefix.len() + key.suffix.len());
-            name.push_str(&prefix);
-            name.push_str(key.suffix);
-            name
-        }
+        _ => project_key(project, name),
     }));
     keys.extend(legacy_event_ids.map(|id| legacy_event_key(project, id)));
     keys
@@ -91,21 +83,22 @@ pub fn apply_keys<'a>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::interface::declared_position;
     use super::*;
 
     #[test]
     fn every_key_carries_the_project_hash_tag() {
         let project = Id::parse("acme").unwrap();
         let keys = apply_keys(&project, 7, ["weird id {other}", "e2"].into_iter());
-        assert_eq!(keys.len(), PROJECT_KEYS.len() + 2);
-        assert_eq!(keys[0], project_key(&project, PROJECT_KEYS[0].name));
-        assert_eq!(keys[key_position("events") - 1], "sb:{acme}:events:7");
+        assert_eq!(keys.len(), DECLARED_KEYS.len() + 2);
+        assert_eq!(keys[0], "sb:{acme}:settings");
+        assert_eq!(keys[declared_position("events") - 1], "sb:{acme}:events:7");
         assert_eq!(
-            keys[key_position("previous_events") - 1],
+            keys[declared_position("previous_events") - 1],
             "sb:{acme}:events:6"
         );
         assert_eq!(
-            keys[PROJECT_KEYS.len() + 1],
+            keys[DECLARED_KEYS.len() + 1],
             legacy_event_key(&project, "e2")
         );
         assert_eq!(event_digest("e1"), event_digest("e1"));

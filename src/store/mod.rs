@@ -414,7 +414,7 @@ impl Store {
                 zone,
                 confirmed.len(),
             );
-            let mut legacy = interface::PROJECT_KEYS.len();
+            let mut legacy = interface::DECLARED_KEYS.len();
             for (i, delivered) in rest.iter().enumerate() {
                 let index = if delivered.redelivered {
                     legacy += 1;

@@ -3,7 +3,7 @@
 -- outputs. `confirm`: the broker confirmed some events' outputs, which need no replay any more.
 -- Last part of the library; registers both (their names carry the library's version, filled
 -- in by store/script.rs). Uses KEYS events, previous_events and the legacy records after the
--- project's keys, and every ARGV (see the binding above core.lua).
+-- declared keys, and every ARGV (see the binding above core.lua).
 --
 -- Event records. An event is recorded under the digest of its id in the hash of the current
 -- generation (`events`, one per `dedupe TTL` of the worker's clock, expiring after two): its
@@ -216,8 +216,8 @@ end
 local function apply(keys, args)
   local confirmed = tonumber(args[ARGV_AT.confirmed]) or 0
   local events = (#args - SHARED_ARG_COUNT - confirmed) / EVENT_ARG_COUNT
-  if #keys < PROJECT_KEY_COUNT or events < 1 or events % 1 ~= 0 then
-    error('apply expects ' .. PROJECT_KEY_COUNT .. ' project keys and legacy record keys, '
+  if #keys < DECLARED_KEY_COUNT or events < 1 or events % 1 ~= 0 then
+    error('apply expects ' .. DECLARED_KEY_COUNT .. ' project keys and legacy record keys, '
       .. SHARED_ARG_COUNT .. ' shared arguments, ' .. EVENT_ARG_COUNT .. ' per event and the '
       .. 'confirmed digests')
   end

@@ -12,8 +12,10 @@
 -- Redis.
 --
 -- KEYS, ARGV and the reply codes are declared once, in src/store/interface.rs, and written
--- above core.lua as Lua tables (KEY_AT, ARGV_AT, EVENT_ARG_AT, REPLY): `Call.bind` binds every
--- key to its name in K (K.convs, K.by_load…), so no module counts positions.
+-- above core.lua as Lua tables (KEY_AT, KEY_SUFFIX, ARGV_AT, EVENT_ARG_AT, REPLY): `Call.bind`
+-- binds every project key to its name in K (K.convs, K.by_load…), the few a call declares and
+-- the others it names from the project's prefix, so no module counts positions. (A module's
+-- header lists the project keys it uses by these names, declared or not.)
 
 -- The call: the project's keys by name, their common prefix, and the shared ARGV.
 local K, PREFIX, NOW, CLOSED_RETENTION, ASSUMED_TIMEZONE, TODAY, NEXT_MIDNIGHT
@@ -149,11 +151,11 @@ do
   -- Binds KEYS and the shared ARGV for one call (a batch of one project's events).
   function Call.bind(keys, args)
     if keys_bound_for ~= keys[1] then
-      K = {}
-      for name, i in pairs(KEY_AT) do K[name] = keys[i] end
       -- "sb:{project}:", the prefix of every key of the project (keys[1] is
       -- "<prefix>settings").
       PREFIX = string.sub(keys[1], 1, -9)
+      K = { settings = keys[KEY_AT.settings] }
+      for name, suffix in pairs(KEY_SUFFIX) do K[name] = PREFIX .. suffix end
       keys_bound_for = keys[1]
     end
     -- The generation keys change name every generation: bound on every call.

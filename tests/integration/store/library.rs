@@ -2,7 +2,7 @@
 //! what it keeps between calls; and `switchboard inspect`, which reads what it wrote.
 
 use serde_json::json;
-use switchboard::store::keys;
+use switchboard::store::{interface, keys};
 
 use crate::helpers::*;
 
@@ -41,7 +41,7 @@ async fn inspect_shows_agents_loads_the_waiting_queue_and_settings() {
 }
 
 #[tokio::test]
-async fn without_levels_rules_or_channel_rights_the_script_touches_only_declared_keys() {
+async fn without_levels_rules_or_channel_rights_the_script_touches_only_keys_the_interface_names() {
     if redis_url().contains(',') {
         return; // SCAN is not routed by slot on a cluster; the single-node run checks this
     }
@@ -71,9 +71,16 @@ async fn without_levels_rules_or_channel_rights_the_script_touches_only_declared
     let agents = ["a", "b", "c"].into_iter().filter(|_| store_layout() == 2);
     let buckets =
         (0..p.visitor_spread().await.0).map(|n| keys::bucket_key(&project, "visitors", n));
-    let declared: std::collections::BTreeSet<String> =
+    // The generations' keys, and every other key of the catalogue (the library names those
+    // from the project's prefix).
+    let fixed = interface::PROJECT_KEYS
+        .iter()
+        .filter(|key| !key.suffix.contains('<'))
+        .map(|key| keys::project_key(&project, key.name));
+    let named: std::collections::BTreeSet<String> =
         keys::apply_keys(&project, generation, std::iter::empty())
             .into_iter()
+            .chain(fixed)
             .chain(agents.map(|agent| keys::agent_load_key(&project, agent)))
             .chain(buckets)
             .collect();
@@ -94,7 +101,10 @@ async fn without_levels_rules_or_channel_rights_the_script_touches_only_declared
             .unwrap();
         for key in keys {
             seen += 1;
-            assert!(declared.contains(&key), "undeclared key {key}");
+            assert!(
+                named.contains(&key),
+                "a key the interface does not name: {key}"
+            );
         }
         if next == 0 {
             break;
