@@ -8,7 +8,8 @@
 //! seconds. The count is of Redis alone, applying creations straight through the store in
 //! batches of the worker's size, as part (o)'s drain sends them, each batch's confirmations
 //! riding along with the next as in a worker under load: the decision's own cost, without the
-//! broker.
+//! broker. Then once more one creation per call, as they come while the queue is not backed
+//! up: what a call costs whatever its size is then paid by each creation alone.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -92,11 +93,19 @@ pub async fn instructions(report: &mut Report) {
         }
     }
     report.line("");
+    report.line(format!(
+        "**One creation per call** (as they come while the work queue is not backed up: from outside at 1,000 or 2,000 ev/s, batches average 2 to 6 events): {:.1} thousand per creation ({:.2}× a batch of {}'s), {:.1} commands. What a call costs whatever its size (the call itself, the counters and caches read again, the records written) is paid by each such creation alone.\n",
+        counted.alone / 1000.0,
+        counted.alone / counted.total,
+        counted.batch,
+        counted.alone_commands
+    ));
     report.bars(
         "(i) Redis instructions per creation (thousands)",
         "k",
         [
             ("worker".to_string(), counted.total / 1000.0),
+            ("worker, one per call".to_string(), counted.alone / 1000.0),
             ("bare relay".to_string(), counted.relay / 1000.0),
         ],
     );
@@ -110,6 +119,9 @@ struct Counted {
     relay: f64,
     /// Instructions per creation in store layout 2.
     compact: f64,
+    /// Instructions per creation applied one per call (layout 1), and the commands they ran.
+    alone: f64,
+    alone_commands: f64,
     /// Inclusive instructions per creation of the functions of `PARTS` found.
     parts: Vec<(String, f64)>,
     /// Commands the library ran, and FCALLs, per creation.
@@ -128,9 +140,10 @@ struct Profiled {
 impl Drop for Profiled {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
-        // `BENCH_KEEP_CALLGRIND` keeps the dumps (out.1 layout 1, out.2 layout 2, out.3 the
-        // relay) for `callgrind_annotate`: with a `redis-server` built with symbols first in
-        // PATH, they show where the instructions go inside Lua and Redis.
+        // `BENCH_KEEP_CALLGRIND` keeps the dumps (out.1 layout 1, out.2 layout 2, out.3 layout 1
+        // one creation per call, out.4 the relay) for `callgrind_annotate`: with a
+        // `redis-server` built with symbols first in PATH, they show where the instructions go
+        // inside Lua and Redis.
         if std::env::var_os("BENCH_KEEP_CALLGRIND").is_some() {
             eprintln!("(i) callgrind dumps kept in {}", self.dir.display());
         } else {
@@ -182,6 +195,10 @@ async fn count() -> Result<Counted, String> {
     )
     .await?;
     let compact_dump = wait_for_dump(&server.dir, 2).await?;
+    // Layout 1 again, one creation per call, in a project of its own.
+    let (alone_before, alone_after) =
+        count_creations(&store, &mut redis, "instructions-alone", 1, server.pid).await?;
+    let alone_dump = wait_for_dump(&server.dir, 3).await?;
     // The bare relay's script on the same bodies, one call each, as the relay runs it.
     let bodies: Vec<Vec<u8>> = (0..COUNTED)
         .map(|i| format!("creation {i}").into_bytes())
@@ -198,7 +215,7 @@ async fn count() -> Result<Counted, String> {
             .map_err(|e| e.to_string())?;
     }
     control(&["-d"], server.pid).await?;
-    let relay_dump = wait_for_dump(&server.dir, 3).await?;
+    let relay_dump = wait_for_dump(&server.dir, 4).await?;
     let _: Result<(), _> = redis::cmd("SHUTDOWN")
         .arg("NOSAVE")
         .query_async(&mut redis)
@@ -207,29 +224,38 @@ async fn count() -> Result<Counted, String> {
     let (total, parts) = annotate(&dump).await?;
     let (relay_total, _) = annotate(&relay_dump).await?;
     let (compact_total, _) = annotate(&compact_dump).await?;
+    let (alone_total, _) = annotate(&alone_dump).await?;
     drop(server);
 
     let per = |ir: f64| ir / COUNTED as f64;
-    let delta = |name: &str| {
-        let calls = |s: &crate::outside::RedisStats| s.commands.get(name).map_or(0.0, |c| c.0);
-        calls(&after) - calls(&before)
-    };
-    let sent = ["fcall", "info"];
-    let commands: f64 = after
-        .commands
-        .keys()
-        .filter(|name| !sent.contains(&name.as_str()))
-        .map(|name| delta(name))
-        .sum();
     Ok(Counted {
         batch,
         total: per(total),
         relay: per(relay_total),
         compact: per(compact_total),
+        alone: per(alone_total),
         parts: parts.into_iter().map(|(n, ir)| (n, per(ir))).collect(),
-        commands: commands / COUNTED as f64,
-        calls: delta("fcall") / COUNTED as f64,
+        commands: commands_run(&before, &after) / COUNTED as f64,
+        alone_commands: commands_run(&alone_before, &alone_after) / COUNTED as f64,
+        calls: calls_of(&before, &after, "fcall") / COUNTED as f64,
     })
+}
+
+/// How many times Redis ran `command` between two readings of its statistics.
+fn calls_of(before: &RedisStats, after: &RedisStats, command: &str) -> f64 {
+    let calls = |s: &RedisStats| s.commands.get(command).map_or(0.0, |c| c.0);
+    calls(after) - calls(before)
+}
+
+/// The commands the library ran between two readings (not those the benchmark sent).
+fn commands_run(before: &RedisStats, after: &RedisStats) -> f64 {
+    let sent = ["fcall", "info"];
+    after
+        .commands
+        .keys()
+        .filter(|name| !sent.contains(&name.as_str()))
+        .map(|name| calls_of(before, after, name))
+        .sum()
 }
 
 /// Sets up `project`'s team, applies the warm-up creations, then counts (callgrind zeroed
