@@ -52,10 +52,44 @@ do
   local settings_cache, outputs, timers
   -- The settings as stored when the call began (false: none); decoded on first use.
   local settings_text
+  -- Whether settings_cache is this call's own table (see `settings_to_change`), not one shared
+  -- with other calls.
+  local settings_owned
+
+  -- Settings decoded by earlier calls, by the text they were decoded from (any project's: the
+  -- same text is the same settings). A call whose project stores a text among them reads that
+  -- table instead of decoding the JSON again, which a project with rules would otherwise pay
+  -- on every call. The key is the stored text itself, whoever wrote it (a worker of an earlier
+  -- release included), so no change can be missed; the tables are only read (a change takes a
+  -- table of its own). At most DECODED_SETTINGS_KEPT texts are kept, then all are forgotten.
+  local decoded_settings, decoded_count = {}, 0
+  local DECODED_SETTINGS_KEPT = 64
 
   function Call.settings()
     if settings_cache == nil then
+      if not settings_text then
+        settings_cache = {}
+      else
+        settings_cache = decoded_settings[settings_text]
+        if not settings_cache then
+          settings_cache = cjson.decode(settings_text)
+          if decoded_count >= DECODED_SETTINGS_KEPT then
+            decoded_settings, decoded_count = {}, 0
+          end
+          decoded_settings[settings_text] = settings_cache
+          decoded_count = decoded_count + 1
+        end
+      end
+    end
+    return settings_cache
+  end
+
+  -- The settings as a table the caller may change, then store and pass to `settings_changed`:
+  -- the call's own, never one that other calls read.
+  function Call.settings_to_change()
+    if not settings_owned then
       settings_cache = settings_text and cjson.decode(settings_text) or {}
+      settings_owned = true
     end
     return settings_cache
   end
@@ -178,7 +212,7 @@ do
   -- `stored_settings` is the settings key's value (false: none).
   function Call.begin_call(stored_settings)
     NULL = cjson.null
-    settings_cache, settings_text = nil, stored_settings
+    settings_cache, settings_text, settings_owned = nil, stored_settings, false
     for _, reset in ipairs(per_call_resets) do reset() end
   end
 

@@ -16,7 +16,7 @@ do
     local previous_mode = Call.setting('mode')
     local previous_aging = Call.setting('priority_aging_seconds')
     local previous_inactive_after = Call.setting('inactive_after_seconds')
-    local current = Call.settings()
+    local current = Call.settings_to_change()
     local outcomes, changed = {}, {}
     for field, value in pairs(patch) do
       local outcome = Versions.judge_thing('c|' .. field)

@@ -176,3 +176,37 @@ async fn two_projects_taking_turns_keep_their_state_apart() {
     assert_eq!(first.load("b").await, 0);
     assert_eq!(second.load("a").await, 0);
 }
+
+/// The library keeps the settings it decoded by their stored text, for the next calls of any
+/// project that stores the same text. A project that changes its settings must not change the
+/// table another project reads, and a text written by someone else (a worker of an earlier
+/// release) must be read as written.
+#[tokio::test]
+async fn settings_read_again_stay_each_projects_own_and_follow_whoever_wrote_them() {
+    let (a, b) = (Project::new().await, Project::new().await);
+    for p in [&a, &b] {
+        p.configure(json!({"max_waiting": 1})).await;
+        p.online_agents(&[("x", 1)]).await;
+        p.create("c0").await;
+        p.create("c1").await;
+        assert_eq!(p.waiting().await, ["c1"]);
+    }
+    // Both store the same text; `a` changes its own.
+    a.configure(json!({"max_waiting": 3})).await;
+    assert_eq!(types(&b.create("c2").await), ["conversation.overflowed"]);
+    a.create("c2").await;
+    assert_eq!(a.waiting().await, ["c1", "c2"]);
+    // Another writer's text, set as it is.
+    let _: () = b
+        .store
+        .query(
+            redis::cmd("SET")
+                .arg(b.key("settings"))
+                .arg(r#"{"max_waiting":2}"#),
+        )
+        .await
+        .unwrap();
+    b.create("c3").await;
+    assert_eq!(b.waiting().await, ["c1", "c3"]);
+    assert_eq!(types(&b.create("c4").await), ["conversation.overflowed"]);
+}
