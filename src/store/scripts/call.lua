@@ -166,8 +166,8 @@ do
   local keys_bound_for
 
   -- ARGV's random seed; the generator is seeded with it on first use in a call only, since most
-  -- calls draw no random number.
-  local seed, seeded
+  -- calls draw no random number. Each event of the batch has its own, counted from the call's.
+  local call_seed, seed, seeded
 
   function Call.random(...)
     if not seeded then
@@ -205,7 +205,8 @@ do
     LAYOUT = args[ARGV_AT.store_layout]
     -- What the call does before its first event (placing every agent again once, when the
     -- project switches layout) draws from the call's own seed, not the last call's.
-    seed, seeded = tonumber(args[ARGV_AT.seed]), false
+    call_seed = tonumber(args[ARGV_AT.seed])
+    seed, seeded = call_seed, false
   end
 
   -- Resets every per-call cache, once `bind` is done and the call has events to apply;
@@ -221,14 +222,14 @@ do
     for _, finish in ipairs(per_call_finishes) do finish() end
   end
 
-  -- Binds one event of the batch (its type, time, digest and random seed) and resets every
-  -- per-event value.
-  function Call.begin_event(event_type, time_text, digest, event_seed)
+  -- Binds the batch's `i`-th event (its type, its time as text and as a number, its digest)
+  -- and resets every per-event value. Its random seed is the call's plus i - 1.
+  function Call.begin_event(i, event_type, time_text, time, digest)
     EVENT_TYPE = event_type
     EVENT_TIME_TEXT = time_text ~= '' and time_text or nil
-    EVENT_TIME = tonumber(EVENT_TIME_TEXT)
+    EVENT_TIME = time
     EVENT_DIGEST = digest
-    seed, seeded = event_seed, false
+    seed, seeded = call_seed + i - 1, false
     outputs, timers, stamped = {}, {}, false
     for _, reset in ipairs(per_event_resets) do reset() end
   end

@@ -72,6 +72,13 @@ do
     for i, id in ipairs(missing) do cache[id] = found[i] or false end
   end
 
+  -- A version as stored in layout 2, a number: most often the current event's time, already
+  -- parsed (a time is 16 digits, which `tonumber` parses the slow way).
+  local function stored_version(time)
+    if time ~= nil and time == EVENT_TIME_TEXT then return EVENT_TIME end
+    return Core.version_number(time)
+  end
+
   function Records.save(conversation_id, record)
     local assignment, priority = record.ta, record.p
     if assignment == record.t then
@@ -83,7 +90,7 @@ do
     local lifecycle = record.t
     local raw
     if LAYOUT == '2' then
-      record.t, record.ta = Core.version_number(record.t), Core.version_number(record.ta)
+      record.t, record.ta = stored_version(record.t), stored_version(record.ta)
       raw = cmsgpack.pack(record)
     else
       raw = cjson.encode(record)
