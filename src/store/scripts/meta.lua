@@ -17,44 +17,65 @@ do
     'events_generation', 'capacity_agents', OWNED_BY_AGENT_FIELD, VISITOR_BUCKETS_FIELD,
     'visitors_in_hash',
   }
-  local cache
+  -- Where each of FIELDS is in the HMGET's reply.
+  local POSITION = {}
+  for i = 1, #FIELDS do POSITION[FIELDS[i]] = i end
+  -- The counters as read or written in this call: FIELDS in the HMGET's reply itself, by
+  -- POSITION (a table keyed by name, built again on every call, cost about 10 thousand
+  -- instructions per call), and any other counter written (`add`) in a table of its own, made
+  -- when first needed.
+  local values, others
   -- The counters read as numbers in this call (tonumber parses text: several are asked for on
   -- every event).
   local numbers
   -- Whether this call numbered arrivals (see `next_arrival`).
   local arrivals_numbered
   Call.on_call(function()
-    cache, numbers = {}, {}
+    values = redis.call('HMGET', K.meta, unpack(FIELDS))
+    others, numbers = NONE, {}
     arrivals_numbered = false
-    local values = redis.call('HMGET', K.meta, unpack(FIELDS))
-    for i, field in ipairs(FIELDS) do cache[field] = values[i] end
   end)
+
+  -- Keeps a counter's value as this call wrote it.
+  local function remember(field, value)
+    local position = POSITION[field]
+    if position then
+      values[position] = value
+    else
+      if others == NONE then others = {} end
+      others[field] = value
+    end
+  end
 
   -- A counter as read or written in this call (one of FIELDS).
   function Meta.get(field)
-    return cache[field]
+    local position = POSITION[field]
+    if position then return values[position] end
+    return others[field]
   end
 
   function Meta.number(field)
     local n = numbers[field]
     if n == nil then
-      n = tonumber(cache[field]) or 0
+      n = tonumber(Meta.get(field)) or 0
       numbers[field] = n
     end
     return n
   end
 
-  -- Stores a counter (one of FIELDS), keeping the cache.
+  -- Stores a counter (one of FIELDS), keeping what this call holds.
   function Meta.set(field, value)
     redis.call('HSET', K.meta, field, value)
-    cache[field], numbers[field] = value, nil
+    remember(field, value)
+    numbers[field] = nil
   end
 
   -- Adds to a counter (one of FIELDS); returns the new value.
   function Meta.add(field, delta)
-    cache[field] = redis.call('HINCRBY', K.meta, field, delta)
-    numbers[field] = cache[field]
-    return cache[field]
+    local value = redis.call('HINCRBY', K.meta, field, delta)
+    remember(field, value)
+    numbers[field] = value
+    return value
   end
 
   -- The next arrival number (orders waiting conversations of equal priority). Counted in the
@@ -64,13 +85,14 @@ do
   -- (they end with the conversation id), only their order among themselves is by id.
   function Meta.next_arrival()
     local n = Meta.number('arrival_seq') + 1
-    cache.arrival_seq, numbers.arrival_seq = n, n
+    remember('arrival_seq', n)
+    numbers.arrival_seq = n
     arrivals_numbered = true
     return n
   end
   Call.on_call_end(function()
     if arrivals_numbered then
-      redis.call('HSET', K.meta, 'arrival_seq', string.format('%d', cache.arrival_seq))
+      redis.call('HSET', K.meta, 'arrival_seq', string.format('%d', Meta.number('arrival_seq')))
     end
   end)
 
