@@ -47,7 +47,7 @@ do
     end
   end
 
-  -- A counter as read or written in this call (one of FIELDS).
+  -- A counter as read (one of FIELDS) or written in this call.
   function Meta.get(field)
     local position = POSITION[field]
     if position then return values[position] end
@@ -70,7 +70,8 @@ do
     numbers[field] = nil
   end
 
-  -- Adds to a counter (one of FIELDS); returns the new value.
+  -- Adds to a counter (one of FIELDS, or another such as assignment_seq); returns the new
+  -- value.
   function Meta.add(field, delta)
     local value = redis.call('HINCRBY', K.meta, field, delta)
     remember(field, value)
