@@ -9,7 +9,11 @@
 //!   (from `/proc`) and Redis's own accounting (`INFO cpu`, `INFO commandstats`) over the same
 //!   window;
 //! - latency: creations published at a fixed rate, p99 publish → output (`conversation.assigned`
-//!   for the worker, the relayed copy for the relays), the handlers taking turns.
+//!   for the worker, the relayed copy for the relays), the handlers taking turns, with the CPU
+//!   per event of Redis, RabbitMQ and the consumer in each run. Beside the bare relay runs a
+//!   loaded relay: the same relay, its script made to spend the Redis CPU per event the worker
+//!   spent in the same round, so the two relays split the worker's tail gap into what its Redis
+//!   CPU accounts for and the rest.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -36,6 +40,8 @@ const SCRIPTS: &str = "benches/outside";
 pub enum Handler {
     Relay,
     Batched,
+    /// The bare relay with this many turns of [`crate::relay::BUSY_LOOP`] per event.
+    Loaded(u32),
     /// A `switchboard run` worker with this many Redis connections
     /// (`SWITCHBOARD_REDIS_CONNECTIONS`).
     Worker(u16),
@@ -46,6 +52,7 @@ impl Handler {
         match self {
             Handler::Relay => "bare relay".into(),
             Handler::Batched => "batched relay".into(),
+            Handler::Loaded(_) => "relay with the worker's Redis CPU".into(),
             Handler::Worker(1) => "worker".into(),
             Handler::Worker(n) => format!("worker, {n} Redis connections"),
         }
@@ -137,6 +144,7 @@ async fn worker_with_team(config: &Config, session: &Session, tag: &str, n: u16)
 async fn start(handler: Handler, config: &Config) -> Running {
     match handler {
         Handler::Relay => Running::Relay(Relay::start(config).await),
+        Handler::Loaded(turns) => Running::Relay(Relay::start_loaded(config, turns).await),
         Handler::Batched => Running::Batched(BatchedRelay::start(config).await),
         Handler::Worker(n) => Running::Worker(Workers::start_with_env(
             config,
@@ -324,8 +332,49 @@ async fn drain(python: &str, handler: Handler, events: usize) -> Drain {
     }
 }
 
-/// p50, p99 (ms) of one latency run.
-async fn latency(python: &str, handler: Handler, rate: u64, seconds: u64) -> (f64, f64) {
+/// One latency run, its figures.
+#[derive(Clone, Copy)]
+struct Latency {
+    p50: f64,
+    p99: f64,
+    /// Redis CPU µs (`INFO cpu`) per event published, over the run (from the publisher's start
+    /// to the receiver's last output).
+    redis_us: f64,
+    /// RabbitMQ's and the consuming process's CPU per event (`/proc`) over the same time.
+    cpu: CpuPerEvents,
+}
+
+/// Redis CPU µs of one turn of [`crate::relay::BUSY_LOOP`], as `INFO commandstats` times a
+/// script of 200,000 turns run 11 times.
+async fn busy_loop_turn_us(config: &Config) -> f64 {
+    const TURNS: u32 = 200_000;
+    let mut redis = redis_connection(config).await;
+    let script = format!("{} return 0", crate::relay::BUSY_LOOP);
+    let before = redis_stats(&mut redis).await;
+    for _ in 0..11 {
+        let _: i64 = redis::cmd("EVAL")
+            .arg(&script)
+            .arg(0)
+            .arg("")
+            .arg(TURNS)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+    let after = redis_stats(&mut redis).await;
+    let (calls, usec) = after.commands["eval"];
+    let (calls0, usec0) = before.commands.get("eval").copied().unwrap_or((0.0, 0.0));
+    (usec - usec0) / (calls - calls0) / TURNS as f64
+}
+
+/// The turns of [`crate::relay::BUSY_LOOP`] that give the bare relay, which spent `relay_us`
+/// of Redis CPU per event, the worker's `worker_us`.
+fn turns_for(relay_us: f64, worker_us: f64, turn_us: f64) -> u32 {
+    ((worker_us - relay_us).max(0.0) / turn_us).round() as u32
+}
+
+/// One latency run of `handler` at `rate` events a second for `seconds`.
+async fn latency(python: &str, handler: Handler, rate: u64, seconds: u64) -> Latency {
     let tag = new_tag();
     let config = config(&tag);
     let session = Session::open(&config, "bench").await.unwrap();
@@ -340,6 +389,9 @@ async fn latency(python: &str, handler: Handler, rate: u64, seconds: u64) -> (f6
         &receiver_args("latency", &config, handler, count),
     );
     next(&mut said, "receiver").await;
+    let mut redis = redis_connection(&config).await;
+    let before = redis_stats(&mut redis).await;
+    let cpu = CpuUse::start(running.pids());
     let (mut publisher, mut published) = script(
         python,
         "publisher.py",
@@ -351,6 +403,8 @@ async fn latency(python: &str, handler: Handler, rate: u64, seconds: u64) -> (f6
         "publisher failed"
     );
     let result = next(&mut said, "receiver").await;
+    let after = redis_stats(&mut redis).await;
+    let cpu = cpu.finish(count as u64);
     assert!(receiver.wait().await.unwrap().success(), "receiver failed");
     running.stop();
     session.close().await;
@@ -362,10 +416,12 @@ async fn latency(python: &str, handler: Handler, rate: u64, seconds: u64) -> (f6
             handler.name()
         );
     }
-    (
-        result["p50"].as_f64().unwrap(),
-        result["p99"].as_f64().unwrap(),
-    )
+    Latency {
+        p50: result["p50"].as_f64().unwrap(),
+        p99: result["p99"].as_f64().unwrap(),
+        redis_us: (after.cpu - before.cpu) * 1e6 / count as f64,
+        cpu,
+    }
 }
 
 /// Part (o).
@@ -489,14 +545,20 @@ pub async fn outside(flags: &Flags, report: &mut Report) {
 
     let seconds = flags.latency_seconds();
     let latency_rounds = if flags.quick { 1 } else { 5 };
-    report.line(format!("Latency: `publisher.py` publishes creations at a fixed rate for {seconds} s (each conversation id carries its publish instant); `receiver.py`, another process, consumes the output queue and times publish → `conversation.assigned` (worker) or → relayed copy (relays). The handlers take turns, {latency_rounds} round(s) at 2,000 ev/s and {} at 1,000; median of the rounds' p50 and p99.\n", latency_rounds.min(3)));
-    report.line("| events/s | handler | p50 ms | p99 ms (median) | p99 every round | worker p99 / relay p99 |\n|---|---|---|---|---|---|");
+    let turn_us = busy_loop_turn_us(&config(&new_tag())).await;
+    let mut rows = vec![];
     let mut bars = vec![];
+    let mut loads = vec![];
     for (rate, rounds, handlers) in [
         (
             2000,
             latency_rounds,
-            &[Handler::Relay, Handler::Worker(1), Handler::Worker(4)][..],
+            &[
+                Handler::Relay,
+                Handler::Worker(1),
+                Handler::Loaded(0),
+                Handler::Worker(4),
+            ][..],
         ),
         (
             1000,
@@ -504,40 +566,69 @@ pub async fn outside(flags: &Flags, report: &mut Report) {
             &[Handler::Relay, Handler::Worker(1)][..],
         ),
     ] {
-        let mut runs = vec![vec![]; handlers.len()];
+        let mut runs: Vec<Vec<Latency>> = vec![vec![]; handlers.len()];
         for round in 1..=rounds {
             for (i, handler) in handlers.iter().enumerate() {
+                // The loaded relay spends what the worker spent more than the bare relay, in
+                // this round's runs (they come first).
+                let handler = match handler {
+                    Handler::Loaded(_) => {
+                        let (relay, worker) = (runs[0][round - 1], runs[1][round - 1]);
+                        let turns = turns_for(relay.redis_us, worker.redis_us, turn_us);
+                        loads.push(turns);
+                        Handler::Loaded(turns)
+                    }
+                    handler => *handler,
+                };
                 eprintln!(
                     "(o) latency {rate} ev/s round {round}/{rounds}: {}…",
                     handler.name()
                 );
-                let run = latency(&python, *handler, rate, seconds).await;
-                eprintln!("    p50 {:.1} ms, p99 {:.1} ms", run.0, run.1);
+                let run = latency(&python, handler, rate, seconds).await;
+                eprintln!(
+                    "    p50 {:.1} ms, p99 {:.1} ms; CPU per event: Redis {:.0} µs, RabbitMQ {:.0}, consumer {:.0}",
+                    run.p50, run.p99, run.redis_us, run.cpu.rabbitmq, run.cpu.handler
+                );
                 runs[i].push(run);
             }
         }
-        let p99s: Vec<f64> = runs
+        let of = |runs: &[Latency], figure: fn(&Latency) -> f64| {
+            median(&runs.iter().map(figure).collect::<Vec<_>>())
+        };
+        let p99s: Vec<f64> = runs.iter().map(|r| of(r, |x| x.p99)).collect();
+        let loaded = handlers
             .iter()
-            .map(|r| median(&r.iter().map(|x| x.1).collect::<Vec<_>>()))
-            .collect();
+            .position(|h| matches!(h, Handler::Loaded(_)));
         for (i, handler) in handlers.iter().enumerate() {
-            let p50 = median(&runs[i].iter().map(|x| x.0).collect::<Vec<_>>());
-            let every: Vec<String> = runs[i].iter().map(|x| format!("{:.1}", x.1)).collect();
-            let ratio = match handler {
-                Handler::Worker(_) => format!("{:.2}", p99s[i] / p99s[0]),
-                _ => String::new(),
+            let every: Vec<String> = runs[i].iter().map(|x| format!("{:.1}", x.p99)).collect();
+            let (to_relay, to_loaded) = match handler {
+                Handler::Worker(_) => (
+                    format!("{:.2}", p99s[i] / p99s[0]),
+                    loaded.map_or(String::new(), |l| format!("{:.2}", p99s[i] / p99s[l])),
+                ),
+                _ => Default::default(),
             };
-            report.line(format!(
-                "| {rate} | {} | {p50:.1} | {:.1} | {} | {ratio} |",
+            rows.push(format!(
+                "| {rate} | {} | {:.1} | {:.1} | {} | {:.0} / {:.0} / {:.0} | {to_relay} | {to_loaded} |",
                 handler.name(),
+                of(&runs[i], |x| x.p50),
                 p99s[i],
-                every.join(", ")
+                every.join(", "),
+                of(&runs[i], |x| x.redis_us),
+                of(&runs[i], |x| x.cpu.rabbitmq),
+                of(&runs[i], |x| x.cpu.handler),
             ));
             bars.push((
                 format!("{}\n{rate}/s", handler.name().replace(", ", "\n")),
                 p99s[i],
             ));
         }
+    }
+    let loads: Vec<String> = loads.iter().map(u32::to_string).collect();
+    report.line(format!("Latency: `publisher.py` publishes creations at a fixed rate for {seconds} s (each conversation id carries its publish instant); `receiver.py`, another process, consumes the output queue and times publish → `conversation.assigned` (worker) or → relayed copy (relays). The handlers take turns, {latency_rounds} round(s) at 2,000 ev/s and {} at 1,000; median of the rounds' p50, p99 and CPU per event over the run (Redis's from `INFO cpu`, RabbitMQ's and the consuming process's from `/proc`; the relays run in the benchmark's process). The relay with the worker's Redis CPU is the bare relay whose script first turns an empty Lua loop (no command, no key) as many times as it takes to spend what the worker spent more than the bare relay in the same round: one turn costs {turn_us:.4} µs here, and the rounds took {} turns. What Redis CPU accounts for in the worker's tail is the gap between the two relays; the rest is the gap between the loaded relay and the worker.\n", latency_rounds.min(3), loads.join(", ")));
+    report.line("| events/s | handler | p50 ms | p99 ms (median) | p99 every round | CPU µs per event: Redis / RabbitMQ / consumer | worker p99 / relay p99 | worker p99 / loaded relay p99 |\n|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        report.line(row);
     }
     report.line("");
     report.bars("(o) p99 publish → output, from outside", "ms", bars);

@@ -1,7 +1,8 @@
 //! The bare relay the worker is measured against: consume → one small Redis script → publish
 //! with confirm → ack, one event at a time, on the same queue with the same prefetch as a
 //! worker. It republishes each event's body unchanged, with the event's type as routing key,
-//! to the outbound exchange.
+//! to the outbound exchange. Loaded (part (o)'s latency), its script first spends a given
+//! Redis CPU per event in a loop, and nothing else.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,10 @@ use crate::isolation::{cleanup, config, new_tag};
 /// The relay's Redis work per event: count it, keep its body a minute.
 pub const SCRIPT: &str =
     "local n = redis.call('INCR', KEYS[1]) redis.call('SET', KEYS[2], ARGV[1], 'EX', 60) return n";
+
+/// Turns of a Lua loop that spends Redis CPU and nothing else: no command, no key, no memory
+/// kept. `ARGV[2]` is the number of turns (after the body [`SCRIPT`] keeps in `ARGV[1]`).
+pub const BUSY_LOOP: &str = "local x = 0 for i = 1, tonumber(ARGV[2]) do x = x + i end";
 
 /// What a relay named `name` works with: its connection, a consumer of the work queue with the
 /// worker's prefetch, and a session to publish with confirms (the bare and the batched relay).
@@ -57,11 +62,23 @@ pub struct Relay {
 
 impl Relay {
     pub async fn start(config: &Config) -> Relay {
+        Relay::start_loaded(config, 0).await
+    }
+
+    /// A relay whose script first turns [`BUSY_LOOP`] `turns` times per event: the bare relay
+    /// when 0. With as many turns as it takes to spend the worker's Redis CPU per event, it is
+    /// the control that tells how much of the worker's latency that CPU accounts for, the
+    /// broker and the machine being the same.
+    pub async fn start_loaded(config: &Config, turns: u32) -> Relay {
         let (connection, mut consumer, session) = consume(config, "relay").await;
         let publisher = session.publisher();
         let redis = redis::Client::open(config.redis_url.as_str()).unwrap();
         let redis = redis::aio::ConnectionManager::new(redis).await.unwrap();
-        let script = redis::Script::new(SCRIPT);
+        let script = if turns == 0 {
+            redis::Script::new(SCRIPT)
+        } else {
+            redis::Script::new(&format!("{BUSY_LOOP} {SCRIPT}"))
+        };
         let done = Arc::new(AtomicU64::new(0));
         let first: Arc<Mutex<Option<(Instant, CpuUse)>>> = Arc::default();
         let key = format!("{{bench}}:{}", config.work_queue);
@@ -83,13 +100,14 @@ impl Relay {
                         key.clone(),
                     );
                     tokio::spawn(async move {
-                        let _: i64 = script
-                            .key(&key)
+                        let mut invocation = script.key(&key);
+                        invocation
                             .key(format!("{key}:last"))
-                            .arg(&delivery.data[..])
-                            .invoke_async(&mut redis)
-                            .await
-                            .unwrap();
+                            .arg(&delivery.data[..]);
+                        if turns > 0 {
+                            invocation.arg(turns);
+                        }
+                        let _: i64 = invocation.invoke_async(&mut redis).await.unwrap();
                         let routing_key = delivery
                             .properties
                             .kind()
