@@ -325,3 +325,105 @@ async fn both_releases_side_by_side_keep_every_invariant() {
     );
     env.cleanup().await;
 }
+
+/// An agent a worker of the previous release took offline (or busy) gets nothing from this
+/// release: placing an agent again after its assignment no longer reads its status, because a
+/// strategy chooses only among agents the pools hold as eligible, and both releases take an
+/// agent out of the pools when it stops receiving. First one release after the other, then
+/// both side by side, as during a rolling deploy.
+#[tokio::test]
+async fn agents_the_previous_release_took_away_get_nothing_from_this_one() {
+    let previous = previous_release();
+    let mut env = Env::new().await;
+    env.check_outputs = false;
+    let mut platform = Platform::new();
+    let project = platform.id();
+    let store = store().await;
+    let status_of = |agent: &'static str| {
+        let (store, project) = (store.clone(), project.clone());
+        async move { store.status(&project, agent).await.unwrap() }
+    };
+    let status = |platform: &mut Platform, agent: &str, status: &str| {
+        platform.event(
+            "agent.status_changed",
+            json!({"agent_id": agent, "status": status}),
+        )
+    };
+    let assigned_to = |out: &[Value]| {
+        let mut by_agent: BTreeMap<String, usize> = BTreeMap::new();
+        for o in out.iter().filter(|o| o["type"] == "conversation.assigned") {
+            *by_agent
+                .entry(o["data"]["agent_id"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        by_agent
+    };
+
+    // The previous release: three agents online, then b offline and c busy.
+    let old = WorkerProcesses::of(vec![worker_process_of(&previous, &env.config, 0)]);
+    env.team(&mut platform, &[("a", 5), ("b", 5), ("c", 5)])
+        .await;
+    env.publish_many(&[
+        status(&mut platform, "b", "offline"),
+        status(&mut platform, "c", "busy"),
+    ])
+    .await;
+    wait_until(|| async { status_of("b").await == "offline" && status_of("c").await == "busy" })
+        .await;
+    stop(old);
+
+    // This release alone: a takes everything it has room for; b and c nothing.
+    let new = WorkerProcesses::spawn(&env, 1);
+    env.publish_many(&platform.created_each(0..7)).await;
+    let out = env
+        .outputs_until(|out| decisions(out).len() == 7, WAIT)
+        .await;
+    assert_eq!(
+        assigned_to(&out),
+        BTreeMap::from([("a".to_string(), 5)]),
+        "{out:?}"
+    );
+    let held_by_a: Vec<&str> = of_type(&out, "conversation.assigned")
+        .iter()
+        .map(|o| o["data"]["conversation_id"].as_str().unwrap())
+        .collect();
+    // b back online under this release takes the two waiting.
+    env.publish(&status(&mut platform, "b", "online")).await;
+    let out = env
+        .outputs_until(|out| of_type(out, "conversation.assigned").len() == 2, WAIT)
+        .await;
+    assert_eq!(
+        assigned_to(&out),
+        BTreeMap::from([("b".to_string(), 2)]),
+        "{out:?}"
+    );
+    assert_consistent(&store, &project).await;
+
+    // Both releases side by side: a goes offline and gives back room it cannot use, c comes
+    // online. Of a burst of creations, c takes what it has room for, b what it has left, and
+    // a nothing.
+    let _both = WorkerProcesses::of(vec![worker_process_of(&previous, &env.config, 0)]);
+    env.publish_many(&[
+        status(&mut platform, "a", "offline"),
+        status(&mut platform, "c", "online"),
+    ])
+    .await;
+    wait_until(|| async { status_of("a").await == "offline" && status_of("c").await == "online" })
+        .await;
+    let closes: Vec<Vec<u8>> = held_by_a[..3].iter().map(|c| platform.closed(c)).collect();
+    env.publish_many(&closes).await;
+    wait_until(|| async { store.load(&project, "a").await.unwrap() == 2 }).await;
+    env.publish_many(&platform.created_each(7..17)).await;
+    let out = env
+        .outputs_until(|out| decisions(out).len() == 10, WAIT)
+        .await;
+    assert_eq!(
+        assigned_to(&out),
+        BTreeMap::from([("b".to_string(), 3), ("c".to_string(), 5)]),
+        "{out:?}"
+    );
+    assert_eq!(store.load(&project, "a").await.unwrap(), 2);
+    assert_consistent(&store, &project).await;
+    stop(new);
+    env.cleanup().await;
+}
