@@ -117,8 +117,9 @@ impl Run {
         panic!("no answer on {path}");
     }
 
-    /// Waits (at most `within`) for `/readyz` to answer 200, and returns its last answer. A
-    /// worker on a loaded machine may take seconds to connect to a vhost created just before.
+    /// Waits (at most `within`) for `/readyz` to answer 200, and returns its last answer. How
+    /// soon a worker connects is not what this test is about, and once, during CI, one took
+    /// more than 7 s.
     async fn ready_within(&self, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
