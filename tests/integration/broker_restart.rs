@@ -38,16 +38,9 @@ async fn get(port: u16, path: &str) -> Option<String> {
 }
 
 async fn wait_ready(port: u16, within: Duration) {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut last = None;
-    while tokio::time::Instant::now() < deadline {
-        last = get(port, "/readyz").await;
-        if last.as_ref().is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if let Err(last) = readiness_within(([127, 0, 0, 1], port).into(), within).await {
+        panic!("the worker on port {port} was not ready within {within:?}: {last:?}");
     }
-    panic!("the worker on port {port} was not ready within {within:?}: {last:?}");
 }
 
 /// Conversations of `project` assigned or waiting, in Redis.

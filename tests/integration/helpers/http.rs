@@ -13,6 +13,28 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> 
     Some(response)
 }
 
+/// Polls `/readyz` at `addr` until it answers 200, for at most `within`; if it never does, its
+/// last answer (`None` if it never answered).
+pub async fn readiness_within(
+    addr: std::net::SocketAddr,
+    within: std::time::Duration,
+) -> Result<(), Option<String>> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let answer = http_get(addr, "/readyz").await;
+        if answer
+            .as_ref()
+            .is_some_and(|a| a.starts_with("HTTP/1.1 200"))
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(answer);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The series of metric `name` in a `/metrics` page (Prometheus text), as the line that names
 /// each (its labels included) and its value.
 pub fn series<'a>(metrics: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
