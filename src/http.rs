@@ -155,6 +155,7 @@ impl Routes {
         }
         match request.uri().path() {
             "/metrics" => {
+                crate::telemetry::runtime_threads();
                 let body = self.metrics.render() + &self.backlog.render().await;
                 let mut response = text(StatusCode::OK, body);
                 response.headers_mut().insert(

@@ -45,15 +45,21 @@ const SETTING_ERROR: u8 = 2;
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let runtime = tokio::runtime::Runtime::new().expect("the Tokio runtime starts");
-    match runtime.block_on(run(args)) {
+    // The settings come first: they say how many threads the runtime gets.
+    let config = match Config::load(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(setting) => return setting_error(&setting),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads.into())
+        .enable_all()
+        .build()
+        .expect("the Tokio runtime starts");
+    match runtime.block_on(run(args, config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // One line each, no debug dump: a setting names itself; anything else says what failed.
         Err(error) => match error.downcast_ref::<SettingError>() {
-            Some(setting) => {
-                eprintln!("{setting}");
-                std::process::ExitCode::from(SETTING_ERROR)
-            }
+            Some(setting) => setting_error(setting),
             None => {
                 eprintln!("switchboard: {error:#}");
                 std::process::ExitCode::FAILURE
@@ -62,8 +68,12 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let config = Config::load(args.config.as_deref())?;
+fn setting_error(setting: &SettingError) -> std::process::ExitCode {
+    eprintln!("{setting}");
+    std::process::ExitCode::from(SETTING_ERROR)
+}
+
+async fn run(args: Args, config: Config) -> anyhow::Result<()> {
     let level = if matches!(args.command, Command::Run) {
         "info"
     } else {

@@ -212,6 +212,14 @@ pub fn ready(ready: bool) {
     gauge!("switchboard_ready").set(if ready { 1.0 } else { 0.0 });
 }
 
+/// The worker threads of the async runtime this worker runs on (`SWITCHBOARD_WORKER_THREADS`
+/// for `switchboard run`): what an operator checks the setting took effect by.
+pub fn runtime_threads() {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        gauge!("switchboard_runtime_threads").set(runtime.metrics().num_workers() as f64);
+    }
+}
+
 /// How many events arrived together and were handled as one batch.
 pub fn batch(events: usize) {
     histogram!("switchboard_batch_events").record(events as f64);

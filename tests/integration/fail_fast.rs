@@ -135,6 +135,11 @@ fn settings_that_cannot_work_stop_the_worker_with_one_line_and_status_2() {
             "not a setting",
         ),
         (
+            vec![("SWITCHBOARD_WORKER_THREADS", "0".into())],
+            "SWITCHBOARD_WORKER_THREADS: ",
+            "between 1 and 64",
+        ),
+        (
             vec![("SWITCHBOARD_PREFETCH", secret.clone())],
             "SWITCHBOARD_PREFETCH: ",
             "expected",

@@ -23,6 +23,7 @@ mod routing;
 mod secrets;
 mod simulate;
 mod store;
+mod threads;
 mod tls;
 mod tls_support;
 mod upgrade;

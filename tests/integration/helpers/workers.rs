@@ -238,6 +238,12 @@ pub fn worker_command(binary: &str, config: &Config, http_port: u16) -> Command 
     if config.store_layout != Config::default().store_layout {
         command.env("SWITCHBOARD_STORE_LAYOUT", config.store_layout.to_string());
     }
+    if config.worker_threads != Config::default().worker_threads {
+        command.env(
+            "SWITCHBOARD_WORKER_THREADS",
+            config.worker_threads.to_string(),
+        );
+    }
     command
 }
 
