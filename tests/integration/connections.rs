@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use crate::helpers::*;
 
-const WAIT: Duration = Duration::from_secs(15);
-
 #[tokio::test]
 async fn a_worker_with_four_redis_connections_assigns_each_conversation_once() {
     let mut env = Env::new().await;
@@ -15,22 +13,8 @@ async fn a_worker_with_four_redis_connections_assigns_each_conversation_once() {
     let worker = env.spawn_worker().await;
     let mut platform = Platform::new();
     let capacity = [("a", 5u64), ("b", 7), ("c", 8)];
-    env.team(&mut platform, &capacity).await;
-    let burst = platform.created_each(0..60);
-    env.publish_many(&burst).await;
-    let out = env.outputs(60, WAIT).await;
-    assert_eq!(out.len(), 60);
-    assert_eq!(decided_count(&out), 60, "every conversation decided");
-    assert!(
-        decisions(&out).values().all(|ids| ids.len() == 1),
-        "each conversation decided once"
-    );
-    assert_eq!(of_type(&out, "conversation.assigned").len(), 20);
-    assert_eq!(of_type(&out, "conversation.queued").len(), 40);
+    env.burst_fills_the_team(&mut platform, &capacity).await;
     let store = store().await;
-    for (agent, max) in capacity {
-        assert_eq!(load_of(&store, &platform.project, agent).await, max as i64);
-    }
     // Closing every conversation frees every agent (the waiting ones are assigned and closed
     // in turn, whichever connection carries each call).
     let closes = platform.closed_each(0..60);

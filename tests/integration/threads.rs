@@ -38,23 +38,8 @@ async fn workers_on_one_and_on_four_threads_assign_each_conversation_once() {
         readiness_within(*addr, WAIT).await.unwrap();
     }
     let mut platform = Platform::new();
-    let capacity = [("a", 5u64), ("b", 7), ("c", 8)];
-    env.team(&mut platform, &capacity).await;
-    let burst = platform.created_each(0..60);
-    env.publish_many(&burst).await;
-    let out = env.outputs(60, WAIT).await;
-    assert_eq!(out.len(), 60);
-    assert_eq!(decided_count(&out), 60, "every conversation decided");
-    assert!(
-        decisions(&out).values().all(|ids| ids.len() == 1),
-        "each conversation decided once"
-    );
-    assert_eq!(of_type(&out, "conversation.assigned").len(), 20);
-    assert_eq!(of_type(&out, "conversation.queued").len(), 40);
-    let store = store().await;
-    for (agent, max) in capacity {
-        assert_eq!(load_of(&store, &platform.project, agent).await, max as i64);
-    }
+    env.burst_fills_the_team(&mut platform, &[("a", 5), ("b", 7), ("c", 8)])
+        .await;
     workers.settled(&env).await;
     for addr in &addrs {
         assert!(

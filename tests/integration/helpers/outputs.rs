@@ -9,9 +9,40 @@ use serde_json::Value;
 use switchboard::contract::OutboundEvent;
 
 use super::env::Env;
+use super::events::Platform;
+use super::redis::{load_of, store};
 use super::schemas::assert_valid_output;
 
 impl Env {
+    /// Publishes a team of agents with these capacities, then a burst of 60 creations, and
+    /// checks what the workers running (however many, however configured) make of it: every
+    /// conversation decided once, each agent filled exactly to its capacity, the rest queued.
+    pub async fn burst_fills_the_team(&mut self, platform: &mut Platform, team: &[(&str, u64)]) {
+        self.team(platform, team).await;
+        let burst = platform.created_each(0..60);
+        self.publish_many(&burst).await;
+        let out = self.outputs(60, Duration::from_secs(15)).await;
+        assert_eq!(out.len(), 60);
+        assert_eq!(decided_count(&out), 60, "every conversation decided");
+        assert!(
+            decisions(&out).values().all(|ids| ids.len() == 1),
+            "each conversation decided once"
+        );
+        let capacity: u64 = team.iter().map(|(_, max)| max).sum();
+        assert_eq!(
+            of_type(&out, "conversation.assigned").len() as u64,
+            capacity
+        );
+        assert_eq!(
+            of_type(&out, "conversation.queued").len() as u64,
+            60 - capacity
+        );
+        let store = store().await;
+        for (agent, max) in team {
+            assert_eq!(load_of(&store, &platform.project, agent).await, *max as i64);
+        }
+    }
+
     /// The next `n` outbound events, in the order they arrived; fewer if `wait` runs out.
     pub async fn outputs(&mut self, n: usize, wait: Duration) -> Vec<Value> {
         let mut received = vec![];
