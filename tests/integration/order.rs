@@ -405,7 +405,7 @@ async fn a_retry_after_the_outputs_were_confirmed_publishes_nothing() {
         "no second output"
     );
     assert_eq!(store.load(&p, "a").await.unwrap(), 1);
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], workers.http_ports[0]));
+    let addr = workers.addrs()[0];
     let metrics = metrics_when(addr, "outcome=\"stale\"").await;
     let count = |label| metric_sum(&metrics, "switchboard_events_total", label);
     assert!(count("outcome=\"duplicate\"") >= 5.0, "{metrics}");

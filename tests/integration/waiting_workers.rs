@@ -43,7 +43,7 @@ async fn waiting_conversations_learn_their_place_and_overflow_after_the_longest_
         2
     );
     // The longest wait shows on /metrics while they wait.
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], workers.http_ports[0]));
+    let addr = workers.addrs()[0];
     tokio::time::sleep(Duration::from_millis(600)).await;
     let metrics = http_get(addr, "/metrics").await.unwrap();
     let label = format!("project=\"{}\"", platform.project);

@@ -99,15 +99,29 @@ pub struct WorkerProcesses {
 impl WorkerProcesses {
     /// `n` worker processes on `env`'s topology, each serving HTTP on a port of its own.
     pub fn spawn(env: &Env, n: usize) -> WorkerProcesses {
-        let http_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let children = http_ports
+        WorkerProcesses::configured(&vec![env.config.clone(); n])
+    }
+
+    /// A worker process for each configuration, each serving HTTP on a port of its own.
+    pub fn configured(configs: &[Config]) -> WorkerProcesses {
+        let http_ports: Vec<u16> = configs.iter().map(|_| free_port()).collect();
+        let children = configs
             .iter()
-            .map(|port| worker_process(&env.config, *port))
+            .zip(&http_ports)
+            .map(|(config, port)| worker_process(config, *port))
             .collect();
         WorkerProcesses {
             children,
             http_ports,
         }
+    }
+
+    /// Where each serves its HTTP endpoints.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.http_ports
+            .iter()
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], *port)))
+            .collect()
     }
 
     /// Workers started otherwise (another build's, say), whose metrics are not read.
@@ -156,11 +170,7 @@ impl WorkerProcesses {
     /// or found them stale or duplicates, or dead-lettered them): their effect is then final.
     /// Read from their `/metrics`, as an operator would.
     pub async fn settled(&self, env: &Env) {
-        let addrs: Vec<SocketAddr> = self
-            .http_ports
-            .iter()
-            .map(|port| SocketAddr::from(([127, 0, 0, 1], *port)))
-            .collect();
+        let addrs = self.addrs();
         let mut handled = 0;
         for _ in 0..600 {
             handled = events_handled(&addrs).await;
