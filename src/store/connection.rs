@@ -98,8 +98,11 @@ impl Store {
                 Ok::<u64, StoreError>(confirmed)
             }
         });
+        // However `WAIT` fails (a node demoted under it answers `UNBLOCKED`), the event is not
+        // at fault: it is an outage, and the events are held and retried.
         let confirmed = futures_util::future::try_join_all(waits)
-            .await?
+            .await
+            .map_err(StoreError::into_unavailable)?
             .into_iter()
             .min()
             .unwrap_or(0);

@@ -63,7 +63,26 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unavailable(_) | StoreError::Settings(_))
     }
+
+    /// The same failure, held as an outage: for commands whose failure cannot be an event's
+    /// fault (waiting for replicas), so that no event is dead-lettered for it.
+    pub(crate) fn into_unavailable(self) -> StoreError {
+        match self {
+            StoreError::Script(error) => StoreError::Unavailable(error),
+            StoreError::Reply(text) | StoreError::Failed(text) => {
+                StoreError::Unavailable(RedisError::from((
+                    ErrorKind::Server(ServerErrorKind::TryAgain),
+                    "unexpected reply",
+                    text,
+                )))
+            }
+            held => held,
+        }
+    }
 }
+
+/// Redis error codes a node answers while its role changes (see `From<RedisError>`).
+const STATE_CHANGE_CODES: [&str; 2] = ["UNBLOCKED", "NOREPLICAS"];
 
 impl From<RedisError> for StoreError {
     fn from(error: RedisError) -> Self {
@@ -91,6 +110,9 @@ impl From<RedisError> for StoreError {
                     | RetryMethod::RefreshSlotsAndRetry
             )
             || error.to_string().contains("BUSY")
+            // The node's role changed under a blocked command, or it lacks the replicas its
+            // `min-replicas-to-write` asks for: a failover under way, not the event's fault.
+            || matches!(error.code(), Some(code) if STATE_CHANGE_CODES.contains(&code))
             // Credentials or ACL permissions refused: held until someone fixes them, never
             // dead-lettered (see `connection`).
             || connection::is_refusal(&error);

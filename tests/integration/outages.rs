@@ -65,6 +65,129 @@ async fn a_redis_crash_pauses_work_and_loses_nothing() {
     env.cleanup().await;
 }
 
+/// Sends one command to a private Redis.
+async fn command(redis: &PrivateRedis, args: &[&str]) -> redis::Value {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut command = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        command.arg(*arg);
+    }
+    command.query_async(&mut connection).await.unwrap()
+}
+
+async fn blocked_clients(redis: &PrivateRedis) -> u64 {
+    let info = command(redis, &["INFO", "clients"]).await;
+    let info: String = redis::from_redis_value(info).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("blocked_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO clients names blocked_clients")
+}
+
+/// A master demoted while the worker waits for its replica (`WAIT`, with
+/// `SWITCHBOARD_REDIS_WAIT_REPLICAS=1`): Redis ends the wait with `UNBLOCKED`, as it does in a
+/// manual failover or when a crashed master rejoins its cluster. That says nothing about the
+/// event: the worker holds it, as in any outage, and decides it once a master with a replica
+/// is back, instead of dead-lettering it.
+#[tokio::test]
+async fn a_master_demoted_while_the_worker_waits_for_its_replica_holds_the_event() {
+    if crate::tls_support::second_pass() {
+        return;
+    }
+    let master = PrivateRedis::start();
+    let other = PrivateRedis::start();
+    let mut env = Env::new().await;
+    env.config.redis_url = master.url().into();
+    env.config.redis_wait_replicas = 1;
+    env.config.redis_wait_timeout_ms = 30_000;
+    let worker = env.spawn_worker().await;
+    let mut platform = Platform::new();
+    env.publish(&platform.created("c1")).await;
+
+    // The call is made; the worker now waits for a replica the master does not have.
+    let deadline = std::time::Instant::now() + WAIT;
+    while blocked_clients(&master).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never waited for a replica"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let port = other.port.to_string();
+    command(&master, &["REPLICAOF", "127.0.0.1", &port]).await;
+    // Demoted, it takes the other server's (empty) data: the call made on it is gone, and
+    // nothing of it was published.
+    assert!(env.outputs_for(Duration::from_secs(2)).await.is_empty());
+    assert!(
+        env.dead_letters(1, Duration::from_millis(200))
+            .await
+            .is_empty(),
+        "the event is held, not dead-lettered"
+    );
+
+    // Master again, now with a replica.
+    command(&master, &["REPLICAOF", "NO", "ONE"]).await;
+    let port = master.port.to_string();
+    command(&other, &["REPLICAOF", "127.0.0.1", &port]).await;
+    let out = env.outputs(1, WAIT).await;
+    assert_eq!(
+        decided_conversations(&out),
+        HashSet::from(["c1".to_string()])
+    );
+    assert!(
+        env.outputs_for(Duration::from_millis(500)).await.is_empty(),
+        "decided once"
+    );
+    assert!(env
+        .dead_letters(1, Duration::from_millis(200))
+        .await
+        .is_empty());
+    assert_eq!(env.depth(&env.config.work_queue.clone()).await, 0);
+    worker.stop().await;
+    env.cleanup().await;
+}
+
+/// A master that refuses writes for want of replicas (`min-replicas-to-write`, which managed
+/// Redis services often set) answers `NOREPLICAS`: the worker holds the events until a replica
+/// is back, instead of dead-lettering them.
+#[tokio::test]
+async fn a_master_short_of_replicas_holds_the_events_until_one_is_back() {
+    if crate::tls_support::second_pass() {
+        return;
+    }
+    let master = PrivateRedis::start();
+    let replica = PrivateRedis::start();
+    command(&master, &["CONFIG", "SET", "min-replicas-to-write", "1"]).await;
+    let mut env = Env::new().await;
+    env.config.redis_url = master.url().into();
+    let worker = env.spawn_worker().await;
+    let mut platform = Platform::new();
+    env.publish_many(&platform.created_each(0..3)).await;
+    assert!(env.outputs_for(Duration::from_secs(2)).await.is_empty());
+    assert!(
+        env.dead_letters(1, Duration::from_millis(200))
+            .await
+            .is_empty(),
+        "the events are held, not dead-lettered"
+    );
+
+    let port = master.port.to_string();
+    command(&replica, &["REPLICAOF", "127.0.0.1", &port]).await;
+    let out = env.outputs(3, WAIT).await;
+    assert_eq!(decided_conversations(&out).len(), 3, "each event decided");
+    assert!(
+        env.outputs_for(Duration::from_millis(500)).await.is_empty(),
+        "decided once"
+    );
+    assert!(env
+        .dead_letters(1, Duration::from_millis(200))
+        .await
+        .is_empty());
+    worker.stop().await;
+    env.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_cut_broker_connection_is_rebuilt_and_nothing_is_lost() {
     let mut env = Env::new().await;
