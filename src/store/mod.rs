@@ -81,8 +81,11 @@ impl StoreError {
     }
 }
 
-/// Redis error codes a node answers while its role changes (see `From<RedisError>`).
-const STATE_CHANGE_CODES: [&str; 2] = ["UNBLOCKED", "NOREPLICAS"];
+/// Redis error codes of a node that refuses writes for a while, having applied nothing: its
+/// role changed under a blocked command (`WAIT` on a master demoted in a failover), it lacks the
+/// replicas its `min-replicas-to-write` asks for, or it is full (`maxmemory` without eviction).
+/// No event is at fault, so they are outages: the events are held and retried.
+const REFUSED_WRITE_CODES: [&str; 3] = ["UNBLOCKED", "NOREPLICAS", "OOM"];
 
 impl From<RedisError> for StoreError {
     fn from(error: RedisError) -> Self {
@@ -110,9 +113,8 @@ impl From<RedisError> for StoreError {
                     | RetryMethod::RefreshSlotsAndRetry
             )
             || error.to_string().contains("BUSY")
-            // The node's role changed under a blocked command, or it lacks the replicas its
-            // `min-replicas-to-write` asks for: a failover under way, not the event's fault.
-            || matches!(error.code(), Some(code) if STATE_CHANGE_CODES.contains(&code))
+            // The node refuses writes for a while (see `REFUSED_WRITE_CODES`).
+            || matches!(error.code(), Some(code) if REFUSED_WRITE_CODES.contains(&code))
             // Credentials or ACL permissions refused: held until someone fixes them, never
             // dead-lettered (see `connection`).
             || connection::is_refusal(&error);

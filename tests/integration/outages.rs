@@ -148,44 +148,74 @@ async fn a_master_demoted_while_the_worker_waits_for_its_replica_holds_the_event
     env.cleanup().await;
 }
 
-/// A master that refuses writes for want of replicas (`min-replicas-to-write`, which managed
-/// Redis services often set) answers `NOREPLICAS`: the worker holds the events until a replica
-/// is back, instead of dead-lettering them.
+/// Why a master refuses writes for a while, how the test makes it refuse, and how it lifts that.
+struct Refusal {
+    code: &'static str,
+    refuse: &'static [&'static str],
+    lift: &'static [&'static str],
+}
+
+/// A master that refuses writes for a while answers the call with an error code of its own:
+/// `NOREPLICAS` when fewer replicas than its `min-replicas-to-write` (which managed Redis
+/// services often set) are connected, `OOM` when it is full (`maxmemory`, no eviction). It
+/// applied nothing, and no event is at fault: the worker holds the events until the master
+/// takes writes again, then decides each once, instead of dead-lettering them.
 #[tokio::test]
-async fn a_master_short_of_replicas_holds_the_events_until_one_is_back() {
+async fn a_master_refusing_writes_holds_the_events_until_it_takes_them_again() {
     if crate::tls_support::second_pass() {
         return;
     }
-    let master = PrivateRedis::start();
-    let replica = PrivateRedis::start();
-    command(&master, &["CONFIG", "SET", "min-replicas-to-write", "1"]).await;
-    let mut env = Env::new().await;
-    env.config.redis_url = master.url().into();
-    let worker = env.spawn_worker().await;
-    let mut platform = Platform::new();
-    env.publish_many(&platform.created_each(0..3)).await;
-    assert!(env.outputs_for(Duration::from_secs(2)).await.is_empty());
-    assert!(
-        env.dead_letters(1, Duration::from_millis(200))
-            .await
-            .is_empty(),
-        "the events are held, not dead-lettered"
-    );
+    let refusals = [
+        Refusal {
+            code: "NOREPLICAS",
+            refuse: &["CONFIG", "SET", "min-replicas-to-write", "1"],
+            lift: &["CONFIG", "SET", "min-replicas-to-write", "0"],
+        },
+        Refusal {
+            code: "OOM",
+            refuse: &["CONFIG", "SET", "maxmemory", "1"],
+            lift: &["CONFIG", "SET", "maxmemory", "0"],
+        },
+    ];
+    for refusal in refusals {
+        let master = PrivateRedis::start();
+        command(&master, refusal.refuse).await;
+        let mut env = Env::new().await;
+        env.config.redis_url = master.url().into();
+        let worker = env.spawn_worker().await;
+        let mut platform = Platform::new();
+        env.publish_many(&platform.created_each(0..3)).await;
+        assert!(
+            env.outputs_for(Duration::from_secs(2)).await.is_empty(),
+            "{}: nothing decided",
+            refusal.code
+        );
+        let letters = env.dead_letters(1, Duration::from_millis(200)).await;
+        assert!(
+            letters.is_empty(),
+            "{}: the events are held, not dead-lettered",
+            refusal.code
+        );
 
-    let port = master.port.to_string();
-    command(&replica, &["REPLICAOF", "127.0.0.1", &port]).await;
-    let out = env.outputs(3, WAIT).await;
-    assert_eq!(decided_conversations(&out).len(), 3, "each event decided");
-    assert!(
-        env.outputs_for(Duration::from_millis(500)).await.is_empty(),
-        "decided once"
-    );
-    assert!(env
-        .dead_letters(1, Duration::from_millis(200))
-        .await
-        .is_empty());
-    worker.stop().await;
-    env.cleanup().await;
+        command(&master, refusal.lift).await;
+        let out = env.outputs(3, WAIT).await;
+        assert_eq!(
+            decided_conversations(&out).len(),
+            3,
+            "{}: each event decided",
+            refusal.code
+        );
+        let again = env.outputs_for(Duration::from_millis(500)).await;
+        assert!(again.is_empty(), "{}: decided once", refusal.code);
+        let letters = env.dead_letters(1, Duration::from_millis(200)).await;
+        assert!(
+            letters.is_empty(),
+            "{}: nothing dead-lettered",
+            refusal.code
+        );
+        worker.stop().await;
+        env.cleanup().await;
+    }
 }
 
 #[tokio::test]
