@@ -43,6 +43,24 @@ pub async fn cleanup(config: &Config) {
     let _ = connection.close(200, "done".into()).await;
 }
 
+/// Deletes this build's function library, which the benchmark's workers loaded into the
+/// machine's Redis (a few hundred KB per build). A worker still running against that Redis
+/// loads it again at its next call.
+pub async fn forget_library(config: &Config) {
+    let mut connection = redis_connection(config).await;
+    let deleted: redis::RedisResult<()> = redis::cmd("FUNCTION")
+        .arg("DELETE")
+        .arg(&switchboard::store::script::LIBRARY.name)
+        .query_async(&mut connection)
+        .await;
+    match deleted {
+        Ok(()) => {}
+        // Parts that run no worker never loaded it.
+        Err(error) if error.to_string().contains("not found") => {}
+        Err(error) => eprintln!("the function library was not deleted: {error}"),
+    }
+}
+
 /// Deletes every key of `project`.
 pub async fn forget_project(config: &Config, project: &str) {
     let project = Id::parse(project).unwrap();

@@ -60,5 +60,6 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     report.write()?;
+    isolation::forget_library(&isolation::config("bench")).await;
     Ok(())
 }
