@@ -81,10 +81,11 @@ impl StoreError {
     }
 }
 
-/// Redis error codes of a node that refuses writes for a while, having applied nothing: its
-/// role changed under a blocked command (`WAIT` on a master demoted in a failover), it lacks the
-/// replicas its `min-replicas-to-write` asks for, or it is full (`maxmemory` without eviction).
-/// No event is at fault, so they are outages: the events are held and retried.
+/// Redis error codes of a node that cannot take or keep writes for a while: its role changed
+/// under a blocked command (`WAIT` on a master demoted in a failover: what the call wrote may be
+/// gone, and nothing of it was published), it lacks the replicas its `min-replicas-to-write` asks
+/// for, or it is full (`maxmemory` without eviction); in the last two it applied nothing. No
+/// event is at fault, so they are outages: the events are held and retried.
 const REFUSED_WRITE_CODES: [&str; 3] = ["UNBLOCKED", "NOREPLICAS", "OOM"];
 
 impl From<RedisError> for StoreError {
@@ -113,7 +114,7 @@ impl From<RedisError> for StoreError {
                     | RetryMethod::RefreshSlotsAndRetry
             )
             || error.to_string().contains("BUSY")
-            // The node refuses writes for a while (see `REFUSED_WRITE_CODES`).
+            // The node cannot take or keep writes for a while (see `REFUSED_WRITE_CODES`).
             || matches!(error.code(), Some(code) if REFUSED_WRITE_CODES.contains(&code))
             // Credentials or ACL permissions refused: held until someone fixes them, never
             // dead-lettered (see `connection`).

@@ -4,6 +4,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
+
 use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -65,24 +67,33 @@ async fn a_redis_crash_pauses_work_and_loses_nothing() {
     env.cleanup().await;
 }
 
-/// Sends one command to a private Redis.
-async fn command(redis: &PrivateRedis, args: &[&str]) -> redis::Value {
+/// A connection of the test's own to a private Redis.
+async fn connect(redis: &PrivateRedis) -> MultiplexedConnection {
     let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+/// Sends one command on `connection`.
+async fn send(connection: &mut MultiplexedConnection, args: &[&str]) -> redis::Value {
     let mut command = redis::cmd(args[0]);
     for arg in &args[1..] {
         command.arg(*arg);
     }
-    command.query_async(&mut connection).await.unwrap()
+    command.query_async(connection).await.unwrap()
 }
 
-async fn blocked_clients(redis: &PrivateRedis) -> u64 {
-    let info = command(redis, &["INFO", "clients"]).await;
-    let info: String = redis::from_redis_value(info).unwrap();
+/// Sends one command to a private Redis, on a connection of its own.
+async fn command(redis: &PrivateRedis, args: &[&str]) -> redis::Value {
+    send(&mut connect(redis).await, args).await
+}
+
+/// A number `INFO <section>` reports.
+async fn info_number(connection: &mut MultiplexedConnection, section: &str, field: &str) -> u64 {
+    let info: String = redis::from_redis_value(send(connection, &["INFO", section]).await).unwrap();
     info.lines()
-        .find_map(|line| line.strip_prefix("blocked_clients:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|n| n.trim().parse().ok())
-        .expect("INFO clients names blocked_clients")
+        .unwrap_or_else(|| panic!("INFO {section} names {field}"))
 }
 
 /// A master demoted while the worker waits for its replica (`WAIT`, with
@@ -107,7 +118,8 @@ async fn a_master_demoted_while_the_worker_waits_for_its_replica_holds_the_event
 
     // The call is made; the worker now waits for a replica the master does not have.
     let deadline = std::time::Instant::now() + WAIT;
-    while blocked_clients(&master).await == 0 {
+    let mut watch = connect(&master).await;
+    while info_number(&mut watch, "clients", "blocked_clients").await == 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the worker never waited for a replica"
@@ -216,6 +228,56 @@ async fn a_master_refusing_writes_holds_the_events_until_it_takes_them_again() {
         worker.stop().await;
         env.cleanup().await;
     }
+}
+
+/// A Redis at its `maxclients` refuses a worker's reconnection with `ERR max number of clients
+/// reached` (another application leaking connections, a deploy surge): an outage like any
+/// other, so the events are held until the worker gets a connection, not dead-lettered.
+#[tokio::test]
+async fn a_redis_full_of_clients_holds_the_events_until_the_worker_gets_in() {
+    if crate::tls_support::second_pass() {
+        return;
+    }
+    let redis = PrivateRedis::start();
+    let mut env = Env::new().await;
+    env.config.redis_url = redis.url().into();
+    let worker = env.spawn_worker().await;
+    // The one connection left to the server: this test's.
+    let mut admin = connect(&redis).await;
+    send(&mut admin, &["CONFIG", "SET", "maxclients", "1"]).await;
+    send(
+        &mut admin,
+        &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"],
+    )
+    .await;
+    let mut platform = Platform::new();
+    env.publish_many(&platform.created_each(0..3)).await;
+    assert!(
+        env.outputs_for(Duration::from_secs(2)).await.is_empty(),
+        "nothing decided"
+    );
+    let rejected = info_number(&mut admin, "stats", "rejected_connections").await;
+    assert!(rejected > 0, "the worker's reconnection was refused");
+    let letters = env.dead_letters(1, Duration::from_millis(200)).await;
+    assert!(
+        letters.is_empty(),
+        "the events are held, not dead-lettered: {:?}",
+        letters.iter().map(|l| l.reason.clone()).collect::<Vec<_>>()
+    );
+
+    send(&mut admin, &["CONFIG", "SET", "maxclients", "100"]).await;
+    let out = env.outputs(3, WAIT).await;
+    assert_eq!(decided_conversations(&out).len(), 3, "each event decided");
+    assert!(
+        env.outputs_for(Duration::from_millis(500)).await.is_empty(),
+        "decided once"
+    );
+    assert!(env
+        .dead_letters(1, Duration::from_millis(200))
+        .await
+        .is_empty());
+    worker.stop().await;
+    env.cleanup().await;
 }
 
 #[tokio::test]
