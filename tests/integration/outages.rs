@@ -96,6 +96,33 @@ async fn info_number(connection: &mut MultiplexedConnection, section: &str, fiel
         .unwrap_or_else(|| panic!("INFO {section} names {field}"))
 }
 
+/// Nothing is decided for two seconds and nothing went to dead letters: the events are held.
+async fn assert_held(env: &mut Env, case: &str) {
+    let out = env.outputs_for(Duration::from_secs(2)).await;
+    assert!(
+        out.is_empty(),
+        "{case}: nothing decided while Redis refuses"
+    );
+    assert_no_dead_letters(env, case).await;
+}
+
+/// `count` conversations are decided, each once, and nothing went to dead letters. Returns
+/// the decisions.
+async fn assert_decided_once(env: &mut Env, count: usize, case: &str) -> HashSet<String> {
+    let decided = decided_conversations(&env.outputs(count, WAIT).await);
+    assert_eq!(decided.len(), count, "{case}: each event decided");
+    let again = env.outputs_for(Duration::from_millis(500)).await;
+    assert!(again.is_empty(), "{case}: decided once");
+    assert_no_dead_letters(env, case).await;
+    decided
+}
+
+async fn assert_no_dead_letters(env: &Env, case: &str) {
+    let letters = env.dead_letters(1, Duration::from_millis(200)).await;
+    let reasons: Vec<Option<String>> = letters.into_iter().map(|l| l.reason).collect();
+    assert!(reasons.is_empty(), "{case}: dead-lettered: {reasons:?}");
+}
+
 /// A master demoted while the worker waits for its replica (`WAIT`, with
 /// `SWITCHBOARD_REDIS_WAIT_REPLICAS=1`): Redis ends the wait with `UNBLOCKED`, as it does in a
 /// manual failover or when a crashed master rejoins its cluster. That says nothing about the
@@ -130,31 +157,14 @@ async fn a_master_demoted_while_the_worker_waits_for_its_replica_holds_the_event
     command(&master, &["REPLICAOF", "127.0.0.1", &port]).await;
     // Demoted, it takes the other server's (empty) data: the call made on it is gone, and
     // nothing of it was published.
-    assert!(env.outputs_for(Duration::from_secs(2)).await.is_empty());
-    assert!(
-        env.dead_letters(1, Duration::from_millis(200))
-            .await
-            .is_empty(),
-        "the event is held, not dead-lettered"
-    );
+    assert_held(&mut env, "demoted").await;
 
     // Master again, now with a replica.
     command(&master, &["REPLICAOF", "NO", "ONE"]).await;
     let port = master.port.to_string();
     command(&other, &["REPLICAOF", "127.0.0.1", &port]).await;
-    let out = env.outputs(1, WAIT).await;
-    assert_eq!(
-        decided_conversations(&out),
-        HashSet::from(["c1".to_string()])
-    );
-    assert!(
-        env.outputs_for(Duration::from_millis(500)).await.is_empty(),
-        "decided once"
-    );
-    assert!(env
-        .dead_letters(1, Duration::from_millis(200))
-        .await
-        .is_empty());
+    let decided = assert_decided_once(&mut env, 1, "master again").await;
+    assert_eq!(decided, HashSet::from(["c1".to_string()]));
     assert_eq!(env.depth(&env.config.work_queue.clone()).await, 0);
     worker.stop().await;
     env.cleanup().await;
@@ -197,34 +207,9 @@ async fn a_master_refusing_writes_holds_the_events_until_it_takes_them_again() {
         let worker = env.spawn_worker().await;
         let mut platform = Platform::new();
         env.publish_many(&platform.created_each(0..3)).await;
-        assert!(
-            env.outputs_for(Duration::from_secs(2)).await.is_empty(),
-            "{}: nothing decided",
-            refusal.code
-        );
-        let letters = env.dead_letters(1, Duration::from_millis(200)).await;
-        assert!(
-            letters.is_empty(),
-            "{}: the events are held, not dead-lettered",
-            refusal.code
-        );
-
+        assert_held(&mut env, refusal.code).await;
         command(&master, refusal.lift).await;
-        let out = env.outputs(3, WAIT).await;
-        assert_eq!(
-            decided_conversations(&out).len(),
-            3,
-            "{}: each event decided",
-            refusal.code
-        );
-        let again = env.outputs_for(Duration::from_millis(500)).await;
-        assert!(again.is_empty(), "{}: decided once", refusal.code);
-        let letters = env.dead_letters(1, Duration::from_millis(200)).await;
-        assert!(
-            letters.is_empty(),
-            "{}: nothing dead-lettered",
-            refusal.code
-        );
+        assert_decided_once(&mut env, 3, refusal.code).await;
         worker.stop().await;
         env.cleanup().await;
     }
@@ -252,30 +237,11 @@ async fn a_redis_full_of_clients_holds_the_events_until_the_worker_gets_in() {
     .await;
     let mut platform = Platform::new();
     env.publish_many(&platform.created_each(0..3)).await;
-    assert!(
-        env.outputs_for(Duration::from_secs(2)).await.is_empty(),
-        "nothing decided"
-    );
+    assert_held(&mut env, "maxclients").await;
     let rejected = info_number(&mut admin, "stats", "rejected_connections").await;
     assert!(rejected > 0, "the worker's reconnection was refused");
-    let letters = env.dead_letters(1, Duration::from_millis(200)).await;
-    assert!(
-        letters.is_empty(),
-        "the events are held, not dead-lettered: {:?}",
-        letters.iter().map(|l| l.reason.clone()).collect::<Vec<_>>()
-    );
-
     send(&mut admin, &["CONFIG", "SET", "maxclients", "100"]).await;
-    let out = env.outputs(3, WAIT).await;
-    assert_eq!(decided_conversations(&out).len(), 3, "each event decided");
-    assert!(
-        env.outputs_for(Duration::from_millis(500)).await.is_empty(),
-        "decided once"
-    );
-    assert!(env
-        .dead_letters(1, Duration::from_millis(200))
-        .await
-        .is_empty());
+    assert_decided_once(&mut env, 3, "maxclients").await;
     worker.stop().await;
     env.cleanup().await;
 }
