@@ -84,9 +84,10 @@ impl StoreError {
 /// Redis error codes of a node that cannot take or keep writes for a while: its role changed
 /// under a blocked command (`WAIT` on a master demoted in a failover: what the call wrote may be
 /// gone, and nothing of it was published), it lacks the replicas its `min-replicas-to-write` asks
-/// for, or it is full (`maxmemory` without eviction); in the last two it applied nothing. No
-/// event is at fault, so they are outages: the events are held and retried.
-const REFUSED_WRITE_CODES: [&str; 3] = ["UNBLOCKED", "NOREPLICAS", "OOM"];
+/// for, it is full (`maxmemory` without eviction), or a snapshot failed (a full disk, say) and
+/// `stop-writes-on-bgsave-error` holds writes; in the last three it applied nothing. No event
+/// is at fault, so they are outages: the events are held and retried.
+const REFUSED_WRITE_CODES: [&str; 4] = ["UNBLOCKED", "NOREPLICAS", "OOM", "MISCONF"];
 
 impl From<RedisError> for StoreError {
     fn from(error: RedisError) -> Self {

@@ -170,46 +170,108 @@ async fn a_master_demoted_while_the_worker_waits_for_its_replica_holds_the_event
     env.cleanup().await;
 }
 
-/// Why a master refuses writes for a while, how the test makes it refuse, and how it lifts that.
-struct Refusal {
-    code: &'static str,
-    refuse: &'static [&'static str],
-    lift: &'static [&'static str],
+/// Why a master refuses writes for a while.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// Fewer replicas than its `min-replicas-to-write`, which managed Redis services often set.
+    NoReplicas,
+    /// Full: `maxmemory` reached, no eviction.
+    OutOfMemory,
+    /// A snapshot failed (a full disk, say) and `stop-writes-on-bgsave-error` is on.
+    SnapshotFailed,
 }
 
-/// A master that refuses writes for a while answers the call with an error code of its own:
-/// `NOREPLICAS` when fewer replicas than its `min-replicas-to-write` (which managed Redis
-/// services often set) are connected, `OOM` when it is full (`maxmemory`, no eviction). It
-/// applied nothing, and no event is at fault: the worker holds the events until the master
-/// takes writes again, then decides each once, instead of dead-lettering them.
+impl Refusal {
+    /// The error code the master answers a write with.
+    fn code(self) -> &'static str {
+        match self {
+            Refusal::NoReplicas => "NOREPLICAS",
+            Refusal::OutOfMemory => "OOM",
+            Refusal::SnapshotFailed => "MISCONF",
+        }
+    }
+
+    /// Makes `master` refuse writes, and waits until it answers a write with the code.
+    async fn refuse(self, master: &PrivateRedis) {
+        let mut admin = connect(master).await;
+        match self {
+            Refusal::NoReplicas => {
+                send(&mut admin, &["CONFIG", "SET", "min-replicas-to-write", "1"]).await;
+            }
+            Refusal::OutOfMemory => {
+                send(&mut admin, &["CONFIG", "SET", "maxmemory", "1"]).await;
+            }
+            Refusal::SnapshotFailed => {
+                // A snapshot made slow (a key to save, 10 s per key), whose process is killed.
+                send(&mut admin, &["CONFIG", "SET", "save", "3600 1"]).await;
+                send(&mut admin, &["SET", "refusal", "probe"]).await;
+                send(
+                    &mut admin,
+                    &["CONFIG", "SET", "rdb-key-save-delay", "10000000"],
+                )
+                .await;
+                send(&mut admin, &["BGSAVE"]).await;
+                let server = info_number(&mut admin, "server", "process_id").await;
+                let killed = std::process::Command::new("pkill")
+                    .args(["-KILL", "-P", &server.to_string()])
+                    .status()
+                    .expect("pkill runs");
+                assert!(killed.success(), "the snapshot's process was killed");
+            }
+        }
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let write: redis::RedisResult<()> = redis::cmd("SET")
+                .arg("refusal")
+                .arg("probe")
+                .query_async(&mut admin)
+                .await;
+            match write {
+                Err(error) if error.code() == Some(self.code()) => return,
+                _ => assert!(
+                    std::time::Instant::now() < deadline,
+                    "{self:?}: never refused"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Makes `master` take writes again.
+    async fn lift(self, master: &PrivateRedis) {
+        let setting = match self {
+            Refusal::NoReplicas => ["min-replicas-to-write", "0"],
+            Refusal::OutOfMemory => ["maxmemory", "0"],
+            Refusal::SnapshotFailed => ["stop-writes-on-bgsave-error", "no"],
+        };
+        command(master, &["CONFIG", "SET", setting[0], setting[1]]).await;
+    }
+}
+
+/// A master that refuses writes for a while (see `Refusal`) answers the call with an error code
+/// of its own, having applied nothing. No event is at fault: the worker holds the events until
+/// the master takes writes again, then decides each once, instead of dead-lettering them.
 #[tokio::test]
 async fn a_master_refusing_writes_holds_the_events_until_it_takes_them_again() {
     if crate::tls_support::second_pass() {
         return;
     }
     let refusals = [
-        Refusal {
-            code: "NOREPLICAS",
-            refuse: &["CONFIG", "SET", "min-replicas-to-write", "1"],
-            lift: &["CONFIG", "SET", "min-replicas-to-write", "0"],
-        },
-        Refusal {
-            code: "OOM",
-            refuse: &["CONFIG", "SET", "maxmemory", "1"],
-            lift: &["CONFIG", "SET", "maxmemory", "0"],
-        },
+        Refusal::NoReplicas,
+        Refusal::OutOfMemory,
+        Refusal::SnapshotFailed,
     ];
     for refusal in refusals {
         let master = PrivateRedis::start();
-        command(&master, refusal.refuse).await;
         let mut env = Env::new().await;
         env.config.redis_url = master.url().into();
         let worker = env.spawn_worker().await;
+        refusal.refuse(&master).await;
         let mut platform = Platform::new();
         env.publish_many(&platform.created_each(0..3)).await;
-        assert_held(&mut env, refusal.code).await;
-        command(&master, refusal.lift).await;
-        assert_decided_once(&mut env, 3, refusal.code).await;
+        assert_held(&mut env, refusal.code()).await;
+        refusal.lift(&master).await;
+        assert_decided_once(&mut env, 3, refusal.code()).await;
         worker.stop().await;
         env.cleanup().await;
     }
