@@ -98,8 +98,9 @@ impl Store {
                 Ok::<u64, StoreError>(confirmed)
             }
         });
-        // However `WAIT` fails (a node demoted under it answers `UNBLOCKED`), the event is not
-        // at fault: it is an outage, and the events are held and retried.
+        // However `WAIT` fails, the event is not at fault: it is an outage, and the events are
+        // held and retried. Besides `UNBLOCKED` (see `REFUSED_WRITE_CODES`), a node demoted just
+        // before it answers a plain `ERR WAIT cannot be used with replica instances`.
         let confirmed = futures_util::future::try_join_all(waits)
             .await
             .map_err(StoreError::into_unavailable)?

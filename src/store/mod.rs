@@ -69,13 +69,11 @@ impl StoreError {
     pub(crate) fn into_unavailable(self) -> StoreError {
         match self {
             StoreError::Script(error) => StoreError::Unavailable(error),
-            StoreError::Reply(text) | StoreError::Failed(text) => {
-                StoreError::Unavailable(RedisError::from((
-                    ErrorKind::Server(ServerErrorKind::TryAgain),
-                    "unexpected reply",
-                    text,
-                )))
-            }
+            StoreError::Reply(text) => StoreError::Unavailable(RedisError::from((
+                ErrorKind::Server(ServerErrorKind::TryAgain),
+                "unexpected reply",
+                text,
+            ))),
             held => held,
         }
     }
