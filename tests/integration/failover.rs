@@ -144,16 +144,7 @@ async fn a_master_killed_in_a_burst_is_followed_and_nothing_is_lost() {
     }
     outputs.extend(env.outputs_for(Duration::from_millis(500)).await);
     // A failover is an outage: no event is the worker's to give up.
-    let reasons: Vec<Option<String>> = env
-        .dead_letters(1, Duration::from_millis(200))
-        .await
-        .into_iter()
-        .map(|letter| letter.reason)
-        .collect();
-    assert!(
-        reasons.is_empty(),
-        "dead-lettered in the failover: {reasons:?}"
-    );
+    env.assert_no_dead_letters("the failover").await;
     assert_eq!(
         decided(&outputs).len(),
         expected,

@@ -103,7 +103,7 @@ async fn assert_held(env: &mut Env, case: &str) {
         out.is_empty(),
         "{case}: nothing decided while Redis refuses"
     );
-    assert_no_dead_letters(env, case).await;
+    env.assert_no_dead_letters(case).await;
 }
 
 /// `count` conversations are decided, each once, and nothing went to dead letters. Returns
@@ -113,14 +113,8 @@ async fn assert_decided_once(env: &mut Env, count: usize, case: &str) -> HashSet
     assert_eq!(decided.len(), count, "{case}: each event decided");
     let again = env.outputs_for(Duration::from_millis(500)).await;
     assert!(again.is_empty(), "{case}: decided once");
-    assert_no_dead_letters(env, case).await;
+    env.assert_no_dead_letters(case).await;
     decided
-}
-
-async fn assert_no_dead_letters(env: &Env, case: &str) {
-    let letters = env.dead_letters(1, Duration::from_millis(200)).await;
-    let reasons: Vec<Option<String>> = letters.into_iter().map(|l| l.reason).collect();
-    assert!(reasons.is_empty(), "{case}: dead-lettered: {reasons:?}");
 }
 
 /// A master demoted while the worker waits for its replica (`WAIT`, with
@@ -144,15 +138,12 @@ async fn a_master_demoted_while_the_worker_waits_for_its_replica_holds_the_event
     env.publish(&platform.created("c1")).await;
 
     // The call is made; the worker now waits for a replica the master does not have.
-    let deadline = std::time::Instant::now() + WAIT;
-    let mut watch = connect(&master).await;
-    while info_number(&mut watch, "clients", "blocked_clients").await == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the worker never waited for a replica"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let watch = connect(&master).await;
+    wait_until(|| {
+        let mut watch = watch.clone();
+        async move { info_number(&mut watch, "clients", "blocked_clients").await > 0 }
+    })
+    .await;
     let port = other.port.to_string();
     command(&master, &["REPLICAOF", "127.0.0.1", &port]).await;
     // Demoted, it takes the other server's (empty) data: the call made on it is gone, and
@@ -219,22 +210,19 @@ impl Refusal {
                 assert!(killed.success(), "the snapshot's process was killed");
             }
         }
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            let write: redis::RedisResult<()> = redis::cmd("SET")
-                .arg("refusal")
-                .arg("probe")
-                .query_async(&mut admin)
-                .await;
-            match write {
-                Err(error) if error.code() == Some(self.code()) => return,
-                _ => assert!(
-                    std::time::Instant::now() < deadline,
-                    "{self:?}: never refused"
-                ),
+        // Until a write is refused with the code.
+        wait_until(|| {
+            let mut admin = admin.clone();
+            async move {
+                let write: redis::RedisResult<()> = redis::cmd("SET")
+                    .arg("refusal")
+                    .arg("probe")
+                    .query_async(&mut admin)
+                    .await;
+                matches!(write, Err(error) if error.code() == Some(self.code()))
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await;
     }
 
     /// Makes `master` take writes again.

@@ -221,6 +221,13 @@ impl Env {
         letters
     }
 
+    /// Fails, naming their reasons, if any event went to dead letters (looked for 200 ms).
+    pub async fn assert_no_dead_letters(&self, context: &str) {
+        let letters = self.dead_letters(1, Duration::from_millis(200)).await;
+        let reasons: Vec<Option<String>> = letters.into_iter().map(|l| l.reason).collect();
+        assert!(reasons.is_empty(), "{context}: dead-lettered: {reasons:?}");
+    }
+
     /// Deletes the test's queues (every delay queue included) and exchanges.
     pub async fn cleanup(self) {
         let _ = topology::delete(&self.channel, &self.config).await;
