@@ -14,7 +14,7 @@ do
   local EARLY_MS = 1000
 
   local function inactive_after_ms()
-    return (tonumber(Call.setting('inactive_after_seconds')) or 0) * 1000
+    return (tonumber(SETTINGS.inactive_after_seconds) or 0) * 1000
   end
 
   -- Arms the conversation's inactivity timer for `due` (ms); earlier ones no longer apply.
@@ -99,7 +99,7 @@ do
   -- load changed now.
   function Activity.closing(conversation_id, record)
     record.iu = nil
-    local wrap_up = tonumber(Call.setting('wrap_up_seconds')) or 0
+    local wrap_up = tonumber(SETTINGS.wrap_up_seconds) or 0
     if wrap_up > 0 and record.a and not record.ia then
       record.wu = (tonumber(record.wu) or 0) + 1
       Call.arm_timer(wrap_up * 1000, 'wrap_up:' .. conversation_id .. ':' .. record.wu,

@@ -80,8 +80,8 @@ do
 
   -- Whether its status lets it receive conversations, under the project's settings.
   function Agents.status_receives(agent_id)
-    return Core.status_receives(Agents.status(agent_id), Call.setting('include_busy'),
-      Call.setting('include_offline'))
+    return Core.status_receives(Agents.status(agent_id), SETTINGS.include_busy,
+      SETTINGS.include_offline)
   end
 
   -- Has the agent received its `daily_limit` of assignments today (the project's local day)?

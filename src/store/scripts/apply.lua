@@ -112,8 +112,8 @@ local function apply_event(args, i, data)
 
   -- The worker computes the local date (Lua has no time-zone data): if it assumed another
   -- zone than the project's, it is told the right one and calls again. Nothing has changed.
-  if ASSUMED_TIMEZONE ~= Call.setting('timezone') then
-    return { REPLY.wrong_timezone, Call.setting('timezone') }
+  if ASSUMED_TIMEZONE ~= SETTINGS.timezone then
+    return { REPLY.wrong_timezone, SETTINGS.timezone }
   end
 
   -- A new local day: daily counts start again, agents held back by them rejoin the pools, and

@@ -39,6 +39,11 @@ local NULL
 local NONE = {}
 -- Filled in when the library is assembled, from domain::settings::defaults() (store/script.rs).
 local DEFAULT_SETTINGS = {}
+-- The settings in effect in this call, read as SETTINGS.<name>: the project's, and the default
+-- of each one it does not set (a table, not a function: a setting is read on almost every line
+-- of a decision, and a Lua function call there was a measurable share of a creation). Only
+-- read: a change goes through `Call.settings_to_change` and `Call.settings_changed`.
+local SETTINGS
 
 do
   -- Modules that keep per-call state (caches, kept by every write to what they cache), per-event
@@ -50,37 +55,49 @@ do
   function Call.on_call_end(finish) per_call_finishes[#per_call_finishes + 1] = finish end
 
   local settings_cache, outputs, timers
-  -- The settings as stored when the call began (false: none); decoded on first use.
+  -- The settings as stored when the call began (false: none).
   local settings_text
   -- Whether settings_cache is this call's own table (see `settings_to_change`), not one shared
   -- with other calls.
   local settings_owned
 
+  -- A project's settings with the default of each one it does not set.
+  local function with_defaults(settings)
+    local effective = {}
+    for name, value in pairs(DEFAULT_SETTINGS) do effective[name] = value end
+    for name, value in pairs(settings) do effective[name] = value end
+    return effective
+  end
+
   -- Settings decoded by earlier calls, by the text they were decoded from (any project's: the
-  -- same text is the same settings). A call whose project stores a text among them reads that
-  -- table instead of decoding the JSON again, which a project with rules would otherwise pay
-  -- on every call. The key is the stored text itself, whoever wrote it (a worker of an earlier
-  -- release included), so no change can be missed; the tables are only read (a change takes a
-  -- table of its own). At most DECODED_SETTINGS_KEPT texts are kept, then all are forgotten.
-  local decoded_settings, decoded_count = {}, 0
+  -- same text is the same settings), and the settings in effect for each. A call whose project
+  -- stores a text among them reads those tables instead of decoding the JSON again, which a
+  -- project with rules would otherwise pay on every call. The key is the stored text itself,
+  -- whoever wrote it (a worker of an earlier release included), so no change can be missed;
+  -- the tables are only read (a change takes a table of its own). At most
+  -- DECODED_SETTINGS_KEPT texts are kept, then all are forgotten. `false` (no settings stored)
+  -- is kept like a text.
+  local decoded_settings, effective_settings, decoded_count = {}, {}, 0
   local DECODED_SETTINGS_KEPT = 64
 
-  function Call.settings()
-    if settings_cache == nil then
-      if not settings_text then
-        settings_cache = {}
-      else
-        settings_cache = decoded_settings[settings_text]
-        if not settings_cache then
-          settings_cache = cjson.decode(settings_text)
-          if decoded_count >= DECODED_SETTINGS_KEPT then
-            decoded_settings, decoded_count = {}, 0
-          end
-          decoded_settings[settings_text] = settings_cache
-          decoded_count = decoded_count + 1
-        end
-      end
+  -- Reads the settings stored as `text` (false: none) into settings_cache and SETTINGS.
+  local function read_settings(text)
+    settings_cache = decoded_settings[text]
+    if settings_cache then
+      SETTINGS = effective_settings[text]
+      return
     end
+    settings_cache = text and cjson.decode(text) or {}
+    SETTINGS = with_defaults(settings_cache)
+    if decoded_count >= DECODED_SETTINGS_KEPT then
+      decoded_settings, effective_settings, decoded_count = {}, {}, 0
+    end
+    decoded_settings[text], effective_settings[text] = settings_cache, SETTINGS
+    decoded_count = decoded_count + 1
+  end
+
+  -- The project's settings as stored (without defaults).
+  function Call.settings()
     return settings_cache
   end
 
@@ -97,13 +114,7 @@ do
   -- The project's settings changed within the call (its table, as stored now).
   function Call.settings_changed(current)
     settings_cache = current
-  end
-
-  -- (Read on almost every line of a decision: the cached table is used without a call.)
-  function Call.setting(name)
-    local value = (settings_cache or Call.settings())[name]
-    if value == nil then return DEFAULT_SETTINGS[name] end
-    return value
+    SETTINGS = with_defaults(current)
   end
 
   -- An output of the event; `sequence` is its place among the decisions about its conversation
@@ -213,7 +224,8 @@ do
   -- `stored_settings` is the settings key's value (false: none).
   function Call.begin_call(stored_settings)
     NULL = cjson.null
-    settings_cache, settings_text, settings_owned = nil, stored_settings, false
+    settings_text, settings_owned = stored_settings, false
+    read_settings(stored_settings)
     for _, reset in ipairs(per_call_resets) do reset() end
   end
 

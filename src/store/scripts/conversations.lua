@@ -44,14 +44,14 @@ do
         { timer = 'new_day', token = 0 })
     end
     if strategy then Pools.served(pool or Pools.base(), agent_id, strategy) end
-    if Call.setting('tie_break') == 'longest_idle' then Agents.note_assignment(agent_id) end
+    if SETTINGS.tie_break == 'longest_idle' then Agents.note_assignment(agent_id) end
     Pools.refresh_assigned(agent_id, strategy)
     Visitors.remember(record.v, agent_id)
     Call.emit('conversation.assigned', {
       conversation_id = conversation_id, agent_id = agent_id, reason = reason,
       strategy = strategy, previous_agent_id = previous_agent_id,
     }, sequence)
-    local timeout = tonumber(Call.setting('reply_timeout_seconds')) or 0
+    local timeout = tonumber(SETTINGS.reply_timeout_seconds) or 0
     if timeout > 0 and not UNTIMED[reason] then
       Call.arm_timer(timeout * 1000, 'reply_timeout:' .. conversation_id .. ':' .. record.an,
         { timer = 'reply_timeout', conversation_id = conversation_id, token = record.an })
@@ -91,11 +91,11 @@ do
   -- when it does not go straight to another agent, that agent's loss is published as
   -- `conversation.unassigned`.
   function Conversations.allocate(conversation_id, record, reason, previous_agent_id, excluded)
-    local mode = Call.setting('mode')
+    local mode = SETTINGS.mode
     local pool = Routing.pool_of(record)
     local outsiders
     if mode == 'auto' then
-      local strategy = Call.setting('new_visitors')
+      local strategy = SETTINGS.new_visitors
       local agent_id
       agent_id, outsiders = Pools.choose(pool, strategy, excluded)
       if agent_id then
@@ -124,7 +124,7 @@ do
   -- Assigns with the new-visitor strategy whatever the mode (custom mode's fallback), else
   -- waits.
   function Conversations.assign_by_strategy(conversation_id, record, reason)
-    local strategy = Call.setting('new_visitors')
+    local strategy = SETTINGS.new_visitors
     local pool = Routing.pool_of(record)
     local agent_id = Pools.choose(pool, strategy)
     if agent_id then
@@ -136,8 +136,8 @@ do
 
   -- A new conversation: a returning visitor may go back to the agent who served them.
   function Conversations.allocate_new(conversation_id, record)
-    local policy = Call.setting('returning_visitors')
-    local original = Call.setting('mode') == 'auto' and Visitors.remembered_agent(record.v)
+    local policy = SETTINGS.returning_visitors
+    local original = SETTINGS.mode == 'auto' and Visitors.remembered_agent(record.v)
     if not original then
       Conversations.allocate(conversation_id, record, 'new')
     elseif policy == 'original_agent' then
@@ -184,11 +184,11 @@ do
   -- this event touched, best head (priority, then arrival) first. Called after every event, so
   -- capacity never sits idle beside a conversation it could serve.
   function Conversations.drain()
-    local mode = Call.setting('mode')
+    local mode = SETTINGS.mode
     if mode == 'broadcast' or mode == 'custom' then return hold_waiting() end
     local touched = Pools.touched()
     if mode ~= 'auto' or next(touched) == nil then return end
-    local strategy = Call.setting('new_visitors')
+    local strategy = SETTINGS.new_visitors
     local candidates = {}
     for id, pool in pairs(touched) do candidates[id] = pool end
     while true do

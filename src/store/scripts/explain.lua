@@ -12,7 +12,7 @@ do
   local function serving_level(pool)
     if Meta.number('level_agents') == 0 then return nil end
     local online = redis.call('ZRANGE', pool.online, 0, -1, 'WITHSCORES')
-    local when_full = Call.setting('priority_overflow') == 'when_full'
+    local when_full = SETTINGS.priority_overflow == 'when_full'
     for i = 1, #online, 2 do
       local level = tonumber(online[i + 1])
       if level >= Core.OUTSIDE then return nil end

@@ -13,9 +13,9 @@ do
     local things = {}
     for field in pairs(patch) do things[#things + 1] = 'c|' .. field end
     Versions.read(things)
-    local previous_mode = Call.setting('mode')
-    local previous_aging = Call.setting('priority_aging_seconds')
-    local previous_inactive_after = Call.setting('inactive_after_seconds')
+    local previous_mode = SETTINGS.mode
+    local previous_aging = SETTINGS.priority_aging_seconds
+    local previous_inactive_after = SETTINGS.inactive_after_seconds
     local current = Call.settings_to_change()
     local outcomes, changed = {}, {}
     for field, value in pairs(patch) do
@@ -34,14 +34,14 @@ do
       redis.call('SET', K.settings, cjson.encode(current))
     end
     Call.settings_changed(current)
-    if Call.setting('inactive_after_seconds') ~= previous_inactive_after then
+    if SETTINGS.inactive_after_seconds ~= previous_inactive_after then
       Activity.setting_changed()
     end
     -- include_busy / include_offline, tie_break, inactivity change who is eligible and how
     -- they are ordered: rebuild the pools once.
     Pools.refresh_all()
-    if Call.setting('mode') ~= previous_mode then Modes.requeue_held() end
-    if Call.setting('priority_aging_seconds') ~= previous_aging then Queues.rescore() end
+    if SETTINGS.mode ~= previous_mode then Modes.requeue_held() end
+    if SETTINGS.priority_aging_seconds ~= previous_aging then Queues.rescore() end
   end
 
 

@@ -22,7 +22,7 @@ do
     local previous = record.a
     local keep = previous and Agents.config(previous)
       and (Pools.available_for(previous, record)
-        or not Call.setting('reassign_reopened_if_unavailable'))
+        or not SETTINGS.reassign_reopened_if_unavailable)
     if keep then
       Conversations.assign(conversation_id, record, previous, 'reopened', nil)
     else
@@ -64,7 +64,7 @@ do
 
   -- Whether the visitor writing should move the conversation: its owner went offline.
   local function owner_gone(record)
-    return Call.setting('reassign_if_owner_offline') and Agents.status(record.a) == 'offline'
+    return SETTINGS.reassign_if_owner_offline and Agents.status(record.a) == 'offline'
   end
 
   Handlers['message.received'] = function(data)
@@ -138,11 +138,11 @@ do
     local conversation_id = data.conversation_id
     local record = timed_conversation(data, 'open', 'an')
     if not record or tonumber(record.rp) == tonumber(data.token) then return end
-    if Call.setting('mode') ~= 'auto' then return end
+    if SETTINGS.mode ~= 'auto' then return end
     local current = record.a
     local excluded = { [current] = true }
     for _, agent_id in ipairs(record.x or {}) do excluded[agent_id] = true end
-    local strategy = Call.setting('new_visitors')
+    local strategy = SETTINGS.new_visitors
     local pool = Routing.pool_of(record)
     local next_agent = Pools.choose(pool, strategy, excluded)
     if not next_agent then return end
@@ -247,7 +247,7 @@ do
       if outcome ~= 'apply' then return outcome end
       Versions.advance({ claims })
     end
-    if not Call.setting('agent_can_claim') then return rejected('claiming_disabled', data) end
+    if not SETTINGS.agent_can_claim then return rejected('claiming_disabled', data) end
     local cfg = Agents.config(data.agent_id)
     if not cfg then return rejected('unknown_agent', data) end
     if at_limit(data.agent_id, cfg) then return rejected('agent_at_limit', data) end
@@ -271,7 +271,7 @@ do
   Handlers['conversation.transfer_requested'] = function(data)
     local outcome = judge_command(data.conversation_id)
     if outcome ~= 'apply' then return outcome end
-    if not Call.setting('agent_can_transfer') then return rejected('transfer_disabled', data) end
+    if not SETTINGS.agent_can_transfer then return rejected('transfer_disabled', data) end
     local record = Records.get(data.conversation_id)
     if not record or record.s ~= 'open' then return rejected('conversation_not_open', data) end
     local cfg = Agents.config(data.to_agent_id)
@@ -290,7 +290,7 @@ do
   Handlers['conversation.requeue_requested'] = function(data)
     local outcome = judge_command(data.conversation_id)
     if outcome ~= 'apply' then return outcome end
-    if not Call.setting('agent_can_requeue') then return rejected('requeue_disabled', data) end
+    if not SETTINGS.agent_can_requeue then return rejected('requeue_disabled', data) end
     local record = Records.get(data.conversation_id)
     if not record or record.s ~= 'open' then return rejected('conversation_not_open', data) end
     local previous_agent_id = record.a

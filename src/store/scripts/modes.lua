@@ -36,7 +36,7 @@ do
   -- Offers the conversation (broadcast) or asks for a decision (custom). False when no agent
   -- is eligible, so the caller queues it.
   function Modes.hold(conversation_id, record, excluded)
-    local mode = Call.setting('mode')
+    local mode = SETTINGS.mode
     if mode ~= 'broadcast' and mode ~= 'custom' then return false end
     local agents = Pools.eligible_agents(excluded, record)
     if #agents == 0 then return false end
@@ -59,7 +59,7 @@ do
     Records.save(conversation_id, record)
     Call.emit('allocation.requested', { conversation_id = conversation_id, candidates = candidates },
       sequence)
-    local timeout = tonumber(Call.setting('custom_timeout_seconds')) or DEFAULT_CUSTOM_TIMEOUT_SECONDS
+    local timeout = tonumber(SETTINGS.custom_timeout_seconds) or DEFAULT_CUSTOM_TIMEOUT_SECONDS
     Call.arm_timer(math.max(timeout, SHORTEST_CUSTOM_TIMEOUT_SECONDS) * 1000,
       'custom_timeout:' .. conversation_id .. ':' .. record.rq,
       { timer = 'custom_timeout', conversation_id = conversation_id, token = record.rq })

@@ -139,7 +139,7 @@ do
   end
 
   local function longest_idle()
-    return Call.setting('tie_break') == 'longest_idle'
+    return SETTINGS.tie_break == 'longest_idle'
   end
 
   -- Takes the agent out of the pool (`cfg` says which bucket its pass is in).
@@ -272,8 +272,8 @@ do
     local took = true
     if strategy == 'weighted' then
       took = 'pass'
-    elseif Call.setting('new_visitors') == 'weighted'
-        or Call.setting('returning_visitors') == 'weighted' then
+    elseif SETTINGS.new_visitors == 'weighted'
+        or SETTINGS.returning_visitors == 'weighted' then
       took = nil
     end
     return Pools.refresh(agent_id, took, strategy ~= nil)
@@ -469,7 +469,7 @@ do
     local level = tonumber(first[2])
     while level < Core.OUTSIDE do
       local agent_id = pick(pool, strategy, excluded, level)
-      if agent_id or Call.setting('priority_overflow') ~= 'when_full' then return agent_id end
+      if agent_id or SETTINGS.priority_overflow ~= 'when_full' then return agent_id end
       local next_level = redis.call('ZRANGE', pool.online, '(' .. level, '+inf', 'BYSCORE',
         'LIMIT', 0, 1, 'WITHSCORES')
       if not next_level[1] or tonumber(next_level[2]) >= Core.OUTSIDE then return nil end

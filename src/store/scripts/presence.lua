@@ -8,7 +8,7 @@ do
   function Presence.set(agent_id, status)
     Agents.write_status(agent_id, status)
     if not Pools.refresh(agent_id) then Modes.withdraw_offers(agent_id) end
-    if status == 'offline' and Call.setting('release_on_offline') and Agents.config(agent_id) then
+    if status == 'offline' and SETTINGS.release_on_offline and Agents.config(agent_id) then
       Conversations.hand_over(agent_id, 'owner_unavailable')
     end
   end
@@ -34,7 +34,7 @@ do
   -- An automatic assignment of the agent's was moved away by the reply timeout: with
   -- `away_after_missed`, that many in a row set an online agent busy.
   function Presence.missed(agent_id)
-    local limit = tonumber(Call.setting('away_after_missed')) or 0
+    local limit = tonumber(SETTINGS.away_after_missed) or 0
     if limit == 0 then return end
     local missed = redis.call('HINCRBY', K.missed, agent_id, '1')
     if missed < limit then return end
@@ -47,7 +47,7 @@ do
 
   -- The agent replied: its missed assignments in a row start again from none.
   function Presence.replied(agent_id)
-    if (tonumber(Call.setting('away_after_missed')) or 0) == 0 then return end
+    if (tonumber(SETTINGS.away_after_missed) or 0) == 0 then return end
     redis.call('HDEL', K.missed, agent_id)
   end
 end

@@ -63,7 +63,7 @@ do
     if record.w then
       Queues.remove(Pools.by_id(record.pw).waiting, record.w)
       redis.call('ZREM', K.waited, Core.after_bar(record.w))
-      if departing and Call.setting('queue_position_updates') then departed(record.pw or 'base') end
+      if departing and SETTINGS.queue_position_updates then departed(record.pw or 'base') end
     end
     record.w = nil
     record.pw = nil
@@ -72,7 +72,7 @@ do
   -- Why a conversation waits, in `conversation.queued`: the mode holds it, or nobody is
   -- eligible.
   function Queues.why_waiting()
-    local mode = Call.setting('mode')
+    local mode = SETTINGS.mode
     if mode == 'auto' then return 'no_eligible_agent' end
     return mode
   end
@@ -115,7 +115,7 @@ do
       }, Call.next_sequence(record))
     end
     record.qn = (tonumber(record.qn) or 0) + 1
-    local interval = tonumber(Call.setting('queue_position_interval_seconds')) or 10
+    local interval = tonumber(SETTINGS.queue_position_interval_seconds) or 10
     Call.arm_timer(interval * 1000, 'queue_position:' .. conversation_id .. ':' .. record.qn,
       { timer = 'queue_position', conversation_id = conversation_id, token = record.qn })
   end
@@ -129,8 +129,8 @@ do
     pool = pool or Routing.pool_of(record)
     local step, rule = Routing.current_step(record)
     local max_waiting = step and tonumber(step.max_waiting)
-      or tonumber(Call.setting('max_waiting')) or 0
-    local updates = Call.setting('queue_position_updates')
+      or tonumber(SETTINGS.max_waiting) or 0
+    local updates = SETTINGS.queue_position_updates
     local queued = (max_waiting > 0 or updates) and redis.call('ZCARD', pool.waiting)
     if max_waiting > 0 and queued >= max_waiting then
       return Queues.overflow(conversation_id, record, 'queue_full')
@@ -141,7 +141,7 @@ do
     end
     if starting then record.ws = NOW end
     record.ss = NOW
-    local aging = tonumber(Call.setting('priority_aging_seconds')) or 0
+    local aging = tonumber(SETTINGS.priority_aging_seconds) or 0
     if aging > 0 and not record.aw then record.aw = record.ws end
     local member = Core.waiting_member(record.n, conversation_id)
     add(pool.waiting, Core.waiting_score(record.p, record.aw, aging), member)
@@ -156,7 +156,7 @@ do
       Call.arm_timer(wait * 1000, 'rule_step:' .. conversation_id .. ':' .. record.tn,
         { timer = 'rule_step', conversation_id = conversation_id, token = record.tn })
     end
-    local due = Core.overflow_due(record.ws, record.ss, Call.setting('max_wait_seconds'),
+    local due = Core.overflow_due(record.ws, record.ss, SETTINGS.max_wait_seconds,
       step and step.max_wait_seconds)
     if due then
       record.ot = (tonumber(record.ot) or 0) + 1
@@ -172,7 +172,7 @@ do
 
   -- The position timer of a waiting conversation: publishes its place if it moved.
   function Queues.look_again(conversation_id, record)
-    if not Call.setting('queue_position_updates') then return end
+    if not SETTINGS.queue_position_updates then return end
     report_position(conversation_id, record, false)
     Records.save(conversation_id, record)
   end
@@ -180,7 +180,7 @@ do
   -- priority_aging_seconds changed: every waiting conversation's score is computed again (the
   -- one moment scores change, since they are comparable only under one setting).
   function Queues.rescore()
-    local aging = tonumber(Call.setting('priority_aging_seconds')) or 0
+    local aging = tonumber(SETTINGS.priority_aging_seconds) or 0
     for _, member in ipairs(redis.call('ZRANGE', K.waiting, 0, -1)) do
       local conversation_id = Core.after_bar(member)
       local record = Records.get(conversation_id)

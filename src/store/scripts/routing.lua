@@ -1,5 +1,5 @@
 -- routing.lua: rules, and the pool a conversation is routed by. Module `Routing`; uses KEYS
--- settings (through `Call.setting`) and meta.
+-- settings (SETTINGS) and meta.
 --
 -- The first rule whose `when` matches the conversation applies (Core.matching_rule); its steps
 -- are tried in order, each waiting up to `wait_seconds` for an agent of its pool before the
@@ -9,14 +9,14 @@
 do
   -- The index of the first rule matching the conversation, or nil.
   function Routing.matching_rule(record)
-    return Core.matching_rule(record, Call.setting('rules'))
+    return Core.matching_rule(record, SETTINGS.rules)
   end
 
   -- The conversation's current rule step, if any, and its rule. Most conversations of most
   -- projects matched no rule: they have neither, and the rules are not read.
   function Routing.current_step(record)
     if not record.ri then return nil, nil end
-    return Core.current_step(record, Call.setting('rules'))
+    return Core.current_step(record, SETTINGS.rules)
   end
 
   -- Whether the conversation's channel decides its pool: some agents only serve some channels,

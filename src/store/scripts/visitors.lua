@@ -69,7 +69,7 @@ do
   end
 
   local function memory_ms()
-    return (tonumber(Call.setting('visitor_memory_days')) or DEFAULT_MEMORY_DAYS) * Core.MS_PER_DAY
+    return (tonumber(SETTINGS.visitor_memory_days) or DEFAULT_MEMORY_DAYS) * Core.MS_PER_DAY
   end
 
   -- The agent that last served this visitor, if remembered and still an agent of the project.
