@@ -34,12 +34,17 @@ use crate::report::Report;
 const WARM_UP: u64 = 500;
 const COUNTED: u64 = 2_000;
 
-/// Functions whose inclusive count the report breaks out, as callgrind names them with
-/// Debian's redis-server and glibc: the commands the library runs, and the text ↔ number
-/// conversions (a Lua number given to `redis.call` is printed with "%.17g", a sorted set's
-/// score is parsed back, and read again from a listpack's text on every scan).
-const PARTS: [(&str, &str); 4] = [
+/// Functions whose inclusive count the report breaks out. Debian's stripped redis-server names
+/// the first four (the commands the library runs, the text ↔ number conversions: a Lua number
+/// given to `redis.call` is printed with "%.17g", a sorted set's score is parsed back, and read
+/// again from a listpack's text on every scan, and the whole call); a build with symbols
+/// (`benches/redis-with-symbols.sh`, first in PATH) names the others too.
+const PARTS: [(&str, &str); 9] = [
     ("scriptCall", "the commands the library runs"),
+    (
+        "luaRedisGenericCommand",
+        "the same with their passage between Lua and Redis (arguments and replies converted)",
+    ),
     (
         "____strtod_l_internal",
         "text → number (`strtod`: scores, `tonumber`, JSON)",
@@ -48,6 +53,16 @@ const PARTS: [(&str, &str); 4] = [
         "__vfprintf_internal",
         "number → text (`printf`: `redis.call` arguments, JSON, `tostring`)",
     ),
+    ("json_encode", "JSON written (cjson: records, outputs)"),
+    (
+        "json_decode",
+        "JSON read (cjson: the events' data, records, agents' configurations)",
+    ),
+    (
+        "luaC_step",
+        "Lua's garbage collector (when allocations trigger it)",
+    ),
+    ("luaCreateArray", "KEYS and ARGV made into Lua tables"),
     ("luaCallFunction", "the whole call (Lua and the commands)"),
 ];
 
@@ -89,7 +104,9 @@ pub async fn instructions(report: &mut Report) {
                 ir / 1000.0,
                 ir / counted.total * 100.0
             )),
-            None => report.line(format!("| {what} | not named in this build | |")),
+            None => report.line(format!(
+                "| {what} | not named in this build (`benches/redis-with-symbols.sh` makes one that names it) | |"
+            )),
         }
     }
     report.line("");
@@ -142,8 +159,8 @@ impl Drop for Profiled {
         let _ = self.child.start_kill();
         // `BENCH_KEEP_CALLGRIND` keeps the dumps (out.1 layout 1, out.2 layout 2, out.3 layout 1
         // one creation per call, out.4 the relay) for `callgrind_annotate`: with a
-        // `redis-server` built with symbols first in PATH, they show where the instructions go
-        // inside Lua and Redis.
+        // `redis-server` built with symbols first in PATH (`benches/redis-with-symbols.sh`),
+        // they show where the instructions go inside Lua and Redis.
         if std::env::var_os("BENCH_KEEP_CALLGRIND").is_some() {
             eprintln!("(i) callgrind dumps kept in {}", self.dir.display());
         } else {
