@@ -84,27 +84,30 @@ pub async fn connect(config: &Config, options: StoreOptions) -> Store {
     }
 }
 
-/// How often Redis is pinged while it answers, and while it does not.
-const PING_EVERY: Duration = Duration::from_secs(5);
-const PING_AGAIN: Duration = Duration::from_secs(1);
+/// How often Redis is probed while it takes calls, and while it does not.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+const PROBE_AGAIN: Duration = Duration::from_secs(1);
 
 /// Keeps `/readyz` honest about Redis while no event is flowing, and says at error level, at
-/// a slowing pace, when Redis refuses this worker (credentials, ACL, certificates).
+/// a slowing pace, when Redis refuses this worker (credentials, ACL, certificates). Asks
+/// whether Redis would start a call of the library (`Store::probe`), not whether it answers:
+/// a master refusing writes (out of memory, short of replicas) still answers PING, and readiness
+/// would flap between this watch saying ready and each held event saying not.
 pub async fn watch(worker: Arc<Worker>) {
     let mut reconnection = Reconnection::new("redis");
     loop {
-        let pinged = worker.store.ping().await;
-        worker.readiness.set_redis(pinged.is_ok());
-        let pause = match pinged {
+        let probed = worker.store.probe().await;
+        worker.readiness.set_redis(probed.is_ok());
+        let pause = match probed {
             Ok(()) => {
                 reconnection.succeeded();
-                PING_EVERY
+                PROBE_EVERY
             }
             Err(error) if error.is_refusal() => {
                 let why = error.refusal().unwrap_or_default();
                 reconnection.failed(&why, true)
             }
-            Err(_) => PING_AGAIN,
+            Err(_) => PROBE_AGAIN,
         };
         if !Backoff::wait(pause, &worker.shutdown).await {
             return;

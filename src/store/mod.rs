@@ -636,6 +636,18 @@ impl Store {
         Ok(())
     }
 
+    /// Would Redis start a call of the library now? Calls its `probe` function (loading the
+    /// library where it is missing), which changes nothing and which Redis refuses wherever it
+    /// would refuse `apply`: a master at its memory limit, short of replicas or unable to save,
+    /// a replica. Redis answers PING in most of those, and a worker that judged by PING would
+    /// say it is ready while every event it takes is held.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let mut probe = redis::cmd("FCALL");
+        probe.arg(&script::LIBRARY.probe_function).arg(0);
+        let _: i64 = self.call_library(&probe).await?;
+        Ok(())
+    }
+
     /// Runs an arbitrary command (the CLI's `inspect` and the tests read state with it).
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         Ok(self.raw_query(cmd).await?)

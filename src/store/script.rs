@@ -45,6 +45,7 @@ const DEFAULTS_SLOT: &str = "local DEFAULT_SETTINGS = {}";
 const APPLY_NAME_SLOT: &str = "local APPLY_FUNCTION_NAME = 'switchboard_apply'";
 const CONFIRM_NAME_SLOT: &str = "local CONFIRM_FUNCTION_NAME = 'switchboard_confirm'";
 const EXPLAIN_NAME_SLOT: &str = "local EXPLAIN_FUNCTION_NAME = 'switchboard_explain'";
+const PROBE_NAME_SLOT: &str = "local PROBE_FUNCTION_NAME = 'switchboard_probe'";
 
 /// The assembled library: what `FUNCTION LOAD` gets, and the names `FCALL` calls.
 pub struct Library {
@@ -58,6 +59,8 @@ pub struct Library {
     pub confirm_function: String,
     /// The `explain` function's name, `switchboard_explain_<version>`.
     pub explain_function: String,
+    /// The `probe` function's name, `switchboard_probe_<version>`.
+    pub probe_function: String,
 }
 
 /// The library of this build.
@@ -66,7 +69,12 @@ pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
         PARTS.contains(DEFAULTS_SLOT),
         "call.lua declares DEFAULT_SETTINGS"
     );
-    for slot in [APPLY_NAME_SLOT, CONFIRM_NAME_SLOT, EXPLAIN_NAME_SLOT] {
+    for slot in [
+        APPLY_NAME_SLOT,
+        CONFIRM_NAME_SLOT,
+        EXPLAIN_NAME_SLOT,
+        PROBE_NAME_SLOT,
+    ] {
         assert!(PARTS.contains(slot), "the library declares {slot}");
     }
     let table = lua_table(&crate::domain::settings::defaults());
@@ -83,6 +91,7 @@ pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
     let apply_function = format!("switchboard_apply_{version}");
     let confirm_function = format!("switchboard_confirm_{version}");
     let explain_function = format!("switchboard_explain_{version}");
+    let probe_function = format!("switchboard_probe_{version}");
     let body = body
         .replacen(
             APPLY_NAME_SLOT,
@@ -98,6 +107,11 @@ pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
             EXPLAIN_NAME_SLOT,
             &format!("local EXPLAIN_FUNCTION_NAME = '{explain_function}'"),
             1,
+        )
+        .replacen(
+            PROBE_NAME_SLOT,
+            &format!("local PROBE_FUNCTION_NAME = '{probe_function}'"),
+            1,
         );
     Library {
         code: format!("#!lua name={name}\n{body}"),
@@ -105,6 +119,7 @@ pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
         apply_function,
         confirm_function,
         explain_function,
+        probe_function,
     }
 });
 
@@ -238,6 +253,7 @@ mod tests {
             [
                 LIBRARY.apply_function.clone(),
                 LIBRARY.confirm_function.clone(),
+                LIBRARY.probe_function.clone(),
                 LIBRARY.explain_function.clone(),
             ]
         );

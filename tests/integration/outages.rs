@@ -106,6 +106,21 @@ async fn assert_held(env: &mut Env, case: &str) {
     env.assert_no_dead_letters(case).await;
 }
 
+/// The worker never says it is ready within `window`, looked at every 100 ms: while Redis
+/// refuses its calls, nothing it takes can be applied. The window is longer than the 5 s
+/// between two probes of its Redis watch while calls go through, so that watch looks at least
+/// once within it.
+async fn assert_not_ready_throughout(worker: &WorkerHandle, window: Duration, case: &str) {
+    let deadline = std::time::Instant::now() + window;
+    while std::time::Instant::now() < deadline {
+        assert!(
+            !worker.readiness.is_ready(),
+            "{case}: the worker said it was ready while Redis refused its calls"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// `count` conversations are decided, each once, and nothing went to dead letters. Returns
 /// the decisions.
 async fn assert_decided_once(env: &mut Env, count: usize, case: &str) -> HashSet<String> {
@@ -238,7 +253,8 @@ impl Refusal {
 
 /// A master that refuses writes for a while (see `Refusal`) answers the call with an error code
 /// of its own, having applied nothing. No event is at fault: the worker holds the events until
-/// the master takes writes again, then decides each once, instead of dead-lettering them.
+/// the master takes writes again, then decides each once, instead of dead-lettering them. It
+/// says it is not ready all the while, although Redis answers PING in most of these.
 #[tokio::test]
 async fn a_master_refusing_writes_holds_the_events_until_it_takes_them_again() {
     if crate::tls_support::second_pass() {
@@ -258,8 +274,10 @@ async fn a_master_refusing_writes_holds_the_events_until_it_takes_them_again() {
         let mut platform = Platform::new();
         env.publish_many(&platform.created_each(0..3)).await;
         assert_held(&mut env, refusal.code()).await;
+        assert_not_ready_throughout(&worker, Duration::from_secs(6), refusal.code()).await;
         refusal.lift(&master).await;
         assert_decided_once(&mut env, 3, refusal.code()).await;
+        wait_until(|| async { worker.readiness.is_ready() }).await;
         worker.stop().await;
         env.cleanup().await;
     }

@@ -30,6 +30,7 @@
 -- Replaced by store/script.rs with the versioned names.
 local APPLY_FUNCTION_NAME = 'switchboard_apply'
 local CONFIRM_FUNCTION_NAME = 'switchboard_confirm'
+local PROBE_FUNCTION_NAME = 'switchboard_probe'
 
 local function encode_list(list)
   if #list == 0 then return '[]' end
@@ -264,5 +265,15 @@ local function apply(keys, args)
 end
 
 
+-- `probe`: does nothing, and is refused whenever `apply` would be. Like `apply` it is a function
+-- that may write (it declares no `no-writes`), so Redis refuses to start it on a master at its
+-- memory limit (OOM), short of replicas (NOREPLICAS), unable to save (MISCONF), on a replica
+-- (READONLY) and while loading, where it answers PING. The worker calls it while no event flows,
+-- so that `/readyz` says whether an event could be applied now, not whether Redis answers.
+local function probe()
+  return 1
+end
+
 redis.register_function(APPLY_FUNCTION_NAME, apply)
 redis.register_function(CONFIRM_FUNCTION_NAME, confirm)
+redis.register_function(PROBE_FUNCTION_NAME, probe)
