@@ -22,7 +22,9 @@ pub struct Platform {
 impl Platform {
     /// The events of a new project.
     pub fn new() -> Platform {
-        Platform::of(&unique("p"))
+        let project = unique("p");
+        super::leftovers::note_project(&project);
+        Platform::of(&project)
     }
 
     /// The events of `project`: one a test already knows, or an id the contract rejects.

@@ -6,6 +6,7 @@
 mod env;
 mod events;
 mod http;
+mod leftovers;
 mod names;
 mod outputs;
 mod project;
