@@ -54,12 +54,10 @@ do
   function Call.on_event(reset) per_event_resets[#per_event_resets + 1] = reset end
   function Call.on_call_end(finish) per_call_finishes[#per_call_finishes + 1] = finish end
 
-  local settings_cache, outputs, timers
-  -- The settings as stored when the call began (false: none).
-  local settings_text
-  -- Whether settings_cache is this call's own table (see `settings_to_change`), not one shared
-  -- with other calls.
-  local settings_owned
+  local outputs, timers
+  -- The settings as stored when the call began (false: none), and the call's own decoded copy
+  -- once `settings_to_change` asked for one (nil before).
+  local settings_text, settings_to_write
 
   -- A project's settings with the default of each one it does not set.
   local function with_defaults(settings)
@@ -69,51 +67,38 @@ do
     return effective
   end
 
-  -- Settings decoded by earlier calls, by the text they were decoded from (any project's: the
-  -- same text is the same settings), and the settings in effect for each. A call whose project
-  -- stores a text among them reads those tables instead of decoding the JSON again, which a
-  -- project with rules would otherwise pay on every call. The key is the stored text itself,
-  -- whoever wrote it (a worker of an earlier release included), so no change can be missed;
-  -- the tables are only read (a change takes a table of its own). At most
-  -- DECODED_SETTINGS_KEPT texts are kept, then all are forgotten. `false` (no settings stored)
-  -- is kept like a text.
-  local decoded_settings, effective_settings, decoded_count = {}, {}, 0
-  local DECODED_SETTINGS_KEPT = 64
+  -- The settings in effect for each stored text earlier calls read (any project's: the same
+  -- text is the same settings). A call whose project stores a text among them reads that table
+  -- instead of decoding the JSON again, which a project with rules would otherwise pay on every
+  -- call. The key is the stored text itself, whoever wrote it (a worker of an earlier release
+  -- included), so no change can be missed; the tables are only read (a change takes a table of
+  -- its own). `false` (no settings stored) is kept like a text. At most SETTINGS_KEPT texts
+  -- are kept, then all are forgotten.
+  local effective_settings, effective_count = {}, 0
+  local SETTINGS_KEPT = 64
 
-  -- Reads the settings stored as `text` (false: none) into settings_cache and SETTINGS.
+  -- Makes SETTINGS the settings stored as `text` (false: none) over the defaults.
   local function read_settings(text)
-    settings_cache = decoded_settings[text]
-    if settings_cache then
-      SETTINGS = effective_settings[text]
-      return
-    end
-    settings_cache = text and cjson.decode(text) or {}
-    SETTINGS = with_defaults(settings_cache)
-    if decoded_count >= DECODED_SETTINGS_KEPT then
-      decoded_settings, effective_settings, decoded_count = {}, {}, 0
-    end
-    decoded_settings[text], effective_settings[text] = settings_cache, SETTINGS
-    decoded_count = decoded_count + 1
+    SETTINGS = effective_settings[text]
+    if SETTINGS then return end
+    SETTINGS = with_defaults(text and cjson.decode(text) or {})
+    if effective_count >= SETTINGS_KEPT then effective_settings, effective_count = {}, 0 end
+    effective_settings[text] = SETTINGS
+    effective_count = effective_count + 1
   end
 
-  -- The project's settings as stored (without defaults).
-  function Call.settings()
-    return settings_cache
-  end
-
-  -- The settings as a table the caller may change, then store and pass to `settings_changed`:
-  -- the call's own, never one that other calls read.
+  -- The settings as stored (without defaults), as a table the caller may change, then store and
+  -- pass to `settings_changed`: the call's own, never one that other calls read.
   function Call.settings_to_change()
-    if not settings_owned then
-      settings_cache = settings_text and cjson.decode(settings_text) or {}
-      settings_owned = true
+    if not settings_to_write then
+      settings_to_write = settings_text and cjson.decode(settings_text) or {}
     end
-    return settings_cache
+    return settings_to_write
   end
 
   -- The project's settings changed within the call (its table, as stored now).
   function Call.settings_changed(current)
-    settings_cache = current
+    settings_to_write = current
     SETTINGS = with_defaults(current)
   end
 
@@ -224,7 +209,7 @@ do
   -- `stored_settings` is the settings key's value (false: none).
   function Call.begin_call(stored_settings)
     NULL = cjson.null
-    settings_text, settings_owned = stored_settings, false
+    settings_text, settings_to_write = stored_settings, nil
     read_settings(stored_settings)
     for _, reset in ipairs(per_call_resets) do reset() end
   end
