@@ -267,9 +267,10 @@ end
 
 -- `probe`: does nothing, and is refused whenever `apply` would be. Like `apply` it is a function
 -- that may write (it declares no `no-writes`), so Redis refuses to start it on a master at its
--- memory limit (OOM), short of replicas (NOREPLICAS), unable to save (MISCONF), on a replica
--- (READONLY) and while loading, where it answers PING. The worker calls it while no event flows,
--- so that `/readyz` says whether an event could be applied now, not whether Redis answers.
+-- memory limit (OOM), short of replicas (NOREPLICAS) or unable to save (MISCONF), and on a
+-- replica (READONLY), where most of these still answer PING. The worker calls it while no event
+-- flows, so that `/readyz` says whether an event could be applied now, not whether Redis
+-- answers.
 local function probe()
   return 1
 end
