@@ -80,6 +80,8 @@ pub struct SimAgent {
 /// What the simulation measured.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// The simulated project's id, `sim-` and 8 hex digits (its state stays in Redis).
+    pub project: String,
     pub strategy: String,
     pub rows: Vec<AgentRow>,
     /// Wait from publishing `conversation.created` to receiving its assignment, ms, sorted.
@@ -569,6 +571,7 @@ pub async fn simulate(mut config: Config, args: SimulateArgs) -> anyhow::Result<
     }
     estimate_errors.sort_by(|a, b| a.total_cmp(b));
     Ok(Report {
+        project,
         strategy: args.strategy,
         rows,
         waits_ms: waits,

@@ -71,6 +71,7 @@ async fn the_python_example_plays_a_platform() {
     let worker =
         tokio::spawn(application.run_until_stopped(async move { stopped.cancelled().await }));
     let project = unique("py");
+    note_project(&project);
     let output = tokio::process::Command::new("python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),

@@ -29,6 +29,7 @@ async fn a_simulated_day_reports_shares_loads_and_waits() {
         tie_break: "random".into(),
     };
     let report = simulate(config, args).await.unwrap();
+    note_project(&report.project);
     assert_eq!(
         report.waits_ms.len(),
         150,
@@ -98,6 +99,7 @@ async fn a_saturated_day_reports_overflows_and_the_estimates_error() {
         tie_break: "random".into(),
     };
     let report = simulate(config, args).await.unwrap();
+    note_project(&report.project);
     assert!(report.overflowed > 0, "{}", report.render());
     assert_eq!(report.waits_ms.len() as u64 + report.overflowed, 150);
     assert!(!report.estimate_errors.is_empty(), "{}", report.render());
@@ -133,6 +135,7 @@ async fn longest_idle_shares_a_quiet_day_evenly() {
         tie_break: "longest_idle".into(),
     };
     let report = simulate(config, args).await.unwrap();
+    note_project(&report.project);
     let (most, fewest) = report.spread();
     assert!(most - fewest <= 2, "{}", report.render());
     assert!(

@@ -23,7 +23,7 @@ impl Platform {
     /// The events of a new project.
     pub fn new() -> Platform {
         let project = unique("p");
-        super::leftovers::note_project(&project);
+        super::note_project(&project);
         Platform::of(&project)
     }
 

@@ -1,5 +1,7 @@
 //! What a test process leaves in the machine's Redis, forgotten when the process exits: the
-//! keys of the projects its tests made ([`note_project`], called for every new project).
+//! keys of the projects its tests made ([`note_project`]: `Platform::new` calls it for every
+//! project it makes, and a test whose project comes from elsewhere, a simulation or the Python
+//! example, calls it itself).
 //!
 //! `scripts/test.sh` sweeps after a whole run anyway (`scripts/forget-test-data.sh`); this is
 //! for tests run on their own (`cargo nextest run <filter>`, `cargo test`), which would

@@ -17,6 +17,7 @@ mod workers;
 pub use env::*;
 pub use events::*;
 pub use http::*;
+pub use leftovers::note_project;
 pub use names::*;
 pub use outputs::*;
 pub use project::*;
