@@ -8,31 +8,14 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use switchboard::config::tls::TlsFiles;
-use switchboard::store::{keys, Store, StoreOptions};
+use switchboard::store::{keys, Store};
 
 use crate::helpers::{load_of, of_type, Env, Platform};
-use crate::tls_support::{Certificates, TlsRedis};
+use crate::tls_support::{cluster_store, use_redis, Certificates, TlsRedis};
 
 const PROJECTS: usize = 4;
 const AGENTS: [(&str, u64); 3] = [("a", 5), ("b", 5), ("c", 5)];
 const CONVERSATIONS: usize = 40;
-
-fn tls_files(certificates: &Certificates) -> TlsFiles {
-    TlsFiles {
-        ca_file: Some(certificates.ca()),
-        cert_file: Some(certificates.path("client.pem")),
-        key_file: Some(certificates.path("client-key.pem")),
-    }
-}
-
-async fn cluster_store(cluster: &TlsRedis, certificates: &Certificates) -> Store {
-    let options = StoreOptions {
-        tls: tls_files(certificates),
-        ..StoreOptions::default()
-    };
-    Store::connect(&[cluster.url()], options).await.unwrap()
-}
 
 /// Waits until every project's team is online in Redis.
 async fn wait_for_teams(store: &Store, platforms: &[Platform]) {
@@ -73,11 +56,7 @@ async fn a_master_killed_in_a_burst_is_followed_and_nothing_is_lost() {
     let certificates = Certificates::generate();
     let mut cluster = TlsRedis::start_cluster(&certificates, 3, 1);
     let mut env = Env::new().await;
-    env.config.redis_url = cluster.url().into();
-    let tls = tls_files(&certificates);
-    env.config.tls_ca_file = tls.ca_file.clone();
-    env.config.tls_cert_file = tls.cert_file.clone();
-    env.config.tls_key_file = tls.key_file.clone();
+    use_redis(&mut env.config, &cluster, &certificates);
     env.config.redis_wait_replicas = 1;
     let workers = [env.spawn_worker().await, env.spawn_worker().await];
     let store = cluster_store(&cluster, &certificates).await;

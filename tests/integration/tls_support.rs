@@ -13,6 +13,10 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 
+use switchboard::config::tls::TlsFiles;
+use switchboard::config::Config;
+use switchboard::store::{Store, StoreOptions};
+
 use crate::helpers::unique;
 
 /// The suite runs twice, the second time against a Redis Cluster (`scripts/test.sh`). Tests
@@ -351,4 +355,32 @@ impl Drop for TlsRedis {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The client side of `certificates`, as a worker's or a store's TLS settings.
+pub fn tls_files(certificates: &Certificates) -> TlsFiles {
+    TlsFiles {
+        ca_file: Some(certificates.ca()),
+        cert_file: Some(certificates.path("client.pem")),
+        key_file: Some(certificates.path("client-key.pem")),
+    }
+}
+
+/// A store on `cluster` with the workers' defaults, over TLS.
+pub async fn cluster_store(cluster: &TlsRedis, certificates: &Certificates) -> Store {
+    let options = StoreOptions {
+        tls: tls_files(certificates),
+        ..StoreOptions::default()
+    };
+    Store::connect(&[cluster.url()], options).await.unwrap()
+}
+
+/// Points a worker's `config` at `redis` (a node or a cluster), with this suite's client
+/// certificate.
+pub fn use_redis(config: &mut Config, redis: &TlsRedis, certificates: &Certificates) {
+    let tls = tls_files(certificates);
+    config.redis_url = redis.url().into();
+    config.tls_ca_file = tls.ca_file;
+    config.tls_cert_file = tls.cert_file;
+    config.tls_key_file = tls.key_file;
 }
