@@ -200,6 +200,12 @@ pub const PROJECT_KEYS: &[ProjectKey] = &[
         "events:<generation - 1>",
         "hash: the previous generation's events",
     ),
+    key(
+        "migration_guard",
+        "migration_guard",
+        "never written: declared by every call so that Redis refuses it (TRYAGAIN) while the \
+         project's cluster slot moves to another node (see DECLARED_KEYS)",
+    ),
 ];
 
 /// The project keys an `apply` (or `explain`) call declares, in the order of its KEYS; the
@@ -212,7 +218,18 @@ pub const PROJECT_KEYS: &[ProjectKey] = &[
 /// Declaring all 31 cost Redis about 29 thousand instructions per call (each parsed, its slot
 /// checked, and made a Lua string): 6% of a creation that has a call to itself (part (i) of
 /// the benchmark), and below a backlog calls hold only a few events.
-pub const DECLARED_KEYS: &[&str] = &["settings", "events", "previous_events"];
+///
+/// Keys a call does not declare are safe while the project's slot stays on one node. While a
+/// cluster moves it to another (resharding: `CLUSTER SETSLOT … MIGRATING`, then `MIGRATE` key
+/// by key), a call that Redis starts on the old node finds some keys gone, and Redis stops it at
+/// the first command on one of them ("Script attempted to access a non local key in a cluster
+/// node"), after the writes it made before. So every call also declares `migration_guard`, a
+/// key that is never written. For a call with a missing key in a slot being moved, Redis
+/// answers TRYAGAIN before the call starts (on the old node while some declared key is still
+/// there, or on the new one it redirects to), so no call starts until the move is over. The
+/// worker holds and retries TRYAGAIN like any outage. Outside a move a missing key changes
+/// nothing.
+pub const DECLARED_KEYS: &[&str] = &["settings", "events", "previous_events", "migration_guard"];
 
 /// In store layout 2 each agent's load is a sorted set of its own, named the project's prefix,
 /// this, and the agent's id (built inside the library too, from the prefix: see load.lua).
@@ -486,7 +503,9 @@ mod tests {
             );
             assert!(lua.contains(&format!(" {} = ", key.name)));
         }
-        assert!(lua.contains("local KEY_AT = { settings = 1, events = 2, previous_events = 3, }"));
+        assert!(lua.contains(
+            "local KEY_AT = { settings = 1, events = 2, previous_events = 3, migration_guard = 4, }"
+        ));
         assert!(lua.contains("now = 1,"));
         assert!(lua.contains("type = 0,"));
         assert!(lua.contains("stale = 4,"));

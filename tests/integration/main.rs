@@ -19,6 +19,7 @@ mod modes;
 mod order;
 mod outages;
 mod private_rabbit;
+mod resharding;
 mod routing;
 mod secrets;
 mod simulate;
