@@ -202,6 +202,28 @@ impl ConnectionRefused<'_> {
     }
 }
 
+/// How Redis makes room when it is full, read when it changes (see `store::eviction`): any
+/// policy but `noeviction` can delete what Switchboard keeps without an error anywhere, so it
+/// is said at error level, and `switchboard_redis_evicts_keys` stays 1 until it is fixed.
+pub struct RedisEvictionPolicy<'a> {
+    pub policies: &'a [String],
+}
+
+impl RedisEvictionPolicy<'_> {
+    pub fn emit(&self) {
+        let evicts = crate::store::eviction::evicts(self.policies);
+        gauge!("switchboard_redis_evicts_keys").set(if evicts { 1.0 } else { 0.0 });
+        let policy = self.policies.join(",");
+        if evicts {
+            tracing::error!(maxmemory_policy = %policy,
+                "Redis deletes keys when it is full: agents' loads and events' records can \
+                 vanish, and capacity or exactly-once with them; set maxmemory-policy noeviction");
+        } else {
+            tracing::info!(maxmemory_policy = %policy, "Redis keeps every key when it is full");
+        }
+    }
+}
+
 /// Events being processed right now.
 pub fn in_flight(delta: f64) {
     gauge!("switchboard_in_flight_events").increment(delta);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::store::{Store, StoreOptions};
-use crate::telemetry::{ConnectionRefused, Reconnecting};
+use crate::telemetry::{ConnectionRefused, Reconnecting, RedisEvictionPolicy};
 use crate::worker::Worker;
 
 /// How long to wait before connecting again, and what to say: an outage is retried briefly
@@ -88,19 +88,28 @@ pub async fn connect(config: &Config, options: StoreOptions) -> Store {
 const PROBE_EVERY: Duration = Duration::from_secs(5);
 const PROBE_AGAIN: Duration = Duration::from_secs(1);
 
-/// Keeps `/readyz` honest about Redis while no event is flowing, and says at error level, at
-/// a slowing pace, when Redis refuses this worker (credentials, ACL, certificates). Asks
+/// Keeps `/readyz` honest about Redis while no event is flowing, says at error level, at a
+/// slowing pace, when Redis refuses this worker (credentials, ACL, certificates), and whenever
+/// Redis's eviction policy changes to one that can delete what Switchboard keeps. Asks
 /// whether Redis would start a call of the library (`Store::probe`), not whether it answers:
 /// a master refusing writes (out of memory, short of replicas) still answers PING, and readiness
 /// would flap between this watch saying ready and each held event saying not.
 pub async fn watch(worker: Arc<Worker>) {
     let mut reconnection = Reconnection::new("redis");
+    let mut policies: Option<Vec<String>> = None;
     loop {
         let probed = worker.store.probe().await;
         worker.readiness.set_redis(probed.is_ok());
         let pause = match probed {
             Ok(()) => {
                 reconnection.succeeded();
+                // (Unread where INFO is not allowed: nothing is said then.)
+                if let Ok(now) = worker.store.eviction_policies().await {
+                    if policies.as_ref() != Some(&now) {
+                        RedisEvictionPolicy { policies: &now }.emit();
+                        policies = Some(now);
+                    }
+                }
                 PROBE_EVERY
             }
             Err(error) if error.is_refusal() => {

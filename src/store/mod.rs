@@ -6,6 +6,7 @@ pub mod confirmations;
 mod connection;
 #[cfg(test)]
 mod core_tests;
+pub mod eviction;
 pub mod explain;
 pub mod interface;
 pub mod keys;
@@ -646,6 +647,13 @@ impl Store {
         probe.arg(&script::LIBRARY.probe_function).arg(0);
         let _: i64 = self.call_library(&probe).await?;
         Ok(())
+    }
+
+    /// How Redis makes room when it is full, as each node reports it (`maxmemory-policy`,
+    /// from `INFO memory`; see [`eviction`]).
+    pub async fn eviction_policies(&self) -> Result<Vec<String>, StoreError> {
+        let info: redis::Value = self.query(redis::cmd("INFO").arg("memory")).await?;
+        Ok(eviction::policies_in(&info))
     }
 
     /// Runs an arbitrary command (the CLI's `inspect` and the tests read state with it).

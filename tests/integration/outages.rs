@@ -314,6 +314,47 @@ async fn a_redis_full_of_clients_holds_the_events_until_the_worker_gets_in() {
     env.cleanup().await;
 }
 
+/// `switchboard_redis_evicts_keys` on the worker's `/metrics` (`None` until it has read the
+/// policy).
+async fn evicts_keys(worker: &WorkerHandle) -> Option<f64> {
+    let metrics = http_get(worker.http_addr, "/metrics").await?;
+    let value = series(&metrics, "switchboard_redis_evicts_keys")
+        .map(|(_, value)| value)
+        .next();
+    value
+}
+
+/// A Redis that deletes keys when it is full (any `maxmemory-policy` but `noeviction`, as some
+/// managed services set by default) can take an agent's load or an event's record away without
+/// an error anywhere. The worker says so as soon as it reads the policy (an error line, and
+/// `switchboard_redis_evicts_keys` 1), and says it is fixed when the policy is `noeviction`.
+#[tokio::test]
+async fn a_redis_that_evicts_keys_when_full_is_reported_until_it_no_longer_does() {
+    if crate::tls_support::second_pass() {
+        return;
+    }
+    let redis = PrivateRedis::start();
+    let mut admin = connect(&redis).await;
+    send(
+        &mut admin,
+        &["CONFIG", "SET", "maxmemory-policy", "volatile-lru"],
+    )
+    .await;
+    let mut env = Env::new().await;
+    env.config.redis_url = redis.url().into();
+    let worker = env.spawn_worker().await;
+    wait_until(|| async { evicts_keys(&worker).await == Some(1.0) }).await;
+    // The watch reads it again at its next probe (every 5 s while Redis takes calls).
+    send(
+        &mut admin,
+        &["CONFIG", "SET", "maxmemory-policy", "noeviction"],
+    )
+    .await;
+    wait_until(|| async { evicts_keys(&worker).await == Some(0.0) }).await;
+    worker.stop().await;
+    env.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_cut_broker_connection_is_rebuilt_and_nothing_is_lost() {
     let mut env = Env::new().await;
