@@ -206,15 +206,17 @@ impl ConnectionRefused<'_> {
 /// policy but `noeviction` can delete what Switchboard keeps without an error anywhere, so it
 /// is said at error level, and `switchboard_redis_evicts_keys` stays 1 until it is fixed.
 pub struct RedisEvictionPolicy<'a> {
+    /// Each node's `maxmemory-policy`.
     pub policies: &'a [String],
+    /// Whether any of them lets Redis delete keys.
+    pub evicts: bool,
 }
 
 impl RedisEvictionPolicy<'_> {
     pub fn emit(&self) {
-        let evicts = crate::store::eviction::evicts(self.policies);
-        gauge!("switchboard_redis_evicts_keys").set(if evicts { 1.0 } else { 0.0 });
+        gauge!("switchboard_redis_evicts_keys").set(if self.evicts { 1.0 } else { 0.0 });
         let policy = self.policies.join(",");
-        if evicts {
+        if self.evicts {
             tracing::error!(maxmemory_policy = %policy,
                 "Redis deletes keys when it is full: agents' loads and events' records can \
                  vanish, and capacity or exactly-once with them; set maxmemory-policy noeviction");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::backoff::Backoff;
 use crate::config::Config;
-use crate::store::{Store, StoreOptions};
+use crate::store::{eviction, Store, StoreOptions};
 use crate::telemetry::{ConnectionRefused, Reconnecting, RedisEvictionPolicy};
 use crate::worker::Worker;
 
@@ -106,7 +106,11 @@ pub async fn watch(worker: Arc<Worker>) {
                 // (Unread where INFO is not allowed: nothing is said then.)
                 if let Ok(now) = worker.store.eviction_policies().await {
                     if policies.as_ref() != Some(&now) {
-                        RedisEvictionPolicy { policies: &now }.emit();
+                        RedisEvictionPolicy {
+                            policies: &now,
+                            evicts: eviction::evicts(&now),
+                        }
+                        .emit();
                         policies = Some(now);
                     }
                 }
