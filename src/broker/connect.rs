@@ -12,6 +12,8 @@ use crate::config::Config;
 /// AMQP reply codes that mean "not with these credentials or permissions".
 const ACCESS_REFUSED: u16 = 403;
 const NOT_ALLOWED: u16 = 530;
+/// The reply to declaring a queue or exchange that exists with another type or other arguments.
+const PRECONDITION_FAILED: u16 = 406;
 
 /// Opens a connection as `config.amqp_url` says, with the configured TLS material.
 pub async fn open(
@@ -54,6 +56,25 @@ fn refusal(error: &lapin::Error, user: &str, vhost: &str) -> Option<BrokerError>
     }
     crate::config::tls::refusal(error)
         .map(|why| BrokerError::Refused(format!("TLS with the broker: {why}")))
+}
+
+/// A declaration the broker refused because a queue or exchange of that name already exists,
+/// declared otherwise (a classic queue where Switchboard declares a quorum queue, another
+/// dead-letter exchange, another type), said plainly: like a refusal, it lasts until someone
+/// deletes that queue or exchange or gives Switchboard other names, so it is retried slowly at
+/// error level, not as an outage.
+pub fn declaration_conflict(error: lapin::Error) -> BrokerError {
+    if let lapin::ErrorKind::ProtocolError(amqp) = error.kind() {
+        if amqp.get_id() == PRECONDITION_FAILED {
+            return BrokerError::Refused(format!(
+                "the broker already has a queue or exchange of that name declared otherwise \
+                 than Switchboard declares it: delete it, or name Switchboard's own \
+                 (SWITCHBOARD_WORK_QUEUE, SWITCHBOARD_INBOUND_EXCHANGE, …): {}",
+                amqp.get_message()
+            ));
+        }
+    }
+    BrokerError::Amqp(error)
 }
 
 impl BrokerError {

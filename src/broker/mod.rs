@@ -60,7 +60,9 @@ impl Session {
             .with_connection_name(LongString::from(name.to_string()));
         let connection = connect::open(config, properties).await?;
         let consume_channel = connection.create_channel().await?;
-        topology::declare(&consume_channel, config).await?;
+        topology::declare(&consume_channel, config)
+            .await
+            .map_err(connect::declaration_conflict)?;
         consume_channel
             .basic_qos(config.prefetch, BasicQosOptions::default())
             .await?;

@@ -355,6 +355,87 @@ async fn a_redis_that_evicts_keys_when_full_is_reported_until_it_no_longer_does(
     env.cleanup().await;
 }
 
+/// A work queue that already exists, declared otherwise than Switchboard declares it (here a
+/// classic queue, as an operator or another tool may have made it): RabbitMQ refuses the
+/// declaration (406 PRECONDITION_FAILED), and will until someone acts. The worker says so at
+/// error level and retries slowly, as for refused credentials, instead of reporting a lost
+/// connection and retrying ten times a second; once the queue is gone it declares its own and
+/// becomes ready.
+#[tokio::test]
+async fn a_work_queue_declared_otherwise_is_a_refusal_until_it_is_gone() {
+    let tag = unique("t");
+    let config = switchboard::config::Config {
+        amqp_url: amqp_url().into(),
+        redis_url: redis_url().into(),
+        inbound_exchange: format!("{tag}.in"),
+        work_queue: format!("{tag}.work"),
+        outbound_exchange: format!("{tag}.out"),
+        dead_letter_queue: format!("{tag}.dead"),
+        ..switchboard::config::Config::default()
+    };
+    let connection = lapin::Connection::connect(config.amqp_url.as_str(), Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(
+            config.work_queue.as_str().into(),
+            durable,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let http_port = free_port();
+    let mut worker = worker_command(env!("CARGO_BIN_EXE_switchboard"), &config, http_port)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let readyz = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
+    assert!(
+        !http_get(readyz, "/readyz")
+            .await
+            .unwrap_or_default()
+            .starts_with("HTTP/1.1 200"),
+        "not ready while the queue is in the way"
+    );
+    channel
+        .queue_delete(config.work_queue.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    // The next slow retry (2 s, then 4 s) declares Switchboard's own queue.
+    wait_until(|| async {
+        http_get(readyz, "/readyz")
+            .await
+            .is_some_and(|answer| answer.starts_with("HTTP/1.1 200"))
+    })
+    .await;
+    let _ = worker.kill();
+    let output = worker.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("ERROR") && l.contains("refused") && l.contains("declared otherwise")
+        })
+        .collect();
+    assert!(!refusals.is_empty(), "said at error level:\n{log}");
+    assert!(
+        refusals.len() <= 3,
+        "retried slowly (2 s, then 4 s), not as an outage:\n{log}"
+    );
+    assert!(
+        !log.contains("connection lost"),
+        "not reported as a lost connection:\n{log}"
+    );
+    let _ = switchboard::broker::topology::delete(&channel, &config).await;
+}
+
 #[tokio::test]
 async fn a_cut_broker_connection_is_rebuilt_and_nothing_is_lost() {
     let mut env = Env::new().await;
