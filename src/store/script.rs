@@ -42,10 +42,16 @@ const PARTS: &str = concat!(
 
 const INTERFACE_SLOT: &str = "-- INTERFACE\n";
 const DEFAULTS_SLOT: &str = "local DEFAULT_SETTINGS = {}";
-const APPLY_NAME_SLOT: &str = "local APPLY_FUNCTION_NAME = 'switchboard_apply'";
-const CONFIRM_NAME_SLOT: &str = "local CONFIRM_FUNCTION_NAME = 'switchboard_confirm'";
-const EXPLAIN_NAME_SLOT: &str = "local EXPLAIN_FUNCTION_NAME = 'switchboard_explain'";
-const PROBE_NAME_SLOT: &str = "local PROBE_FUNCTION_NAME = 'switchboard_probe'";
+
+/// The library's functions, by the word in their names. The code names each in a slot,
+/// `local <WORD>_FUNCTION_NAME = 'switchboard_<word>'`, which the build fills with the versioned
+/// name, `switchboard_<word>_<version>`.
+const FUNCTIONS: [&str; 4] = ["apply", "confirm", "explain", "probe"];
+
+/// The line of the code that names the function `word` `name`.
+fn name_slot(word: &str, name: &str) -> String {
+    format!("local {}_FUNCTION_NAME = '{name}'", word.to_uppercase())
+}
 
 /// The assembled library: what `FUNCTION LOAD` gets, and the names `FCALL` calls.
 pub struct Library {
@@ -69,14 +75,6 @@ pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
         PARTS.contains(DEFAULTS_SLOT),
         "call.lua declares DEFAULT_SETTINGS"
     );
-    for slot in [
-        APPLY_NAME_SLOT,
-        CONFIRM_NAME_SLOT,
-        EXPLAIN_NAME_SLOT,
-        PROBE_NAME_SLOT,
-    ] {
-        assert!(PARTS.contains(slot), "the library declares {slot}");
-    }
     let table = lua_table(&crate::domain::settings::defaults());
     let body = PARTS
         .replacen(INTERFACE_SLOT, &super::interface::lua_binding(), 1)
@@ -88,38 +86,20 @@ pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
     let digest = sha1_smol::Sha1::from(body.as_bytes()).digest().to_string();
     let version = &digest[..16];
     let name = format!("switchboard_{version}");
-    let apply_function = format!("switchboard_apply_{version}");
-    let confirm_function = format!("switchboard_confirm_{version}");
-    let explain_function = format!("switchboard_explain_{version}");
-    let probe_function = format!("switchboard_probe_{version}");
-    let body = body
-        .replacen(
-            APPLY_NAME_SLOT,
-            &format!("local APPLY_FUNCTION_NAME = '{apply_function}'"),
-            1,
-        )
-        .replacen(
-            CONFIRM_NAME_SLOT,
-            &format!("local CONFIRM_FUNCTION_NAME = '{confirm_function}'"),
-            1,
-        )
-        .replacen(
-            EXPLAIN_NAME_SLOT,
-            &format!("local EXPLAIN_FUNCTION_NAME = '{explain_function}'"),
-            1,
-        )
-        .replacen(
-            PROBE_NAME_SLOT,
-            &format!("local PROBE_FUNCTION_NAME = '{probe_function}'"),
-            1,
-        );
+    let versioned = |word: &str| format!("switchboard_{word}_{version}");
+    let mut body = body;
+    for word in FUNCTIONS {
+        let slot = name_slot(word, &format!("switchboard_{word}"));
+        assert!(body.contains(&slot), "the library declares {slot}");
+        body = body.replacen(&slot, &name_slot(word, &versioned(word)), 1);
+    }
     Library {
         code: format!("#!lua name={name}\n{body}"),
         name,
-        apply_function,
-        confirm_function,
-        explain_function,
-        probe_function,
+        apply_function: versioned("apply"),
+        confirm_function: versioned("confirm"),
+        explain_function: versioned("explain"),
+        probe_function: versioned("probe"),
     }
 });
 
@@ -234,7 +214,7 @@ mod tests {
     #[test]
     fn the_library_loads_in_plain_lua() {
         // Redis runs the top level once at FUNCTION LOAD: it must only define, and register the
-        // three functions.
+        // four functions.
         let lua = mlua::Lua::new();
         lua.load(
             "registered = {}
