@@ -1,11 +1,12 @@
 -- apply.lua: the entry points. `apply`: for each event of the batch, dedupe, dispatch to the
 -- event's handler, hand waiting conversations to any capacity the event opened, and record the
 -- outputs. `confirm`: the broker confirmed some events' outputs, which need no replay any more.
--- Last part of the library; registers both (their names carry the library's version, filled
--- in by store/script.rs). Uses KEYS events, previous_events and the legacy records after the
--- declared keys, and every ARGV (see the binding above core.lua). KEYS also holds
--- migration_guard, which nothing reads or writes: declared only so that Redis refuses the call
--- while the project's cluster slot moves (see DECLARED_KEYS in interface.rs).
+-- `probe`: nothing, refused where `apply` would be (see below). Registers these three (their
+-- names carry the library's version, filled in by store/script.rs). Uses KEYS events,
+-- previous_events and the legacy records after the declared keys, and every ARGV (see the
+-- binding above core.lua). KEYS also holds migration_guard, which nothing reads or writes:
+-- declared only so that Redis refuses the call while the project's cluster slot moves (see
+-- DECLARED_KEYS in interface.rs).
 --
 -- Event records. An event is recorded under the digest of its id in the hash of the current
 -- generation (`events`, one per `dedupe TTL` of the worker's clock, expiring after two): its
