@@ -180,7 +180,9 @@ impl Publisher {
             .expect("not poisoned")
             .contains(&step);
         if !declared {
-            delay::declare(&self.channel, work_queue, step).await?;
+            delay::declare(&self.channel, work_queue, step)
+                .await
+                .map_err(connect::declaration_conflict)?;
             self.delay_queues.lock().expect("not poisoned").insert(step);
         }
         Ok(delay::queue_name(work_queue, step))
