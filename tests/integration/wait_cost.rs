@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use switchboard::config::tls::TlsFiles;
 use switchboard::store::{Store, StoreOptions};
 
 use crate::helpers::Platform;
-use crate::tls_support::{Certificates, TlsRedis};
+use crate::tls_support::{tls_files, Certificates, TlsRedis};
 
 const SEQUENTIAL_CALLS: usize = 2000;
 const CONCURRENT_TASKS: usize = 16;
@@ -19,11 +18,7 @@ const CALLS_PER_TASK: usize = 250;
 
 async fn store(cluster: &TlsRedis, certificates: &Certificates, wait_replicas: u16) -> Store {
     let options = StoreOptions {
-        tls: TlsFiles {
-            ca_file: Some(certificates.ca()),
-            cert_file: Some(certificates.path("client.pem")),
-            key_file: Some(certificates.path("client-key.pem")),
-        },
+        tls: tls_files(certificates),
         wait_replicas,
         ..StoreOptions::default()
     };
