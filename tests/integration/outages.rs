@@ -363,16 +363,8 @@ async fn a_redis_that_evicts_keys_when_full_is_reported_until_it_no_longer_does(
 /// becomes ready.
 #[tokio::test]
 async fn a_work_queue_declared_otherwise_is_a_refusal_until_it_is_gone() {
-    let tag = unique("t");
-    let config = switchboard::config::Config {
-        amqp_url: amqp_url().into(),
-        redis_url: redis_url().into(),
-        inbound_exchange: format!("{tag}.in"),
-        work_queue: format!("{tag}.work"),
-        outbound_exchange: format!("{tag}.out"),
-        dead_letter_queue: format!("{tag}.dead"),
-        ..switchboard::config::Config::default()
-    };
+    // Its topology's names, nothing declared yet.
+    let config = Env::config_on(amqp_url());
     let connection = lapin::Connection::connect(config.amqp_url.as_str(), Default::default())
         .await
         .unwrap();
@@ -409,12 +401,9 @@ async fn a_work_queue_declared_otherwise_is_a_refusal_until_it_is_gone() {
         .await
         .unwrap();
     // The next slow retry (2 s, then 4 s) declares Switchboard's own queue.
-    wait_until(|| async {
-        http_get(readyz, "/readyz")
-            .await
-            .is_some_and(|answer| answer.starts_with("HTTP/1.1 200"))
-    })
-    .await;
+    readiness_within(readyz, Duration::from_secs(15))
+        .await
+        .expect("ready once the queue is gone");
     let _ = worker.kill();
     let output = worker.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&output.stderr);

@@ -36,14 +36,11 @@ pub struct DeadLetter {
 }
 
 impl Env {
-    pub async fn new() -> Env {
-        Env::with_amqp_url(amqp_url()).await
-    }
-
-    /// Like [`Env::new`], on the broker at `amqp_url` (a private node, say).
-    pub async fn with_amqp_url(amqp_url: String) -> Env {
+    /// The configuration of a test's own topology (exchanges and queues under a unique tag) on
+    /// the broker at `amqp_url`, as [`Env::new`] makes it, before anything is declared.
+    pub fn config_on(amqp_url: String) -> Config {
         let tag = unique("t");
-        let config = Config {
+        Config {
             amqp_url: amqp_url.into(),
             redis_url: redis_url().into(),
             http_addr: "127.0.0.1:0".into(),
@@ -55,7 +52,16 @@ impl Env {
             delivery_limit: 5,
             store_layout: store_layout(),
             ..Config::default()
-        };
+        }
+    }
+
+    pub async fn new() -> Env {
+        Env::with_amqp_url(amqp_url()).await
+    }
+
+    /// Like [`Env::new`], on the broker at `amqp_url` (a private node, say).
+    pub async fn with_amqp_url(amqp_url: String) -> Env {
+        let config = Env::config_on(amqp_url);
         let session = Session::open(&config, "tests")
             .await
             .expect("RabbitMQ is reachable");
