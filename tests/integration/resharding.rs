@@ -8,19 +8,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchboard::store::keys;
 
-use crate::helpers::{of_type, Env, Platform};
+use crate::helpers::{of_type, wait_until, Env, Platform};
 use crate::tls_support::{cluster_store, use_redis, Certificates, TlsRedis, USER};
-
-/// Waits until the worker has applied what `check` looks for, as read from the cluster.
-async fn wait_for(what: &str, check: impl AsyncFn() -> bool) {
-    for _ in 0..400 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{what}: not applied within 10 s");
-}
 
 /// A conversation created while its project's slot is halfway to another node, with some of
 /// the project's keys moved and the keys its calls declare still on the old node, as in a
@@ -44,10 +33,8 @@ async fn a_conversation_created_while_its_slot_moves_is_decided_once_the_move_is
     let project = platform.id();
 
     env.publish_many(&platform.agents(&[("a", 1)])).await;
-    wait_for("the team", async || {
-        store.eligible(&project).await.is_ok_and(|a| a.len() == 1)
-    })
-    .await;
+    // The team, then the settings, applied (as read from the cluster).
+    wait_until(|| async { store.eligible(&project).await.is_ok_and(|a| a.len() == 1) }).await;
     // Without a `time`, the settings' event is kept as seen in this generation's records.
     env.publish(&platform.event_at(
         "project.configured",
@@ -55,7 +42,7 @@ async fn a_conversation_created_while_its_slot_moves_is_decided_once_the_move_is
         None,
     ))
     .await;
-    wait_for("the settings", async || {
+    wait_until(|| async {
         store
             .settings(&project)
             .await
