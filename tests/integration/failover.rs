@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use switchboard::store::{keys, Store};
+use switchboard::store::Store;
 
 use crate::helpers::{load_of, of_type, Env, Platform};
 use crate::tls_support::{cluster_store, use_redis, Certificates, TlsRedis};
@@ -76,12 +76,7 @@ async fn a_master_killed_in_a_burst_is_followed_and_nothing_is_lost() {
     }
     // The slot of the first project's keys, all of which carry its hash tag.
     let victim = platforms[0].id();
-    let slot = cluster.ask(
-        &certificates,
-        cluster.ports[0],
-        &["cluster", "keyslot", &keys::project_prefix(&victim)],
-    );
-    let slot: u16 = slot.trim().parse().unwrap();
+    let slot = cluster.slot_of(&certificates, &victim);
     let master = cluster
         .master_of(&certificates, cluster.ports[0], slot)
         .expect("the slot has a master");

@@ -65,10 +65,7 @@ async fn a_conversation_created_while_its_slot_moves_is_decided_once_the_move_is
     let generation = now_ms / (env.config.dedupe_ttl_seconds * 1000);
     let current = keys::events_key(&project, generation);
     let previous = keys::events_key(&project, generation - 1);
-    let slot: u16 = ask(node, &["cluster", "keyslot", &prefix])
-        .trim()
-        .parse()
-        .unwrap();
+    let slot = cluster.slot_of(&certificates, &project);
     let from = cluster.master_of(&certificates, node, slot).unwrap();
     ask(from, &["hset", &previous, "seen-before-the-move", ""]);
     let to = *cluster.ports.iter().find(|p| **p != from).unwrap();

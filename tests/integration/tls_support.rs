@@ -15,6 +15,7 @@ use rcgen::{
 
 use switchboard::config::tls::TlsFiles;
 use switchboard::config::Config;
+use switchboard::contract::Id;
 use switchboard::store::{Store, StoreOptions};
 
 use crate::helpers::unique;
@@ -306,6 +307,19 @@ impl TlsRedis {
                     .count()
                     == nodes
         })
+    }
+
+    /// The cluster slot of `project`'s keys (all of which carry its hash tag).
+    pub fn slot_of(&self, certificates: &Certificates, project: &Id) -> u16 {
+        let prefix = switchboard::store::keys::project_prefix(project);
+        self.ask(
+            certificates,
+            self.ports[0],
+            &["cluster", "keyslot", &prefix],
+        )
+        .trim()
+        .parse()
+        .expect("CLUSTER KEYSLOT answers a slot")
     }
 
     /// The port of the master that holds `slot`, as the node at `ask_port` sees it (`None`
