@@ -35,10 +35,10 @@ const WARM_UP: u64 = 500;
 const COUNTED: u64 = 2_000;
 
 /// Functions whose inclusive count the report breaks out. Debian's stripped redis-server names
-/// the first four (the commands the library runs, the text ↔ number conversions: a Lua number
-/// given to `redis.call` is printed with "%.17g", a sorted set's score is parsed back, and read
-/// again from a listpack's text on every scan, and the whole call); a build with symbols
-/// (`benches/redis-with-symbols.sh`, first in PATH) names the others too.
+/// four: the commands the library runs (`scriptCall`), the text ↔ number conversions (a Lua
+/// number given to `redis.call` is printed with "%.17g", a sorted set's score is parsed back,
+/// and read again from a listpack's text on every scan) and the whole call. A build with
+/// symbols (`benches/redis-with-symbols.sh`, first in PATH) names the others too.
 const PARTS: [(&str, &str); 9] = [
     ("scriptCall", "the commands the library runs"),
     (
