@@ -192,10 +192,7 @@ impl Worker {
                 None => continue, // stopping while Redis is away: left for redelivery
             };
             self.backlog.saw(&event.project);
-            let Some(outputs) = self.prepare(delivery, event, applied, broker).await else {
-                return;
-            };
-            decided.push(outputs);
+            decided.push(self.prepare(delivery, event, applied));
         }
         let mut messages = Vec::new();
         for one in &decided {
@@ -289,15 +286,13 @@ impl Worker {
         results
     }
 
-    /// Encodes an applied event's outputs and picks its timers' delay queues. `None` when a
-    /// delay queue could not be declared (the session is marked failed).
-    async fn prepare<'a>(
+    /// Encodes an applied event's outputs and picks its timers' delay queues.
+    fn prepare<'a>(
         &self,
         delivery: &'a Delivery,
         event: &'a InboundEvent,
         applied: Applied,
-        broker: &DeliveryContext,
-    ) -> Option<Decided<'a>> {
+    ) -> Decided<'a> {
         let time = rfc3339(applied.time_ms);
         let bodies: Vec<Vec<u8>> = applied
             .outputs
@@ -312,7 +307,7 @@ impl Worker {
         for timer in &applied.timers {
             let due = applied.time_ms + timer.delay_ms as i64;
             let real_wait = self.clock.to_real_ms(due - now).max(0);
-            let queue = self.delay_queue(real_wait as u64, broker).await?;
+            let queue = self.delay_queue(real_wait as u64);
             // A timer's `time` is when it is due: a schedule's switch is an event about the
             // agent's status at that instant (see the store's order of events).
             timers.push((
@@ -321,13 +316,13 @@ impl Worker {
                 outbound::timer_event(&event.project, timer, &rfc3339(due)),
             ));
         }
-        Some(Decided {
+        Decided {
             delivery,
             event,
             applied,
             bodies,
             timers,
-        })
+        }
     }
 
     /// The messages that publish one applied event's outputs and arm its timers.
@@ -381,9 +376,7 @@ impl Worker {
         (due, remaining): (i64, i64),
         broker: &DeliveryContext,
     ) {
-        let Some(queue) = self.delay_queue(remaining as u64, broker).await else {
-            return;
-        };
+        let queue = self.delay_queue(remaining as u64);
         let message = Message {
             exchange: "",
             routing_key: &queue,
@@ -398,21 +391,13 @@ impl Worker {
         self.ack(&[delivery.delivery_tag], broker).await;
     }
 
-    /// The delay queue for a timer due in `real_wait_ms`, declared if this session has not yet.
-    /// `None` (the session is marked failed) when declaring failed.
-    async fn delay_queue(&self, real_wait_ms: u64, broker: &DeliveryContext) -> Option<String> {
-        match broker
-            .publisher
-            .delay_queue(&self.config.work_queue, real_wait_ms)
-            .await
-        {
-            Ok(queue) => Some(queue),
-            Err(error) => {
-                tracing::warn!(%error, "declaring a delay queue failed; the event will be redelivered");
-                broker.session_failed.cancel();
-                None
-            }
-        }
+    /// The delay queue for a timer due in `real_wait_ms` (declared with the session's
+    /// topology, like every step of the ladder).
+    fn delay_queue(&self, real_wait_ms: u64) -> String {
+        broker::delay::queue_name(
+            &self.config.work_queue,
+            broker::delay::ladder_step(real_wait_ms),
+        )
     }
 
     /// Applies events of one project, waiting out Redis outages with backoff. `None` when the

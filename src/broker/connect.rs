@@ -61,10 +61,9 @@ fn refusal(error: &lapin::Error, user: &str, vhost: &str) -> Option<BrokerError>
 /// A declaration the broker refused because a queue or exchange of that name already exists,
 /// declared otherwise (a classic queue where Switchboard declares a quorum queue, another
 /// dead-letter exchange, another type), said plainly. Every declaration of Switchboard's own
-/// queues and exchanges goes through here. Like a refusal, it lasts until someone deletes that
-/// queue or exchange or gives Switchboard other names: when the session's topology meets it,
-/// the worker retries slowly at error level, not as an outage (a delay queue's, met while
-/// arming a timer, fails that session and the event is redelivered, as before).
+/// queues and exchanges, the timer ladder's included, is the session's topology and goes
+/// through here. Like a refusal, it lasts until someone deletes that queue or exchange or
+/// gives Switchboard other names: the worker retries slowly at error level, not as an outage.
 pub fn declaration_conflict(error: lapin::Error) -> BrokerError {
     if let lapin::ErrorKind::ProtocolError(amqp) = error.kind() {
         if amqp.get_id() == PRECONDITION_FAILED {

@@ -12,7 +12,7 @@
 //! - it is armed together with the outputs, before the causing event is acked, so a crash in
 //!   between re-arms it on redelivery.
 //!
-//! Delays are a ladder, 250 ms × 2^k (about 20 queues up to a week): a timer goes to the longest
+//! Delays are a ladder, 250 ms × 2^k (22 queues, up to about six days): a timer goes to the longest
 //! step that fits, carrying its due time in the `x-switchboard-due` header, and the worker that
 //! receives it early sends it on to the step that fits what remains. So a reply timeout of 30 s
 //! or a schedule boundary next Monday needs no queue of its own, and fires within
@@ -42,13 +42,18 @@ pub fn ladder_step(remaining_ms: u64) -> u64 {
     step
 }
 
-/// Every delay queue of the ladder for `work_queue` (to delete a topology).
-pub fn ladder_queue_names(work_queue: &str) -> Vec<String> {
+/// Every step of the ladder (ms), shortest first.
+pub fn ladder_steps() -> impl Iterator<Item = u64> {
     std::iter::successors(Some(SHORTEST_STEP_MS), |step| {
         (*step < LONGEST_STEP_MS).then(|| step * 2)
     })
-    .map(|step| queue_name(work_queue, step))
-    .collect()
+}
+
+/// Every delay queue of the ladder for `work_queue` (to delete a topology).
+pub fn ladder_queue_names(work_queue: &str) -> Vec<String> {
+    ladder_steps()
+        .map(|step| queue_name(work_queue, step))
+        .collect()
 }
 
 /// The delay queue for `delay_ms`.
@@ -110,5 +115,7 @@ mod tests {
             hops += 1;
         }
         assert!(hops < 40, "{hops} hops");
+        // The README counts the queues a topology declares.
+        assert_eq!(ladder_steps().count(), 22);
     }
 }

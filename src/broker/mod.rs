@@ -13,9 +13,7 @@ pub mod topology;
 
 pub use connect::open as open_connection;
 
-use std::collections::HashSet;
 use std::future::{poll_fn, Future};
-use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use futures_util::future::maybe_done;
@@ -75,7 +73,6 @@ impl Session {
             consume_channel,
             publisher: Publisher {
                 channel: publish_channel,
-                delay_queues: Arc::default(),
             },
         })
     }
@@ -157,8 +154,6 @@ impl Session {
 #[derive(Clone)]
 pub struct Publisher {
     channel: Channel,
-    /// Ladder steps (ms) whose delay queue this session has declared already.
-    delay_queues: Arc<Mutex<HashSet<u64>>>,
 }
 
 /// One message to publish.
@@ -170,24 +165,6 @@ pub struct Message<'a> {
 }
 
 impl Publisher {
-    /// The delay queue for a timer due in `wait_ms` (the ladder step that fits), declared
-    /// unless this session already did.
-    pub async fn delay_queue(&self, work_queue: &str, wait_ms: u64) -> Result<String, BrokerError> {
-        let step = delay::ladder_step(wait_ms);
-        let declared = self
-            .delay_queues
-            .lock()
-            .expect("not poisoned")
-            .contains(&step);
-        if !declared {
-            delay::declare(&self.channel, work_queue, step)
-                .await
-                .map_err(connect::declaration_conflict)?;
-            self.delay_queues.lock().expect("not poisoned").insert(step);
-        }
-        Ok(delay::queue_name(work_queue, step))
-    }
-
     /// Publishes every message, then waits until the broker has confirmed all of them.
     /// Publishing them all before waiting lets the confirms of one batch arrive together.
     pub async fn publish_all(&self, messages: Vec<Message<'_>>) -> Result<(), BrokerError> {

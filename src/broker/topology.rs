@@ -53,7 +53,13 @@ fn durable_queue() -> QueueDeclareOptions {
     }
 }
 
-/// Declares both exchanges, both queues and the binding.
+/// Declares both exchanges, both queues, the binding and the timer ladder's delay queues.
+///
+/// The delay queues are declared here, with the rest, rather than when a timer first needs one:
+/// a queue of that name declared otherwise (RabbitMQ refuses the declaration until someone
+/// acts) then keeps the worker from consuming, not ready and saying so, instead of failing
+/// the session at every event that arms a timer of that step. About twenty declarations of
+/// queues that exist already, once per session.
 pub async fn declare(channel: &Channel, config: &Config) -> lapin::Result<()> {
     for exchange in [&config.inbound_exchange, &config.outbound_exchange] {
         channel
@@ -90,6 +96,9 @@ pub async fn declare(channel: &Channel, config: &Config) -> lapin::Result<()> {
             FieldTable::default(),
         )
         .await?;
+    for step in delay::ladder_steps() {
+        delay::declare(channel, &config.work_queue, step).await?;
+    }
     Ok(())
 }
 

@@ -363,8 +363,27 @@ async fn a_redis_that_evicts_keys_when_full_is_reported_until_it_no_longer_does(
 /// becomes ready.
 #[tokio::test]
 async fn a_work_queue_declared_otherwise_is_a_refusal_until_it_is_gone() {
+    refused_until_gone(|config| config.work_queue.clone()).await;
+}
+
+/// The same for a queue of the timer ladder (here a classic queue without the step's TTL and
+/// dead-lettering, as an earlier tool or a hand-made queue may be): the worker does not start
+/// consuming with a timer it could not arm, only to fail at the first event that arms one.
+#[tokio::test]
+async fn a_delay_queue_declared_otherwise_is_a_refusal_until_it_is_gone() {
+    refused_until_gone(|config| {
+        switchboard::broker::delay::ladder_queue_names(&config.work_queue)[2].clone()
+    })
+    .await;
+}
+
+/// Declares the queue `in_the_way` names (of a fresh topology) as a plain durable classic
+/// queue, starts a worker, and checks that it is not ready and says so as a refusal, retried
+/// slowly, until the queue is deleted; then that it becomes ready.
+async fn refused_until_gone(in_the_way: impl Fn(&switchboard::config::Config) -> String) {
     // Its topology's names, nothing declared yet.
     let config = Env::config_on(amqp_url());
+    let queue = in_the_way(&config);
     let connection = lapin::Connection::connect(config.amqp_url.as_str(), Default::default())
         .await
         .unwrap();
@@ -374,11 +393,7 @@ async fn a_work_queue_declared_otherwise_is_a_refusal_until_it_is_gone() {
         ..Default::default()
     };
     channel
-        .queue_declare(
-            config.work_queue.as_str().into(),
-            durable,
-            Default::default(),
-        )
+        .queue_declare(queue.as_str().into(), durable, Default::default())
         .await
         .unwrap();
     let http_port = free_port();
@@ -389,23 +404,22 @@ async fn a_work_queue_declared_otherwise_is_a_refusal_until_it_is_gone() {
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let readyz = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
-    assert!(
-        !http_get(readyz, "/readyz")
-            .await
-            .unwrap_or_default()
-            .starts_with("HTTP/1.1 200"),
-        "not ready while the queue is in the way"
-    );
+    let ready_in_the_way = http_get(readyz, "/readyz")
+        .await
+        .unwrap_or_default()
+        .starts_with("HTTP/1.1 200");
     channel
-        .queue_delete(config.work_queue.as_str().into(), Default::default())
+        .queue_delete(queue.as_str().into(), Default::default())
         .await
         .unwrap();
     // The next slow retry (2 s, then 4 s) declares Switchboard's own queue.
-    readiness_within(readyz, Duration::from_secs(15))
-        .await
-        .expect("ready once the queue is gone");
+    let ready_once_gone = readiness_within(readyz, Duration::from_secs(15)).await;
+    // The worker goes before any assertion, so that a failing one leaves no process behind.
     let _ = worker.kill();
     let output = worker.wait_with_output().unwrap();
+    let _ = switchboard::broker::topology::delete(&channel, &config).await;
+    assert!(!ready_in_the_way, "not ready while {queue} is in the way");
+    ready_once_gone.expect("ready once the queue is gone");
     let log = String::from_utf8_lossy(&output.stderr);
     let refusals: Vec<&str> = log
         .lines()
@@ -419,10 +433,13 @@ async fn a_work_queue_declared_otherwise_is_a_refusal_until_it_is_gone() {
         "retried slowly (2 s, then 4 s), not as an outage:\n{log}"
     );
     assert!(
+        refusals.iter().any(|l| l.contains(queue.as_str())),
+        "the line names {queue}:\n{log}"
+    );
+    assert!(
         !log.contains("connection lost"),
         "not reported as a lost connection:\n{log}"
     );
-    let _ = switchboard::broker::topology::delete(&channel, &config).await;
 }
 
 #[tokio::test]
