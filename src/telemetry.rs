@@ -226,6 +226,23 @@ impl RedisEvictionPolicy<'_> {
     }
 }
 
+/// Redis does not let this worker read its eviction policy (`INFO` refused to its ACL user):
+/// whether Redis may delete what Switchboard keeps is unchecked, said once at warning level
+/// (again only after the policy could be read in between). `switchboard_redis_evicts_keys` is
+/// left as it was: unset, unless an earlier reading set it.
+pub struct RedisEvictionPolicyUnread<'a> {
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl RedisEvictionPolicyUnread<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(error = %self.error,
+            "cannot read Redis's maxmemory-policy (INFO memory): whether Redis deletes keys \
+             when it is full is unchecked; allow INFO to this user, or make sure the policy \
+             is noeviction");
+    }
+}
+
 /// Events being processed right now.
 pub fn in_flight(delta: f64) {
     gauge!("switchboard_in_flight_events").increment(delta);

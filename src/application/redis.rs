@@ -8,7 +8,9 @@ use std::time::Duration;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::store::{eviction, Store, StoreOptions};
-use crate::telemetry::{ConnectionRefused, Reconnecting, RedisEvictionPolicy};
+use crate::telemetry::{
+    ConnectionRefused, Reconnecting, RedisEvictionPolicy, RedisEvictionPolicyUnread,
+};
 use crate::worker::Worker;
 
 /// How long to wait before connecting again, and what to say: an outage is retried briefly
@@ -88,32 +90,53 @@ pub async fn connect(config: &Config, options: StoreOptions) -> Store {
 const PROBE_EVERY: Duration = Duration::from_secs(5);
 const PROBE_AGAIN: Duration = Duration::from_secs(1);
 
+/// What the watch last learnt of Redis's eviction policy, said again only when it changes.
+#[derive(PartialEq)]
+enum EvictionPolicies {
+    /// Each node's `maxmemory-policy`.
+    Read(Vec<String>),
+    /// `INFO` refused to this worker's user (an ACL without it): the policy is unknown.
+    Refused,
+}
+
 /// Keeps `/readyz` honest about Redis while no event is flowing, says at error level, at a
 /// slowing pace, when Redis refuses this worker (credentials, ACL, certificates), and whenever
-/// Redis's eviction policy changes to one that can delete what Switchboard keeps. Asks
+/// Redis's eviction policy changes to one that can delete what Switchboard keeps (or, once,
+/// when Redis does not let this worker read it). Asks
 /// whether Redis would start a call of the library (`Store::probe`), not whether it answers:
 /// a master refusing writes (out of memory, short of replicas) still answers PING, and readiness
 /// would flap between this watch saying ready and each held event saying not.
 pub async fn watch(worker: Arc<Worker>) {
     let mut reconnection = Reconnection::new("redis");
-    let mut policies: Option<Vec<String>> = None;
+    let mut policies: Option<EvictionPolicies> = None;
     loop {
         let probed = worker.store.probe().await;
         worker.readiness.set_redis(probed.is_ok());
         let pause = match probed {
             Ok(()) => {
                 reconnection.succeeded();
-                // (Unread where INFO is not allowed: nothing is said then.)
-                if let Ok(now) = worker.store.eviction_policies().await {
-                    if policies.as_ref() != Some(&now) {
+                let now = match worker.store.eviction_policies().await {
+                    Ok(now) => Some(EvictionPolicies::Read(now)),
+                    Err(error) if error.is_refusal() => {
+                        if policies != Some(EvictionPolicies::Refused) {
+                            let why = error.refusal().unwrap_or_default();
+                            RedisEvictionPolicyUnread { error: &why }.emit();
+                        }
+                        Some(EvictionPolicies::Refused)
+                    }
+                    // Passing (the connection dropped after the probe): read at the next one.
+                    Err(_) => None,
+                };
+                if let Some(EvictionPolicies::Read(read)) = &now {
+                    if policies.as_ref() != now.as_ref() {
                         RedisEvictionPolicy {
-                            policies: &now,
-                            evicts: eviction::evicts(&now),
+                            policies: read,
+                            evicts: eviction::evicts(read),
                         }
                         .emit();
-                        policies = Some(now);
                     }
                 }
+                policies = now.or(policies);
                 PROBE_EVERY
             }
             Err(error) if error.is_refusal() => {

@@ -355,6 +355,54 @@ async fn a_redis_that_evicts_keys_when_full_is_reported_until_it_no_longer_does(
     env.cleanup().await;
 }
 
+/// A Redis whose ACL does not let the worker run `INFO` keeps its eviction policy to itself. The
+/// worker still works (INFO is not on the path of any event), and says once, at warning level,
+/// that the policy is unchecked, not at every probe.
+#[tokio::test]
+async fn a_redis_that_will_not_tell_its_eviction_policy_is_said_once_to_be_unchecked() {
+    if crate::tls_support::second_pass() {
+        return;
+    }
+    let redis = PrivateRedis::start();
+    let mut admin = connect(&redis).await;
+    send(
+        &mut admin,
+        &[
+            "ACL", "SETUSER", "sb", "on", ">sb-pass", "~*", "&*", "+@all", "-info",
+        ],
+    )
+    .await;
+    let mut config = Env::config_on(amqp_url());
+    config.redis_url = format!("redis://sb:sb-pass@127.0.0.1:{}", redis.port).into();
+    let http_port = free_port();
+    let mut worker = worker_command(env!("CARGO_BIN_EXE_switchboard"), &config, http_port)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let readyz = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
+    let ready = readiness_within(readyz, Duration::from_secs(15)).await;
+    // Two more probes of the Redis watch (every 5 s), which read the policy each time.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let still_ready = http_get(readyz, "/readyz")
+        .await
+        .unwrap_or_default()
+        .starts_with("HTTP/1.1 200");
+    let _ = worker.kill();
+    let output = worker.wait_with_output().unwrap();
+    delete_topology(&config).await;
+    let log = String::from_utf8_lossy(&output.stderr);
+    ready.expect("ready: INFO is not needed to apply events");
+    assert!(still_ready, "still ready:\n{log}");
+    let unchecked = log
+        .lines()
+        .filter(|l| {
+            l.contains("WARN") && l.contains("maxmemory-policy") && l.contains("no permissions")
+        })
+        .count();
+    assert_eq!(unchecked, 1, "said once, naming the refusal:\n{log}");
+}
+
 /// A work queue that already exists, declared otherwise than Switchboard declares it (here a
 /// classic queue, as an operator or another tool may have made it): RabbitMQ refuses the
 /// declaration (406 PRECONDITION_FAILED), and will until someone acts. The worker says so at
@@ -375,6 +423,15 @@ async fn a_delay_queue_declared_otherwise_is_a_refusal_until_it_is_gone() {
         switchboard::broker::delay::ladder_queue_names(&config.work_queue)[2].clone()
     })
     .await;
+}
+
+/// Deletes a topology that a worker process declared.
+async fn delete_topology(config: &switchboard::config::Config) {
+    let connection = lapin::Connection::connect(config.amqp_url.as_str(), Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let _ = switchboard::broker::topology::delete(&channel, config).await;
 }
 
 /// Declares the queue `in_the_way` names (of a fresh topology) as a plain durable classic
@@ -417,7 +474,7 @@ async fn refused_until_gone(in_the_way: impl Fn(&switchboard::config::Config) ->
     // The worker goes before any assertion, so that a failing one leaves no process behind.
     let _ = worker.kill();
     let output = worker.wait_with_output().unwrap();
-    let _ = switchboard::broker::topology::delete(&channel, &config).await;
+    delete_topology(&config).await;
     assert!(!ready_in_the_way, "not ready while {queue} is in the way");
     ready_once_gone.expect("ready once the queue is gone");
     let log = String::from_utf8_lossy(&output.stderr);
