@@ -2,6 +2,7 @@
 //! everything resumes when they return.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -374,13 +375,7 @@ async fn a_redis_that_will_not_tell_its_eviction_policy_is_said_once_to_be_unche
     .await;
     let mut config = Env::config_on(amqp_url());
     config.redis_url = format!("redis://sb:sb-pass@127.0.0.1:{}", redis.port).into();
-    let http_port = free_port();
-    let mut worker = worker_command(env!("CARGO_BIN_EXE_switchboard"), &config, http_port)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let readyz = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
+    let (worker, readyz) = worker_process(&config);
     let ready = readiness_within(readyz, Duration::from_secs(15)).await;
     // Two more probes of the Redis watch (every 5 s), which read the policy each time.
     tokio::time::sleep(Duration::from_secs(11)).await;
@@ -388,10 +383,7 @@ async fn a_redis_that_will_not_tell_its_eviction_policy_is_said_once_to_be_unche
         .await
         .unwrap_or_default()
         .starts_with("HTTP/1.1 200");
-    let _ = worker.kill();
-    let output = worker.wait_with_output().unwrap();
-    delete_topology(&config).await;
-    let log = String::from_utf8_lossy(&output.stderr);
+    let log = stop_process(worker, &config).await;
     ready.expect("ready: INFO is not needed to apply events");
     assert!(still_ready, "still ready:\n{log}");
     let unchecked = log
@@ -425,13 +417,32 @@ async fn a_delay_queue_declared_otherwise_is_a_refusal_until_it_is_gone() {
     .await;
 }
 
-/// Deletes a topology that a worker process declared.
-async fn delete_topology(config: &switchboard::config::Config) {
+/// A `switchboard run` process configured like `config`, its standard error kept, and the
+/// address of its HTTP endpoints.
+fn worker_process(config: &switchboard::config::Config) -> (std::process::Child, SocketAddr) {
+    let http_port = free_port();
+    let worker = worker_command(env!("CARGO_BIN_EXE_switchboard"), config, http_port)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    (worker, SocketAddr::from(([127, 0, 0, 1], http_port)))
+}
+
+/// Kills a worker process of [`worker_process`], deletes the topology it declared and returns
+/// its log. Called before a test asserts, so that a failing test leaves no process behind.
+async fn stop_process(
+    mut worker: std::process::Child,
+    config: &switchboard::config::Config,
+) -> String {
+    let _ = worker.kill();
+    let output = worker.wait_with_output().unwrap();
     let connection = lapin::Connection::connect(config.amqp_url.as_str(), Default::default())
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
     let _ = switchboard::broker::topology::delete(&channel, config).await;
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Declares the queue `in_the_way` names (of a fresh topology) as a plain durable classic
@@ -453,14 +464,8 @@ async fn refused_until_gone(in_the_way: impl Fn(&switchboard::config::Config) ->
         .queue_declare(queue.as_str().into(), durable, Default::default())
         .await
         .unwrap();
-    let http_port = free_port();
-    let mut worker = worker_command(env!("CARGO_BIN_EXE_switchboard"), &config, http_port)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (worker, readyz) = worker_process(&config);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let readyz = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
     let ready_in_the_way = http_get(readyz, "/readyz")
         .await
         .unwrap_or_default()
@@ -472,12 +477,9 @@ async fn refused_until_gone(in_the_way: impl Fn(&switchboard::config::Config) ->
     // The next slow retry (2 s, then 4 s) declares Switchboard's own queue.
     let ready_once_gone = readiness_within(readyz, Duration::from_secs(15)).await;
     // The worker goes before any assertion, so that a failing one leaves no process behind.
-    let _ = worker.kill();
-    let output = worker.wait_with_output().unwrap();
-    delete_topology(&config).await;
+    let log = stop_process(worker, &config).await;
     assert!(!ready_in_the_way, "not ready while {queue} is in the way");
     ready_once_gone.expect("ready once the queue is gone");
-    let log = String::from_utf8_lossy(&output.stderr);
     let refusals: Vec<&str> = log
         .lines()
         .filter(|l| {
