@@ -99,6 +99,33 @@ enum EvictionPolicies {
     Refused,
 }
 
+/// Reads Redis's eviction policies and says what changed since `last` (see
+/// [`RedisEvictionPolicy`] and [`RedisEvictionPolicyUnread`]). A passing failure (the
+/// connection dropped after the probe) says nothing and leaves `last`: the next probe reads
+/// again.
+async fn read_eviction_policies(store: &Store, last: &mut Option<EvictionPolicies>) {
+    let (now, refusal) = match store.eviction_policies().await {
+        Ok(read) => (EvictionPolicies::Read(read), None),
+        Err(error) if error.is_refusal() => (EvictionPolicies::Refused, error.refusal()),
+        Err(_) => return,
+    };
+    if last.as_ref() == Some(&now) {
+        return;
+    }
+    match &now {
+        EvictionPolicies::Read(read) => RedisEvictionPolicy {
+            policies: read,
+            evicts: eviction::evicts(read),
+        }
+        .emit(),
+        EvictionPolicies::Refused => RedisEvictionPolicyUnread {
+            error: &refusal.unwrap_or_default(),
+        }
+        .emit(),
+    }
+    *last = Some(now);
+}
+
 /// Keeps `/readyz` honest about Redis while no event is flowing, says at error level, at a
 /// slowing pace, when Redis refuses this worker (credentials, ACL, certificates), and whenever
 /// Redis's eviction policy changes to one that can delete what Switchboard keeps (or, once,
@@ -115,28 +142,7 @@ pub async fn watch(worker: Arc<Worker>) {
         let pause = match probed {
             Ok(()) => {
                 reconnection.succeeded();
-                let now = match worker.store.eviction_policies().await {
-                    Ok(now) => Some(EvictionPolicies::Read(now)),
-                    Err(error) if error.is_refusal() => {
-                        if policies != Some(EvictionPolicies::Refused) {
-                            let why = error.refusal().unwrap_or_default();
-                            RedisEvictionPolicyUnread { error: &why }.emit();
-                        }
-                        Some(EvictionPolicies::Refused)
-                    }
-                    // Passing (the connection dropped after the probe): read at the next one.
-                    Err(_) => None,
-                };
-                if let Some(EvictionPolicies::Read(read)) = &now {
-                    if policies.as_ref() != now.as_ref() {
-                        RedisEvictionPolicy {
-                            policies: read,
-                            evicts: eviction::evicts(read),
-                        }
-                        .emit();
-                    }
-                }
-                policies = now.or(policies);
+                read_eviction_policies(&worker.store, &mut policies).await;
                 PROBE_EVERY
             }
             Err(error) if error.is_refusal() => {
