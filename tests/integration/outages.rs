@@ -383,7 +383,8 @@ async fn a_redis_that_will_not_tell_its_eviction_policy_is_said_once_to_be_unche
         .await
         .unwrap_or_default()
         .starts_with("HTTP/1.1 200");
-    let log = stop_process(worker, &config).await;
+    let (_connection, channel) = broker_channel(&config).await;
+    let log = stop_process(worker, &channel, &config).await;
     ready.expect("ready: INFO is not needed to apply events");
     assert!(still_ready, "still ready:\n{log}");
     let unchecked = log
@@ -431,19 +432,29 @@ fn worker_process(config: &switchboard::config::Config) -> (std::process::Child,
     (worker, SocketAddr::from(([127, 0, 0, 1], http_port)))
 }
 
-/// Kills a worker process of [`worker_process`], deletes the topology it declared and returns
-/// its log. Called before a test asserts, so that a failing test leaves no process behind.
-async fn stop_process(
-    mut worker: std::process::Child,
+/// A channel of the test's own on the broker of `config` (with its connection, kept open while
+/// the channel is used).
+async fn broker_channel(
     config: &switchboard::config::Config,
-) -> String {
-    let _ = worker.kill();
-    let output = worker.wait_with_output().unwrap();
+) -> (lapin::Connection, lapin::Channel) {
     let connection = lapin::Connection::connect(config.amqp_url.as_str(), Default::default())
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
-    let _ = switchboard::broker::topology::delete(&channel, config).await;
+    (connection, channel)
+}
+
+/// Kills a worker process of [`worker_process`], deletes the topology it declared (on
+/// `channel`) and returns its log. Called before a test asserts, so that a failing test leaves
+/// no process behind.
+async fn stop_process(
+    mut worker: std::process::Child,
+    channel: &lapin::Channel,
+    config: &switchboard::config::Config,
+) -> String {
+    let _ = worker.kill();
+    let output = worker.wait_with_output().unwrap();
+    let _ = switchboard::broker::topology::delete(channel, config).await;
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -454,10 +465,7 @@ async fn refused_until_gone(in_the_way: impl Fn(&switchboard::config::Config) ->
     // Its topology's names, nothing declared yet.
     let config = Env::config_on(amqp_url());
     let queue = in_the_way(&config);
-    let connection = lapin::Connection::connect(config.amqp_url.as_str(), Default::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
+    let (_connection, channel) = broker_channel(&config).await;
     let durable = lapin::options::QueueDeclareOptions {
         durable: true,
         ..Default::default()
@@ -479,7 +487,7 @@ async fn refused_until_gone(in_the_way: impl Fn(&switchboard::config::Config) ->
     // The next slow retry (2 s, then 4 s) declares Switchboard's own queue.
     let ready_once_gone = readiness_within(readyz, Duration::from_secs(15)).await;
     // The worker goes before any assertion, so that a failing one leaves no process behind.
-    let log = stop_process(worker, &config).await;
+    let log = stop_process(worker, &channel, &config).await;
     assert!(!ready_in_the_way, "not ready while {queue} is in the way");
     ready_once_gone.expect("ready once the queue is gone");
     let refusals: Vec<&str> = log
