@@ -15,6 +15,9 @@
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 
+use switchboard::contract::Id;
+use switchboard::store::keys;
+
 use super::names::redis_url;
 
 static PROJECTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -66,10 +69,11 @@ fn forget(projects: &[String]) -> redis::RedisResult<()> {
                 .get_connection_with_timeout(Duration::from_secs(2))?,
         )
     };
-    for project in projects {
+    // An id the contract rejects names no key: no worker writes for it.
+    for project in projects.iter().filter_map(|p| Id::parse(p).ok()) {
         script
-            .key(format!("sb:{{{project}}}:settings"))
-            .arg(format!("sb:{{{project}}}:*"))
+            .key(keys::project_key(&project, "settings"))
+            .arg(format!("{}*", keys::project_prefix(&project)))
             .invoke::<()>(connection.as_mut())?;
     }
     Ok(())
