@@ -61,8 +61,9 @@ async fn a_conversation_created_while_its_slot_moves_is_decided_once_the_move_is
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_millis() as u64;
-    let generation = now_ms / (env.config.dedupe_ttl_seconds * 1000);
+        .as_millis() as i64;
+    // The store's generations, as the worker (of the same default dedupe TTL) counts them.
+    let (generation, _) = store.generation(now_ms);
     let current = keys::events_key(&project, generation);
     let previous = keys::events_key(&project, generation - 1);
     let slot = cluster.slot_of(&certificates, &project);
@@ -72,7 +73,7 @@ async fn a_conversation_created_while_its_slot_moves_is_decided_once_the_move_is
     let id = |port: u16| ask(port, &["cluster", "myid"]).trim().to_string();
     let (from_id, to_id) = (id(from), id(to));
     let slot_text = slot.to_string();
-    for key in [format!("{prefix}settings"), current, previous] {
+    for key in [keys::project_key(&project, "settings"), current, previous] {
         assert_eq!(ask(from, &["exists", &key]).trim(), "1", "{key} exists");
     }
 
