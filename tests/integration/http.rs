@@ -135,8 +135,7 @@ async fn readyz_is_503_while_redis_is_down() {
         return;
     }
     let mut redis = PrivateRedis::start();
-    let mut env = Env::new().await;
-    env.config.redis_url = redis.url().into();
+    let env = Env::on_redis(&redis).await;
     let worker = env.spawn_worker().await;
     assert!(http_get(worker.http_addr, "/readyz")
         .await

@@ -22,8 +22,7 @@ fn decided_conversations(outputs: &[serde_json::Value]) -> HashSet<String> {
 #[tokio::test]
 async fn a_redis_crash_pauses_work_and_loses_nothing() {
     let mut redis = PrivateRedis::start();
-    let mut env = Env::new().await;
-    env.config.redis_url = redis.url().into();
+    let mut env = Env::on_redis(&redis).await;
     let worker = env.spawn_worker().await;
     let mut platform = Platform::new();
     env.team(&mut platform, &[("a", 5)]).await;
@@ -145,8 +144,7 @@ async fn a_master_demoted_while_the_worker_waits_for_its_replica_holds_the_event
     }
     let master = PrivateRedis::start();
     let other = PrivateRedis::start();
-    let mut env = Env::new().await;
-    env.config.redis_url = master.url().into();
+    let mut env = Env::on_redis(&master).await;
     env.config.redis_wait_replicas = 1;
     env.config.redis_wait_timeout_ms = 30_000;
     let worker = env.spawn_worker().await;
@@ -268,8 +266,7 @@ async fn a_master_refusing_writes_holds_the_events_until_it_takes_them_again() {
     ];
     for refusal in refusals {
         let master = PrivateRedis::start();
-        let mut env = Env::new().await;
-        env.config.redis_url = master.url().into();
+        let mut env = Env::on_redis(&master).await;
         let worker = env.spawn_worker().await;
         refusal.refuse(&master).await;
         let mut platform = Platform::new();
@@ -293,8 +290,7 @@ async fn a_redis_full_of_clients_holds_the_events_until_the_worker_gets_in() {
         return;
     }
     let redis = PrivateRedis::start();
-    let mut env = Env::new().await;
-    env.config.redis_url = redis.url().into();
+    let mut env = Env::on_redis(&redis).await;
     let worker = env.spawn_worker().await;
     // The one connection left to the server: this test's.
     let mut admin = connect(&redis).await;
@@ -341,8 +337,7 @@ async fn a_redis_that_evicts_keys_when_full_is_reported_until_it_no_longer_does(
         &["CONFIG", "SET", "maxmemory-policy", "volatile-lru"],
     )
     .await;
-    let mut env = Env::new().await;
-    env.config.redis_url = redis.url().into();
+    let env = Env::on_redis(&redis).await;
     let worker = env.spawn_worker().await;
     wait_until(|| async { evicts_keys(&worker).await == Some(1.0) }).await;
     // The watch reads it again at its next probe (every 5 s while Redis takes calls).

@@ -14,7 +14,7 @@ use switchboard::config::Config;
 
 use super::events::Platform;
 use super::names::{amqp_url, redis_url, store_layout, unique};
-use super::redis::store_at;
+use super::redis::{store_at, PrivateRedis};
 
 /// A test's own exchanges and queues, a publisher, and a tap on its outbound exchange.
 pub struct Env {
@@ -57,6 +57,14 @@ impl Env {
 
     pub async fn new() -> Env {
         Env::with_amqp_url(amqp_url()).await
+    }
+
+    /// Like [`Env::new`], its workers on `redis` (a private server, to stop or to reconfigure)
+    /// instead of the shared Redis.
+    pub async fn on_redis(redis: &PrivateRedis) -> Env {
+        let mut env = Env::new().await;
+        env.config.redis_url = redis.url().into();
+        env
     }
 
     /// Like [`Env::new`], on the broker at `amqp_url` (a private node, say).
