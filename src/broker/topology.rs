@@ -2,7 +2,7 @@
 //! after every reconnection; and deleted, for the private topologies of tests, the benchmark
 //! and `simulate`.
 
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions,
@@ -108,24 +108,29 @@ pub async fn declare(channel: &Channel, config: &Config) -> lapin::Result<()> {
 /// Deletes what [`declare`] declares and every delay queue of the timer ladder, messages and
 /// all: a topology of its own that a test, a benchmark run or a simulation leaves behind. Every
 /// deletion is tried (deleting what does not exist succeeds), so one failure does not leave
-/// the rest; the first error is returned.
+/// the rest; the first error is returned. Like the declarations, the 26 deletions are sent
+/// together: one round trip, not 26, for each test's teardown.
 pub async fn delete(channel: &Channel, config: &Config) -> lapin::Result<()> {
-    let mut first_error = None;
-    let queues = [&config.work_queue, &config.dead_letter_queue]
+    let queues: Vec<String> = [&config.work_queue, &config.dead_letter_queue]
         .into_iter()
         .cloned()
-        .chain(delay::ladder_queue_names(&config.work_queue));
-    for queue in queues {
-        let deleted = channel
-            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
-        first_error = first_error.or(deleted.err());
-    }
-    for exchange in [&config.inbound_exchange, &config.outbound_exchange] {
-        let deleted = channel
-            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-            .await;
-        first_error = first_error.or(deleted.err());
-    }
+        .chain(delay::ladder_queue_names(&config.work_queue))
+        .collect();
+    let queues_deleted =
+        join_all(queues.iter().map(|queue| {
+            channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        }));
+    let exchanges_deleted = join_all([&config.inbound_exchange, &config.outbound_exchange].map(
+        |exchange| {
+            channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+        },
+    ));
+    let (queues_deleted, exchanges_deleted) =
+        futures_util::join!(queues_deleted, exchanges_deleted);
+    let first_error = queues_deleted
+        .into_iter()
+        .map(|deleted| deleted.map(|_| ()))
+        .chain(exchanges_deleted)
+        .find_map(Result::err);
     first_error.map_or(Ok(()), Err)
 }

@@ -27,6 +27,7 @@ mod store;
 mod threads;
 mod tls;
 mod tls_support;
+mod topology;
 mod upgrade;
 mod wait_cost;
 mod waiting;
