@@ -29,12 +29,16 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection may keep answering after shutdown began.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// What `/readyz` reports: connected to the broker and Redis, and consuming.
+/// What `/readyz` reports: connected to the broker and Redis, consuming, and not blocked from
+/// publishing by a broker's resource alarm.
 #[derive(Debug, Default)]
 pub struct Readiness {
     broker: AtomicBool,
     redis: AtomicBool,
     consuming: AtomicBool,
+    /// The broker blocks this worker's publishing (see `broker::Blocking`): its decisions
+    /// cannot reach the platform.
+    broker_blocked: AtomicBool,
 }
 
 impl Readiness {
@@ -53,8 +57,14 @@ impl Readiness {
         self.publish();
     }
 
+    pub fn set_broker_blocked(&self, blocked: bool) {
+        self.broker_blocked.store(blocked, Ordering::Relaxed);
+        self.publish();
+    }
+
     pub fn is_ready(&self) -> bool {
         self.broker.load(Ordering::Relaxed)
+            && !self.broker_blocked.load(Ordering::Relaxed)
             && self.redis.load(Ordering::Relaxed)
             && self.consuming.load(Ordering::Relaxed)
     }
@@ -67,9 +77,14 @@ impl Readiness {
                 "down"
             }
         };
+        let broker =
+            if self.broker.load(Ordering::Relaxed) && self.broker_blocked.load(Ordering::Relaxed) {
+                "blocked (resource alarm)"
+            } else {
+                flag(&self.broker)
+            };
         format!(
-            "broker: {}\nredis: {}\nconsuming: {}\n",
-            flag(&self.broker),
+            "broker: {broker}\nredis: {}\nconsuming: {}\n",
             flag(&self.redis),
             flag(&self.consuming)
         )

@@ -243,6 +243,39 @@ impl RedisEvictionPolicyUnread<'_> {
     }
 }
 
+/// The broker blocks this worker's connection from publishing (a RabbitMQ memory or disk
+/// alarm): decisions wait unpublished, and events unacked, until it unblocks. Said at warning
+/// level with the broker's reason; `switchboard_broker_blocked` is 1 until [`BrokerUnblocked`].
+pub struct BrokerBlocked<'a> {
+    pub reason: &'a str,
+}
+
+impl BrokerBlocked<'_> {
+    pub fn emit(&self) {
+        gauge!("switchboard_broker_blocked").set(1.0);
+        tracing::warn!(
+            reason = self.reason,
+            "the broker blocks publishing (a resource alarm): decisions wait unpublished and \
+             events unacked until it clears; free memory or disk on the broker"
+        );
+    }
+}
+
+/// The broker lets this worker publish again (its alarm cleared, or a new connection).
+/// `said`: it was blocked, and the line says so; a new connection only resets the gauge.
+pub struct BrokerUnblocked {
+    pub said: bool,
+}
+
+impl BrokerUnblocked {
+    pub fn emit(&self) {
+        gauge!("switchboard_broker_blocked").set(0.0);
+        if self.said {
+            tracing::info!("the broker unblocked publishing: decisions go out again");
+        }
+    }
+}
+
 /// Events being processed right now.
 pub fn in_flight(delta: f64) {
     gauge!("switchboard_in_flight_events").increment(delta);

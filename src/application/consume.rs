@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use lapin::message::Delivery;
 use lapin::Consumer;
 use tokio::sync::Semaphore;
@@ -13,8 +13,9 @@ use tokio_util::task::TaskTracker;
 
 use super::redis::Reconnection;
 use crate::backoff::Backoff;
-use crate::broker::Session;
-use crate::telemetry::{self, Reconnecting};
+use crate::broker::{Blocking, Session};
+use crate::http::Readiness;
+use crate::telemetry::{self, BrokerBlocked, BrokerUnblocked, Reconnecting};
 use crate::worker::{DecisionSlot, DeliveryContext, Worker};
 
 /// How long the events of a broken session may take to finish before they are given up.
@@ -25,6 +26,11 @@ pub async fn run(worker: Arc<Worker>, tag: String) {
     let mut reconnection = Reconnection::new("broker");
     while let Some((session, consumer)) = open(&worker, &tag, &mut reconnection).await {
         reconnection.succeeded();
+        // Nothing is published before the first delivery: no notice is missed.
+        let blocking = tokio::spawn(watch_blocking(
+            session.blocking_notices(),
+            worker.readiness.clone(),
+        ));
         let in_flight = TaskTracker::new();
         let context = Arc::new(DeliveryContext {
             publisher: session.publisher(),
@@ -45,9 +51,34 @@ pub async fn run(worker: Arc<Worker>, tag: String) {
         worker.readiness.set_consuming(false);
         let stopping = worker.shutdown.is_cancelled();
         drain(&worker, session, &tag, in_flight, abandoned, stopping).await;
+        // A new connection starts unblocked; the broker blocks it again if its alarm lasts.
+        blocking.abort();
+        worker.readiness.set_broker_blocked(false);
         if stopping || !Backoff::wait(reconnection.next_outage_delay(), &worker.shutdown).await {
             return;
         }
+    }
+}
+
+/// Follows what the broker says of one session's publishing (see `broker::Blocking`): while it
+/// blocks it, the worker is not ready and says why once; when it unblocks, it says so.
+async fn watch_blocking(notices: impl Stream<Item = Blocking>, readiness: Arc<Readiness>) {
+    BrokerUnblocked { said: false }.emit();
+    let mut notices = std::pin::pin!(notices);
+    let mut blocked = false;
+    while let Some(notice) = notices.next().await {
+        match notice {
+            Blocking::Blocked(reason) if !blocked => {
+                BrokerBlocked { reason: &reason }.emit();
+                blocked = true;
+            }
+            Blocking::Unblocked if blocked => {
+                BrokerUnblocked { said: true }.emit();
+                blocked = false;
+            }
+            _ => continue,
+        }
+        readiness.set_broker_blocked(blocked);
     }
 }
 
@@ -200,7 +231,7 @@ async fn drain(
         .is_err()
     {
         tracing::warn!(
-            events = in_flight.len(),
+            batches = in_flight.len(),
             "events of the broken session are given up; the broker redelivers them"
         );
         abandoned.cancel();

@@ -7,10 +7,12 @@
 //! event is idempotent.
 
 pub mod acks;
+mod blocking;
 mod connect;
 pub mod delay;
 pub mod topology;
 
+pub use blocking::Blocking;
 pub use connect::open as open_connection;
 
 use std::future::{poll_fn, Future};
@@ -75,6 +77,12 @@ impl Session {
                 channel: publish_channel,
             },
         })
+    }
+
+    /// What the broker says of this connection's publishing from now on (see
+    /// [`Blocking`]): taken before consuming, so that no notice goes unheard.
+    pub fn blocking_notices(&self) -> futures_util::stream::BoxStream<'static, Blocking> {
+        blocking::notices(&self.connection)
     }
 
     /// Acknowledgements of the deliveries of the consuming channel.

@@ -2,6 +2,7 @@
 //! Every test isolates itself: its own project id, its own exchange and queue names.
 
 mod acks;
+mod broker_alarm;
 mod broker_restart;
 mod capacity;
 mod capacity_workers;
