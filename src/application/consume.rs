@@ -20,6 +20,11 @@ use crate::worker::{DecisionSlot, DeliveryContext, Worker};
 
 /// How long the events of a broken session may take to finish before they are given up.
 const BROKEN_SESSION_GRACE: Duration = Duration::from_secs(5);
+/// How long a stopping worker waits for its events in flight (their confirms and acks) and for
+/// the broker to see it go, before it leaves them to the broker: a broker that blocks
+/// publishing stops reading from the connection altogether, and would hold the stop for as
+/// long as its alarm lasts. Well within a container's usual 30 s between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Consumes until the worker stops.
 pub async fn run(worker: Arc<Worker>, tag: String) {
@@ -203,7 +208,8 @@ async fn dispatch(
 }
 
 /// The session ended. Stopping: no new deliveries, finish what is in flight (each acks after
-/// its outputs are confirmed), then close (anything still unacked is requeued by the broker).
+/// its outputs are confirmed), then close (anything still unacked is requeued by the broker);
+/// what has not finished within `STOP_GRACE` is given up as for a broken session.
 /// Broken: in-flight events cannot be acked on it any more, so it is dropped and the broker
 /// requeues them (they are replayed, not decided again, on redelivery); those still waiting on
 /// the dead connection after a grace period (a confirm or an ack that never resolves) are given
@@ -217,10 +223,23 @@ async fn drain(
     stopping: bool,
 ) {
     if stopping {
-        session.cancel(tag).await;
-        in_flight.close();
-        in_flight.wait().await;
-        session.close().await;
+        let finished = tokio::time::timeout(STOP_GRACE, async {
+            session.cancel(tag).await;
+            in_flight.close();
+            in_flight.wait().await;
+            session.close().await;
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                batches = in_flight.len(),
+                "stopping: the broker did not take what this worker sent within {STOP_GRACE:?}; \
+                 the events in flight are left to it, and it redelivers them"
+            );
+            in_flight.close();
+            abandoned.cancel();
+            in_flight.wait().await;
+        }
         worker.readiness.set_broker(false);
         return;
     }

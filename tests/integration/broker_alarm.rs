@@ -5,9 +5,9 @@
 //! node, since an alarm blocks every publisher of its broker.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 use crate::private_rabbit::PrivateRabbit;
@@ -156,5 +156,47 @@ async fn a_blocked_worker_says_so_until_the_broker_unblocks_it_and_loses_nothing
     ready_again.expect("ready once unblocked");
     assert_eq!(gauge_after, Some(0.0), "the gauge once unblocked\n{log}");
     env.assert_no_dead_letters("after the alarm").await;
+    env.cleanup().await;
+}
+
+/// Stopped while blocked (a deploy during the alarm), the worker cannot finish its events: their
+/// confirms, its acks and even its goodbye go unread. It leaves them to the broker after a grace
+/// period and exits 0, well within a container's usual 30 s, instead of hanging until the
+/// alarm clears or it is killed. Once the alarm clears, the broker redelivers them to the next
+/// worker, which replays the recorded decisions (same ids) instead of deciding again.
+#[tokio::test]
+async fn a_worker_stopped_while_blocked_exits_and_its_events_are_decided_once() {
+    if crate::tls_support::second_pass() {
+        return;
+    }
+    let mut blocked = Blocked::start().await;
+    let stopping = Instant::now();
+    blocked.worker.signal("TERM");
+    let mut exited: Option<ExitStatus> = None;
+    while exited.is_none() && stopping.elapsed() < Duration::from_secs(30) {
+        exited = blocked.worker.children[0].try_wait().unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stopped_in = stopping.elapsed();
+    blocked.clear_alarm();
+    let gauge_blocked = blocked.gauge_blocked;
+    let (mut env, _rabbit, log) = blocked.stop();
+    let next = env.spawn_worker().await;
+    let outputs = env.outputs_for(Duration::from_secs(5)).await;
+    next.stop().await;
+    assert_eq!(gauge_blocked, Some(1.0), "blocked before the stop\n{log}");
+    let status = exited.unwrap_or_else(|| panic!("still running 30 s after SIGTERM:\n{log}"));
+    assert!(status.success(), "exit status {status:?}:\n{log}");
+    assert!(
+        stopped_in < Duration::from_secs(20),
+        "stopped in {stopped_in:?}:\n{log}"
+    );
+    let decided = decisions(&outputs);
+    assert_eq!(decided.len(), EVENTS, "each event decided: {outputs:?}");
+    assert!(
+        decided.values().all(|ids| ids.len() == 1),
+        "each decided once (a repeated output has the same id): {decided:?}"
+    );
+    env.assert_no_dead_letters("after the stop").await;
     env.cleanup().await;
 }
