@@ -170,6 +170,29 @@ impl StoreUnavailable<'_> {
     }
 }
 
+/// The broker refused (nacked) messages the worker published: a queue that rejects publishes
+/// when full (`x-overflow: reject-publish`), a quorum queue short of its quorum. No fault of
+/// the events: they are held unacked and the refused messages published again.
+pub struct PublishRefused<'a> {
+    /// What was refused: outputs, a dead letter, a timer sent on.
+    pub what: &'a str,
+    pub messages: usize,
+    pub retry_in: Duration,
+}
+
+impl PublishRefused<'_> {
+    pub fn emit(&self) {
+        counter!("switchboard_publishes_refused_total").increment(self.messages as u64);
+        tracing::warn!(
+            messages = self.messages,
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            "the broker refused {} (a queue full that rejects publishes, or without its quorum); \
+             holding the events and publishing again",
+            self.what
+        );
+    }
+}
+
 /// A (re)connection to a dependency.
 pub struct Reconnecting<'a> {
     pub target: &'static str,

@@ -27,7 +27,7 @@ use crate::contract::{decode, outbound, InboundEvent};
 use crate::http::Readiness;
 use crate::store::confirmations::Confirmations;
 use crate::store::{Applied, Delivered, Store, StoreError};
-use crate::telemetry::{EventApplied, EventDeadLettered, StoreUnavailable};
+use crate::telemetry::{EventApplied, EventDeadLettered, PublishRefused, StoreUnavailable};
 
 /// Everything needed to handle an event; shared by all in-flight events of a worker.
 pub struct Worker {
@@ -194,13 +194,14 @@ impl Worker {
             self.backlog.saw(&event.project);
             decided.push(self.prepare(delivery, event, applied));
         }
-        let mut messages = Vec::new();
-        for one in &decided {
-            self.messages(one, &mut messages);
-        }
-        if let Err(error) = broker.publisher.publish_all(messages).await {
-            tracing::warn!(%error, events = decided.len(), "publishing outputs failed; the events will be redelivered");
-            broker.session_failed.cancel();
+        let messages = || {
+            let mut messages = Vec::new();
+            for one in &decided {
+                self.messages(one, &mut messages);
+            }
+            messages
+        };
+        if !self.publish(messages, broker, "outputs").await {
             return;
         }
         let tags: Vec<u64> = decided
@@ -377,15 +378,15 @@ impl Worker {
         broker: &DeliveryContext,
     ) {
         let queue = self.delay_queue(remaining as u64);
-        let message = Message {
-            exchange: "",
-            routing_key: &queue,
-            body: &delivery.data,
-            properties: broker::timer_properties(due),
+        let message = || {
+            vec![Message {
+                exchange: "",
+                routing_key: &queue,
+                body: &delivery.data,
+                properties: broker::timer_properties(due),
+            }]
         };
-        if let Err(error) = broker.publisher.publish_all(vec![message]).await {
-            tracing::warn!(%error, "forwarding a timer failed; it will be redelivered");
-            broker.session_failed.cancel();
+        if !self.publish(message, broker, "a timer sent on").await {
             return;
         }
         self.ack(&[delivery.delivery_tag], broker).await;
@@ -436,15 +437,15 @@ impl Worker {
         broker: &DeliveryContext,
         rejected: Rejected<'_>,
     ) {
-        let message = Message {
-            exchange: "",
-            routing_key: &self.config.dead_letter_queue,
-            body: &delivery.data,
-            properties: broker::dead_letter_properties(&delivery.properties, rejected.reason),
+        let message = || {
+            vec![Message {
+                exchange: "",
+                routing_key: &self.config.dead_letter_queue,
+                body: &delivery.data,
+                properties: broker::dead_letter_properties(&delivery.properties, rejected.reason),
+            }]
         };
-        if let Err(error) = broker.publisher.publish_all(vec![message]).await {
-            tracing::warn!(%error, "dead-lettering failed; the event will be redelivered");
-            broker.session_failed.cancel();
+        if !self.publish(message, broker, "a dead letter").await {
             return;
         }
         if self.ack(&[delivery.delivery_tag], broker).await[0] {
@@ -456,6 +457,59 @@ impl Worker {
                 event_id: rejected.event.map(|e| e.id.as_str()),
             }
             .emit();
+        }
+    }
+
+    /// Publishes what `build` makes, with confirms. What the broker refuses (a nack: a queue of
+    /// the platform's that rejects publishes when full, a quorum queue short of its quorum) is
+    /// made and published again, with backoff, until the broker takes it. The events wait
+    /// unacked meanwhile: a refusal that is no fault of theirs must not redeliver them, which
+    /// would take them towards the delivery limit and dead letters. False when the session
+    /// failed (the events will be redelivered) or the worker is stopping (they are left to the
+    /// broker).
+    async fn publish<'m>(
+        &self,
+        build: impl Fn() -> Vec<Message<'m>>,
+        broker: &DeliveryContext,
+        what: &str,
+    ) -> bool {
+        let mut backoff = Backoff::new(PUBLISH_RETRY_FIRST, PUBLISH_RETRY_LONGEST);
+        // The positions, in what `build` makes, still to publish (ascending); None: all.
+        let mut pending: Option<Vec<usize>> = None;
+        loop {
+            let mut messages = build();
+            if let Some(positions) = &pending {
+                messages = messages
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(position, _)| positions.binary_search(position).is_ok())
+                    .map(|(_, message)| message)
+                    .collect();
+            }
+            match broker.publisher.publish_confirmed(messages).await {
+                Ok(refused) if refused.is_empty() => return true,
+                Ok(refused) => {
+                    let refused: Vec<usize> = match &pending {
+                        Some(positions) => refused.iter().map(|&i| positions[i]).collect(),
+                        None => refused,
+                    };
+                    PublishRefused {
+                        what,
+                        messages: refused.len(),
+                        retry_in: backoff.peek(),
+                    }
+                    .emit();
+                    pending = Some(refused);
+                    if !backoff.sleep(&self.shutdown).await {
+                        return false;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "publishing {what} failed; the events will be redelivered");
+                    broker.session_failed.cancel();
+                    return false;
+                }
+            }
         }
     }
 
@@ -477,6 +531,10 @@ impl Worker {
 /// events wait in memory meanwhile, unacknowledged.
 const STORE_RETRY_FIRST: Duration = Duration::from_millis(50);
 const STORE_RETRY_LONGEST: Duration = Duration::from_secs(2);
+
+/// How soon messages the broker refused are published again, at first and at the longest.
+const PUBLISH_RETRY_FIRST: Duration = Duration::from_millis(50);
+const PUBLISH_RETRY_LONGEST: Duration = Duration::from_secs(2);
 
 /// Why an event goes to dead letters.
 struct Rejected<'a> {

@@ -174,8 +174,23 @@ pub struct Message<'a> {
 
 impl Publisher {
     /// Publishes every message, then waits until the broker has confirmed all of them.
-    /// Publishing them all before waiting lets the confirms of one batch arrive together.
+    /// A message the broker refuses (a nack) is an error.
     pub async fn publish_all(&self, messages: Vec<Message<'_>>) -> Result<(), BrokerError> {
+        if self.publish_confirmed(messages).await?.is_empty() {
+            Ok(())
+        } else {
+            Err(BrokerError::Nacked)
+        }
+    }
+
+    /// Publishes every message, then waits for the broker's answer to each: the positions of
+    /// those it refused (nacked: a queue that rejects publishes when full, say), none when it
+    /// took them all. Publishing them all before waiting lets the confirms of one batch arrive
+    /// together.
+    pub async fn publish_confirmed(
+        &self,
+        messages: Vec<Message<'_>>,
+    ) -> Result<Vec<usize>, BrokerError> {
         // lapin queues a message's frames when its publish is first polled, then waits until
         // its I/O thread has written them. Polling every publish in order, each time, queues
         // the whole batch (in order) before any wait: the I/O thread writes it in one go and
@@ -210,12 +225,13 @@ impl Publisher {
             let published = publish.as_mut().take_output();
             confirms.push(published.expect("every publish has completed")?);
         }
-        for confirm in confirms {
+        let mut refused = Vec::new();
+        for (position, confirm) in confirms.into_iter().enumerate() {
             if confirm.await?.is_nack() {
-                return Err(BrokerError::Nacked);
+                refused.push(position);
             }
         }
-        Ok(())
+        Ok(refused)
     }
 }
 

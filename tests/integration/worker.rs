@@ -568,3 +568,85 @@ async fn a_panic_costs_only_its_own_event_which_is_dead_lettered_at_the_delivery
     worker.stop().await;
     env.cleanup().await;
 }
+
+/// A platform's queue of outputs that refuses messages when full (`x-overflow:
+/// reject-publish`, as a max-length policy may set) makes the broker nack the worker's outputs
+/// that would go there. That is no fault of the events: the worker keeps them unacked and
+/// publishes the refused outputs again until the queue has room, so the events never reach the
+/// delivery limit and dead letters, and each is decided once.
+#[tokio::test]
+async fn outputs_a_full_queue_refuses_are_published_again_once_it_has_room() {
+    use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+
+    let env = Env::new().await; // delivery limit 5
+    let worker = env.spawn_worker().await;
+    let mut platform = Platform::new();
+    env.team(&mut platform, &[("a", 10)]).await;
+    // The platform's queue: room for one assignment, refusing more; exclusive, so it goes with
+    // this test's connection whatever happens.
+    let connection = lapin::Connection::connect(&env.config.amqp_url, Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let queue = format!("{}.platform", env.config.work_queue);
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-max-length".into(), AMQPValue::LongInt(1));
+    arguments.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.as_str().into(), exclusive, arguments)
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            env.config.outbound_exchange.as_str().into(),
+            "conversation.assigned".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    env.publish_many(&platform.created_each(0..4)).await;
+    // Time enough for events redelivered at each refusal to reach the delivery limit.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The platform takes its assignments one at a time, as the queue holds them.
+    let mut taken: Vec<Value> = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while decisions(&taken).len() < 4 && tokio::time::Instant::now() < deadline {
+        let got = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap();
+        match got {
+            Some(message) => taken.push(serde_json::from_slice(&message.delivery.data).unwrap()),
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let letters = env.dead_letters(1, Duration::from_secs(1)).await;
+    worker.stop().await;
+    let _ = connection.close(200, "done".into()).await;
+    let dead: Vec<String> = letters
+        .iter()
+        .map(|l| String::from_utf8_lossy(&l.body).into_owned())
+        .collect();
+    assert!(dead.is_empty(), "dead-lettered: {dead:?}");
+    let decided = decisions(&taken);
+    assert_eq!(
+        decided.len(),
+        4,
+        "each assignment reached the platform: {taken:?}"
+    );
+    assert!(
+        decided.values().all(|ids| ids.len() == 1),
+        "each decided once: {decided:?}"
+    );
+    env.cleanup().await;
+}
