@@ -25,7 +25,7 @@ use lapin::options::{
     QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
 
 use crate::config::{Config, SettingError};
 
@@ -39,6 +39,9 @@ pub enum BrokerError {
     Amqp(#[from] lapin::Error),
     #[error("the broker refused (nacked) a publish")]
     Nacked,
+    /// A message sent to a queue by name found no such queue (deleted while the worker ran).
+    #[error("no queue `{0}` to take a message sent to it; it is declared again with the session")]
+    NoQueue(String),
     /// Credentials, permissions or certificates the broker (or this worker) refuses.
     #[error("{0}")]
     Refused(String),
@@ -187,6 +190,11 @@ impl Publisher {
     /// those it refused (nacked: a queue that rejects publishes when full, say), none when it
     /// took them all. Publishing them all before waiting lets the confirms of one batch arrive
     /// together.
+    ///
+    /// A message sent to a queue by name (the default exchange: a timer, a dead letter) is
+    /// mandatory: with no such queue RabbitMQ would confirm it and drop it, so it gives it back
+    /// instead, and that is [`BrokerError::NoQueue`]. Outputs are not: an outbound exchange
+    /// that nobody listens to is not an error.
     pub async fn publish_confirmed(
         &self,
         messages: Vec<Message<'_>>,
@@ -199,10 +207,14 @@ impl Publisher {
         let mut publishes: Vec<_> = messages
             .into_iter()
             .map(|message| {
+                let options = BasicPublishOptions {
+                    mandatory: message.exchange.is_empty(),
+                    ..BasicPublishOptions::default()
+                };
                 Box::pin(maybe_done(self.channel.basic_publish(
                     message.exchange.into(),
                     message.routing_key.into(),
-                    BasicPublishOptions::default(),
+                    options,
                     message.body,
                     message.properties,
                 )))
@@ -227,8 +239,14 @@ impl Publisher {
         }
         let mut refused = Vec::new();
         for (position, confirm) in confirms.into_iter().enumerate() {
-            if confirm.await?.is_nack() {
-                refused.push(position);
+            match confirm.await? {
+                Confirmation::Nack(_) => refused.push(position),
+                Confirmation::Ack(Some(returned)) => {
+                    return Err(BrokerError::NoQueue(
+                        returned.delivery.routing_key.to_string(),
+                    ))
+                }
+                Confirmation::Ack(None) | Confirmation::NotRequested => {}
             }
         }
         Ok(refused)

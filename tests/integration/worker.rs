@@ -650,3 +650,73 @@ async fn outputs_a_full_queue_refuses_are_published_again_once_it_has_room() {
     );
     env.cleanup().await;
 }
+
+/// The dead-letter queue deleted while the worker runs (by hand, a clean-up script): a dead
+/// letter sent to it by name would be routed nowhere, and RabbitMQ confirms and drops such a
+/// message, so the event would be acked and gone. The worker publishes what it sends to a
+/// queue by name as mandatory: the broker gives it back, the worker opens its session again,
+/// which declares the queue, and the event reaches dead letters on its redelivery.
+#[tokio::test]
+async fn a_dead_letter_queue_deleted_under_the_worker_is_declared_again_and_loses_nothing() {
+    use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+
+    let env = Env::new().await;
+    let worker = env.spawn_worker().await;
+    wait_until(|| async { worker.readiness.is_ready() }).await;
+    let connection = lapin::Connection::connect(&env.config.amqp_url, Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .queue_delete(
+            env.config.dead_letter_queue.as_str().into(),
+            QueueDeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let body = b"{not json, and no dead-letter queue".to_vec();
+    env.publish(&body).await;
+    // Until the queue is there again (a passive declaration, on a channel of its own each
+    // time: the broker closes a channel that asks for a queue it does not have).
+    let mut declared_again = false;
+    for _ in 0..100 {
+        let channel = connection.create_channel().await.unwrap();
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let queue = env.config.dead_letter_queue.as_str().into();
+        if channel
+            .queue_declare(queue, passive, Default::default())
+            .await
+            .is_ok()
+        {
+            declared_again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let letters = if declared_again {
+        env.dead_letters(1, WAIT).await
+    } else {
+        Vec::new()
+    };
+    worker.stop().await;
+    let _ = connection.close(200, "done".into()).await;
+    assert!(
+        declared_again,
+        "the dead-letter queue was not declared again"
+    );
+    assert_eq!(letters.len(), 1, "the event reached dead letters");
+    assert_eq!(letters[0].body, body);
+    assert!(
+        letters[0]
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("invalid JSON"),
+        "with its reason: {:?}",
+        letters[0].reason
+    );
+    env.cleanup().await;
+}
