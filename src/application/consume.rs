@@ -13,13 +13,19 @@ use tokio_util::task::TaskTracker;
 
 use super::redis::Reconnection;
 use crate::backoff::Backoff;
-use crate::broker::{Blocking, Session};
+use crate::broker::{Blocking, BrokerError, Session};
 use crate::http::Readiness;
 use crate::telemetry::{self, BrokerBlocked, BrokerUnblocked, Reconnecting};
 use crate::worker::{DecisionSlot, DeliveryContext, Worker};
 
 /// How long the events of a broken session may take to finish before they are given up.
 const BROKEN_SESSION_GRACE: Duration = Duration::from_secs(5);
+/// How long opening a session (connecting, declaring the topology, starting to consume) may
+/// take before it is tried again: a broker host that went silent once the connection was made
+/// would otherwise hold the attempt for ever, ready never and saying nothing, while a retry
+/// may reach its successor (a managed broker's failover moves its name to another host).
+/// Twice the heartbeat, after which an open connection would be given up too.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a stopping worker waits for its events in flight (their confirms and acks) and for
 /// the broker to see it go, before it leaves them to the broker: a broker that blocks
 /// publishing stops reading from the connection altogether, and would hold the stop for as
@@ -96,16 +102,16 @@ async fn open(
 ) -> Option<(Session, Consumer)> {
     let config = &worker.config;
     loop {
-        let opened = tokio::select! {
-            _ = worker.shutdown.cancelled() => return None,
-            opened = Session::open(config, tag) => opened,
+        let consuming = async {
+            let session = Session::open(config, tag).await?;
+            let consumer = session.consume(&config.work_queue, tag).await?;
+            Ok((session, consumer))
         };
-        let consuming = match opened {
-            Ok(session) => session
-                .consume(&config.work_queue, tag)
-                .await
-                .map(|consumer| (session, consumer)),
-            Err(error) => Err(error),
+        let consuming = tokio::select! {
+            _ = worker.shutdown.cancelled() => return None,
+            consuming = tokio::time::timeout(OPEN_TIMEOUT, consuming) => {
+                consuming.unwrap_or(Err(BrokerError::Silent(OPEN_TIMEOUT)))
+            }
         };
         match consuming {
             Ok(consuming) => {

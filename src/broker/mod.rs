@@ -39,6 +39,9 @@ pub enum BrokerError {
     Amqp(#[from] lapin::Error),
     #[error("the broker refused (nacked) a publish")]
     Nacked,
+    /// The broker answered nothing in that time (see `application::consume`).
+    #[error("the broker did not answer within {0:?}")]
+    Silent(std::time::Duration),
     /// A message sent to a queue by name found no such queue (deleted while the worker ran).
     #[error("no queue `{0}` to take a message sent to it; it is declared again with the session")]
     NoQueue(String),

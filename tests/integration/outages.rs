@@ -589,3 +589,98 @@ async fn a_poison_event_is_dead_lettered_after_the_delivery_limit() {
     let _ = connection.close(200, "done".into()).await;
     env.cleanup().await;
 }
+
+/// A broker gone silent (the network path drops everything and resets nothing: a NAT or load
+/// balancer that forgot the connection, a frozen host) is noticed by the heartbeat the worker
+/// asks for, 10 s unless its URL says otherwise: it is not ready within about 20 s, not after
+/// the two minutes RabbitMQ's default heartbeat of 60 s would take, and works again once the
+/// broker answers.
+#[tokio::test]
+async fn a_broker_gone_silent_is_noticed_within_the_heartbeat_and_work_resumes() {
+    if crate::tls_support::second_pass() {
+        return;
+    }
+    let (relay, relayed_url) = relayed_broker().await;
+    let mut env = Env::new().await;
+    env.config.amqp_url = relayed_url.into();
+    let worker = env.spawn_worker().await;
+    let mut platform = Platform::new();
+    env.team(&mut platform, &[("a", 5)]).await;
+    env.publish(&platform.created("before")).await;
+    let before = decided_conversations(&env.outputs(1, WAIT).await);
+
+    relay.freeze();
+    let frozen = std::time::Instant::now();
+    while worker.readiness.is_ready() && frozen.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let noticed_in = frozen.elapsed();
+    relay.thaw();
+    let ready_again = tokio::time::timeout(WAIT, async {
+        while !worker.readiness.is_ready() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    env.publish(&platform.created("after")).await;
+    let after = decided_conversations(&env.outputs(1, WAIT).await);
+    worker.stop().await;
+    assert_eq!(before, HashSet::from(["before".to_string()]));
+    assert!(
+        noticed_in < Duration::from_secs(30),
+        "not ready {noticed_in:?} after the broker went silent"
+    );
+    assert!(ready_again.is_ok(), "ready again once the broker answers");
+    assert_eq!(after, HashSet::from(["after".to_string()]));
+    env.cleanup().await;
+}
+
+/// A broker that takes the connection and then answers nothing (a host frozen mid-handshake,
+/// the old address of a managed broker that failed over) does not hold the worker for ever:
+/// the attempt is given up after 20 s, said, and tried again, and the worker is ready once the
+/// broker answers.
+#[tokio::test]
+async fn a_broker_silent_from_the_start_is_tried_again_and_said() {
+    if crate::tls_support::second_pass() {
+        return;
+    }
+    let (relay, relayed_url) = relayed_broker().await;
+    relay.freeze();
+    let direct = Env::config_on(amqp_url());
+    let mut config = direct.clone();
+    config.amqp_url = relayed_url.into();
+    let (worker, readyz) = worker_process(&config);
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let ready_while_silent = http_get(readyz, "/readyz")
+        .await
+        .unwrap_or_default()
+        .starts_with("HTTP/1.1 200");
+    relay.thaw();
+    let ready = readiness_within(readyz, WAIT).await;
+    let (_connection, channel) = broker_channel(&direct).await;
+    let log = stop_process(worker, &channel, &config).await;
+    assert!(!ready_while_silent, "not ready while the broker is silent");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("did not answer within 20s")),
+        "the silent attempt given up and said:\n{log}"
+    );
+    ready.expect("ready once the broker answers");
+}
+
+/// A relay in front of the machine's broker, and the AMQP URL that reaches the broker through
+/// it.
+async fn relayed_broker() -> (SilentRelay, String) {
+    let broker: lapin::uri::AMQPUri = amqp_url().parse().unwrap();
+    let address = format!("{}:{}", broker.authority.host, broker.authority.port);
+    let relay = SilentRelay::to(address.parse().unwrap()).await;
+    let user = &broker.authority.userinfo;
+    let vhost = broker.vhost.replace('%', "%25").replace('/', "%2f");
+    let url = format!(
+        "amqp://{}:{}@127.0.0.1:{}/{vhost}",
+        user.username,
+        user.password,
+        relay.port()
+    );
+    (relay, url)
+}

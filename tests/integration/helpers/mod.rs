@@ -1,6 +1,7 @@
 //! What the tests share, by concern: unique names, the events a platform sends, a project driven
 //! through the store, a private broker topology per test, workers in this process or as
-//! processes, Redis (the machine's and private servers), HTTP, and the outbound schemas.
+//! processes, Redis (the machine's and private servers), a relay that can go silent, HTTP, and
+//! the outbound schemas.
 //! Everything is re-exported here, so a test module needs only `use crate::helpers::*;`.
 
 mod env;
@@ -11,6 +12,7 @@ mod names;
 mod outputs;
 mod project;
 mod redis;
+mod relay;
 mod schemas;
 mod workers;
 
@@ -22,6 +24,7 @@ pub use names::*;
 pub use outputs::*;
 pub use project::*;
 pub use redis::*;
+pub use relay::*;
 pub use schemas::*;
 pub use workers::*;
 
