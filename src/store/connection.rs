@@ -17,6 +17,31 @@ use crate::contract::Id;
 /// Redis error codes that mean "not with these credentials or permissions".
 const REFUSAL_CODES: [&str; 3] = ["WRONGPASS", "NOAUTH", "NOPERM"];
 
+/// How every connection to Redis is set up at the TCP level. Without a reset from the other
+/// side (a NAT or load balancer that forgot the connection, a node gone from the network) the
+/// kernel retransmits a request for about 15 minutes before it gives the connection up, and
+/// until then every call on it times out and is retried on it: the worker's work stalls,
+/// though a new connection would go through. With `TCP_USER_TIMEOUT` the kernel gives up on
+/// data Redis has not acknowledged within 10 s (Redis's kernel acknowledges a request at once,
+/// however long the call runs), and keepalive probes find a dead idle connection the same way;
+/// the connection is then dropped and the next call opens a new one. `TCP_NODELAY` sends a
+/// call's last bytes at once instead of holding them for an acknowledgement: a batch's call
+/// spans several packets on a real network.
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(5));
+    TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive)
+        .set_user_timeout(DEAD_CONNECTION_TIMEOUT)
+}
+
+/// How long Redis may leave what a worker sent unacknowledged before the connection is given
+/// up (see `tcp_settings`).
+const DEAD_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Connects to one node (lazily: a worker starts, not ready, while Redis is down), or to the
 /// cluster the node URLs belong to.
 pub(super) async fn open(nodes: &[&str], tls: &TlsFiles) -> Result<Connection, StoreError> {
@@ -28,9 +53,12 @@ pub(super) async fn open(nodes: &[&str], tls: &TlsFiles) -> Result<Connection, S
     match nodes {
         [] => Err(StoreError::Reply("no Redis URL configured".into())),
         [url] => {
+            let info = redis::IntoConnectionInfo::into_connection_info(*url)
+                .map_err(StoreError::Script)?
+                .set_tcp_settings(tcp_settings());
             let client = match certificates {
-                Some(certificates) => redis::Client::build_with_tls(*url, certificates),
-                None => redis::Client::open(*url),
+                Some(certificates) => redis::Client::build_with_tls(info, certificates),
+                None => redis::Client::open(info),
             }
             .map_err(StoreError::Script)?;
             let config = redis::aio::ConnectionManagerConfig::new()
@@ -45,7 +73,8 @@ pub(super) async fn open(nodes: &[&str], tls: &TlsFiles) -> Result<Connection, S
         urls => {
             let mut builder = redis::cluster::ClusterClient::builder(urls.to_vec())
                 .connection_timeout(Duration::from_secs(2))
-                .response_timeout(Duration::from_secs(5));
+                .response_timeout(Duration::from_secs(5))
+                .tcp_settings(tcp_settings());
             if let Some(certificates) = certificates {
                 builder = builder.certs(certificates);
             }
