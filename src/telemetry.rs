@@ -186,8 +186,8 @@ impl PublishRefused<'_> {
         tracing::warn!(
             messages = self.messages,
             retry_in_ms = self.retry_in.as_millis() as u64,
-            "the broker refused {} (a queue full that rejects publishes, or without its quorum); \
-             holding the events and publishing again",
+            "the broker refused {} (a full queue that rejects publishes, or one short of \
+             its quorum); holding the events and publishing again",
             self.what
         );
     }
