@@ -5,7 +5,7 @@
 //! node, since an alarm blocks every publisher of its broker.
 
 use std::net::SocketAddr;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -35,12 +35,7 @@ impl Blocked {
     async fn start() -> Blocked {
         let rabbit = PrivateRabbit::start();
         let env = Env::with_amqp_url(rabbit.amqp_url()).await;
-        let http_port = free_port();
-        let mut child = worker_command(env!("CARGO_BIN_EXE_switchboard"), &env.config, http_port)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let (mut child, readyz) = logged_worker_process(&env.config);
         let mut stderr = child.stderr.take().unwrap();
         let log = std::thread::spawn(move || {
             let mut log = String::new();
@@ -48,7 +43,6 @@ impl Blocked {
             log
         });
         let worker = WorkerProcesses::of(vec![child]);
-        let readyz = SocketAddr::from(([127, 0, 0, 1], http_port));
         readiness_within(readyz, WAIT)
             .await
             .expect("ready on the private node");

@@ -2,7 +2,6 @@
 //! everything resumes when they return.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -370,7 +369,7 @@ async fn a_redis_that_will_not_tell_its_eviction_policy_is_said_once_to_be_unche
     .await;
     let mut config = Env::config_on(amqp_url());
     config.redis_url = format!("redis://sb:sb-pass@127.0.0.1:{}", redis.port).into();
-    let (worker, readyz) = worker_process(&config);
+    let (worker, readyz) = logged_worker_process(&config);
     let ready = readiness_within(readyz, Duration::from_secs(15)).await;
     // Two more probes of the Redis watch (every 5 s), which read the policy each time.
     tokio::time::sleep(Duration::from_secs(11)).await;
@@ -415,18 +414,6 @@ async fn a_delay_queue_declared_otherwise_is_a_refusal_until_it_is_gone() {
     .await;
 }
 
-/// A `switchboard run` process configured like `config`, its standard error kept, and the
-/// address of its HTTP endpoints.
-fn worker_process(config: &switchboard::config::Config) -> (std::process::Child, SocketAddr) {
-    let http_port = free_port();
-    let worker = worker_command(env!("CARGO_BIN_EXE_switchboard"), config, http_port)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    (worker, SocketAddr::from(([127, 0, 0, 1], http_port)))
-}
-
 /// A channel of the test's own on the broker of `config` (with its connection, kept open while
 /// the channel is used).
 async fn broker_channel(
@@ -469,7 +456,7 @@ async fn refused_until_gone(in_the_way: impl Fn(&switchboard::config::Config) ->
         .queue_declare(queue.as_str().into(), durable, Default::default())
         .await
         .unwrap();
-    let (worker, readyz) = worker_process(&config);
+    let (worker, readyz) = logged_worker_process(&config);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let ready_in_the_way = http_get(readyz, "/readyz")
         .await
@@ -616,12 +603,7 @@ async fn a_broker_gone_silent_is_noticed_within_the_heartbeat_and_work_resumes()
     }
     let noticed_in = frozen.elapsed();
     relay.thaw();
-    let ready_again = tokio::time::timeout(WAIT, async {
-        while !worker.readiness.is_ready() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
+    let ready_again = readiness_within(worker.http_addr, WAIT).await;
     env.publish(&platform.created("after")).await;
     // "before" comes again if its ack was caught in the silence: redelivered, it is replayed
     // with the same id.
@@ -657,7 +639,7 @@ async fn a_broker_silent_from_the_start_is_tried_again_and_said() {
     let direct = Env::config_on(amqp_url());
     let mut config = direct.clone();
     config.amqp_url = relayed_url.into();
-    let (worker, readyz) = worker_process(&config);
+    let (worker, readyz) = logged_worker_process(&config);
     tokio::time::sleep(Duration::from_secs(25)).await;
     let ready_while_silent = http_get(readyz, "/readyz")
         .await

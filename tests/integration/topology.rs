@@ -2,28 +2,14 @@
 //! what they declared with `topology::delete`, and a queue it missed would stay on the broker,
 //! messages and all.
 
-use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions, QueueDeclareOptions};
+use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use switchboard::broker::{delay, topology, Session};
 
 use crate::helpers::*;
 
-/// Whether the broker has a queue of that name (a passive declaration, on a channel of its
-/// own: the broker closes the channel that asks for one it does not have).
-async fn queue_exists(connection: &Connection, queue: &str) -> bool {
-    let channel = connection.create_channel().await.unwrap();
-    let options = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    channel
-        .queue_declare(queue.into(), options, FieldTable::default())
-        .await
-        .is_ok()
-}
-
-/// Whether the broker has an exchange of that name (as [`queue_exists`]).
+/// Whether the broker has an exchange of that name (as `queue_exists`).
 async fn exchange_exists(connection: &Connection, exchange: &str) -> bool {
     let channel = connection.create_channel().await.unwrap();
     let options = ExchangeDeclareOptions {

@@ -658,7 +658,7 @@ async fn outputs_a_full_queue_refuses_are_published_again_once_it_has_room() {
 /// which declares the queue, and the event reaches dead letters on its redelivery.
 #[tokio::test]
 async fn a_dead_letter_queue_deleted_under_the_worker_is_declared_again_and_loses_nothing() {
-    use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+    use lapin::options::QueueDeleteOptions;
 
     let env = Env::new().await;
     let worker = env.spawn_worker().await;
@@ -676,21 +676,10 @@ async fn a_dead_letter_queue_deleted_under_the_worker_is_declared_again_and_lose
         .unwrap();
     let body = b"{not json, and no dead-letter queue".to_vec();
     env.publish(&body).await;
-    // Until the queue is there again (a passive declaration, on a channel of its own each
-    // time: the broker closes a channel that asks for a queue it does not have).
+    // Until the queue is there again.
     let mut declared_again = false;
     for _ in 0..100 {
-        let channel = connection.create_channel().await.unwrap();
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        let queue = env.config.dead_letter_queue.as_str().into();
-        if channel
-            .queue_declare(queue, passive, Default::default())
-            .await
-            .is_ok()
-        {
+        if queue_exists(&connection, &env.config.dead_letter_queue).await {
             declared_again = true;
             break;
         }

@@ -248,3 +248,17 @@ impl Env {
         self.session.close().await;
     }
 }
+
+/// Whether the broker has a queue of that name (a passive declaration, on a channel of its
+/// own: the broker closes the channel that asks for one it does not have).
+pub async fn queue_exists(connection: &lapin::Connection, queue: &str) -> bool {
+    let channel = connection.create_channel().await.unwrap();
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.into(), options, FieldTable::default())
+        .await
+        .is_ok()
+}

@@ -217,6 +217,18 @@ pub fn worker_process(config: &Config, http_port: u16) -> Child {
     worker_process_of(env!("CARGO_BIN_EXE_switchboard"), config, http_port)
 }
 
+/// A `switchboard run` process configured like `config`, its standard error kept (piped, to
+/// be read), and the address of its HTTP endpoints.
+pub fn logged_worker_process(config: &Config) -> (Child, SocketAddr) {
+    let http_port = free_port();
+    let worker = worker_command(env!("CARGO_BIN_EXE_switchboard"), config, http_port)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (worker, SocketAddr::from(([127, 0, 0, 1], http_port)))
+}
+
 /// Like [`worker_process`], with another build's binary (the previous release, say).
 pub fn worker_process_of(binary: &str, config: &Config, http_port: u16) -> Child {
     worker_command(binary, config, http_port)
