@@ -86,7 +86,8 @@ impl Session {
     }
 
     /// What the broker says of this connection's publishing from now on (see
-    /// [`Blocking`]): taken before consuming, so that no notice goes unheard.
+    /// [`Blocking`]): to be taken before the session first publishes, so that no notice goes
+    /// unheard.
     pub fn blocking_notices(&self) -> futures_util::stream::BoxStream<'static, Blocking> {
         blocking::notices(&self.connection)
     }
