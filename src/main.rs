@@ -27,6 +27,9 @@ enum Command {
         /// The file to read (`-` for standard input).
         file: PathBuf,
     },
+    /// Show what the dead-letter queue holds and why; with --replay, send it back to the work
+    /// queue once the cause is fixed (applying an event twice decides nothing twice).
+    DeadLetters(cli::dead_letters::DeadLettersArgs),
     /// Show a project's agents (status, open/limit, eligibility), waiting queue and settings;
     /// with --waiting or --conversation, why conversations wait.
     Inspect(cli::inspect::InspectArgs),
@@ -84,6 +87,7 @@ async fn run(args: Args, config: Config) -> anyhow::Result<()> {
         Command::Run => cli::run::run(config).await,
         Command::Demo(demo) => cli::demo::run(config, demo).await,
         Command::Publish { file } => cli::publish::run(config, &file).await,
+        Command::DeadLetters(dead) => cli::dead_letters::run(config, dead).await,
         Command::Inspect(inspect) => cli::inspect::run(config, inspect).await,
         Command::Simulate(simulate) => cli::simulate::run(config, simulate).await,
         Command::Schemas { out } => cli::schemas::run(&out),

@@ -21,8 +21,8 @@ use std::task::Poll;
 use futures_util::future::maybe_done;
 
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
@@ -146,6 +146,29 @@ impl Session {
                 FieldTable::default(),
             )
             .await?)
+    }
+
+    /// Takes the message at the head of `queue`, if any, without acknowledging it (it goes
+    /// back to the queue unless [`Session::settle`] is called, at the latest when the session
+    /// closes), with how many messages the queue still holds after it. For tools that look
+    /// through a queue at their own pace (`switchboard dead-letters`), not for the worker.
+    pub async fn take(
+        &self,
+        queue: &str,
+    ) -> Result<Option<(lapin::message::Delivery, u32)>, BrokerError> {
+        let got = self
+            .consume_channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+            .await?;
+        Ok(got.map(|message| (message.delivery, message.message_count)))
+    }
+
+    /// Acknowledges one message taken with [`Session::take`]: it leaves its queue for good.
+    pub async fn settle(&self, delivery_tag: u64) -> Result<(), BrokerError> {
+        self.consume_channel
+            .basic_ack(delivery_tag, BasicAckOptions::default())
+            .await?;
+        Ok(())
     }
 
     /// Stops the consumer: no new deliveries; those in flight can still be acked.
@@ -293,4 +316,97 @@ pub fn dead_letter_properties(original: &BasicProperties, reason: &str) -> Basic
         AMQPValue::LongString(LongString::from(reason.to_string())),
     );
     original.clone().with_headers(headers).with_delivery_mode(2)
+}
+
+/// Header counting how many times a dead letter was sent back to the work queue
+/// (`switchboard dead-letters --replay`).
+pub const REPLAYS_HEADER: &str = "x-switchboard-replays";
+
+/// Why a message is in the dead-letter queue: the worker's reason (`x-switchboard-error`), or
+/// else RabbitMQ's own (`x-first-death-reason`: `delivery_limit` for an event that was
+/// delivered `SWITCHBOARD_DELIVERY_LIMIT` times without being settled, a poison event).
+pub fn dead_letter_reason(properties: &BasicProperties) -> String {
+    let text = |name: &str| match properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(text) => Some(text.to_string()),
+        AMQPValue::ShortString(text) => Some(text.to_string()),
+        _ => None,
+    };
+    if let Some(reason) = text(ERROR_HEADER) {
+        return reason;
+    }
+    match (text("x-first-death-reason"), text("x-first-death-queue")) {
+        (Some(reason), Some(queue)) => {
+            format!("dead-lettered by RabbitMQ: {reason} (queue {queue})")
+        }
+        (Some(reason), None) => format!("dead-lettered by RabbitMQ: {reason}"),
+        _ => "no reason recorded".into(),
+    }
+}
+
+/// A dead letter's properties as it goes back to the work queue: the original ones without
+/// the worker's reason (a new rejection writes its own), counting the replay in
+/// [`REPLAYS_HEADER`], persistent. RabbitMQ's `x-death` history stays.
+pub fn replay_properties(dead: &BasicProperties) -> BasicProperties {
+    let mut headers = dead.headers().clone().unwrap_or_default();
+    let mut inner = headers.inner().clone();
+    inner.remove(ERROR_HEADER);
+    let replays = match inner.get(REPLAYS_HEADER) {
+        Some(AMQPValue::LongLongInt(n)) => *n,
+        Some(AMQPValue::LongInt(n)) => i64::from(*n),
+        _ => 0,
+    };
+    headers = FieldTable::from(inner);
+    headers.insert(REPLAYS_HEADER.into(), AMQPValue::LongLongInt(replays + 1));
+    dead.clone().with_headers(headers).with_delivery_mode(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_header(name: &str, value: &str) -> BasicProperties {
+        let mut headers = FieldTable::default();
+        headers.insert(name.into(), AMQPValue::LongString(value.into()));
+        json_properties().with_headers(headers)
+    }
+
+    #[test]
+    fn a_dead_letters_reason_is_the_workers_else_rabbitmqs() {
+        let rejected = dead_letter_properties(&json_properties(), "invalid_id: bad");
+        assert_eq!(dead_letter_reason(&rejected), "invalid_id: bad");
+        let mut poison = with_header("x-first-death-reason", "delivery_limit");
+        let mut headers = poison.headers().clone().unwrap();
+        headers.insert(
+            "x-first-death-queue".into(),
+            AMQPValue::LongString("sb.work".into()),
+        );
+        poison = poison.with_headers(headers);
+        assert_eq!(
+            dead_letter_reason(&poison),
+            "dead-lettered by RabbitMQ: delivery_limit (queue sb.work)"
+        );
+        assert_eq!(dead_letter_reason(&json_properties()), "no reason recorded");
+    }
+
+    #[test]
+    fn a_replay_drops_the_reason_and_counts_itself() {
+        let dead = dead_letter_properties(&with_header("x-custom", "kept"), "store: boom");
+        let once = replay_properties(&dead);
+        let headers = once.headers().clone().unwrap();
+        assert!(headers.inner().get(ERROR_HEADER).is_none());
+        assert_eq!(
+            headers.inner().get("x-custom"),
+            Some(&AMQPValue::LongString("kept".into()))
+        );
+        assert_eq!(
+            headers.inner().get(REPLAYS_HEADER),
+            Some(&AMQPValue::LongLongInt(1))
+        );
+        let twice = replay_properties(&dead_letter_properties(&once, "again"));
+        assert_eq!(
+            twice.headers().clone().unwrap().inner().get(REPLAYS_HEADER),
+            Some(&AMQPValue::LongLongInt(2))
+        );
+        assert_eq!(*twice.delivery_mode(), Some(2));
+    }
 }

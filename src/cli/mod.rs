@@ -1,6 +1,7 @@
 //! The subcommands of the `switchboard` binary.
 
 pub mod chart;
+pub mod dead_letters;
 pub mod demo;
 pub mod inspect;
 pub mod publish;

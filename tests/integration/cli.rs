@@ -1,4 +1,5 @@
-//! The tools a platform team uses from a shell: `switchboard publish` and the Python example.
+//! The tools a platform team uses from a shell: `switchboard publish`, `inspect`,
+//! `dead-letters` and the Python example.
 
 use std::time::Duration;
 
@@ -200,4 +201,128 @@ async fn inspect_shows_capacities_levels_and_quiet_conversations() {
         waiting.contains("1 at their capacity for the channel"),
         "{waiting}"
     );
+}
+
+/// `switchboard dead-letters` as an operator runs it: its output and its exit status.
+fn dead_letters(config: &switchboard::config::Config, args: &[&str]) -> String {
+    let output = configured_command(env!("CARGO_BIN_EXE_switchboard"), "dead-letters", config)
+        .args(args)
+        .output()
+        .expect("switchboard runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Puts `body` in dead letters with the header a worker writes when it rejects an event.
+async fn dead_letter_as_a_worker_would(
+    config: &switchboard::config::Config,
+    body: &[u8],
+    reason: &str,
+) {
+    let session = switchboard::broker::Session::open(config, "tests-dead")
+        .await
+        .unwrap();
+    let properties = switchboard::broker::dead_letter_properties(
+        &switchboard::broker::json_properties(),
+        reason,
+    );
+    session
+        .publisher()
+        .publish_all(vec![switchboard::broker::Message {
+            exchange: "",
+            routing_key: &config.dead_letter_queue,
+            body,
+            properties,
+        }])
+        .await
+        .unwrap();
+    session.close().await;
+}
+
+/// An operator lists the dead letters with their reasons, then sends back those whose cause is
+/// fixed: they are decided as if they had just arrived, the others stay, and sending the same
+/// event back again decides nothing twice.
+#[tokio::test]
+async fn dead_letters_are_listed_with_their_reasons_and_replayed_once_fixed() {
+    let mut env = Env::new().await;
+    let _worker = env.spawn_worker().await;
+    let mut platform = Platform::new();
+    env.team(&mut platform, &[("a", 5)]).await;
+    let dead_queue = env.config.dead_letter_queue.clone();
+    // Rejected by the worker: an id the contract does not allow.
+    env.publish(&platform.event(
+        "conversation.created",
+        serde_json::json!({"conversation_id": "bad id!", "visitor_id": "v0"}),
+    ))
+    .await;
+    env.depth_becomes(&dead_queue, 1).await;
+    // A valid creation a worker dead-lettered for a cause since fixed (a store error it did not
+    // know), put there with the header a worker writes.
+    let stuck = platform.created("c1");
+    let stuck_id = platform.last_id();
+    dead_letter_as_a_worker_would(
+        &env.config,
+        &stuck,
+        "internal error: a store reply this release did not know",
+    )
+    .await;
+    env.depth_becomes(&dead_queue, 2).await;
+
+    let listed = dead_letters(&env.config, &[]);
+    assert!(listed.contains("conversation.created"), "{listed}");
+    assert!(
+        listed.contains("invalid field `conversation_id`: bad id!"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&format!(
+            "{stuck_id}  internal error: a store reply this release did not know"
+        )),
+        "{listed}"
+    );
+    assert!(listed.contains("2 dead letter(s)"), "{listed}");
+    // Looking takes nothing away, and nothing was decided.
+    env.depth_becomes(&dead_queue, 2).await;
+    assert!(env.outputs_for(Duration::from_millis(300)).await.is_empty());
+
+    let replayed = dead_letters(&env.config, &["--replay", "--reason", "internal error"]);
+    assert!(
+        replayed.contains("1 shown whose reason contains `internal error`, 1 sent back"),
+        "{replayed}"
+    );
+    let out = env.outputs(1, WAIT).await;
+    assert_eq!(out[0]["type"], "conversation.assigned", "{out:?}");
+    assert_eq!(out[0]["data"]["conversation_id"], "c1");
+    assert_eq!(out[0]["data"]["agent_id"], "a");
+    // The rejected one stays.
+    env.depth_becomes(&dead_queue, 1).await;
+
+    // The same event dead-lettered and sent back again: its first decision stands.
+    dead_letter_as_a_worker_would(
+        &env.config,
+        &stuck,
+        "internal error: a store reply this release did not know",
+    )
+    .await;
+    env.depth_becomes(&dead_queue, 2).await;
+    let again = dead_letters(&env.config, &["--replay", "--reason", "internal error"]);
+    assert!(again.contains("1 sent back"), "{again}");
+    env.depth_becomes(&dead_queue, 1).await;
+    env.publish(&platform.created("c2")).await;
+    let out = env
+        .outputs_until(
+            |received| {
+                received
+                    .iter()
+                    .any(|o| o["data"]["conversation_id"] == "c2")
+            },
+            WAIT,
+        )
+        .await;
+    let about_c1: Vec<_> = out
+        .iter()
+        .filter(|o| o["data"]["conversation_id"] == "c1")
+        .collect();
+    assert!(about_c1.is_empty(), "decided twice: {about_c1:?}");
+    env.cleanup().await;
 }

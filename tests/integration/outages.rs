@@ -570,6 +570,23 @@ async fn a_poison_event_is_dead_lettered_after_the_delivery_limit() {
         );
     }
     assert!(deliveries >= 5, "delivered {deliveries} times");
+    // An operator finds it by RabbitMQ's reason.
+    env.depth_becomes(&env.config.dead_letter_queue, 1).await;
+    let found = switchboard::cli::dead_letters::look(
+        &env.config,
+        &switchboard::cli::dead_letters::DeadLettersArgs {
+            replay: false,
+            reason: Some("delivery_limit".into()),
+            limit: 10,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(found.matched.len(), 1, "{:?}", found.matched);
+    assert_eq!(
+        found.matched[0].event_id.as_deref(),
+        Some(platform.last_id().as_str())
+    );
     let letters = env.dead_letters(1, WAIT).await;
     assert_eq!(letters.len(), 1, "the poison event reached dead letters");
     assert_eq!(letters[0].body, poison);

@@ -199,6 +199,21 @@ impl Env {
         declared.message_count()
     }
 
+    /// Waits until `queue` holds `n` messages ready (a dead letter is made, and what a
+    /// connection left unacknowledged goes back to its queue, a little after the fact).
+    pub async fn depth_becomes(&self, queue: &str, n: u32) {
+        for _ in 0..200 {
+            if self.depth(queue).await == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "{queue} holds {} messages, not {n}",
+            self.depth(queue).await
+        );
+    }
+
     /// Takes up to `n` dead letters, waiting up to `wait` for them.
     pub async fn dead_letters(&self, n: usize, wait: Duration) -> Vec<DeadLetter> {
         let mut letters = vec![];

@@ -240,12 +240,21 @@ pub fn worker_process_of(binary: &str, config: &Config, http_port: u16) -> Child
 /// `binary run` configured like `config` (through its `SWITCHBOARD_*` variables), serving HTTP
 /// on `http_port` (0: any), logging warnings: to spawn with more logging or its output piped.
 pub fn worker_command(binary: &str, config: &Config, http_port: u16) -> Command {
+    let mut command = configured_command(binary, "run", config);
+    command
+        .env("SWITCHBOARD_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// `binary subcommand` configured like `config`, through its `SWITCHBOARD_*` variables (the
+/// broker, Redis, the topology's names and the delivery limit its declarations carry).
+pub fn configured_command(binary: &str, subcommand: &str, config: &Config) -> Command {
     let mut command = Command::new(binary);
     command
-        .arg("run")
+        .arg(subcommand)
         .env("SWITCHBOARD_AMQP_URL", config.amqp_url.as_str())
         .env("SWITCHBOARD_REDIS_URL", config.redis_url.as_str())
-        .env("SWITCHBOARD_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("SWITCHBOARD_INBOUND_EXCHANGE", &config.inbound_exchange)
         .env("SWITCHBOARD_WORK_QUEUE", &config.work_queue)
         .env("SWITCHBOARD_OUTBOUND_EXCHANGE", &config.outbound_exchange)
@@ -254,8 +263,7 @@ pub fn worker_command(binary: &str, config: &Config, http_port: u16) -> Command 
         .env(
             "SWITCHBOARD_DELIVERY_LIMIT",
             config.delivery_limit.to_string(),
-        )
-        .env("RUST_LOG", "warn");
+        );
     // Only when set otherwise: an earlier release knows no such setting, and refuses to start.
     if config.store_layout != Config::default().store_layout {
         command.env("SWITCHBOARD_STORE_LAYOUT", config.store_layout.to_string());
