@@ -4,7 +4,7 @@
 //! is answered 404 or 405.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +29,8 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection may keep answering after shutdown began.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// What `/readyz` reports: connected to the broker and Redis, consuming, and not blocked from
-/// publishing by a broker's resource alarm.
+/// What `/readyz` reports: connected to the broker and Redis, consuming, not blocked from
+/// publishing by a broker's resource alarm, and not waiting on publishes the broker refused.
 #[derive(Debug, Default)]
 pub struct Readiness {
     broker: AtomicBool,
@@ -39,6 +39,22 @@ pub struct Readiness {
     /// The broker blocks this worker's publishing (see `broker::Blocking`): its decisions
     /// cannot reach the platform.
     broker_blocked: AtomicBool,
+    /// Publishes the broker refused (nacked) that the worker is trying again (see
+    /// `Worker::publish`), each held by a [`RefusedPublish`]: a count, not a flag, since
+    /// several batches publish at once and one that gets through says nothing of another
+    /// still refused.
+    refused_publishes: AtomicUsize,
+}
+
+/// A publish the broker refused, retried until dropped (published at last, or given up): the
+/// worker is not ready meanwhile.
+pub struct RefusedPublish(Arc<Readiness>);
+
+impl Drop for RefusedPublish {
+    fn drop(&mut self) {
+        self.0.refused_publishes.fetch_sub(1, Ordering::Relaxed);
+        self.0.publish();
+    }
 }
 
 impl Readiness {
@@ -62,9 +78,17 @@ impl Readiness {
         self.publish();
     }
 
+    /// Counts a publish the broker refused until the returned guard is dropped.
+    pub fn publish_refused(self: &Arc<Self>) -> RefusedPublish {
+        self.refused_publishes.fetch_add(1, Ordering::Relaxed);
+        self.publish();
+        RefusedPublish(self.clone())
+    }
+
     pub fn is_ready(&self) -> bool {
         self.broker.load(Ordering::Relaxed)
             && !self.broker_blocked.load(Ordering::Relaxed)
+            && self.refused_publishes.load(Ordering::Relaxed) == 0
             && self.redis.load(Ordering::Relaxed)
             && self.consuming.load(Ordering::Relaxed)
     }
@@ -77,12 +101,14 @@ impl Readiness {
                 "down"
             }
         };
-        let broker =
-            if self.broker.load(Ordering::Relaxed) && self.broker_blocked.load(Ordering::Relaxed) {
-                "blocked (resource alarm)"
-            } else {
-                flag(&self.broker)
-            };
+        let up = self.broker.load(Ordering::Relaxed);
+        let broker = if up && self.broker_blocked.load(Ordering::Relaxed) {
+            "blocked (resource alarm)"
+        } else if up && self.refused_publishes.load(Ordering::Relaxed) > 0 {
+            "refusing publishes (a full queue?), retrying"
+        } else {
+            flag(&self.broker)
+        };
         format!(
             "broker: {broker}\nredis: {}\nconsuming: {}\n",
             flag(&self.redis),

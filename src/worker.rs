@@ -464,7 +464,8 @@ impl Worker {
     /// the platform's that rejects publishes when full, a quorum queue short of its quorum) is
     /// made and published again, with backoff, until the broker takes it. The events wait
     /// unacked meanwhile: a refusal that is no fault of theirs must not redeliver them, which
-    /// would take them towards the delivery limit and dead letters. False when the session
+    /// would take them towards the delivery limit and dead letters. The worker is not ready
+    /// while it waits so (`/readyz`: `refusing publishes`). False when the session
     /// failed (the events will be redelivered) or the worker is stopping (they are left to the
     /// broker).
     async fn publish<'m>(
@@ -476,6 +477,8 @@ impl Worker {
         let mut backoff = Backoff::new(PUBLISH_RETRY_FIRST, PUBLISH_RETRY_LONGEST);
         // The positions, in what `build` makes, still to publish (ascending); None: all.
         let mut pending: Option<Vec<usize>> = None;
+        // Held while the broker refuses some of them: not ready meanwhile.
+        let mut refusal = None;
         loop {
             let mut messages = build();
             if let Some(positions) = &pending {
@@ -499,6 +502,7 @@ impl Worker {
                         retry_in: backoff.peek(),
                     }
                     .emit();
+                    refusal.get_or_insert_with(|| self.readiness.publish_refused());
                     pending = Some(refused);
                     if !backoff.sleep(&self.shutdown).await {
                         return false;

@@ -617,6 +617,14 @@ async fn outputs_a_full_queue_refuses_are_published_again_once_it_has_room() {
     env.publish_many(&platform.created_each(0..4)).await;
     // Time enough for events redelivered at each refusal to reach the delivery limit.
     tokio::time::sleep(Duration::from_secs(4)).await;
+    // Meanwhile the worker says it cannot get its decisions through.
+    let refusing = http_get(worker.http_addr, "/readyz")
+        .await
+        .unwrap_or_default();
+    assert!(
+        refusing.starts_with("HTTP/1.1 503") && refusing.contains("broker: refusing publishes"),
+        "{refusing}"
+    );
     // The platform takes its assignments one at a time, as the queue holds them.
     let mut taken: Vec<Value> = Vec::new();
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -631,8 +639,11 @@ async fn outputs_a_full_queue_refuses_are_published_again_once_it_has_room() {
         }
     }
     let letters = env.dead_letters(1, Duration::from_secs(1)).await;
+    // Every output through, it is ready again.
+    let ready = readiness_within(worker.http_addr, WAIT).await;
     worker.stop().await;
     let _ = connection.close(200, "done".into()).await;
+    assert_eq!(ready, Ok(()), "ready once the queue had room");
     let dead: Vec<String> = letters
         .iter()
         .map(|l| String::from_utf8_lossy(&l.body).into_owned())
