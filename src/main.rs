@@ -30,6 +30,9 @@ enum Command {
     /// Show what the dead-letter queue holds and why; with --replay, send it back to the work
     /// queue once the cause is fixed (applying an event twice decides nothing twice).
     DeadLetters(cli::dead_letters::DeadLettersArgs),
+    /// Delete everything Redis holds of one project (a tenant that leaves); without --yes, only
+    /// count it.
+    Forget(cli::forget::ForgetArgs),
     /// Show a project's agents (status, open/limit, eligibility), waiting queue and settings;
     /// with --waiting or --conversation, why conversations wait.
     Inspect(cli::inspect::InspectArgs),
@@ -88,6 +91,7 @@ async fn run(args: Args, config: Config) -> anyhow::Result<()> {
         Command::Demo(demo) => cli::demo::run(config, demo).await,
         Command::Publish { file } => cli::publish::run(config, &file).await,
         Command::DeadLetters(dead) => cli::dead_letters::run(config, dead).await,
+        Command::Forget(forget) => cli::forget::run(config, forget).await,
         Command::Inspect(inspect) => cli::inspect::run(config, inspect).await,
         Command::Simulate(simulate) => cli::simulate::run(config, simulate).await,
         Command::Schemas { out } => cli::schemas::run(&out),

@@ -3,6 +3,7 @@
 pub mod chart;
 pub mod dead_letters;
 pub mod demo;
+pub mod forget;
 pub mod inspect;
 pub mod publish;
 pub mod run;

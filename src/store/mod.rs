@@ -8,6 +8,7 @@ mod connection;
 mod core_tests;
 pub mod eviction;
 pub mod explain;
+mod forget;
 pub mod interface;
 pub mod keys;
 pub mod read;

@@ -1,5 +1,5 @@
 //! The tools a platform team uses from a shell: `switchboard publish`, `inspect`,
-//! `dead-letters` and the Python example.
+//! `dead-letters`, `forget` and the Python example.
 
 use std::time::Duration;
 
@@ -325,4 +325,78 @@ async fn dead_letters_are_listed_with_their_reasons_and_replayed_once_fixed() {
         .collect();
     assert!(about_c1.is_empty(), "decided twice: {about_c1:?}");
     env.cleanup().await;
+}
+
+/// `switchboard forget PROJECT` as an operator offboarding a tenant runs it: without `--yes`
+/// it only counts; with it, every key of that project goes, and nothing of another project,
+/// not even one whose id begins with the same characters.
+#[tokio::test]
+async fn forget_deletes_one_projects_keys_and_no_one_elses() {
+    let leaving = Project::new().await;
+    let staying = Project::named(store().await, &format!("{}.eu", leaving.id));
+    for project in [&leaving, &staying] {
+        project.online_agents(&[("a", 2)]).await;
+        project
+            .apply(
+                "conversation.created",
+                serde_json::json!({"conversation_id": "c1", "visitor_id": "v1"}),
+            )
+            .await;
+    }
+    let forget = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("forget")
+            .args(args)
+            .env("SWITCHBOARD_REDIS_URL", redis_url())
+            .output()
+            .expect("switchboard runs");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let leaving_id = switchboard::contract::Id::parse(&leaving.id).unwrap();
+    let staying_id = switchboard::contract::Id::parse(&staying.id).unwrap();
+    let store = store().await;
+    let held = store.project_keys(&leaving_id).await.unwrap().len();
+    assert!(held > 5, "{held} keys");
+
+    let counted = forget(&[&leaving.id]);
+    assert!(
+        counted.contains(&format!("{held} key(s); run again with --yes")),
+        "{counted}"
+    );
+    assert_eq!(
+        store.agents(&leaving_id).await.unwrap().len(),
+        1,
+        "nothing deleted yet"
+    );
+
+    let deleted = forget(&[&leaving.id, "--yes"]);
+    assert!(
+        deleted.contains(&format!("deleted {held} key(s)")),
+        "{deleted}"
+    );
+    assert!(store.project_keys(&leaving_id).await.unwrap().is_empty());
+    assert!(store.agents(&leaving_id).await.unwrap().is_empty());
+    assert!(store
+        .conversation(&leaving_id, "c1")
+        .await
+        .unwrap()
+        .is_none());
+    // The other tenant is untouched.
+    assert_eq!(store.agents(&staying_id).await.unwrap().len(), 1);
+    assert!(store
+        .conversation(&staying_id, "c1")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(store.open_count(&staying_id).await.unwrap(), 1);
+
+    // An id the contract refuses never becomes a key pattern.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["forget", "*", "--yes"])
+        .env("SWITCHBOARD_REDIS_URL", redis_url())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert_eq!(store.agents(&staying_id).await.unwrap().len(), 1);
 }

@@ -28,7 +28,16 @@ impl Project {
 
     /// A new project on `store` (a private Redis, say).
     pub fn on(store: Store) -> Project {
-        let platform = Platform::new();
+        Project::of(store, Platform::new())
+    }
+
+    /// The project `id` on `store` (its keys deleted when the test process exits).
+    pub fn named(store: Store, id: &str) -> Project {
+        super::note_project(id);
+        Project::of(store, Platform::of(id))
+    }
+
+    fn of(store: Store, platform: Platform) -> Project {
         Project {
             id: platform.project.clone(),
             store,
