@@ -109,17 +109,21 @@ async fn look_in(
 ) -> Result<Outcome, BrokerError> {
     let publisher = session.publisher();
     let mut outcome = Outcome::default();
-    let mut first = true;
+    let mut taken = 0;
     while outcome.matched.len() < args.limit {
         // Messages taken and not settled stay with this session, so each take reaches the next
-        // one: the loop ends when the queue has nothing left that this run has not seen.
+        // one. Only the messages there when the run began are looked at: one replayed that a
+        // worker rejects again comes back behind them, and is not sent back twice in one run.
+        if taken > 0 && taken >= outcome.held {
+            break;
+        }
         let Some((delivery, left)) = session.take(&config.dead_letter_queue).await? else {
             break;
         };
-        if first {
+        if taken == 0 {
             outcome.held = left + 1;
-            first = false;
         }
+        taken += 1;
         let letter = describe(&delivery.data, &delivery.properties);
         let wanted = args
             .reason

@@ -305,9 +305,19 @@ async fn dead_letters_are_listed_with_their_reasons_and_replayed_once_fixed() {
     )
     .await;
     env.depth_becomes(&dead_queue, 2).await;
-    let again = dead_letters(&env.config, &["--replay", "--reason", "internal error"]);
-    assert!(again.contains("1 sent back"), "{again}");
+    // Everything sent back this time: the rejected one is rejected again, once.
+    let again = dead_letters(&env.config, &["--replay"]);
+    assert!(again.contains("2 shown, 2 sent back"), "{again}");
     env.depth_becomes(&dead_queue, 1).await;
+    let bounced = env.dead_letters(1, WAIT).await;
+    assert!(
+        bounced[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("bad id!")),
+        "{:?}",
+        bounced[0].reason
+    );
     env.publish(&platform.created("c2")).await;
     let out = env
         .outputs_until(
