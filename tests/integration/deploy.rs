@@ -360,6 +360,8 @@ fn the_dashboard_uses_only_exported_metrics() {
         "switchboard_in_flight_events",
         "switchboard_ready",
         "switchboard_waiting_conversations",
+        "switchboard_broker_blocked",
+        "switchboard_publishes_refused_total",
     ]
     .into();
     // Each of these is also emitted somewhere in the code.
