@@ -2,11 +2,11 @@
 //! letters back to the work queue once what rejected them is fixed.
 //!
 //! An event reaches dead letters when the worker rejects it (malformed, against the contract,
-//! or a store error the worker does not know: `x-switchboard-error` says which) or when
-//! RabbitMQ gives up on it after `SWITCHBOARD_DELIVERY_LIMIT` deliveries (a poison event:
-//! `x-first-death-reason`). Nothing is dropped there, but nothing comes back by itself either:
-//! once the platform or the operator has fixed the cause (a release that accepts it, an agent
-//! added, a Redis error understood), these events are sent back here.
+//! or `internal error: …` for a failure it could not retry: `x-switchboard-error` says which)
+//! or when RabbitMQ gives up on it after `SWITCHBOARD_DELIVERY_LIMIT` deliveries (a poison
+//! event: `x-first-death-reason`). Nothing is dropped there, but nothing comes back by itself
+//! either: once the platform or the operator has fixed the cause (a release that accepts it, a
+//! worker that understands the error), this command sends them back.
 //!
 //! Replaying is safe to repeat. A dead letter goes back to the work queue (by name, so queues
 //! a platform binds to the inbound exchange do not get a second copy), with its body and

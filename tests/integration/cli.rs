@@ -123,17 +123,24 @@ async fn the_python_example_plays_a_platform() {
     env.cleanup().await;
 }
 
-/// `switchboard inspect <project> <args>`, as an operator runs it: its output.
-fn inspect_project(project: &str, args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .arg("inspect")
-        .arg(project)
+/// `switchboard <args>` on the tests' Redis, as an operator runs it: how it ended.
+fn on_redis(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(args)
         .env("SWITCHBOARD_REDIS_URL", redis_url())
         .output()
-        .expect("switchboard runs");
+        .expect("switchboard runs")
+}
+
+/// What a command that must succeed printed.
+fn printed(output: std::process::Output) -> String {
     assert!(output.status.success(), "{output:?}");
     String::from_utf8(output.stdout).unwrap()
+}
+
+/// `switchboard inspect <project> <args>`, as an operator runs it: its output.
+fn inspect_project(project: &str, args: &[&str]) -> String {
+    printed(on_redis(&[&["inspect", project], args].concat()))
 }
 
 /// `switchboard inspect --waiting` and `--conversation`, as an operator runs them: why a
@@ -203,14 +210,14 @@ async fn inspect_shows_capacities_levels_and_quiet_conversations() {
     );
 }
 
-/// `switchboard dead-letters` as an operator runs it: its output and its exit status.
+/// `switchboard dead-letters <args>` on `config`'s topology, as an operator runs it: its output.
 fn dead_letters(config: &switchboard::config::Config, args: &[&str]) -> String {
-    let output = configured_command(env!("CARGO_BIN_EXE_switchboard"), "dead-letters", config)
-        .args(args)
-        .output()
-        .expect("switchboard runs");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout).unwrap()
+    printed(
+        configured_command(env!("CARGO_BIN_EXE_switchboard"), "dead-letters", config)
+            .args(args)
+            .output()
+            .expect("switchboard runs"),
+    )
 }
 
 /// Puts `body` in dead letters with the header a worker writes when it rejects an event.
@@ -353,16 +360,7 @@ async fn forget_deletes_one_projects_keys_and_no_one_elses() {
             )
             .await;
     }
-    let forget = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .arg("forget")
-            .args(args)
-            .env("SWITCHBOARD_REDIS_URL", redis_url())
-            .output()
-            .expect("switchboard runs");
-        assert!(output.status.success(), "{output:?}");
-        String::from_utf8(output.stdout).unwrap()
-    };
+    let forget = |args: &[&str]| printed(on_redis(&[&["forget"], args].concat()));
     let leaving_id = switchboard::contract::Id::parse(&leaving.id).unwrap();
     let staying_id = switchboard::contract::Id::parse(&staying.id).unwrap();
     let store = store().await;
@@ -402,11 +400,7 @@ async fn forget_deletes_one_projects_keys_and_no_one_elses() {
     assert_eq!(store.open_count(&staying_id).await.unwrap(), 1);
 
     // An id the contract refuses never becomes a key pattern.
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["forget", "*", "--yes"])
-        .env("SWITCHBOARD_REDIS_URL", redis_url())
-        .output()
-        .unwrap();
+    let refused = on_redis(&["forget", "*", "--yes"]);
     assert!(!refused.status.success());
     assert_eq!(store.agents(&staying_id).await.unwrap().len(), 1);
 }
