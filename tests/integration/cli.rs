@@ -267,12 +267,10 @@ async fn dead_letters_are_listed_with_their_reasons_and_replayed_once_fixed() {
     // know), put there with the header a worker writes.
     let stuck = platform.created("c1");
     let stuck_id = platform.last_id();
-    dead_letter_as_a_worker_would(
-        &env.config,
-        &stuck,
-        "internal error: a store reply this release did not know",
-    )
-    .await;
+    const FIXED: &str = "internal error: a store reply this release did not know";
+    let config = env.config.clone();
+    let dead_letter_stuck = || dead_letter_as_a_worker_would(&config, &stuck, FIXED);
+    dead_letter_stuck().await;
     env.depth_becomes(&dead_queue, 2).await;
 
     let listed = dead_letters(&env.config, &[]);
@@ -281,12 +279,7 @@ async fn dead_letters_are_listed_with_their_reasons_and_replayed_once_fixed() {
         listed.contains("invalid field `conversation_id`: bad id!"),
         "{listed}"
     );
-    assert!(
-        listed.contains(&format!(
-            "{stuck_id}  internal error: a store reply this release did not know"
-        )),
-        "{listed}"
-    );
+    assert!(listed.contains(&format!("{stuck_id}  {FIXED}")), "{listed}");
     assert!(listed.contains("2 dead letter(s)"), "{listed}");
     // Looking takes nothing away, and nothing was decided.
     env.depth_becomes(&dead_queue, 2).await;
@@ -305,12 +298,7 @@ async fn dead_letters_are_listed_with_their_reasons_and_replayed_once_fixed() {
     env.depth_becomes(&dead_queue, 1).await;
 
     // The same event dead-lettered and sent back again: its first decision stands.
-    dead_letter_as_a_worker_would(
-        &env.config,
-        &stuck,
-        "internal error: a store reply this release did not know",
-    )
-    .await;
+    dead_letter_stuck().await;
     env.depth_becomes(&dead_queue, 2).await;
     // Everything sent back this time: the rejected one is rejected again, once.
     let again = dead_letters(&env.config, &["--replay"]);
