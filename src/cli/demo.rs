@@ -143,6 +143,11 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     session.close().await;
+    println!(
+        "demo over: `switchboard inspect {0}` shows the project as it stands; \
+         `switchboard forget {0} --yes` deletes it",
+        demo.project
+    );
     Ok(())
 }
 
