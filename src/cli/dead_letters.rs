@@ -31,19 +31,38 @@ pub struct DeadLettersArgs {
     /// `delivery_limit`); the others stay as they are.
     #[arg(long)]
     pub reason: Option<String>,
+    /// Only the dead letters of this project (as their body names it).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// One JSON object per dead letter (`project`, `type`, `id`, `reason`), then one for the
+    /// summary, instead of text.
+    #[arg(long)]
+    pub json: bool,
     /// At most this many dead letters shown (or replayed), oldest first.
     #[arg(long, default_value_t = 100)]
     pub limit: usize,
 }
 
 /// One dead letter, as a person reading the queue wants it: what event, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DeadLetter {
-    pub reason: String,
-    /// The event's `type`, `id` and `project` if its body says so (a malformed body may not).
-    pub event_type: Option<String>,
-    pub event_id: Option<String>,
+    /// The event's `project`, `type` and `id` if its body says so (a malformed body may not).
     pub project: Option<String>,
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    #[serde(rename = "id")]
+    pub event_id: Option<String>,
+    pub reason: String,
+}
+
+impl DeadLetter {
+    /// Whether `args` asks for this one.
+    fn wanted(&self, args: &DeadLettersArgs) -> bool {
+        let reason = args.reason.as_ref();
+        let project = args.project.as_ref();
+        reason.is_none_or(|text| self.reason.contains(text.as_str()))
+            && project.is_none_or(|id| self.project.as_ref() == Some(id))
+    }
 }
 
 /// What a run found and did.
@@ -62,6 +81,18 @@ pub async fn run(config: Config, args: DeadLettersArgs) -> anyhow::Result<()> {
     let outcome = look(&config, &args)
         .await
         .with_context(|| format!("reading {}", config.dead_letter_queue))?;
+    if args.json {
+        for letter in &outcome.matched {
+            println!("{}", serde_json::to_string(letter)?);
+        }
+        let summary = serde_json::json!({
+            "held": outcome.held,
+            "shown": outcome.matched.len(),
+            "replayed": outcome.replayed,
+        });
+        println!("{summary}");
+        return Ok(());
+    }
     for letter in &outcome.matched {
         let field = |value: &Option<String>| value.clone().unwrap_or_else(|| "?".into());
         println!(
@@ -72,11 +103,20 @@ pub async fn run(config: Config, args: DeadLettersArgs) -> anyhow::Result<()> {
             letter.reason
         );
     }
-    let filter = args
-        .reason
-        .as_ref()
-        .map(|text| format!(" whose reason contains `{text}`"))
-        .unwrap_or_default();
+    let filters: Vec<String> = [
+        args.project.as_ref().map(|id| format!("of project `{id}`")),
+        args.reason
+            .as_ref()
+            .map(|text| format!("whose reason contains `{text}`")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let filter = if filters.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", filters.join(" and "))
+    };
     println!(
         "{} dead letter(s) in {}; {} shown{filter}{}",
         outcome.held,
@@ -125,11 +165,7 @@ async fn look_in(
         }
         taken += 1;
         let letter = describe(&delivery.data, &delivery.properties);
-        let wanted = args
-            .reason
-            .as_ref()
-            .is_none_or(|text| letter.reason.contains(text.as_str()));
-        if !wanted {
+        if !letter.wanted(args) {
             continue;
         }
         if args.replay {
@@ -183,5 +219,31 @@ mod tests {
         );
         let garbled = describe(b"not json", &properties);
         assert_eq!((garbled.event_type, garbled.event_id), (None, None));
+    }
+
+    #[test]
+    fn a_dead_letter_is_wanted_when_it_matches_every_filter_given() {
+        let letter = DeadLetter {
+            project: Some("acme".into()),
+            event_type: None,
+            event_id: None,
+            reason: "internal error: boom".into(),
+        };
+        let args = |project: Option<&str>, reason: Option<&str>| DeadLettersArgs {
+            replay: false,
+            reason: reason.map(String::from),
+            project: project.map(String::from),
+            json: false,
+            limit: 1,
+        };
+        assert!(letter.wanted(&args(None, None)));
+        assert!(letter.wanted(&args(Some("acme"), Some("internal"))));
+        assert!(!letter.wanted(&args(Some("acme.eu"), None)));
+        assert!(!letter.wanted(&args(None, Some("invalid"))));
+        let garbled = DeadLetter {
+            project: None,
+            ..letter
+        };
+        assert!(!garbled.wanted(&args(Some("acme"), None)));
     }
 }

@@ -281,6 +281,22 @@ async fn dead_letters_are_listed_with_their_reasons_and_replayed_once_fixed() {
     );
     assert!(listed.contains(&format!("{stuck_id}  {FIXED}")), "{listed}");
     assert!(listed.contains("2 dead letter(s)"), "{listed}");
+    // As JSON, one line per dead letter then the summary; and for one project only.
+    let as_json = dead_letters(&env.config, &["--json", "--project", &platform.project]);
+    let lines: Vec<serde_json::Value> = as_json
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{as_json}");
+    assert_eq!(lines[1]["id"], stuck_id.as_str());
+    assert_eq!(lines[1]["reason"], FIXED);
+    assert_eq!(lines[1]["type"], "conversation.created");
+    assert_eq!(lines[2]["shown"], 2);
+    let elsewhere = dead_letters(&env.config, &["--project", "another-tenant"]);
+    assert!(
+        elsewhere.contains("0 shown of project `another-tenant`"),
+        "{elsewhere}"
+    );
     // Looking takes nothing away, and nothing was decided.
     env.depth_becomes(&dead_queue, 2).await;
     assert!(env.outputs_for(Duration::from_millis(300)).await.is_empty());

@@ -577,6 +577,8 @@ async fn a_poison_event_is_dead_lettered_after_the_delivery_limit() {
         &switchboard::cli::dead_letters::DeadLettersArgs {
             replay: false,
             reason: Some("delivery_limit".into()),
+            project: None,
+            json: false,
             limit: 10,
         },
     )
