@@ -27,8 +27,8 @@ pub struct DeadLettersArgs {
     /// Send the dead letters shown back to the work queue, instead of only showing them.
     #[arg(long)]
     pub replay: bool,
-    /// Only the dead letters whose reason contains this text (for example `invalid_id`, or
-    /// `delivery_limit`); the others stay as they are.
+    /// Only the dead letters whose reason contains this text (for example `internal error`,
+    /// `invalid field` or `delivery_limit`); the others stay as they are.
     #[arg(long)]
     pub reason: Option<String>,
     /// Only the dead letters of this project (as their body names it).
