@@ -318,6 +318,15 @@ pub fn dead_letter_properties(original: &BasicProperties, reason: &str) -> Basic
     original.clone().with_headers(headers).with_delivery_mode(2)
 }
 
+/// A header's value, when it is text (`x-switchboard-error`, RabbitMQ's `x-first-death-*`).
+pub fn header_text(properties: &BasicProperties, name: &str) -> Option<String> {
+    match properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(text) => Some(text.to_string()),
+        AMQPValue::ShortString(text) => Some(text.to_string()),
+        _ => None,
+    }
+}
+
 /// Header counting how many times a dead letter was sent back to the work queue
 /// (`switchboard dead-letters --replay`).
 pub const REPLAYS_HEADER: &str = "x-switchboard-replays";
@@ -326,11 +335,7 @@ pub const REPLAYS_HEADER: &str = "x-switchboard-replays";
 /// else RabbitMQ's own (`x-first-death-reason`: `delivery_limit` for an event that was
 /// delivered `SWITCHBOARD_DELIVERY_LIMIT` times without being settled, a poison event).
 pub fn dead_letter_reason(properties: &BasicProperties) -> String {
-    let text = |name: &str| match properties.headers().as_ref()?.inner().get(name)? {
-        AMQPValue::LongString(text) => Some(text.to_string()),
-        AMQPValue::ShortString(text) => Some(text.to_string()),
-        _ => None,
-    };
+    let text = |name: &str| header_text(properties, name);
     if let Some(reason) = text(ERROR_HEADER) {
         return reason;
     }
@@ -347,15 +352,18 @@ pub fn dead_letter_reason(properties: &BasicProperties) -> String {
 /// the worker's reason (a new rejection writes its own), counting the replay in
 /// [`REPLAYS_HEADER`], persistent. RabbitMQ's `x-death` history stays.
 pub fn replay_properties(dead: &BasicProperties) -> BasicProperties {
-    let mut headers = dead.headers().clone().unwrap_or_default();
-    let mut inner = headers.inner().clone();
+    let mut inner = dead
+        .headers()
+        .as_ref()
+        .map(|headers| headers.inner().clone())
+        .unwrap_or_default();
     inner.remove(ERROR_HEADER);
     let replays = match inner.get(REPLAYS_HEADER) {
         Some(AMQPValue::LongLongInt(n)) => *n,
         Some(AMQPValue::LongInt(n)) => i64::from(*n),
         _ => 0,
     };
-    headers = FieldTable::from(inner);
+    let mut headers = FieldTable::from(inner);
     headers.insert(REPLAYS_HEADER.into(), AMQPValue::LongLongInt(replays + 1));
     dead.clone().with_headers(headers).with_delivery_mode(2)
 }

@@ -84,6 +84,32 @@ pub(super) async fn open(nodes: &[&str], tls: &TlsFiles) -> Result<Connection, S
     }
 }
 
+impl Connection {
+    /// Runs `cmd` (called `name` in an error) on the node that holds `project`'s keys: the
+    /// only one, or in a cluster the master of its hash tag's slot, named explicitly, since
+    /// the commands sent this way (`WAIT`, `SCAN`) name no key a cluster could route them by.
+    pub(super) async fn on_project_node<T: redis::FromRedisValue>(
+        &self,
+        project: &Id,
+        cmd: &redis::Cmd,
+        name: &str,
+    ) -> Result<T, StoreError> {
+        match self {
+            Connection::Single(connection) => Ok(cmd.query_async(&mut connection.clone()).await?),
+            Connection::Cluster(connection) => {
+                let route = Route::with_key(keys::project_prefix(project), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let reply = connection
+                    .clone()
+                    .route_command(cmd.clone(), routing)
+                    .await?;
+                redis::from_redis_value(reply)
+                    .map_err(|error| StoreError::Reply(format!("{name} answered {error}")))
+            }
+        }
+    }
+}
+
 impl Store {
     /// Waits until `SWITCHBOARD_REDIS_WAIT_REPLICAS` replicas of the node that holds `project`
     /// have every write this worker sent it so far (`WAIT`), at most
@@ -107,26 +133,10 @@ impl Store {
         wait.arg(wanted).arg(timeout_ms);
         // A call went on one of the connections: each `WAIT` covers its own connection's
         // writes, so every connection waits (one with no new writes answers at once).
-        let waits = self.connections.iter().map(|connection| {
-            let wait = wait.clone();
-            async move {
-                let confirmed: u64 = match connection {
-                    Connection::Single(connection) => {
-                        wait.query_async(&mut connection.clone()).await?
-                    }
-                    Connection::Cluster(connection) => {
-                        let route =
-                            Route::with_key(keys::project_prefix(project), SlotAddr::Master);
-                        let routing =
-                            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                        let reply = connection.clone().route_command(wait, routing).await?;
-                        redis::from_redis_value(reply)
-                            .map_err(|error| StoreError::Reply(format!("WAIT answered {error}")))?
-                    }
-                };
-                Ok::<u64, StoreError>(confirmed)
-            }
-        });
+        let waits = self
+            .connections
+            .iter()
+            .map(|connection| connection.on_project_node::<u64>(project, &wait, "WAIT"));
         // However `WAIT` fails, the event is not at fault: it is an outage, and the events are
         // held and retried. Besides `UNBLOCKED` (see `REFUSED_WRITE_CODES`), a node demoted just
         // before it answers a plain `ERR WAIT cannot be used with replica instances`.

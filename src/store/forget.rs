@@ -7,9 +7,7 @@
 //! contain `}` or a glob character (see `contract::ids`), so the pattern matches that project
 //! alone: `acme` never reaches `acme.eu`'s keys.
 
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-
-use super::{keys, Connection, Store, StoreError};
+use super::{keys, Store, StoreError};
 use crate::contract::Id;
 
 /// Keys asked for per `SCAN` step, and deleted per `UNLINK`.
@@ -29,7 +27,9 @@ impl Store {
                 .arg(&pattern)
                 .arg("COUNT")
                 .arg(KEYS_PER_STEP);
-            let (next, keys): (u64, Vec<String>) = self.on_project_node(project, &scan).await?;
+            let (next, keys): (u64, Vec<String>) = self.connections[0]
+                .on_project_node(project, &scan, "SCAN")
+                .await?;
             found.extend(keys);
             if next == 0 {
                 found.sort();
@@ -49,31 +49,11 @@ impl Store {
         for chunk in found.chunks(KEYS_PER_STEP) {
             let mut unlink = redis::cmd("UNLINK");
             unlink.arg(chunk);
-            let removed: usize = self.on_project_node(project, &unlink).await?;
+            let removed: usize = self.connections[0]
+                .on_project_node(project, &unlink, "UNLINK")
+                .await?;
             deleted += removed;
         }
         Ok(deleted)
-    }
-
-    /// Runs `cmd` on the node that holds `project`'s keys: the only one, or in a cluster the
-    /// master of its hash tag's slot (`SCAN` names no key a cluster could route by).
-    async fn on_project_node<T: redis::FromRedisValue>(
-        &self,
-        project: &Id,
-        cmd: &redis::Cmd,
-    ) -> Result<T, StoreError> {
-        match &self.connections[0] {
-            Connection::Single(connection) => Ok(cmd.query_async(&mut connection.clone()).await?),
-            Connection::Cluster(connection) => {
-                let route = Route::with_key(keys::project_prefix(project), SlotAddr::Master);
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                let reply = connection
-                    .clone()
-                    .route_command(cmd.clone(), routing)
-                    .await?;
-                redis::from_redis_value(reply)
-                    .map_err(|error| StoreError::Reply(format!("unexpected reply: {error}")))
-            }
-        }
     }
 }

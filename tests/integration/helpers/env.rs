@@ -229,16 +229,8 @@ impl Env {
                 .unwrap();
             match got {
                 Some(message) => {
-                    let reason = message
-                        .delivery
-                        .properties
-                        .headers()
-                        .as_ref()
-                        .and_then(|h| h.inner().get(broker::ERROR_HEADER).cloned())
-                        .and_then(|v| match v {
-                            AMQPValue::LongString(s) => Some(s.to_string()),
-                            _ => None,
-                        });
+                    let reason =
+                        broker::header_text(&message.delivery.properties, broker::ERROR_HEADER);
                     letters.push(DeadLetter {
                         body: message.delivery.data,
                         reason,
