@@ -35,11 +35,6 @@ do
     end
   end)
 
-  -- Whether the hash `meta_field` describes is spread.
-  function Buckets.used(meta_field)
-    return Meta.get(meta_field) and true or false
-  end
-
   -- Starts spreading the hash `meta_field` describes: one empty bucket.
   function Buckets.start(meta_field)
     Meta.set(meta_field, '1|0|0|' .. NOW_TEXT)

@@ -10,7 +10,7 @@ do
   -- The precedence level that serves a pool now: the first with an agent online, or with
   -- `when_full` the first with an agent that may take one more (nil: no levels serve).
   local function serving_level(pool)
-    if Meta.number('level_agents') == 0 then return nil end
+    if not USES.levels then return nil end
     local online = redis.call('ZRANGE', pool.online, 0, -1, 'WITHSCORES')
     local when_full = SETTINGS.priority_overflow == 'when_full'
     for i = 1, #online, 2 do

@@ -22,20 +22,13 @@
 -- release, whatever layout it writes: loads are never counted in two places at once.
 
 do
-  -- Whether this project keeps each agent's load in a key of its own (and scores its pools'
-  -- loads in whole numbers: see pools.lua).
-  local function per_agent()
-    return Meta.get(OWNED_BY_AGENT_FIELD) == '1'
-  end
-  Load.per_agent = per_agent
-
   local function agent_key(agent_id)
     return PREFIX .. AGENT_LOAD_KEY_PREFIX .. agent_id
   end
 
   -- The key that counts the agent's load, and the conversation's member in it.
   local function owned_member(agent_id, conversation_id)
-    if per_agent() then return agent_key(agent_id), conversation_id end
+    if USES.agent_load_keys then return agent_key(agent_id), conversation_id end
     return K.owned, Core.pair(agent_id, conversation_id)
   end
 
@@ -46,7 +39,7 @@ do
   -- layout 2. An earlier release reads `owned` only: layout 2 is for after the last of its
   -- workers is gone. Returns true when it did (the pools are then to be scored again).
   function Load.move_to_agent_keys()
-    if LAYOUT ~= '2' or per_agent() then return false end
+    if LAYOUT ~= '2' or USES.agent_load_keys then return false end
     local by_agent = {}
     for _, member in ipairs(redis.call('ZRANGE', K.owned, 0, -1)) do
       local agent_id, conversation_id = Core.split_pair(member)
@@ -68,7 +61,7 @@ do
 
   -- How many conversations count in the agent's load: its members, so it cannot drift.
   function Load.of_agent(agent_id)
-    if per_agent() then return redis.call('ZCARD', agent_key(agent_id)) end
+    if USES.agent_load_keys then return redis.call('ZCARD', agent_key(agent_id)) end
     return redis.call('ZLEXCOUNT', K.owned, Core.agent_range(agent_id))
   end
 
@@ -84,13 +77,13 @@ do
 
   -- The conversations that count in the agent's load.
   local function counted_by(agent_id)
-    if per_agent() then return redis.call('ZRANGE', agent_key(agent_id), 0, -1) end
+    if USES.agent_load_keys then return redis.call('ZRANGE', agent_key(agent_id), 0, -1) end
     return agent_members(K.owned, agent_id)
   end
 
   -- Calls `act(conversation_id)` for every conversation that counts in some agent's load.
   function Load.each_counted(act)
-    if not per_agent() then
+    if not USES.agent_load_keys then
       for _, member in ipairs(redis.call('ZRANGE', K.owned, 0, -1)) do
         act(Core.after_bar(member))
       end
@@ -101,8 +94,10 @@ do
     end
   end
 
-  -- The "agent|channel|conversation" member, when the agent has a capacity for the channel.
+  -- The "agent|channel|conversation" member, when the agent has a capacity for the channel
+  -- (none has in most projects).
   local function channel_member(agent_id, conversation_id, record)
+    if not USES.channel_capacities then return nil end
     if not Core.channel_capacity(Agents.config(agent_id) or NONE, record.ch) then return nil end
     return agent_id .. '|' .. record.ch .. '|' .. conversation_id
   end
@@ -172,7 +167,7 @@ do
   -- ids. The records still name the agent: the caller settles each.
   function Load.take_all(agent_id)
     local ids
-    if per_agent() then
+    if USES.agent_load_keys then
       ids = counted_by(agent_id)
       redis.call('DEL', agent_key(agent_id))
     else

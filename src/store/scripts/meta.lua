@@ -10,6 +10,19 @@
 -- owned_by_agent ('1' once each agent's load is in a key of its own: see load.lua),
 -- visitor_buckets and visitors_in_hash (once visitors are spread over buckets: visitors.lua).
 
+-- What the project's counters say it uses, read on nearly every event (where a function call
+-- through `Meta.get` for each was a measurable share of a creation). Set from the counters at
+-- the start of each call and again whenever one of them changes; only read elsewhere.
+--   agent_load_keys     each agent's load is a key of its own (owned_by_agent; see load.lua)
+--   channel_pools       some agents serve only some channels or have a capacity per channel,
+--                       so a conversation's channel decides its pool
+--   channel_capacities  some agents have a capacity per channel
+--   levels              some agents have a precedence level
+--   requirement_pools   some pools have a requirement (pool_count)
+--   visitor_buckets     visitors are spread over buckets (visitor_buckets; see visitors.lua)
+--   visitors_in_hash    the one `visitors` hash still holds some of them
+local USES = {}
+
 do
   -- The counters every call may need, read in one HMGET.
   local FIELDS = {
@@ -25,6 +38,27 @@ do
   -- instructions per call), and any other counter written (`add`) in a table of its own, made
   -- when first needed.
   local values, others
+
+  local function count(field)
+    return tonumber(values[POSITION[field]]) or 0
+  end
+
+  -- Sets USES from the counters as this call holds them.
+  local function derive_uses()
+    USES.agent_load_keys = values[POSITION[OWNED_BY_AGENT_FIELD]] == '1'
+    USES.channel_capacities = count('capacity_agents') > 0
+    USES.channel_pools = USES.channel_capacities or count('restricted_agents') > 0
+    USES.levels = count('level_agents') > 0
+    USES.requirement_pools = count('pool_count') > 0
+    USES.visitor_buckets = values[POSITION[VISITOR_BUCKETS_FIELD]] and true or false
+    USES.visitors_in_hash = values[POSITION.visitors_in_hash] == '1'
+  end
+  -- The counters USES is derived from.
+  local DERIVED_FROM = {
+    [OWNED_BY_AGENT_FIELD] = true, capacity_agents = true, restricted_agents = true,
+    level_agents = true, pool_count = true, [VISITOR_BUCKETS_FIELD] = true,
+    visitors_in_hash = true,
+  }
   -- The counters read as numbers in this call (tonumber parses text: several are asked for on
   -- every event).
   local numbers
@@ -34,6 +68,7 @@ do
     values = redis.call('HMGET', K.meta, unpack(FIELDS))
     others, numbers = NONE, {}
     arrivals_numbered = false
+    derive_uses()
   end)
 
   -- Keeps a counter's value as this call wrote it.
@@ -41,6 +76,7 @@ do
     local position = POSITION[field]
     if position then
       values[position] = value
+      if DERIVED_FROM[field] then derive_uses() end
     else
       if others == NONE then others = {} end
       others[field] = value

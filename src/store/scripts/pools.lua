@@ -43,7 +43,7 @@ do
       }
       base_bound_for = PREFIX
     end
-    BASE.waiting = Meta.number('pool_count') == 0 and K.waiting or K.base_waiting
+    BASE.waiting = USES.requirement_pools and K.base_waiting or K.waiting
   end)
   Call.on_event(function() touched = {} end)
   -- Requirements (pool id -> table, false: none) and families' tiers read in this call.
@@ -114,7 +114,7 @@ do
 
   -- The ids of the requirement pools the agent belongs to.
   function Pools.memberships(agent_id)
-    if Meta.number('pool_count') == 0 then return NONE end
+    if not USES.requirement_pools then return NONE end
     local raw = redis.call('HGET', K.memberships, agent_id)
     return raw and cjson.decode(raw) or {}
   end
@@ -172,7 +172,7 @@ do
   -- An agent's least_loaded score: in whole numbers once the project keeps loads per agent
   -- (every pool is scored again then: `Pools.refresh_all`), else with a random fraction.
   local function load_score(cfg, load)
-    if Load.per_agent() then
+    if USES.agent_load_keys then
       return Core.whole_load_score(cfg, load, Call.random(0, Core.LOAD_TIES - 1))
     end
     return Core.load_score(cfg, load, Call.random())
@@ -393,7 +393,7 @@ do
   -- conversation's channel.
   function Pools.eligible_agents(excluded, record)
     local agents = {}
-    local by_channel = record.ch and Meta.number('capacity_agents') > 0
+    local by_channel = record.ch and USES.channel_capacities
     for _, agent_id in ipairs(redis.call('ZRANGE', K.by_load, 0, -1)) do
       if not excluded[agent_id] and not (by_channel
           and not Load.channel_room(agent_id, Agents.config(agent_id) or NONE, record.ch)) then
@@ -456,7 +456,7 @@ do
   -- full). Agents outside the levels serve only when no level agent is online: then the
   -- conversation is offered to all of them, returned as the second value.
   function Pools.choose(pool, strategy, excluded)
-    if Meta.number('level_agents') == 0 then
+    if not USES.levels then
       -- Every strategy picks among the same eligible agents: none for one, none for all.
       if nobody_eligible[pool.id] then return nil end
       local agent_id = pick(pool, strategy, excluded or NONE)

@@ -22,11 +22,13 @@ do
   -- Whether the conversation's channel decides its pool: some agents only serve some channels,
   -- or have a capacity per channel.
   function Routing.by_channel()
-    return Meta.number('restricted_agents') > 0 or Meta.number('capacity_agents') > 0
+    return USES.channel_pools
   end
 
-  -- The pool the conversation is routed by now.
+  -- The pool the conversation is routed by now: the base pool for most conversations of most
+  -- projects (no rule, no channel pools), answered without building a requirement.
   function Routing.pool_of(record)
+    if not (record.ri or USES.channel_pools) then return Pools.base() end
     local step = Routing.current_step(record)
     return Pools.of_requirement(Core.requirement(step, record, Routing.by_channel()))
   end

@@ -35,13 +35,10 @@ do
   local BUCKETS = VISITOR_BUCKETS_FIELD
   local IN_HASH = 'visitors_in_hash'
 
-  local function spread() return Buckets.used(BUCKETS) end
-  local function in_hash() return Meta.get(IN_HASH) == '1' end
-
   -- Starts the buckets, once, when this worker writes store layout 2 (an earlier release reads
   -- `visitors` alone: layout 2 is for after the last of its workers is gone).
   function Visitors.move_to_buckets()
-    if LAYOUT ~= '2' or spread() then return end
+    if LAYOUT ~= '2' or USES.visitor_buckets then return end
     if redis.call('EXISTS', K.visitors) == 1 then Meta.set(IN_HASH, '1') end
     Buckets.start(BUCKETS)
   end
@@ -49,14 +46,14 @@ do
   -- The values of these visitors, by position (false: none), and where each was found
   -- (true: in its bucket).
   local function values_of(ids)
-    if not spread() then return redis.call('HMGET', K.visitors, unpack(ids)), {} end
+    if not USES.visitor_buckets then return redis.call('HMGET', K.visitors, unpack(ids)), {} end
     local values = Buckets.get_many(K.visitors, BUCKETS, ids)
     -- Those not in their bucket, and their positions, looked for in `visitors` if it holds any.
     local bucketed, missing, positions = {}, {}, {}
     for i, id in ipairs(ids) do
       if values[i] then
         bucketed[i] = true
-      elseif in_hash() then
+      elseif USES.visitors_in_hash then
         missing[#missing + 1] = id
         positions[#positions + 1] = i
       end
@@ -76,9 +73,11 @@ do
   function Visitors.remembered_agent(visitor_id)
     if not visitor_id then return nil end
     local value
-    if spread() then
+    if USES.visitor_buckets then
       value = Buckets.get(K.visitors, BUCKETS, visitor_id)
-      if not value and in_hash() then value = redis.call('HGET', K.visitors, visitor_id) end
+      if not value and USES.visitors_in_hash then
+        value = redis.call('HGET', K.visitors, visitor_id)
+      end
     else
       value = redis.call('HGET', K.visitors, visitor_id)
     end
@@ -99,9 +98,9 @@ do
     if not visitor_id then return end
     if not now_minute then now_minute = string.format('%d', math.floor(NOW / MS_PER_MINUTE)) end
     local value = agent_id .. '|' .. now_minute
-    if spread() then
+    if USES.visitor_buckets then
       Buckets.set(K.visitors, BUCKETS, visitor_id, value)
-      if in_hash() then redis.call('HDEL', K.visitors, visitor_id) end
+      if USES.visitors_in_hash then redis.call('HDEL', K.visitors, visitor_id) end
     else
       redis.call('HSET', K.visitors, visitor_id, value)
       redis.call('RPUSH', K.served, visitor_id .. '|' .. now_minute)
@@ -113,7 +112,7 @@ do
   -- renewed since, and those an earlier release remembered.
   function Visitors.forget_old()
     local cutoff_ms = NOW - memory_ms()
-    if spread() then
+    if USES.visitor_buckets then
       local cutoff_minute = cutoff_ms / MS_PER_MINUTE
       Buckets.sweep(K.visitors, BUCKETS, memory_ms() / SWEEPS_PER_MEMORY, function(value)
         -- (A value of another form, which no release writes in a bucket, goes too.)
@@ -139,7 +138,9 @@ do
       redis.call('LTRIM', K.served, count, -1)
     end
     -- What was remembered before the buckets is gone: look for it no more.
-    if in_hash() and redis.call('EXISTS', K.visitors) == 0 then Meta.set(IN_HASH, '0') end
+    if USES.visitors_in_hash and redis.call('EXISTS', K.visitors) == 0 then
+      Meta.set(IN_HASH, '0')
+    end
 
     local legacy = redis.call('ZRANGE', K.visitor_seen, '-inf', cutoff_ms, 'BYSCORE',
       'LIMIT', 0, FORGOTTEN_PER_EVENT)
