@@ -48,15 +48,15 @@ end
 -- which `tonumber` parses the slow way (a measurable share of a creation), so once.
 local found_records, found_in_current, handled, new_records, digests, times
 
--- An event's arguments are at `event_base(i)` plus these in ARGV, read as plain numbers: each
--- is read once or twice per event, where a function call for each was a measurable share of a
+-- The batch's `i`-th event's type is ARGV[i * EVENT_ARG_COUNT + TYPE_ARG], and so on: each is
+-- read once or twice per event, where a function call for each was a measurable share of a
 -- creation.
-local TYPE_ARG, DATA_ARG, TIME_ARG, DIGEST_ARG, LEGACY_ARG = EVENT_ARG_AT.type + 1,
-  EVENT_ARG_AT.data + 1, EVENT_ARG_AT.time + 1, EVENT_ARG_AT.digest + 1, EVENT_ARG_AT.legacy + 1
-
--- Where the arguments of the batch's `i`-th event begin in ARGV (less one).
-local function event_base(i)
-  return SHARED_ARG_COUNT + (i - 1) * EVENT_ARG_COUNT
+local TYPE_ARG, DATA_ARG, TIME_ARG, DIGEST_ARG, LEGACY_ARG
+do
+  local before_first = SHARED_ARG_COUNT - EVENT_ARG_COUNT + 1
+  TYPE_ARG, DATA_ARG, TIME_ARG = before_first + EVENT_ARG_AT.type,
+    before_first + EVENT_ARG_AT.data, before_first + EVENT_ARG_AT.time
+  DIGEST_ARG, LEGACY_ARG = before_first + EVENT_ARG_AT.digest, before_first + EVENT_ARG_AT.legacy
 end
 
 -- A worker's clock and a platform's may disagree by this much (us): an event whose `time` is
@@ -69,7 +69,7 @@ local CLOCK_SKEW_US = 600000000
 -- release kept for the redelivered ones. Returns how many were found.
 local function find_records(keys, args, events)
   digests = {}
-  for i = 1, events do digests[i] = args[event_base(i) + DIGEST_ARG] end
+  for i = 1, events do digests[i] = args[i * EVENT_ARG_COUNT + DIGEST_ARG] end
   found_records, found_in_current, handled, new_records, times = {}, {}, {}, {}, {}
   local current = redis.call('HMGET', K.events, unpack(digests))
   local older = {}
@@ -78,7 +78,7 @@ local function find_records(keys, args, events)
       found_records[digests[i]] = current[i]
       found_in_current[digests[i]] = true
     else
-      local time = tonumber(args[event_base(i) + TIME_ARG])
+      local time = tonumber(args[i * EVENT_ARG_COUNT + TIME_ARG])
       times[i] = time
       if not time or time < GENERATION_START + CLOCK_SKEW_US then older[#older + 1] = digests[i] end
     end
@@ -91,7 +91,7 @@ local function find_records(keys, args, events)
   end
   local found = 0
   for i = 1, events do
-    local legacy = args[event_base(i) + LEGACY_ARG]
+    local legacy = args[i * EVENT_ARG_COUNT + LEGACY_ARG]
     if legacy ~= '0' and not found_records[digests[i]] then
       local record = redis.call('GET', keys[tonumber(legacy)])
       -- An earlier release's event changed no version this release reads: once confirmed,
@@ -119,8 +119,8 @@ end
 local function apply_event(args, i, data)
   local digest = digests[i]
   if handled[digest] or found_records[digest] then return replay(digest) end
-  local base = event_base(i)
-  Call.begin_event(i, args[base + TYPE_ARG], args[base + TIME_ARG], times[i], digest)
+  local at = i * EVENT_ARG_COUNT
+  Call.begin_event(i, args[at + TYPE_ARG], args[at + TIME_ARG], times[i], digest)
 
   -- The worker computes the local date (Lua has no time-zone data): if it assumed another
   -- zone than the project's, it is told the right one and calls again. Nothing has changed.
@@ -257,7 +257,7 @@ local function apply(keys, args)
   local data, named = {}, {}
   for i = 1, events do
     if not found_records[digests[i]] then
-      data[i] = cjson.decode(args[event_base(i) + DATA_ARG])
+      data[i] = cjson.decode(args[i * EVENT_ARG_COUNT + DATA_ARG])
       if type(data[i].conversation_id) == 'string' then
         named[#named + 1] = data[i].conversation_id
       end

@@ -39,19 +39,22 @@ do
   -- when first needed.
   local values, others
 
-  local function count(field)
-    return tonumber(values[POSITION[field]]) or 0
-  end
+  -- Where the counters USES is derived from are in `values`.
+  local OWNED_AT, CAPACITY_AT, RESTRICTED_AT = POSITION[OWNED_BY_AGENT_FIELD],
+    POSITION.capacity_agents, POSITION.restricted_agents
+  local LEVELS_AT, POOLS_AT = POSITION.level_agents, POSITION.pool_count
+  local BUCKETS_AT, IN_HASH_AT = POSITION[VISITOR_BUCKETS_FIELD], POSITION.visitors_in_hash
 
-  -- Sets USES from the counters as this call holds them.
+  -- Sets USES from the counters as this call holds them (a count is text, or a number once
+  -- this call added to it; absent, false).
   local function derive_uses()
-    USES.agent_load_keys = values[POSITION[OWNED_BY_AGENT_FIELD]] == '1'
-    USES.channel_capacities = count('capacity_agents') > 0
-    USES.channel_pools = USES.channel_capacities or count('restricted_agents') > 0
-    USES.levels = count('level_agents') > 0
-    USES.requirement_pools = count('pool_count') > 0
-    USES.visitor_buckets = values[POSITION[VISITOR_BUCKETS_FIELD]] and true or false
-    USES.visitors_in_hash = values[POSITION.visitors_in_hash] == '1'
+    USES.agent_load_keys = values[OWNED_AT] == '1'
+    USES.channel_capacities = (tonumber(values[CAPACITY_AT]) or 0) > 0
+    USES.channel_pools = USES.channel_capacities or (tonumber(values[RESTRICTED_AT]) or 0) > 0
+    USES.levels = (tonumber(values[LEVELS_AT]) or 0) > 0
+    USES.requirement_pools = (tonumber(values[POOLS_AT]) or 0) > 0
+    USES.visitor_buckets = values[BUCKETS_AT] and true or false
+    USES.visitors_in_hash = values[IN_HASH_AT] == '1'
   end
   -- The counters USES is derived from.
   local DERIVED_FROM = {
