@@ -178,6 +178,12 @@ do
     return Core.load_score(cfg, load, Call.random())
   end
 
+  -- The agent's precedence level, and its score in a pool's `online` set.
+  local function level_of(cfg)
+    local level = Core.bucket(cfg)
+    return level, level == Core.OUTSIDE and Core.OUTSIDE_TEXT or level
+  end
+
   -- Where one agent stands in one pool now, as `agent_state` tells it. `took` (see
   -- `Pools.refresh`): the agent only took a conversation since it was last placed, so an agent
   -- that was eligible here and still is keeps its level, round-robin position and (unless
@@ -192,11 +198,13 @@ do
       leave(pool, agent_id, cfg)
       return
     end
-    local level = Core.bucket(cfg)
-    local level_score = level == Core.OUTSIDE and Core.OUTSIDE_TEXT or level
     if eligible then
       -- ZADD answers 1 when the agent was not in the pool's load set: it joins the pool.
       local joined = redis.call('ZADD', pool.load, load_score(cfg, load), agent_id) == 1
+      -- An agent that only took a conversation and stays eligible was placed: a creation stops
+      -- here, unless an idle order moves too.
+      if took == true and not joined and not idle then return end
+      local level, level_score = level_of(cfg)
       if joined or not took then
         -- (Joining while taking: it was not placed as eligible before, whatever made it so.)
         if joined then touched[pool.id] = pool end
@@ -209,6 +217,7 @@ do
       end
       if idle then redis.call('ZADD', idle_key(pool, level), Core.idle_score(load, idle), agent_id) end
     else
+      local level, level_score = level_of(cfg)
       redis.call('ZADD', pool.online, level_score, agent_id)
       redis.call('ZREM', pool.load, agent_id)
       redis.call('ZREM', pool.order, agent_id)
@@ -225,7 +234,7 @@ do
   local function agent_state(agent_id, cfg, chosen)
     if not cfg then return false, false end
     local online = chosen or Core.receives(cfg, Agents.status_receives(agent_id))
-    local load = Agents.load(agent_id)
+    local load = Load.of_agent(agent_id)
     local idle = longest_idle() and Agents.last_assignment(agent_id) or nil
     local eligible = online and Core.has_room(cfg, load)
       and not Agents.daily_limit_reached(agent_id, cfg)
@@ -258,8 +267,10 @@ do
     local online, eligible, load, idle = agent_state(agent_id, cfg, chosen)
     placing_pass = nil
     place(BASE, agent_id, cfg, online, eligible, load, idle, took)
-    for _, id in ipairs(Pools.memberships(agent_id)) do
-      place_in(id, agent_id, cfg, online, eligible, load, idle, took)
+    if USES.requirement_pools then
+      for _, id in ipairs(Pools.memberships(agent_id)) do
+        place_in(id, agent_id, cfg, online, eligible, load, idle, took)
+      end
     end
     return eligible == true
   end
