@@ -183,8 +183,17 @@ impl TlsRedis {
     fn new(nodes: usize, cluster: bool) -> TlsRedis {
         let dir = std::env::temp_dir().join(unique("sbredis"));
         std::fs::create_dir_all(&dir).unwrap();
+        // Each port is free when drawn, but nothing is bound to it until the servers start: two
+        // nodes of one cluster drawn on the same port would never settle.
+        let mut ports: Vec<u16> = Vec::with_capacity(nodes);
+        while ports.len() < nodes {
+            let port = node_port();
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
         TlsRedis {
-            ports: (0..nodes).map(|_| node_port()).collect(),
+            ports,
             password: unique("pw"),
             cluster,
             dir,
