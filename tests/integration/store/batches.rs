@@ -141,6 +141,45 @@ async fn a_batch_finds_the_capacity_an_earlier_event_opened() {
     assert_eq!(types(&outputs[10]), ["conversation.queued"]);
 }
 
+#[tokio::test]
+async fn a_batch_follows_what_the_project_starts_using_in_it() {
+    // Channel rights, capacities per channel and precedence levels come into play in a project
+    // only once some agent has them: an event that gives the first agent one must change how
+    // the next events of the same batch are decided, as it would one event at a time.
+    let agent = |patch: Value| ("agent.upserted", json!({ "agents": [patch] }));
+    let created_on = |conversation: &str, channel: &str| {
+        (
+            "conversation.created",
+            json!({"conversation_id": conversation, "visitor_id": format!("v-{conversation}"),
+                   "channel": channel}),
+        )
+    };
+    let outputs = batch_and_one_by_one_agree([
+        limit("a", 5),
+        limit("b", 5),
+        online("b"),
+        created_on("c1", "email"),
+        online("a"),
+        // The project's first channel rights: email goes to b alone.
+        agent(json!({"agent_id": "a", "max_concurrent": 5, "channels": ["chat"]})),
+        created_on("c2", "email"),
+        // Its first capacity per channel: b, holding two emails, takes no third.
+        agent(json!({"agent_id": "b", "max_concurrent": 5, "capacity": {"email": 2}})),
+        created_on("c3", "email"),
+        // Its first precedence level: b serves before a, though a holds nothing.
+        agent(
+            json!({"agent_id": "b", "max_concurrent": 5, "capacity": {"email": 2},
+                     "priority": 1}),
+        ),
+        created_on("c4", "chat"),
+    ])
+    .await;
+    assert_eq!(assigned_agents(&outputs[3]), ["b"]);
+    assert_eq!(assigned_agents(&outputs[6]), ["b"]);
+    assert_eq!(types(&outputs[8]), ["conversation.queued"]);
+    assert_eq!(assigned_agents(&outputs[10]), ["b"]);
+}
+
 /// One event of a batch: its type and data.
 type Step = (&'static str, Value);
 
