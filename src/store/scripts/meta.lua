@@ -46,13 +46,13 @@ do
   local BUCKETS_AT, IN_HASH_AT = POSITION[VISITOR_BUCKETS_FIELD], POSITION.visitors_in_hash
 
   -- Sets USES from the counters as this call holds them (a count is text, or a number once
-  -- this call added to it; absent, false).
+  -- this call added to it; absent, false), compared as the modules compared them before.
   local function derive_uses()
     USES.agent_load_keys = values[OWNED_AT] == '1'
     USES.channel_capacities = (tonumber(values[CAPACITY_AT]) or 0) > 0
     USES.channel_pools = USES.channel_capacities or (tonumber(values[RESTRICTED_AT]) or 0) > 0
-    USES.levels = (tonumber(values[LEVELS_AT]) or 0) > 0
-    USES.requirement_pools = (tonumber(values[POOLS_AT]) or 0) > 0
+    USES.levels = (tonumber(values[LEVELS_AT]) or 0) ~= 0
+    USES.requirement_pools = (tonumber(values[POOLS_AT]) or 0) ~= 0
     USES.visitor_buckets = values[BUCKETS_AT] and true or false
     USES.visitors_in_hash = values[IN_HASH_AT] == '1'
   end
