@@ -419,11 +419,21 @@ do
     return redis.call('ZCARD', K.by_load) > 0
   end
 
-  -- The first member of `key` scored within [min, max] that `excluded` does not hold.
+  -- The first member of `key` scored within [min, max] that `excluded` does not hold. Over
+  -- every score (most choices: no precedence levels), members are taken by rank: the same
+  -- members in the same order, without a score range for Redis to parse and to test each
+  -- member's score against (in layout 1 a fraction, kept as text that is parsed again for
+  -- every member passed: about 4% of a creation).
   local function first_allowed(key, min, max, excluded)
+    local every_score = min == '-inf' and max == '+inf'
     for offset = 0, MAX_SKIPPED do
-      local from = offset == 0 and '0' or offset -- as text when it can (see NOW_TEXT)
-      local found = redis.call('ZRANGE', key, min, max, 'BYSCORE', 'LIMIT', from, '1')[1]
+      local at = offset == 0 and '0' or offset -- as text when it can (see NOW_TEXT)
+      local found
+      if every_score then
+        found = redis.call('ZRANGE', key, at, at)[1]
+      else
+        found = redis.call('ZRANGE', key, min, max, 'BYSCORE', 'LIMIT', at, '1')[1]
+      end
       if not found then return nil end
       if not excluded[found] then return found end
     end
@@ -470,7 +480,13 @@ do
     if not USES.levels then
       -- Every strategy picks among the same eligible agents: none for one, none for all.
       if nobody_eligible[pool.id] then return nil end
-      local agent_id = pick(pool, strategy, excluded or NONE)
+      local agent_id
+      if strategy == 'least_loaded' and not (excluded or pool.family or longest_idle()) then
+        -- What `pick` does for most choices, without its steps.
+        agent_id = first_allowed(pool.load, '-inf', '+inf', NONE)
+      else
+        agent_id = pick(pool, strategy, excluded or NONE)
+      end
       if not agent_id and not excluded then nobody_eligible[pool.id] = true end
       return agent_id
     end
