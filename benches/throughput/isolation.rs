@@ -14,9 +14,18 @@ pub fn new_tag() -> String {
 /// A loopback port free now, for a process the benchmark starts (a worker's HTTP server, a
 /// private redis-server).
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(free_ports(1)?[0])
+}
+
+/// `n` loopback ports free now, all different: each is held until all are drawn (a port drawn
+/// and let go may be drawn again before the process it is for binds it).
+pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let held = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    held.iter()
+        .map(|listener| Ok(listener.local_addr()?.port()))
+        .collect()
 }
 
 /// The configuration of a drain tagged `tag`: the machine's services, its own names.

@@ -9,7 +9,7 @@ use switchboard::config::Config;
 
 use crate::backlog::{backlog_with, publish_all, Features};
 use crate::cpu::{CpuPerEvents, CpuUse};
-use crate::isolation::{cleanup, config, free_port, new_tag};
+use crate::isolation::{cleanup, config, free_ports, new_tag};
 
 /// Worker processes and their HTTP ports. Killed when dropped, so that a run that fails leaves
 /// none behind.
@@ -38,8 +38,7 @@ impl Workers {
             children: vec![],
             ports: vec![],
         };
-        for _ in 0..count {
-            let port = free_port().unwrap();
+        for port in free_ports(count).unwrap() {
             let child = std::process::Command::new(&binary)
                 .arg("run")
                 .env("SWITCHBOARD_HTTP_ADDR", format!("127.0.0.1:{port}"))

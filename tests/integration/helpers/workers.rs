@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::env::Env;
 use super::http::{http_get, series};
-use super::names::free_port;
+use super::names::{free_port, free_ports};
 
 impl Env {
     /// A worker in this process, stopped when the handle is dropped or stopped.
@@ -104,7 +104,7 @@ impl WorkerProcesses {
 
     /// A worker process for each configuration, each serving HTTP on a port of its own.
     pub fn configured(configs: &[Config]) -> WorkerProcesses {
-        let http_ports: Vec<u16> = configs.iter().map(|_| free_port()).collect();
+        let http_ports = free_ports(configs.len());
         let children = configs
             .iter()
             .zip(&http_ports)
