@@ -105,6 +105,7 @@ do
   -- An output of the event; `sequence` is its place among the decisions about its conversation
   -- (or agent), for events about one (see `next_sequence`).
   function Call.emit(event_type, data, sequence)
+    if outputs == NONE then outputs = {} end
     outputs[#outputs + 1] = { type = event_type, data = data, q = sequence }
   end
 
@@ -119,6 +120,7 @@ do
   -- Timers the worker arms after this call (RabbitMQ delay queues): each comes back later as a
   -- `timer.fired` event with this id and data, and is applied like any other event.
   function Call.arm_timer(delay_ms, id, data)
+    if timers == NONE then timers = {} end
     timers[#timers + 1] = { delay_ms = delay_ms, id = id, data = data }
   end
 
@@ -227,7 +229,8 @@ do
     EVENT_TIME = time
     EVENT_DIGEST = digest
     seed, seeded = call_seed + i - 1, false
-    outputs, timers, stamped = {}, {}, false
-    for _, reset in ipairs(per_event_resets) do reset() end
+    -- (An event's lists stay NONE until it produces something: most events arm no timer.)
+    outputs, timers, stamped = NONE, NONE, false
+    for r = 1, #per_event_resets do per_event_resets[r]() end
   end
 end

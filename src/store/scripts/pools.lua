@@ -45,7 +45,12 @@ do
     end
     BASE.waiting = USES.requirement_pools and K.base_waiting or K.waiting
   end)
-  Call.on_event(function() touched = {} end)
+  -- (NONE until the event touches a pool: a creation, which only takes, touches none.)
+  Call.on_event(function() touched = NONE end)
+  local function touch(pool)
+    if touched == NONE then touched = {} end
+    touched[pool.id] = pool
+  end
   -- Requirements (pool id -> table, false: none) and families' tiers read in this call.
   local requirements, family_tiers
   Call.on_call(function()
@@ -192,7 +197,7 @@ do
     -- The pool's waiting conversations may find room now, unless the agent only took one:
     -- taking makes no room, so those that found nobody before still find nobody (drain, which
     -- looks at the pools an event touched, then has nothing to read).
-    if not took then touched[pool.id] = pool end
+    if not took then touch(pool) end
     if eligible then nobody_eligible[pool.id] = nil end
     if not online then
       leave(pool, agent_id, cfg)
@@ -207,7 +212,7 @@ do
       local level, level_score = level_of(cfg)
       if joined or not took then
         -- (Joining while taking: it was not placed as eligible before, whatever made it so.)
-        if joined then touched[pool.id] = pool end
+        if joined then touch(pool) end
         redis.call('ZADD', pool.online, level_score, agent_id)
         redis.call('ZADD', pool.order, Core.order_score(cfg), agent_id)
         redis.call('ZADD', pass_key(pool, level), joining_pass(agent_id), agent_id)
