@@ -485,13 +485,7 @@ do
     if not USES.levels then
       -- Every strategy picks among the same eligible agents: none for one, none for all.
       if nobody_eligible[pool.id] then return nil end
-      local agent_id
-      if strategy == 'least_loaded' and not (excluded or pool.family or longest_idle()) then
-        -- What `pick` does for most choices, without its steps.
-        agent_id = first_allowed(pool.load, '-inf', '+inf', NONE)
-      else
-        agent_id = pick(pool, strategy, excluded or NONE)
-      end
+      local agent_id = pick(pool, strategy, excluded or NONE)
       if not agent_id and not excluded then nobody_eligible[pool.id] = true end
       return agent_id
     end
