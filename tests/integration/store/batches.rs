@@ -70,10 +70,7 @@ async fn a_batch_sees_what_the_events_before_it_changed() {
         ("project.configured", json!({"mode": "manual"})),
         created("c3", "v3"),
         ("project.configured", json!({"mode": "auto"})),
-        (
-            "agent.upserted",
-            json!({"agents": [{"agent_id": "b", "max_concurrent": 1, "priority": 1}]}),
-        ),
+        upserted(json!({"agent_id": "b", "max_concurrent": 1, "priority": 1})),
         online("b"),
         closed("c1"),
         created("c4", "v4"),
@@ -146,14 +143,6 @@ async fn a_batch_follows_what_the_project_starts_using_in_it() {
     // Channel rights, capacities per channel and precedence levels come into play in a project
     // only once some agent has them: an event that gives the first agent one must change how
     // the next events of the same batch are decided, as it would one event at a time.
-    let agent = |patch: Value| ("agent.upserted", json!({ "agents": [patch] }));
-    let created_on = |conversation: &str, channel: &str| {
-        (
-            "conversation.created",
-            json!({"conversation_id": conversation, "visitor_id": format!("v-{conversation}"),
-                   "channel": channel}),
-        )
-    };
     let outputs = batch_and_one_by_one_agree([
         limit("a", 5),
         limit("b", 5),
@@ -161,15 +150,15 @@ async fn a_batch_follows_what_the_project_starts_using_in_it() {
         created_on("c1", "email"),
         online("a"),
         // The project's first channel rights: email goes to b alone.
-        agent(json!({"agent_id": "a", "max_concurrent": 5, "channels": ["chat"]})),
+        upserted(json!({"agent_id": "a", "max_concurrent": 5, "channels": ["chat"]})),
         created_on("c2", "email"),
         // Its first capacity per channel: b, holding two emails, takes no third.
-        agent(json!({"agent_id": "b", "max_concurrent": 5, "capacity": {"email": 2}})),
+        upserted(json!({"agent_id": "b", "max_concurrent": 5, "capacity": {"email": 2}})),
         created_on("c3", "email"),
         // Its first precedence level: b serves before a, though a holds nothing.
-        agent(
+        upserted(
             json!({"agent_id": "b", "max_concurrent": 5, "capacity": {"email": 2},
-                     "priority": 1}),
+                        "priority": 1}),
         ),
         created_on("c4", "chat"),
     ])
@@ -183,12 +172,14 @@ async fn a_batch_follows_what_the_project_starts_using_in_it() {
 /// One event of a batch: its type and data.
 type Step = (&'static str, Value);
 
+/// One agent upserted, as `agent` describes it.
+fn upserted(agent: Value) -> Step {
+    ("agent.upserted", json!({ "agents": [agent] }))
+}
+
 /// One agent upserted with its `max_concurrent`.
 fn limit(agent: &str, max_concurrent: u64) -> Step {
-    (
-        "agent.upserted",
-        json!({"agents": [{"agent_id": agent, "max_concurrent": max_concurrent}]}),
-    )
+    upserted(json!({"agent_id": agent, "max_concurrent": max_concurrent}))
 }
 
 fn online(agent: &str) -> Step {
@@ -202,6 +193,15 @@ fn created(conversation: &str, visitor: &str) -> Step {
     (
         "conversation.created",
         json!({"conversation_id": conversation, "visitor_id": visitor}),
+    )
+}
+
+/// A conversation created on `channel`, its visitor named after it.
+fn created_on(conversation: &str, channel: &str) -> Step {
+    (
+        "conversation.created",
+        json!({"conversation_id": conversation, "visitor_id": format!("v-{conversation}"),
+               "channel": channel}),
     )
 }
 
