@@ -573,3 +573,29 @@ fn a_sweep_round_keeps_its_pace_and_never_runs_ahead() {
     assert_eq!(due(10, 5000, 1000), 10, "late: every bucket, never more");
     assert_eq!(due(1, 2 * 86_400_000, 86_400_000 / 8), 1);
 }
+
+#[test]
+fn what_is_made_of_a_text_is_made_once_while_the_text_is_in_use() {
+    let lua = lua();
+    lua.load(
+        "made = 0
+         kept = Core.kept_by_text(2, function(text) made = made + 1; return { text = text } end)",
+    )
+    .exec()
+    .unwrap();
+    // The same text gives the same table, made once; false is a text like any other.
+    holds(
+        &lua,
+        "kept('a') == kept('a') and kept('a').text == 'a' and made == 1",
+    );
+    holds(&lua, "kept(false) == kept(false) and made == 2");
+    // Two new texts later, 'a' is still kept (in the older half), and asking for it keeps it
+    // among the recent ones; four new texts after that, it is forgotten and made again.
+    holds(&lua, "kept('b') and kept('c') and made == 4");
+    holds(&lua, "kept('a').text == 'a' and made == 4");
+    holds(
+        &lua,
+        "kept('d') and kept('e') and kept('f') and kept('g') and made == 8",
+    );
+    holds(&lua, "kept('a').text == 'a' and made == 9");
+}

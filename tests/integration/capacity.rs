@@ -403,6 +403,46 @@ async fn auto_away_after_missed_assignments_in_a_row_and_a_reply_resets_the_coun
     assert_eq!(assignments(&p.create("c5").await), [pair("c5", "b")]);
 }
 
+/// Agents' configurations decoded in one call are kept for later calls by their stored text,
+/// whatever the project (an agent read again costs no JSON decode), so two projects whose agent
+/// "a" was upserted alike share one decoded table. What one project changes in its agent (here
+/// the sequence of the agent's published statuses, counted in its configuration when missed
+/// assignments set it busy) stays that project's: the other counts from its own.
+#[tokio::test]
+async fn an_agents_configuration_changed_in_one_project_stays_that_projects() {
+    /// Two missed assignments in a row set agent "a" busy: the sequence that status carries.
+    async fn busy_after_two_misses(p: &Project) -> Option<u64> {
+        p.configure(json!({"reply_timeout_seconds": 10, "away_after_missed": 2,
+                            "tie_break": "longest_idle"}))
+            .await;
+        p.online_agents(&[("a", 10), ("b", 10)]).await;
+        let mut outputs = vec![];
+        for conversation in ["c1", "c2"] {
+            let created = p
+                .apply_event(&p.event(
+                    "conversation.created",
+                    json!({"conversation_id": conversation, "visitor_id": conversation}),
+                ))
+                .await;
+            assert_eq!(assignments(&created.outputs), [pair(conversation, "a")]);
+            outputs = p.fire(&created.timers[0]).await.outputs;
+        }
+        let busy: Vec<_> = outputs
+            .iter()
+            .filter(|output| output.event_type == "agent.status_changed")
+            .collect();
+        assert_eq!(busy.len(), 1, "the second miss sets a busy");
+        busy[0].sequence
+    }
+    let (first, second) = (Project::new().await, Project::new().await);
+    assert_eq!(busy_after_two_misses(&first).await, Some(1));
+    assert_eq!(
+        busy_after_two_misses(&second).await,
+        Some(1),
+        "counted from its own configuration"
+    );
+}
+
 #[tokio::test]
 async fn skill_levels_rank_agents_and_a_wider_step_lowers_the_minimum() {
     let p = Project::new().await;

@@ -11,16 +11,34 @@ do
     last_assignments = {}
   end)
 
-  -- The agent's configuration (a table shared with the cache: a caller changes it only to
-  -- save it), or nil for an unknown agent.
+  -- Configurations decoded by earlier calls, by their stored text (see Core.kept_by_text): an
+  -- agent a call reads again costs its HGET, not a JSON decode and the tables it makes. Any
+  -- project's: the same text is the same configuration. Up to 2,048 are kept (an agent's text
+  -- holds its own insertion number, so that is about one per agent in use).
+  local decoded = Core.kept_by_text(1024, function(text) return cjson.decode(text) end)
+
+  -- The agent's configuration, or nil for an unknown agent. Only read: it may be shared with
+  -- other calls and projects. A caller that changes a configuration takes
+  -- `Agents.config_to_change`.
   function Agents.config(agent_id)
     local cfg = configs[agent_id]
     if cfg == nil then
       local raw = redis.call('HGET', K.agents, agent_id)
-      cfg = raw and cjson.decode(raw) or false
+      cfg = raw and decoded(raw) or false
       configs[agent_id] = cfg
     end
     return cfg or nil
+  end
+
+  -- The agent's configuration as a table of this call's own, to change and then save (nil for
+  -- an unknown agent); the rest of the call reads it as the agent's configuration.
+  function Agents.config_to_change(agent_id)
+    local cfg = Agents.config(agent_id)
+    if not cfg then return nil end
+    local own = {}
+    for field, value in pairs(cfg) do own[field] = value end
+    configs[agent_id] = own
+    return own
   end
 
   -- Counts of agents with a precedence level, with channel restrictions and with capacities

@@ -67,25 +67,13 @@ do
     return effective
   end
 
-  -- The settings in effect for each stored text earlier calls read (any project's: the same
-  -- text is the same settings). A call whose project stores a text among them reads that table
-  -- instead of decoding the JSON again, which a project with rules would otherwise pay on every
-  -- call. The key is the stored text itself, whoever wrote it (a worker of an earlier release
-  -- included), so no change can be missed; the tables are only read (a change takes a table of
-  -- its own). `false` (no settings stored) is kept like a text. At most SETTINGS_KEPT texts
-  -- are kept, then all are forgotten.
-  local effective_settings, effective_count = {}, 0
-  local SETTINGS_KEPT = 64
-
-  -- Makes SETTINGS the settings stored as `text` (false: none) over the defaults.
-  local function read_settings(text)
-    SETTINGS = effective_settings[text]
-    if SETTINGS then return end
-    SETTINGS = with_defaults(text and cjson.decode(text) or {})
-    if effective_count >= SETTINGS_KEPT then effective_settings, effective_count = {}, 0 end
-    effective_settings[text] = SETTINGS
-    effective_count = effective_count + 1
-  end
+  -- The settings in effect for a stored text (false: none), made once per text (any
+  -- project's: the same text is the same settings) and kept across calls (see
+  -- Core.kept_by_text), so that a project with rules does not decode their JSON on every call.
+  -- Only read: a change takes a table of its own (`settings_to_change`).
+  local effective_settings = Core.kept_by_text(64, function(text)
+    return with_defaults(text and cjson.decode(text) or {})
+  end)
 
   -- The settings as stored (without defaults), as a table the caller may change, then store and
   -- pass to `settings_changed`: the call's own, never one that other calls read.
@@ -212,7 +200,7 @@ do
   function Call.begin_call(stored_settings)
     NULL = cjson.null
     settings_text, settings_to_write = stored_settings, nil
-    read_settings(stored_settings)
+    SETTINGS = effective_settings(stored_settings)
     for _, reset in ipairs(per_call_resets) do reset() end
   end
 

@@ -68,6 +68,31 @@ do
   end
 
   ---------------------------------------------------------------------------------------------
+  -- What a call made of a stored text, kept for later calls. The library's top level runs
+  -- once, so a table it holds outlives the call that filled it: keyed by the stored text
+  -- itself (whoever wrote it, a worker of an earlier release included), what was made of a
+  -- text stays right for as long as that text is what is stored, and a change is seen at once,
+  -- as another text.
+
+  -- A function of a text (or false) that returns `make(text)`, made once per text while it is
+  -- in use: texts asked for since the last `limit` new ones, and before that those of the
+  -- `limit` before them, are kept; older ones are forgotten (so at most 2 * `limit`). What it
+  -- returns is shared by every call that asks for the same text: only read, never changed.
+  function Core.kept_by_text(limit, make)
+    local recent, older, count = {}, {}, 0
+    return function(text)
+      local made = recent[text]
+      if made ~= nil then return made end
+      made = older[text]
+      if made == nil then made = make(text) end
+      if count >= limit then recent, older, count = {}, recent, 0 end
+      recent[text] = made
+      count = count + 1
+      return made
+    end
+  end
+
+  ---------------------------------------------------------------------------------------------
   -- Forgetting in time order. What must be forgotten some time after it happened (a visitor
   -- served, a conversation closed) is noted in a list as "<id>|<time>", in the order it
   -- happened, and forgotten from the list's head: a list entry costs a fraction of a sorted

@@ -68,7 +68,8 @@ do
   -- until then. `sched_n` numbers the schedule's timers: an older timer, or one of a replaced
   -- schedule, finds another number and does nothing. The switch is an event about the agent's
   -- status at the boundary's time (a timer's `time` is when it was due): a status set by hand
-  -- later than that stands.
+  -- later than that stands. `cfg` is the agent's configuration as a table of the call's own,
+  -- which this changes and saves.
   local function apply_schedule(agent_id, cfg, state)
     cfg.sched_n = (tonumber(cfg.sched_n) or 0) + 1
     Presence.switch(agent_id, cfg, state.online and 'online' or 'offline', 'schedule', false)
@@ -85,7 +86,7 @@ do
   Timers['schedule'] = function(data)
     local cfg = Agents.config(data.agent_id)
     if not cfg or tonumber(cfg.sched_n) ~= tonumber(data.token) or not data._schedule then return end
-    apply_schedule(data.agent_id, cfg, data._schedule)
+    apply_schedule(data.agent_id, Agents.config_to_change(data.agent_id), data._schedule)
   end
 
   -- Local midnight: nothing to do here, the start of every call already begins the new day.

@@ -15,8 +15,10 @@ do
 
   -- Switches the agent to `status` on the machine's own decision (`reason`: schedule,
   -- missed_assignments) and publishes it, unless a status set later than the current event's
-  -- time stands. `cfg` is the agent's configuration; `save` says whether to store it here (a
-  -- caller that changes it further stores it itself). Returns whether it switched.
+  -- time stands. `cfg` is the agent's configuration as a table of the call's own
+  -- (`Agents.config_to_change`), where the sequence of its published statuses is counted;
+  -- `save` says whether to store it here (a caller that changes it further stores it itself).
+  -- Returns whether it switched.
   function Presence.switch(agent_id, cfg, status, reason, save)
     local thing = 's|' .. agent_id
     if Agents.status(agent_id) == status or Versions.judge_thing(thing) ~= 'apply' then
@@ -39,9 +41,9 @@ do
     local missed = redis.call('HINCRBY', K.missed, agent_id, '1')
     if missed < limit then return end
     redis.call('HDEL', K.missed, agent_id)
-    local cfg = Agents.config(agent_id)
-    if cfg and Agents.status(agent_id) == 'online' then
-      Presence.switch(agent_id, cfg, 'busy', 'missed_assignments', true)
+    if Agents.config(agent_id) and Agents.status(agent_id) == 'online' then
+      Presence.switch(agent_id, Agents.config_to_change(agent_id), 'busy', 'missed_assignments',
+        true)
     end
   end
 
