@@ -99,7 +99,7 @@ fn agent(i: usize, features: Features) -> Value {
 }
 
 /// Conversation `n` of a backlog: with every feature, a channel and a language (half Spanish).
-fn conversation_data(n: usize, features: Features) -> Value {
+pub fn conversation_data(n: usize, features: Features) -> Value {
     let mut data = json!({"conversation_id": format!("c{n}"), "visitor_id": format!("v{n}")});
     if features == Features::Every {
         data["channel"] = json!(if n.is_multiple_of(4) { "email" } else { "web" });
@@ -108,24 +108,15 @@ fn conversation_data(n: usize, features: Features) -> Value {
     data
 }
 
-/// The setup (a team of `agents`, online) and then `n` events: conversations created and
-/// closed, with status changes.
-pub fn mixed_backlog(project: &str, agents: usize, n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    backlog_with(project, agents, n, Features::Plain)
-}
-
-/// [`mixed_backlog`] for a project that uses `features`.
-pub fn backlog_with(
+/// What a project that uses `features` has before its backlog: its settings, a team of
+/// `agents` online and, with every feature, the pools its conversations need; the events
+/// numbered by `next`.
+pub fn setup_with(
     project: &str,
     agents: usize,
-    n: usize,
     features: Features,
-) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let mut id = 0;
-    let mut next = || {
-        id += 1;
-        id
-    };
+    mut next: impl FnMut() -> u64,
+) -> Vec<Vec<u8>> {
     let patches: Vec<Value> = (0..agents).map(|i| agent(i, features)).collect();
     let mut setup = vec![];
     if features == Features::Every {
@@ -153,6 +144,28 @@ pub fn backlog_with(
             ));
         }
     }
+    setup
+}
+
+/// The setup (a team of `agents`, online) and then `n` events: conversations created and
+/// closed, with status changes.
+pub fn mixed_backlog(project: &str, agents: usize, n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    backlog_with(project, agents, n, Features::Plain)
+}
+
+/// [`mixed_backlog`] for a project that uses `features`.
+pub fn backlog_with(
+    project: &str,
+    agents: usize,
+    n: usize,
+    features: Features,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut id = 0;
+    let mut next = || {
+        id += 1;
+        id
+    };
+    let setup = setup_with(project, agents, features, &mut next);
     let mut backlog = Vec::with_capacity(n);
     let mut conversation = 0;
     while backlog.len() < n {

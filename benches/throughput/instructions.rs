@@ -16,13 +16,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use serde_json::json;
 use switchboard::clock::{Clock, SystemClock};
 use switchboard::config::{Config, StoreLayout};
 use switchboard::store::{Store, StoreOptions};
 use tokio::process::{Child, Command};
 
-use crate::backlog::event;
+use crate::backlog::{conversation_data, event, setup_with, Features};
 use crate::isolation::{free_port, redis_connection};
 use crate::outside::{redis_stats, team, RedisStats};
 use crate::redis_cost::decoded;
@@ -94,6 +93,11 @@ pub async fn instructions(report: &mut Report) {
         counted.compact / 1000.0,
         counted.compact / counted.total
     ));
+    report.line(format!(
+        "In a project using every routing feature (part (c)'s: a rule asking for skill levels and ordering by them, agents with skills, channels and a capacity per channel, conversations with a channel and a language, longest-idle ties, inactivity, wrap-up, a reply timeout and auto-away; layout 1, another project): {:.1} thousand per creation ({:.2}× the plain project's).\n",
+        counted.every_feature / 1000.0,
+        counted.every_feature / counted.total
+    ));
     report.line(
         "| of which (inclusive, may overlap) | thousand per creation | share |\n|---|---|---|",
     );
@@ -123,6 +127,10 @@ pub async fn instructions(report: &mut Report) {
         [
             ("worker".to_string(), counted.total / 1000.0),
             ("worker, one per call".to_string(), counted.alone / 1000.0),
+            (
+                "worker, every feature".to_string(),
+                counted.every_feature / 1000.0,
+            ),
             ("bare relay".to_string(), counted.relay / 1000.0),
         ],
     );
@@ -136,6 +144,8 @@ struct Counted {
     relay: f64,
     /// Instructions per creation in store layout 2.
     compact: f64,
+    /// Instructions per creation in a project using every routing feature (layout 1).
+    every_feature: f64,
     /// Instructions per creation applied one per call (layout 1), and the commands they ran.
     alone: f64,
     alone_commands: f64,
@@ -158,7 +168,8 @@ impl Drop for Profiled {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
         // `BENCH_KEEP_CALLGRIND` keeps the dumps (out.1 layout 1, out.2 layout 2, out.3 layout 1
-        // one creation per call, out.4 the relay) for `callgrind_annotate`: with a
+        // one creation per call, out.4 the relay, out.5 every routing feature) for
+        // `callgrind_annotate`: with a
         // `redis-server` built with symbols first in PATH (`benches/redis-with-symbols.sh`),
         // they show where the instructions go inside Lua and Redis.
         if std::env::var_os("BENCH_KEEP_CALLGRIND").is_some() {
@@ -190,8 +201,15 @@ async fn count() -> Result<Counted, String> {
     .map_err(|e| format!("the profiled redis-server: {e}"))?;
     let mut redis = redis_connection(&config).await;
     let batch: usize = config.batch_size.into();
-    let (before, after) =
-        count_creations(&store, &mut redis, "instructions", batch, server.pid).await?;
+    let (before, after) = count_creations(
+        &store,
+        &mut redis,
+        "instructions",
+        Features::Plain,
+        batch,
+        server.pid,
+    )
+    .await?;
     let dump = wait_for_dump(&server.dir, 1).await?;
     // The same in store layout 2, in a project of its own.
     let compact = Store::connect(
@@ -207,14 +225,22 @@ async fn count() -> Result<Counted, String> {
         &compact,
         &mut redis,
         "instructions-compact",
+        Features::Plain,
         batch,
         server.pid,
     )
     .await?;
     let compact_dump = wait_for_dump(&server.dir, 2).await?;
     // Layout 1 again, one creation per call, in a project of its own.
-    let (alone_before, alone_after) =
-        count_creations(&store, &mut redis, "instructions-alone", 1, server.pid).await?;
+    let (alone_before, alone_after) = count_creations(
+        &store,
+        &mut redis,
+        "instructions-alone",
+        Features::Plain,
+        1,
+        server.pid,
+    )
+    .await?;
     let alone_dump = wait_for_dump(&server.dir, 3).await?;
     // The bare relay's script on the same bodies, one call each, as the relay runs it.
     let bodies: Vec<Vec<u8>> = (0..COUNTED)
@@ -233,6 +259,17 @@ async fn count() -> Result<Counted, String> {
     }
     control(&["-d"], server.pid).await?;
     let relay_dump = wait_for_dump(&server.dir, 4).await?;
+    // Layout 1 in a project using every routing feature, as part (c)'s.
+    count_creations(
+        &store,
+        &mut redis,
+        "instructions-every",
+        Features::Every,
+        batch,
+        server.pid,
+    )
+    .await?;
+    let every_dump = wait_for_dump(&server.dir, 5).await?;
     let _: Result<(), _> = redis::cmd("SHUTDOWN")
         .arg("NOSAVE")
         .query_async(&mut redis)
@@ -242,6 +279,7 @@ async fn count() -> Result<Counted, String> {
     let (relay_total, _) = annotate(&relay_dump).await?;
     let (compact_total, _) = annotate(&compact_dump).await?;
     let (alone_total, _) = annotate(&alone_dump).await?;
+    let (every_total, _) = annotate(&every_dump).await?;
     drop(server);
 
     let per = |ir: f64| ir / COUNTED as f64;
@@ -250,6 +288,7 @@ async fn count() -> Result<Counted, String> {
         total: per(total),
         relay: per(relay_total),
         compact: per(compact_total),
+        every_feature: per(every_total),
         alone: per(alone_total),
         parts: parts.into_iter().map(|(n, ir)| (n, per(ir))).collect(),
         commands: commands_run(&before, &after) / COUNTED as f64,
@@ -275,17 +314,29 @@ fn commands_run(before: &RedisStats, after: &RedisStats) -> f64 {
         .sum()
 }
 
-/// Sets up `project`'s team, applies the warm-up creations, then counts (callgrind zeroed
-/// before, dumped after) the creations counted, applied in batches of `batch` as a worker
-/// does. Returns Redis's command statistics before and after the counted creations.
+/// Sets up `project` (the team of (o), or part (c)'s project using every feature), applies
+/// the warm-up creations, then counts (callgrind zeroed before, dumped after) the creations
+/// counted, applied in batches of `batch` as a worker does. Returns Redis's command statistics
+/// before and after the counted creations.
 async fn count_creations(
     store: &Store,
     redis: &mut MultiplexedConnection,
     project: &str,
+    features: Features,
     batch: usize,
     pid: u32,
 ) -> Result<(RedisStats, RedisStats), String> {
-    for setup in decoded(&team(project)) {
+    let setup = match features {
+        Features::Plain => team(project),
+        Features::Every => {
+            let mut id = 0;
+            setup_with(project, 10, Features::Every, || {
+                id += 1;
+                id
+            })
+        }
+    };
+    for setup in decoded(&setup) {
         store.apply(&setup, SystemClock.now_ms()).await.unwrap();
     }
     let creations = |from: u64, to: u64| {
@@ -295,7 +346,7 @@ async fn count_creations(
                     project,
                     100 + i,
                     "conversation.created",
-                    json!({"conversation_id": format!("c{i}"), "visitor_id": format!("v{i}")}),
+                    conversation_data(i as usize, features),
                 )
             })
             .collect();
