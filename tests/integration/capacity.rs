@@ -90,6 +90,30 @@ async fn a_channel_capacity_bounds_its_channel_and_max_concurrent_the_whole() {
     );
 }
 
+/// The first conversation of a channel makes that channel's pool and places every agent in it,
+/// one after another: whether each has room in the channel is its own. Here the first agent
+/// placed has room for chats and the second none (a chat capacity of 0), so every chat goes
+/// to the first, whatever their loads.
+#[tokio::test]
+async fn a_new_channel_pool_asks_each_agent_for_its_own_room() {
+    let p = Project::new().await;
+    p.online_team(json!([
+        {"agent_id": "a", "max_concurrent": 10, "capacity": {"chat": 10}},
+        {"agent_id": "b", "max_concurrent": 10, "capacity": {"chat": 0}}
+    ]))
+    .await;
+    for conversation in ["c1", "c2", "c3"] {
+        assert_eq!(
+            assignments(&p.create_on(conversation, "chat").await),
+            [pair(conversation, "a")]
+        );
+    }
+    assert_eq!(
+        (channel_load(&p, "a", "chat").await, p.load("b").await),
+        (3, 0)
+    );
+}
+
 #[tokio::test]
 async fn claims_transfers_and_returning_visitors_respect_a_channel_capacity() {
     let p = Project::new().await;

@@ -11,12 +11,6 @@ do
     last_assignments = {}
   end)
 
-  -- Configurations decoded by earlier calls, by their stored text (see Core.kept_by_text): an
-  -- agent a call reads again costs its HGET, not a JSON decode and the tables it makes. Any
-  -- project's: the same text is the same configuration. Up to 2,048 are kept (an agent's text
-  -- holds its own insertion number, so that is about one per agent in use).
-  local decoded = Core.kept_by_text(1024, function(text) return cjson.decode(text) end)
-
   -- The agent's configuration, or nil for an unknown agent. Only read: it may be shared with
   -- other calls and projects. A caller that changes a configuration takes
   -- `Agents.config_to_change`.
@@ -24,7 +18,7 @@ do
     local cfg = configs[agent_id]
     if cfg == nil then
       local raw = redis.call('HGET', K.agents, agent_id)
-      cfg = raw and decoded(raw) or false
+      cfg = raw and Call.decoded(raw) or false
       configs[agent_id] = cfg
     end
     return cfg or nil

@@ -75,6 +75,13 @@ do
     return with_defaults(text and cjson.decode(text) or {})
   end)
 
+  -- What a stored JSON text holds (an agent's configuration, its pools), decoded once per text
+  -- and kept across calls (see Core.kept_by_text): a call that reads the text again costs its
+  -- read, not a decode and the tables it makes. Any project's: the same text holds the same.
+  -- Up to 4,096 texts (an agent's configuration holds its own insertion number, so about one
+  -- per agent in use). Only read: it may be shared with other calls and projects.
+  Call.decoded = Core.kept_by_text(2048, function(text) return cjson.decode(text) end)
+
   -- The settings as stored (without defaults), as a table the caller may change, then store and
   -- pass to `settings_changed`: the call's own, never one that other calls read.
   function Call.settings_to_change()

@@ -40,6 +40,7 @@ do
       BASE = {
         id = 'base', load = K.by_load, order = K.by_order, pass = PREFIX .. 'pool:pass',
         online = K.online, waiting = K.base_waiting, idle = PREFIX .. 'pool:idle',
+        pass_sets = {}, idle_sets = {},
       }
       base_bound_for = PREFIX
     end
@@ -70,13 +71,22 @@ do
     return BASE
   end
 
+  -- The requirement pools named in this call (id -> pool): placing an agent again after an
+  -- assignment names each of its pools, and a pool's keys are seven strings to build.
+  local requirement_pools
+  Call.on_call(function() requirement_pools = {} end)
+
   local function requirement_pool(id)
+    local pool = requirement_pools[id]
+    if pool then return pool end
     local key = PREFIX .. 'rq:' .. id .. ':'
-    return {
+    pool = {
       id = id, load = key .. 'load', order = key .. 'order', pass = key .. 'pass',
       online = key .. 'online', waiting = key .. 'waiting', idle = key .. 'idle',
-      family = is_family(id),
+      family = is_family(id), pass_sets = {}, idle_sets = {},
     }
+    requirement_pools[id] = pool
+    return pool
   end
 
   -- The requirement of a pool (nil for the base pool).
@@ -117,11 +127,11 @@ do
     return touched
   end
 
-  -- The ids of the requirement pools the agent belongs to.
+  -- The ids of the requirement pools the agent belongs to (a list that is only read).
   function Pools.memberships(agent_id)
     if not USES.requirement_pools then return NONE end
     local raw = redis.call('HGET', K.memberships, agent_id)
-    return raw and cjson.decode(raw) or {}
+    return raw and Call.decoded(raw) or NONE
   end
 
   local function set_memberships(agent_id, ids)
@@ -132,15 +142,27 @@ do
     end
   end
 
+  -- One precedence bucket's set among a pool's per-level sets, "<prefix>:<level>", named once
+  -- in `sets` (the pool's own table of them): a level is a number, which Lua writes into a
+  -- string with a printf.
+  local function level_set(sets, prefix, level)
+    local key = sets[level]
+    if not key then
+      key = prefix .. ':' .. level
+      sets[level] = key
+    end
+    return key
+  end
+
   -- The weighted-pass set of one precedence bucket of a pool.
   local function pass_key(pool, level)
     if pool == BASE and level == Core.OUTSIDE then return K.by_pass end
-    return pool.pass .. ':' .. level
+    return level_set(pool.pass_sets, pool.pass, level)
   end
 
   -- The longest-idle set of one precedence bucket of a pool.
   local function idle_key(pool, level)
-    return pool.idle .. ':' .. level
+    return level_set(pool.idle_sets, pool.idle, level)
   end
 
   local function longest_idle()
@@ -246,11 +268,29 @@ do
     return online, eligible, load, idle
   end
 
+  -- Whether the agent being placed has room in each channel asked about so far (channel ->
+  -- boolean; NONE until one is): its pools share channels, and its load per channel stays as
+  -- it is while it is placed.
+  local placing_rooms
+
+  -- Starts placing one agent: what its pools share (its pass, its room per channel) is read
+  -- again when first needed.
+  local function begin_placing()
+    placing_pass, placing_rooms = nil, NONE
+  end
+
   -- Whether an eligible agent is eligible in a requirement pool: it has room in the pool's
   -- channel, when it has a capacity for it.
   local function room_in(id, agent_id, cfg)
     local req = Pools.requirement(id)
-    return not (req and req.ch) or Load.channel_room(agent_id, cfg, req.ch)
+    if not (req and req.ch) then return true end
+    local room = placing_rooms[req.ch]
+    if room == nil then
+      room = Load.channel_room(agent_id, cfg, req.ch)
+      if placing_rooms == NONE then placing_rooms = {} end
+      placing_rooms[req.ch] = room
+    end
+    return room
   end
 
   -- Places the agent in one requirement pool, given its `agent_state`.
@@ -270,7 +310,7 @@ do
   function Pools.refresh(agent_id, took, chosen)
     local cfg = Agents.config(agent_id)
     local online, eligible, load, idle = agent_state(agent_id, cfg, chosen)
-    placing_pass = nil
+    begin_placing()
     place(BASE, agent_id, cfg, online, eligible, load, idle, took)
     if USES.requirement_pools then
       for _, id in ipairs(Pools.memberships(agent_id)) do
@@ -311,6 +351,8 @@ do
   -- Registers a pool (id -> requirement) and fills it with the qualifying agents (one pass
   -- over the team, once per distinct requirement). Returns false when it existed already.
   local function register(id, req)
+    -- Read or registered in this call: it exists (pools are never removed).
+    if requirements[id] then return false end
     if redis.call('HSETNX', K.pools, id, cjson.encode(req)) == 0 then return false end
     requirements[id] = req
     Meta.add('pool_count', 1)
@@ -327,7 +369,7 @@ do
         local ids = { unpack(Pools.memberships(agent_id)) }
         ids[#ids + 1] = id
         set_memberships(agent_id, ids)
-        placing_pass = nil
+        begin_placing()
         place_in(id, agent_id, cfg, agent_state(agent_id, cfg))
       end
     end
