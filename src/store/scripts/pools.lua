@@ -95,7 +95,7 @@ do
     local req = requirements[id]
     if req == nil then
       local raw = redis.call('HGET', K.pools, id)
-      req = raw and cjson.decode(raw) or false
+      req = raw and Call.decoded(raw) or false
       requirements[id] = req
     end
     return req or nil
@@ -106,7 +106,7 @@ do
     local tiers = family_tiers[family_id]
     if not tiers then
       local raw = redis.call('HGET', K.meta, 'tiers:' .. family_id)
-      tiers = raw and cjson.decode(raw) or {}
+      tiers = raw and Call.decoded(raw) or NONE
       family_tiers[family_id] = tiers
     end
     return tiers
@@ -403,7 +403,7 @@ do
       local known = {}
       for i = 1, #pools, 2 do known[pools[i]] = true end
       for i = 1, #pools, 2 do
-        local id, req = pools[i], cjson.decode(pools[i + 1])
+        local id, req = pools[i], Call.decoded(pools[i + 1])
         requirements[id] = req
         if Core.qualifies(cfg, req) then
           ids[#ids + 1] = id
