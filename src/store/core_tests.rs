@@ -198,22 +198,47 @@ fn scores_put_each_precedence_level_in_its_own_range() {
     let lua = lua();
     // least_loaded: a level's agents sort by load, whatever their tie-breaking fraction, and
     // every agent of level 1 comes before any of level 2.
+    let score = |cfg: &str, load: u64, tie: &str| {
+        format!("tonumber(Core.load_score(Core.load_whole({cfg}, {load}), {tie}))")
+    };
+    let top = "Core.LOAD_FRACTION_TIES - 1";
+    let level = |n: u32| format!("{{ priority = {n} }}");
     holds(
         &lua,
-        "Core.load_score({ priority = 1 }, 5, 0.99) < Core.load_score({ priority = 1 }, 6, 0)",
+        &format!(
+            "{} < {}",
+            score(&level(1), 5, top),
+            score(&level(1), 6, "0")
+        ),
     );
     holds(
         &lua,
-        "Core.load_score({ priority = 1 }, 99999, 0.99) < Core.load_score({ priority = 2 }, 0, 0)",
+        &format!(
+            "{} < {}",
+            score(&level(1), 99999, top),
+            score(&level(2), 0, "0")
+        ),
     );
     holds(
         &lua,
-        "Core.in_level(Core.load_score({ priority = 3 }, 7, 0.5), 3) \
-         and not Core.in_level(Core.load_score({ priority = 3 }, 7, 0.5), 2)",
+        &format!(
+            "Core.in_level({0}, 3) and not Core.in_level({0}, 2)",
+            score(&level(3), 7, "500")
+        ),
     );
     holds(
         &lua,
-        "Core.in_level(Core.load_score({}, 0, 0), Core.OUTSIDE)",
+        &format!("Core.in_level({}, Core.OUTSIDE)", score("{}", 0, "0")),
+    );
+    // The largest fraction, parsed as Redis parses it, stays below the next load even in the
+    // largest bucket, where a double keeps only sixty-fourths.
+    holds(
+        &lua,
+        &format!(
+            "{} < {} and Core.load_score('100100000000012', 42) == '100100000000012.656250'",
+            score("{}", 12, top),
+            score("{}", 13, "0")
+        ),
     );
     // round_robin: `order` first, insertion order for equal orders and as the default.
     holds(

@@ -9,7 +9,7 @@ Core.OUTSIDE = 1001 -- the precedence bucket of agents outside the levels (level
 Core.OUTSIDE_TEXT = '1001'
 Core.BUCKET = 1e11 -- a pool score's bucket prefix: bucket * BUCKET + the score within it
 Core.ORDER_TIE_RANGE = 4096 -- round-robin positions are order * 4096 + insertion seq mod 4096
-Core.LOAD_TIE_WIDTH = 0.999 -- least_loaded ties are broken by a random fraction below one
+Core.LOAD_FRACTION_TIES = 63 -- least_loaded ties are broken by a random fraction, in sixty-fourths
 Core.LOAD_TIES = 1024 -- … or, in whole scores, by a random whole number below this
 Core.MS_PER_DAY = 86400000
 
@@ -74,8 +74,8 @@ do
   -- text stays right for as long as that text is what is stored, and a change is seen at once,
   -- as another text.
 
-  -- A function of a text (or false) that returns `make(text)`, made once per text while it is
-  -- in use: texts asked for since the last `limit` new ones, and before that those of the
+  -- A function of a text (or false, or a number) that returns `make(text)`, made once per text
+  -- while it is in use: texts asked for since the last `limit` new ones, and before that those of the
   -- `limit` before them, are kept; older ones are forgotten (so at most 2 * `limit`). What it
   -- returns is shared by every call that asks for the same text: only read, never changed.
   function Core.kept_by_text(limit, make)
@@ -519,10 +519,28 @@ do
   ---------------------------------------------------------------------------------------------
   -- Strategies' arithmetic.
 
-  -- least_loaded: the score in a pool, ties between equal loads broken by `fraction` (random,
-  -- below one).
-  function Core.load_score(cfg, load, fraction)
-    return Core.bucket(cfg) * Core.BUCKET + load + fraction * Core.LOAD_TIE_WIDTH
+  -- least_loaded: an agent's score in a pool is the level's bucket and its load, `whole` (the
+  -- same in each of its pools: Core.load_whole), and a fraction that breaks ties between equal
+  -- loads, `tie` sixty-fourths (a random whole number below LOAD_FRACTION_TIES, so at most
+  -- 62/64): in the largest bucket a double holds no finer fraction, and one closer to 1 would
+  -- round up to the next load. As text: Redis prints a Lua number given to a command with
+  -- "%.17g", a costly printf, for every pool the agent is placed in; the whole part's text is
+  -- kept by value, the 63 fractions' once made.
+  local whole_texts = Core.kept_by_text(1024, function(whole)
+    return string.format('%d', whole)
+  end)
+  function Core.load_whole(cfg, load)
+    return whole_texts(Core.bucket(cfg) * Core.BUCKET + load)
+  end
+
+  local fraction_texts = {}
+  function Core.load_score(whole, tie)
+    local fraction = fraction_texts[tie]
+    if not fraction then
+      fraction = string.sub(string.format('%.6f', tie / 64), 2)
+      fraction_texts[tie] = fraction
+    end
+    return whole .. fraction
   end
 
   -- least_loaded in whole numbers: the load counts in steps of LOAD_TIES, ties broken by `tie`

@@ -196,13 +196,18 @@ do
     return placing_pass
   end
 
+  -- The agent being placed: the whole part of its load score and its idle score, as text, made
+  -- for its first pool and the same in the others (nil: not yet).
+  local placing_whole, placing_idle
+
   -- An agent's least_loaded score: in whole numbers once the project keeps loads per agent
   -- (every pool is scored again then: `Pools.refresh_all`), else with a random fraction.
   local function load_score(cfg, load)
     if USES.agent_load_keys then
       return Core.whole_load_score(cfg, load, Call.random(0, Core.LOAD_TIES - 1))
     end
-    return Core.load_score(cfg, load, Call.random())
+    if not placing_whole then placing_whole = Core.load_whole(cfg, load) end
+    return Core.load_score(placing_whole, Call.random(0, Core.LOAD_FRACTION_TIES - 1))
   end
 
   -- The agent's precedence level, and its score in a pool's `online` set.
@@ -242,7 +247,12 @@ do
         redis.call('ZADD', pass_key(pool, level), redis.call('HGET', K.passes, agent_id),
           agent_id)
       end
-      if idle then redis.call('ZADD', idle_key(pool, level), Core.idle_score(load, idle), agent_id) end
+      if idle then
+        if not placing_idle then
+          placing_idle = string.format('%d', Core.idle_score(load, idle))
+        end
+        redis.call('ZADD', idle_key(pool, level), placing_idle, agent_id)
+      end
     else
       local level, level_score = level_of(cfg)
       redis.call('ZADD', pool.online, level_score, agent_id)
@@ -273,10 +283,10 @@ do
   -- it is while it is placed.
   local placing_rooms
 
-  -- Starts placing one agent: what its pools share (its pass, its room per channel) is read
-  -- again when first needed.
+  -- Starts placing one agent: what its pools share (its pass, its room per channel, its
+  -- scores' text) is read or made again when first needed.
   local function begin_placing()
-    placing_pass, placing_rooms = nil, NONE
+    placing_pass, placing_rooms, placing_whole, placing_idle = nil, NONE, nil, nil
   end
 
   -- Whether an eligible agent is eligible in a requirement pool: it has room in the pool's
