@@ -223,7 +223,7 @@ fn scores_put_each_precedence_level_in_its_own_range() {
         &lua,
         &format!(
             "Core.in_level({0}, 3) and not Core.in_level({0}, 2)",
-            score(&level(3), 7, "500")
+            score(&level(3), 7, "31")
         ),
     );
     holds(

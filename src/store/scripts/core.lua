@@ -75,9 +75,9 @@ do
   -- as another text.
 
   -- A function of a text (or false, or a number) that returns `make(text)`, made once per text
-  -- while it is in use: texts asked for since the last `limit` new ones, and before that those of the
-  -- `limit` before them, are kept; older ones are forgotten (so at most 2 * `limit`). What it
-  -- returns is shared by every call that asks for the same text: only read, never changed.
+  -- while it is in use: texts asked for since the last `limit` new ones, and before that those
+  -- of the `limit` before them, are kept; older ones are forgotten (so at most 2 * `limit`).
+  -- What it returns is shared by every call that asks for the same text: only read.
   function Core.kept_by_text(limit, make)
     local recent, older, count = {}, {}, 0
     return function(text)
