@@ -147,6 +147,15 @@ pub fn setup_with(
     setup
 }
 
+/// Numbers 1, 2, 3, … for a project's events, one per call.
+pub fn numbering() -> impl FnMut() -> u64 {
+    let mut id = 0;
+    move || {
+        id += 1;
+        id
+    }
+}
+
 /// The setup (a team of `agents`, online) and then `n` events: conversations created and
 /// closed, with status changes.
 pub fn mixed_backlog(project: &str, agents: usize, n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
@@ -160,11 +169,7 @@ pub fn backlog_with(
     n: usize,
     features: Features,
 ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let mut id = 0;
-    let mut next = || {
-        id += 1;
-        id
-    };
+    let mut next = numbering();
     let setup = setup_with(project, agents, features, &mut next);
     let mut backlog = Vec::with_capacity(n);
     let mut conversation = 0;

@@ -21,7 +21,7 @@ use switchboard::config::{Config, StoreLayout};
 use switchboard::store::{Store, StoreOptions};
 use tokio::process::{Child, Command};
 
-use crate::backlog::{conversation_data, event, setup_with, Features};
+use crate::backlog::{conversation_data, event, numbering, setup_with, Features};
 use crate::isolation::{free_port, redis_connection};
 use crate::outside::{redis_stats, team, RedisStats};
 use crate::redis_cost::decoded;
@@ -328,13 +328,7 @@ async fn count_creations(
 ) -> Result<(RedisStats, RedisStats), String> {
     let setup = match features {
         Features::Plain => team(project),
-        Features::Every => {
-            let mut id = 0;
-            setup_with(project, 10, Features::Every, || {
-                id += 1;
-                id
-            })
-        }
+        Features::Every => setup_with(project, 10, Features::Every, numbering()),
     };
     for setup in decoded(&setup) {
         store.apply(&setup, SystemClock.now_ms()).await.unwrap();

@@ -10,7 +10,7 @@ use switchboard::config::{Config, StoreLayout};
 use switchboard::contract::{decode, Id, InboundEvent};
 use switchboard::store::{keys, Store, StoreOptions};
 
-use crate::backlog::{event, online_team};
+use crate::backlog::{event, numbering, online_team};
 use crate::flags::Flags;
 use crate::isolation::{forget_project, keys_matching, new_tag};
 use crate::redis_cost::decoded;
@@ -86,11 +86,7 @@ fn team(project: &str, n: u64) -> Vec<Vec<u8>> {
     let patches: Vec<Value> = (0..n / 10)
         .map(|i| json!({"agent_id": format!("agent-{i}"), "max_concurrent": 10}))
         .collect();
-    let mut id = 0;
-    online_team(project, &patches, || {
-        id += 1;
-        id
-    })
+    online_team(project, &patches, numbering())
 }
 
 /// What one store layout costs: bytes per conversation open and closed, and each key's
