@@ -25,7 +25,9 @@ do
   end
 
   -- The agent's configuration as a table of this call's own, to change and then save (nil for
-  -- an unknown agent); the rest of the call reads it as the agent's configuration.
+  -- an unknown agent); the rest of the call reads it as the agent's configuration. A copy of
+  -- its fields only: a nested table (skills, capacities, schedule) is still the shared one, so
+  -- a caller replaces such a field rather than change it in place.
   function Agents.config_to_change(agent_id)
     local cfg = Agents.config(agent_id)
     if not cfg then return nil end
