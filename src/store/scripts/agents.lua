@@ -58,6 +58,8 @@ do
     configs[agent_id] = cfg or false
     if cfg then
       redis.call('HSET', K.agents, agent_id, cjson.encode(cfg))
+      -- Read on every assignment (see Call.keep_unpacked).
+      Call.keep_unpacked(K.agents, 'hash')
     else
       redis.call('HDEL', K.agents, agent_id)
     end
@@ -106,7 +108,11 @@ do
 
   -- Counts one more assignment today; returns the day's count.
   function Agents.count_assignment(agent_id)
-    return redis.call('HINCRBY', K.daily, agent_id, '1')
+    local count = redis.call('HINCRBY', K.daily, agent_id, '1')
+    -- The day's first count of an agent (the first of the project makes the hash: see
+    -- Agents.new_day), written again on every assignment (see Call.keep_unpacked).
+    if count == 1 then Call.keep_unpacked(K.daily, 'hash') end
+    return count
   end
 
   -- The number of the agent's last assignment among the project's (0: none since longest_idle

@@ -131,6 +131,36 @@ do
   function Call.note_stamp() stamped = true end
   function Call.stamped() return stamped end
 
+  -- Keeps a small hash or sorted set that assignments write again and again (a pool's loads,
+  -- the day's counts, the agents' configurations) in Redis's table encoding (a hash table, a
+  -- skip list) rather than its compact one. Redis keeps up to 128 short entries as a listpack,
+  -- which every lookup and insert reads from its start; in a sorted set it parses each score it
+  -- passes from text, and a fractional load score (layout 1) takes a strtod of 17 digits. A
+  -- creation in a team of 100 cost 347 thousand instructions that way against 247 in a team of
+  -- 10, and placing the agent again was most of the difference. Redis turns a listpack into a
+  -- table, for good, once it holds an entry longer than `hash-max-listpack-value` or
+  -- `zset-max-listpack-value` (64 bytes by default): one is added and taken out again within
+  -- this call, so no reader, of any release, ever sees it ('~' is outside the ids' alphabet).
+  -- A table is not turned back when it shrinks, only when Redis loads its data from disk: the
+  -- callers ask again wherever such a key is (re)made or placed in full (a join, a new day's
+  -- first count, a configuration saved), once per key and call. `kind`: 'hash' or 'zset'.
+  local unpacked, UNPACKING_ENTRY
+  Call.on_call(function() unpacked = {} end)
+  function Call.keep_unpacked(key, kind)
+    if unpacked[key] then return end
+    unpacked[key] = true
+    if redis.call('OBJECT', 'ENCODING', key) ~= 'listpack' then return end
+    -- (Made on first use: the library's top level may not touch `string`.)
+    UNPACKING_ENTRY = UNPACKING_ENTRY or string.rep('~', 1024)
+    if kind == 'zset' then
+      redis.call('ZADD', key, '0', UNPACKING_ENTRY)
+      redis.call('ZREM', key, UNPACKING_ENTRY)
+    else
+      redis.call('HSET', key, UNPACKING_ENTRY, '')
+      redis.call('HDEL', key, UNPACKING_ENTRY)
+    end
+  end
+
   -- Removes one agent's members from `key` (owned or offers); returns their conversation ids.
   function Call.take_agent_members(key, agent_id)
     local min, max = Core.agent_range(agent_id)

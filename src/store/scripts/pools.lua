@@ -169,6 +169,11 @@ do
     return SETTINGS.tie_break == 'longest_idle'
   end
 
+  -- Whether a strategy in use orders by weighted pass (each such assignment moves a pass).
+  local function weighted_in_use()
+    return SETTINGS.new_visitors == 'weighted' or SETTINGS.returning_visitors == 'weighted'
+  end
+
   -- Takes the agent out of the pool (`cfg` says which bucket its pass is in).
   local function leave(pool, agent_id, cfg)
     redis.call('ZREM', pool.load, agent_id)
@@ -208,6 +213,16 @@ do
     end
     if not placing_whole then placing_whole = Core.load_whole(cfg, load) end
     return Core.load_score(placing_whole, Call.random(0, Core.LOAD_FRACTION_TIES - 1))
+  end
+
+  -- The sets of a pool that every assignment writes again: its loads, and its passes or its
+  -- idle order where they are in use. Kept unpacked (see Call.keep_unpacked) from the time an
+  -- agent joins the pool, which is when such a set is made (and, after Redis loaded its data
+  -- from disk, packed again).
+  local function keep_assigned_sets_unpacked(pool, level, idle)
+    Call.keep_unpacked(pool.load, 'zset')
+    if weighted_in_use() then Call.keep_unpacked(pass_key(pool, level), 'zset') end
+    if idle then Call.keep_unpacked(idle_key(pool, level), 'zset') end
   end
 
   -- The agent's precedence level, and its score in a pool's `online` set.
@@ -253,6 +268,7 @@ do
         end
         redis.call('ZADD', idle_key(pool, level), placing_idle, agent_id)
       end
+      if joined then keep_assigned_sets_unpacked(pool, level, idle) end
     else
       local level, level_score = level_of(cfg)
       redis.call('ZADD', pool.online, level_score, agent_id)
@@ -338,8 +354,7 @@ do
     local took = true
     if strategy == 'weighted' then
       took = 'pass'
-    elseif SETTINGS.new_visitors == 'weighted'
-        or SETTINGS.returning_visitors == 'weighted' then
+    elseif weighted_in_use() then
       took = nil
     end
     return Pools.refresh(agent_id, took, strategy ~= nil)

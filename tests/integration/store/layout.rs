@@ -434,9 +434,8 @@ async fn held_by(p: &Project, agent: &str, conversations: &[&str]) -> String {
     panic!("{agent} holds none of {conversations:?}")
 }
 
-/// Once a project keeps loads per agent, its pools score loads in whole numbers (which Redis
-/// keeps as integers in a small sorted set, where a fraction is text it parses again on every
-/// insert). The switch scores every agent again in the same call, so the two scales never
+/// Once a project keeps loads per agent, its pools score loads in whole numbers, the tie
+/// within them. The switch scores every agent again in the same call, so the two scales never
 /// share a pool, and the least loaded agent is still the one chosen, by workers writing either
 /// layout.
 #[tokio::test]
@@ -473,7 +472,69 @@ async fn loads_kept_per_agent_are_scored_in_whole_numbers_and_still_choose_the_l
     assert_eq!(p.create("c5").await[0].data["agent_id"], "b");
     let scores = load_scores(&p).await;
     assert!(scores.iter().all(|(_, score)| whole(score)), "{scores:?}");
-    assert_eq!(encoding(&p, p.key("by_load")).await, "listpack");
+}
+
+/// The members of the sorted set `key`, sorted.
+async fn members(p: &Project, key: String) -> Vec<String> {
+    let mut members: Vec<String> = p
+        .store
+        .query(redis::cmd("ZRANGE").arg(key).arg(0).arg(-1))
+        .await
+        .unwrap();
+    members.sort();
+    members
+}
+
+/// The fields of the hash `key`, sorted.
+async fn fields(p: &Project, key: String) -> Vec<String> {
+    let mut fields: Vec<String> = p.store.query(redis::cmd("HKEYS").arg(key)).await.unwrap();
+    fields.sort();
+    fields
+}
+
+/// What every assignment writes again (the pool's loads, the day's counts) and reads (the
+/// agents' configurations) is kept as a table even in a small team, where Redis would keep a
+/// listpack that each write reads from its start; the entry that makes it a table is never
+/// left in it, and a pool Redis made compact again (an earlier release's, or its data loaded
+/// from disk) becomes a table when an agent next joins it.
+#[tokio::test]
+async fn what_each_assignment_rewrites_is_kept_as_a_table_holding_only_the_team() {
+    let p = Project::new().await;
+    let team = ["a", "b", "c"].map(String::from).to_vec();
+    p.online_agents(&[("a", 5), ("b", 5), ("c", 5)]).await;
+    for conversation in ["c1", "c2", "c3", "c4"] {
+        p.create(conversation).await;
+    }
+    let (by_load, agents, daily) = (p.key("by_load"), p.key("agents"), p.key("daily"));
+    assert_eq!(encoding(&p, by_load.clone()).await, "skiplist");
+    assert_eq!(encoding(&p, agents.clone()).await, "hashtable");
+    assert_eq!(encoding(&p, daily.clone()).await, "hashtable");
+    assert_eq!(members(&p, by_load.clone()).await, team);
+    assert_eq!(fields(&p, agents).await, team);
+    assert_eq!(fields(&p, daily).await, team);
+
+    // The pool as Redis keeps it when it loads its data from disk: the same members and
+    // scores, compact. It stays so while agents only take conversations...
+    let scores = load_scores(&p).await;
+    let mut compact = redis::cmd("ZADD");
+    compact.arg(&by_load);
+    for (agent, score) in &scores {
+        compact.arg(score).arg(agent);
+    }
+    let _: () = p
+        .store
+        .query(redis::cmd("DEL").arg(&by_load))
+        .await
+        .unwrap();
+    let _: () = p.store.query(&compact).await.unwrap();
+    assert_eq!(encoding(&p, by_load.clone()).await, "listpack");
+    p.create("c5").await;
+    assert_eq!(encoding(&p, by_load.clone()).await, "listpack");
+    // ...and becomes a table when one joins it again.
+    p.status("a", "offline").await;
+    p.status("a", "online").await;
+    assert_eq!(encoding(&p, by_load.clone()).await, "skiplist");
+    assert_eq!(members(&p, by_load).await, team);
 }
 
 /// A visitor whose first conversation makes one more bucket (the 17th visitor of a single
