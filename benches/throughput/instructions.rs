@@ -23,7 +23,7 @@ use tokio::process::{Child, Command};
 
 use crate::backlog::{conversation_data, event, numbering, setup_with, Features};
 use crate::isolation::{free_port, redis_connection};
-use crate::outside::{redis_stats, team, RedisStats};
+use crate::outside::{redis_stats, team_of, RedisStats, TEAM_SIZE as TEAM};
 use crate::redis_cost::decoded;
 use crate::relay;
 use crate::report::Report;
@@ -32,6 +32,11 @@ use crate::report::Report;
 /// growth), and creations counted.
 const WARM_UP: u64 = 500;
 const COUNTED: u64 = 2_000;
+
+/// Besides the team of (o) (`TEAM`), a team of a size many support teams have: under the 128
+/// entries up to which Redis keeps a sorted set or a hash compact (a listpack, read from its
+/// start on every lookup and insert), unless the library keeps it otherwise.
+const LARGE_TEAM: u64 = 100;
 
 /// Functions whose inclusive count the report breaks out. Debian's stripped redis-server names
 /// four: the commands the library runs (`scriptCall`), the text ↔ number conversions (a Lua
@@ -77,7 +82,7 @@ pub async fn instructions(report: &mut Report) {
         }
     };
     report.line(format!(
-        "A private `redis-server` under valgrind's callgrind; the team of (o) (10 agents), {WARM_UP} creations to warm up, then {COUNTED} `conversation.created` applied straight through the store in batches of {} (one call at a time, each carrying the confirmations of the batch before, as a worker under load does), counted from the first to the last. Instructions are the same on every run, so one run compares two versions of the library where CPU times on this machine need many alternating rounds.\n",
+        "A private `redis-server` under valgrind's callgrind; the team of (o) ({TEAM} agents), {WARM_UP} creations to warm up, then {COUNTED} `conversation.created` applied straight through the store in batches of {} (one call at a time, each carrying the confirmations of the batch before, as a worker under load does), counted from the first to the last. Instructions are the same on every run, so one run compares two versions of the library where CPU times on this machine need many alternating rounds.\n",
         counted.batch
     ));
     report.line(format!(
@@ -92,6 +97,11 @@ pub async fn instructions(report: &mut Report) {
         "In store layout 2 (`SWITCHBOARD_STORE_LAYOUT=2`, another project on the same server): {:.1} thousand per creation ({:.2}× layout 1's).\n",
         counted.compact / 1000.0,
         counted.compact / counted.total
+    ));
+    report.line(format!(
+        "In a team of {LARGE_TEAM} agents (layout 1, another project; Redis keeps a sorted set or hash of up to 128 short entries as a listpack unless told otherwise): {:.1} thousand per creation ({:.2}× the team of {TEAM}'s).\n",
+        counted.large_team / 1000.0,
+        counted.large_team / counted.total
     ));
     report.line(format!(
         "In a project using every routing feature (part (c)'s: a rule asking for skill levels and ordering by them, agents with skills, channels and a capacity per channel, conversations with a channel and a language, longest-idle ties, inactivity, wrap-up, a reply timeout and auto-away; layout 1, another project): {:.1} thousand per creation ({:.2}× the plain project's).\n",
@@ -128,6 +138,10 @@ pub async fn instructions(report: &mut Report) {
             ("worker".to_string(), counted.total / 1000.0),
             ("worker, one per call".to_string(), counted.alone / 1000.0),
             (
+                format!("worker, team of {LARGE_TEAM}"),
+                counted.large_team / 1000.0,
+            ),
+            (
                 "worker, every feature".to_string(),
                 counted.every_feature / 1000.0,
             ),
@@ -146,6 +160,8 @@ struct Counted {
     compact: f64,
     /// Instructions per creation in a project using every routing feature (layout 1).
     every_feature: f64,
+    /// Instructions per creation in a team of LARGE_TEAM agents (layout 1).
+    large_team: f64,
     /// Instructions per creation applied one per call (layout 1), and the commands they ran.
     alone: f64,
     alone_commands: f64,
@@ -205,7 +221,7 @@ async fn count() -> Result<Counted, String> {
         &store,
         &mut redis,
         "instructions",
-        Features::Plain,
+        (Features::Plain, TEAM),
         batch,
         server.pid,
     )
@@ -225,7 +241,7 @@ async fn count() -> Result<Counted, String> {
         &compact,
         &mut redis,
         "instructions-compact",
-        Features::Plain,
+        (Features::Plain, TEAM),
         batch,
         server.pid,
     )
@@ -236,7 +252,7 @@ async fn count() -> Result<Counted, String> {
         &store,
         &mut redis,
         "instructions-alone",
-        Features::Plain,
+        (Features::Plain, TEAM),
         1,
         server.pid,
     )
@@ -264,12 +280,23 @@ async fn count() -> Result<Counted, String> {
         &store,
         &mut redis,
         "instructions-every",
-        Features::Every,
+        (Features::Every, TEAM),
         batch,
         server.pid,
     )
     .await?;
     let every_dump = wait_for_dump(&server.dir, 5).await?;
+    // Layout 1 again, in a team of LARGE_TEAM agents, in a project of its own.
+    count_creations(
+        &store,
+        &mut redis,
+        "instructions-large",
+        (Features::Plain, LARGE_TEAM),
+        batch,
+        server.pid,
+    )
+    .await?;
+    let large_dump = wait_for_dump(&server.dir, 6).await?;
     let _: Result<(), _> = redis::cmd("SHUTDOWN")
         .arg("NOSAVE")
         .query_async(&mut redis)
@@ -280,6 +307,7 @@ async fn count() -> Result<Counted, String> {
     let (compact_total, _) = annotate(&compact_dump).await?;
     let (alone_total, _) = annotate(&alone_dump).await?;
     let (every_total, _) = annotate(&every_dump).await?;
+    let (large_total, _) = annotate(&large_dump).await?;
     drop(server);
 
     let per = |ir: f64| ir / COUNTED as f64;
@@ -289,6 +317,7 @@ async fn count() -> Result<Counted, String> {
         relay: per(relay_total),
         compact: per(compact_total),
         every_feature: per(every_total),
+        large_team: per(large_total),
         alone: per(alone_total),
         parts: parts.into_iter().map(|(n, ir)| (n, per(ir))).collect(),
         commands: commands_run(&before, &after) / COUNTED as f64,
@@ -314,21 +343,21 @@ fn commands_run(before: &RedisStats, after: &RedisStats) -> f64 {
         .sum()
 }
 
-/// Sets up `project` (the team of (o), or part (c)'s project using every feature), applies
-/// the warm-up creations, then counts (callgrind zeroed before, dumped after) the creations
-/// counted, applied in batches of `batch` as a worker does. Returns Redis's command statistics
-/// before and after the counted creations.
+/// Sets up `project` with `agents` agents (a team as (o)'s, or as part (c)'s project using
+/// every feature), applies the warm-up creations, then counts (callgrind zeroed before, dumped
+/// after) the creations counted, applied in batches of `batch` as a worker does. Returns
+/// Redis's command statistics before and after the counted creations.
 async fn count_creations(
     store: &Store,
     redis: &mut MultiplexedConnection,
     project: &str,
-    features: Features,
+    (features, agents): (Features, u64),
     batch: usize,
     pid: u32,
 ) -> Result<(RedisStats, RedisStats), String> {
     let setup = match features {
-        Features::Plain => team(project),
-        Features::Every => setup_with(project, 10, Features::Every, numbering()),
+        Features::Plain => team_of(project, agents),
+        Features::Every => setup_with(project, agents as usize, Features::Every, numbering()),
     };
     for setup in decoded(&setup) {
         store.apply(&setup, SystemClock.now_ms()).await.unwrap();

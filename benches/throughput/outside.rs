@@ -105,9 +105,17 @@ fn python() -> Result<String, String> {
     }
 }
 
-/// A team that takes every creation: 10 agents online, 100,000 conversations each.
+/// How many agents the team of [`team`] has.
+pub const TEAM_SIZE: u64 = 10;
+
+/// A team that takes every creation: [`TEAM_SIZE`] agents online, 100,000 conversations each.
 pub fn team(project: &str) -> Vec<Vec<u8>> {
-    let agents: Vec<Value> = (0..10)
+    team_of(project, TEAM_SIZE)
+}
+
+/// The same with `size` agents.
+pub fn team_of(project: &str, size: u64) -> Vec<Vec<u8>> {
+    let agents: Vec<Value> = (0..size)
         .map(|i| json!({"agent_id": format!("agent-{i}"), "max_concurrent": 100_000}))
         .collect();
     let mut setup = vec![event(
@@ -116,7 +124,7 @@ pub fn team(project: &str) -> Vec<Vec<u8>> {
         "agent.upserted",
         json!({ "agents": agents }),
     )];
-    for i in 0..10 {
+    for i in 0..size {
         setup.push(event(
             project,
             2 + i,
