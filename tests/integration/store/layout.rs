@@ -493,17 +493,27 @@ async fn fields(p: &Project, key: String) -> Vec<String> {
 }
 
 /// What every assignment writes again (the pool's loads, the day's counts) and reads (the
-/// agents' configurations) is kept as a table even in a small team, where Redis would keep a
-/// listpack that each write reads from its start; the entry that makes it a table is never
-/// left in it, and a pool Redis made compact again (an earlier release's, or its data loaded
-/// from disk) becomes a table when an agent next joins it.
+/// agents' configurations) is kept as a table once the team is large enough that a listpack,
+/// which each write reads from its start, costs more than a table's memory; a small team's stay
+/// listpacks. The entry that makes a table is never left in it, and a pool Redis made compact
+/// again (an earlier release's, or its data loaded from disk) becomes a table when an agent
+/// next joins it.
 #[tokio::test]
 async fn what_each_assignment_rewrites_is_kept_as_a_table_holding_only_the_team() {
+    let small = Project::new().await;
+    small.online_agents(&[("a", 5), ("b", 5), ("c", 5)]).await;
+    small.create("c1").await;
+    for key in ["by_load", "agents", "daily"] {
+        assert_eq!(encoding(&small, small.key(key)).await, "listpack", "{key}");
+    }
+
     let p = Project::new().await;
-    let team = ["a", "b", "c"].map(String::from).to_vec();
-    p.online_agents(&[("a", 5), ("b", 5), ("c", 5)]).await;
-    for conversation in ["c1", "c2", "c3", "c4"] {
-        p.create(conversation).await;
+    let team: Vec<String> = (10..50).map(|i| format!("agent-{i}")).collect();
+    let limits: Vec<(&str, u64)> = team.iter().map(|agent| (agent.as_str(), 5)).collect();
+    p.online_agents(&limits).await;
+    // The least loaded first: each agent takes one.
+    for i in 0..team.len() {
+        p.create(&format!("c{i}")).await;
     }
     let (by_load, agents, daily) = (p.key("by_load"), p.key("agents"), p.key("daily"));
     assert_eq!(encoding(&p, by_load.clone()).await, "skiplist");
@@ -528,11 +538,11 @@ async fn what_each_assignment_rewrites_is_kept_as_a_table_holding_only_the_team(
         .unwrap();
     let _: () = p.store.query(&compact).await.unwrap();
     assert_eq!(encoding(&p, by_load.clone()).await, "listpack");
-    p.create("c5").await;
+    p.create("c-late").await;
     assert_eq!(encoding(&p, by_load.clone()).await, "listpack");
     // ...and becomes a table when one joins it again.
-    p.status("a", "offline").await;
-    p.status("a", "online").await;
+    p.status(&team[0], "offline").await;
+    p.status(&team[0], "online").await;
     assert_eq!(encoding(&p, by_load.clone()).await, "skiplist");
     assert_eq!(members(&p, by_load).await, team);
 }
