@@ -136,7 +136,7 @@ do
   -- skip list) rather than its compact one. Redis keeps up to 128 short entries as a listpack,
   -- which every lookup and insert reads from its start; in a sorted set it parses each score it
   -- passes from text, and a fractional load score (layout 1) takes a strtod of 17 digits. A
-  -- creation in a team of 100 cost 347 thousand instructions that way against 247 in a team of
+  -- creation in a team of 100 cost 352 thousand instructions that way against 248 in a team of
   -- 10, and placing the agent again was most of the difference. Redis turns a listpack into a
   -- table, for good, once it holds an entry longer than `hash-max-listpack-value` or
   -- `zset-max-listpack-value` (64 bytes by default): one is added and taken out again within
