@@ -473,7 +473,7 @@ async fn closed_conversations_are_forgotten_a_retention_after_their_last_closing
 
     p.now_ms += 2 * DAY; // 8 days after the first closings, 2 after the last
     sweep(&p).await;
-    assert_eq!(fields(&p, &convs).await, ["c2", "c3"]);
+    assert_eq!(p.fields(&convs).await, ["c2", "c3"]);
     let exists: i64 = p
         .store
         .query(redis::cmd("EXISTS").arg(&closed))
@@ -483,7 +483,7 @@ async fn closed_conversations_are_forgotten_a_retention_after_their_last_closing
 
     p.now_ms += 6 * DAY;
     sweep(&p).await;
-    assert!(fields(&p, &convs).await.is_empty());
+    assert!(p.fields(&convs).await.is_empty());
     let left: i64 = p
         .store
         .query(redis::cmd("LLEN").arg(&closing))
@@ -500,11 +500,4 @@ async fn sweep(p: &Project) {
         p.status("a", if i % 2 == 0 { "busy" } else { "online" })
             .await;
     }
-}
-
-/// A hash's fields, sorted.
-async fn fields(p: &Project, key: &str) -> Vec<String> {
-    let mut fields: Vec<String> = p.store.query(redis::cmd("HKEYS").arg(key)).await.unwrap();
-    fields.sort();
-    fields
 }

@@ -164,6 +164,17 @@ impl Project {
         waiting.into_iter().map(|w| w.conversation_id).collect()
     }
 
+    /// The fields of the hash `key`, sorted.
+    pub async fn fields(&self, key: &str) -> Vec<String> {
+        let mut fields: Vec<String> = self
+            .store
+            .query(redis::cmd("HKEYS").arg(key))
+            .await
+            .unwrap();
+        fields.sort();
+        fields
+    }
+
     /// How the project's visitors are spread over buckets (store layout 2): how many buckets,
     /// and how many visitors they hold; (0, 0) where they are not.
     pub async fn visitor_spread(&self) -> (u64, u64) {

@@ -485,13 +485,6 @@ async fn members(p: &Project, key: String) -> Vec<String> {
     members
 }
 
-/// The fields of the hash `key`, sorted.
-async fn fields(p: &Project, key: String) -> Vec<String> {
-    let mut fields: Vec<String> = p.store.query(redis::cmd("HKEYS").arg(key)).await.unwrap();
-    fields.sort();
-    fields
-}
-
 /// What every assignment writes again (the pool's loads, the day's counts) and reads (the
 /// agents' configurations) is kept as a table once the team is large enough that a listpack,
 /// which each write reads from its start, costs more than a table's memory; a small team's stay
@@ -520,8 +513,8 @@ async fn what_each_assignment_rewrites_is_kept_as_a_table_holding_only_the_team(
     assert_eq!(encoding(&p, agents.clone()).await, "hashtable");
     assert_eq!(encoding(&p, daily.clone()).await, "hashtable");
     assert_eq!(members(&p, by_load.clone()).await, team);
-    assert_eq!(fields(&p, agents).await, team);
-    assert_eq!(fields(&p, daily).await, team);
+    assert_eq!(p.fields(&agents).await, team);
+    assert_eq!(p.fields(&daily).await, team);
 
     // The pool as Redis keeps it when it loads its data from disk: the same members and
     // scores, compact. It stays so while agents only take conversations...
