@@ -624,3 +624,48 @@ fn what_is_made_of_a_text_is_made_once_while_the_text_is_in_use() {
     );
     holds(&lua, "kept('a').text == 'a' and made == 9");
 }
+
+#[test]
+fn an_assignment_is_written_as_the_json_the_worker_reads() {
+    let lua = lua();
+    let output = |args: &str| -> serde_json::Value {
+        let text: String = eval(&lua, &format!("Core.assigned_output({args})"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    };
+    assert_eq!(
+        output("'c-1.a@b:c_d', 'agent-7', 'new', 'least_loaded', nil, 1"),
+        serde_json::json!({
+            "type": "conversation.assigned",
+            "q": 1,
+            "data": {
+                "conversation_id": "c-1.a@b:c_d",
+                "agent_id": "agent-7",
+                "reason": "new",
+                "strategy": "least_loaded",
+            },
+        })
+    );
+    // Without a strategy (a claim, a transfer), with the agent it was taken from; a sequence
+    // past the numbers Lua would print in exponent form.
+    assert_eq!(
+        output("'c2', 'a2', 'transferred', nil, 'a1', 123456789012345"),
+        serde_json::json!({
+            "type": "conversation.assigned",
+            "q": 123456789012345_u64,
+            "data": {
+                "conversation_id": "c2",
+                "agent_id": "a2",
+                "reason": "transferred",
+                "previous_agent_id": "a1",
+            },
+        })
+    );
+}
+
+#[test]
+fn whole_numbers_are_written_without_a_fraction_or_an_exponent() {
+    let lua = lua();
+    holds(&lua, "Core.whole_text(0) == '0' and Core.whole_text(42) == '42'");
+    holds(&lua, "Core.whole_text(1e15) == '1000000000000000'");
+    holds(&lua, "Core.whole_text(-3) == '-3'");
+}

@@ -35,9 +35,25 @@ local APPLY_FUNCTION_NAME = 'switchboard_apply'
 local CONFIRM_FUNCTION_NAME = 'switchboard_confirm'
 local PROBE_FUNCTION_NAME = 'switchboard_probe'
 
+-- A list of outputs or timers as JSON: tables, and outputs already written as JSON (see
+-- Call.emit_json), most often a list of one.
 local function encode_list(list)
-  if #list == 0 then return '[]' end
-  return cjson.encode(list)
+  local count = #list
+  if count == 0 then return '[]' end
+  if count == 1 then
+    if type(list[1]) == 'string' then return '[' .. list[1] .. ']' end
+    return cjson.encode(list)
+  end
+  local written
+  for i = 1, count do
+    if type(list[i]) == 'string' then written = {} break end
+  end
+  if not written then return cjson.encode(list) end
+  for i = 1, count do
+    local item = list[i]
+    written[i] = type(item) == 'string' and item or cjson.encode(item)
+  end
+  return '[' .. table.concat(written, ',') .. ']'
 end
 
 -- For each event digest of the call: the record found (found_records; "" = seen, its outputs

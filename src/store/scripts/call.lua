@@ -104,6 +104,13 @@ do
     outputs[#outputs + 1] = { type = event_type, data = data, q = sequence }
   end
 
+  -- An output already written as JSON, as cjson would write `emit`'s table (keys in another
+  -- order, which no reader depends on): see Core.assigned_output.
+  function Call.emit_json(text)
+    if outputs == NONE then outputs = {} end
+    outputs[#outputs + 1] = text
+  end
+
   -- The next number of the sequence of decisions about a conversation record (or an agent's
   -- configuration), kept in the record itself (`q`): the caller saves the record afterwards.
   function Call.next_sequence(record)

@@ -47,10 +47,8 @@ do
     if SETTINGS.tie_break == 'longest_idle' then Agents.note_assignment(agent_id) end
     Pools.refresh_assigned(agent_id, strategy)
     Visitors.remember(record.v, agent_id)
-    Call.emit('conversation.assigned', {
-      conversation_id = conversation_id, agent_id = agent_id, reason = reason,
-      strategy = strategy, previous_agent_id = previous_agent_id,
-    }, sequence)
+    Call.emit_json(Core.assigned_output(conversation_id, agent_id, reason, strategy,
+      previous_agent_id, sequence))
     local timeout = tonumber(SETTINGS.reply_timeout_seconds) or 0
     if timeout > 0 and not UNTIMED[reason] then
       Call.arm_timer(timeout * 1000, 'reply_timeout:' .. conversation_id .. ':' .. record.an,
