@@ -35,15 +35,11 @@ local APPLY_FUNCTION_NAME = 'switchboard_apply'
 local CONFIRM_FUNCTION_NAME = 'switchboard_confirm'
 local PROBE_FUNCTION_NAME = 'switchboard_probe'
 
--- A list of outputs or timers as JSON: tables, and outputs already written as JSON (see
--- Call.emit_json), most often a list of one.
+-- A list of outputs or timers as JSON: tables, or outputs already written as JSON (see
+-- Call.emit_json). A list of tables alone is one cjson call.
 local function encode_list(list)
   local count = #list
   if count == 0 then return '[]' end
-  if count == 1 then
-    if type(list[1]) == 'string' then return '[' .. list[1] .. ']' end
-    return cjson.encode(list)
-  end
   local written
   for i = 1, count do
     if type(list[i]) == 'string' then written = {} break end
@@ -54,6 +50,20 @@ local function encode_list(list)
     written[i] = type(item) == 'string' and item or cjson.encode(item)
   end
   return '[' .. table.concat(written, ',') .. ']'
+end
+
+-- An applied event's record (see above), once it produced something. Most events produce
+-- one output, already written as JSON: the record is then one concatenation (a text of this
+-- size made and copied once more costs about 2 thousand instructions).
+local function event_record(outputs, timers, keep_mark)
+  local only = #outputs == 1 and type(outputs[1]) == 'string' and outputs[1]
+  local ending = keep_mark and STAYS_SEEN_MARK or '}'
+  if only then
+    return '{"t":' .. NOW_TEXT .. ',"o":[' .. only .. '],"timers":' .. encode_list(timers)
+      .. ending
+  end
+  return '{"t":' .. NOW_TEXT .. ',"o":' .. encode_list(outputs) .. ',"timers":'
+    .. encode_list(timers) .. ending
 end
 
 -- For each event digest of the call: the record found (found_records; "" = seen, its outputs
@@ -171,8 +181,7 @@ local function apply_event(args, i, data)
   local keep_mark = not (EVENT_TIME and Call.stamped())
   local record = ''
   if #outputs > 0 or #timers > 0 then
-    record = '{"t":' .. NOW_TEXT .. ',"o":' .. encode_list(outputs)
-      .. ',"timers":' .. encode_list(timers) .. (keep_mark and STAYS_SEEN_MARK or '}')
+    record = event_record(outputs, timers, keep_mark)
     new_records[digest] = record
   elseif keep_mark then
     new_records[digest] = ''
