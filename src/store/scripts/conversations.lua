@@ -28,9 +28,11 @@ do
     Load.hold(agent_id, conversation_id, record)
     record.s = 'open'
     record.a = agent_id
-    record.w, record.pw = nil, nil
-    -- The wait, if any, is over.
-    record.ws, record.ss, record.qp, record.rx = nil, nil, nil, nil
+    -- The wait, if any, is over. (Cleared only when set: see records.lua.)
+    if record.w or record.pw then record.w, record.pw = nil, nil end
+    if record.ws or record.ss or record.qp or record.rx then
+      record.ws, record.ss, record.qp, record.rx = nil, nil, nil, nil
+    end
     record.an = (tonumber(record.an) or 0) + 1
     local sequence = Call.next_sequence(record)
     Activity.assigned(conversation_id, record)

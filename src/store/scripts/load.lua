@@ -119,7 +119,8 @@ do
   -- The agent now holds the conversation, and it counts.
   function Load.hold(agent_id, conversation_id, record)
     count(agent_id, conversation_id, record)
-    record.ia = nil
+    -- (Cleared only when set: see records.lua.)
+    if record.ia then record.ia = nil end
   end
 
   -- The conversation leaves its agent (`record.a`): released, closed (after any wrap-up), or

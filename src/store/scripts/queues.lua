@@ -64,9 +64,10 @@ do
       Queues.remove(Pools.by_id(record.pw).waiting, record.w)
       redis.call('ZREM', K.waited, Core.after_bar(record.w))
       if departing and SETTINGS.queue_position_updates then departed(record.pw or 'base') end
+      record.w = nil
     end
-    record.w = nil
-    record.pw = nil
+    -- (Cleared only when set: see records.lua.)
+    if record.pw then record.pw = nil end
   end
 
   -- Why a conversation waits, in `conversation.queued`: the mode holds it, or nobody is

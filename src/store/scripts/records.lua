@@ -25,6 +25,11 @@
 -- stores `ta` as "". Records written with both versions in full read the same. `get` and
 -- `save` turn one form into the other, so the rest of the library sees every field.
 --
+-- A field is cleared only where it is set (`if record.w then record.w = nil end`), and a new
+-- record is made of the fields given: Lua keeps a slot for a key set to nil, so a new
+-- conversation's table filled with such slots and was grown again and again on its way to
+-- its first assignment (about 800 instructions each time).
+--
 -- Written as JSON, or as MessagePack in store layout 2 (LAYOUT): a third smaller,
 -- with the versions as integers rather than 16 digits of text, but unreadable by a release
 -- before this one. Both are read (a JSON record starts with '{', which no MessagePack map
@@ -133,14 +138,15 @@ do
   -- The record of a conversation seen for the first time, numbered in arrival order and
   -- matched against the rules.
   function Records.new(data)
-    local record = {
-      v = data.visitor_id, p = data.priority or 0,
-      n = Meta.next_arrival(),
-      ch = data.channel, ca = data.channel_account, lang = data.language,
-      cat = data.category, attrs = data.attributes,
-    }
-    record.ri = Routing.matching_rule(record)
-    if record.ri then record.si = 1 end
+    local record = { p = data.priority or 0, n = Meta.next_arrival() }
+    if data.visitor_id then record.v = data.visitor_id end
+    if data.channel then record.ch = data.channel end
+    if data.channel_account then record.ca = data.channel_account end
+    if data.language then record.lang = data.language end
+    if data.category then record.cat = data.category end
+    if data.attributes then record.attrs = data.attributes end
+    local rule = Routing.matching_rule(record)
+    if rule then record.ri, record.si = rule, 1 end
     return record
   end
 end
