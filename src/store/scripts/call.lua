@@ -99,16 +99,17 @@ do
 
   -- An output of the event; `sequence` is its place among the decisions about its conversation
   -- (or agent), for events about one (see `next_sequence`).
+  -- (An event's first output or timer makes its list with it: a list made empty is grown
+  -- for its first entry, about 800 instructions.)
   function Call.emit(event_type, data, sequence)
-    if outputs == NONE then outputs = {} end
-    outputs[#outputs + 1] = { type = event_type, data = data, q = sequence }
+    local output = { type = event_type, data = data, q = sequence }
+    if outputs == NONE then outputs = { output } else outputs[#outputs + 1] = output end
   end
 
   -- An output already written as JSON, as cjson would write `emit`'s table (keys in another
   -- order, which no reader depends on): see Core.assigned_output.
   function Call.emit_json(text)
-    if outputs == NONE then outputs = {} end
-    outputs[#outputs + 1] = text
+    if outputs == NONE then outputs = { text } else outputs[#outputs + 1] = text end
   end
 
   -- The next number of the sequence of decisions about a conversation record (or an agent's
@@ -122,8 +123,8 @@ do
   -- Timers the worker arms after this call (RabbitMQ delay queues): each comes back later as a
   -- `timer.fired` event with this id and data, and is applied like any other event.
   function Call.arm_timer(delay_ms, id, data)
-    if timers == NONE then timers = {} end
-    timers[#timers + 1] = { delay_ms = delay_ms, id = id, data = data }
+    local timer = { delay_ms = delay_ms, id = id, data = data }
+    if timers == NONE then timers = { timer } else timers[#timers + 1] = timer end
   end
 
   -- What the current event produced.
