@@ -138,8 +138,13 @@ do
   -- The record of a conversation seen for the first time, numbered in arrival order and
   -- matched against the rules.
   function Records.new(data)
-    local record = { p = data.priority or 0, n = Meta.next_arrival() }
-    if data.visitor_id then record.v = data.visitor_id end
+    -- The fields every record gets on its way to its first decision are named here, most as
+    -- nil: a field named in a constructor has its slot from the start, kept for when it is
+    -- set, so the table is made at its size once instead of grown three times.
+    local record = {
+      p = data.priority or 0, n = Meta.next_arrival(), v = data.visitor_id,
+      s = nil, a = nil, an = nil, q = nil, t = nil, ta = nil, e = nil,
+    }
     if data.channel then record.ch = data.channel end
     if data.channel_account then record.ca = data.channel_account end
     if data.language then record.lang = data.language end
