@@ -665,7 +665,10 @@ fn an_assignment_is_written_as_the_json_the_worker_reads() {
 #[test]
 fn whole_numbers_are_written_without_a_fraction_or_an_exponent() {
     let lua = lua();
-    holds(&lua, "Core.whole_text(0) == '0' and Core.whole_text(42) == '42'");
+    holds(
+        &lua,
+        "Core.whole_text(0) == '0' and Core.whole_text(42) == '42'",
+    );
     holds(&lua, "Core.whole_text(1e15) == '1000000000000000'");
     holds(&lua, "Core.whole_text(-3) == '-3'");
 }
