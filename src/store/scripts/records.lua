@@ -26,9 +26,10 @@
 -- `save` turn one form into the other, so the rest of the library sees every field.
 --
 -- A field is cleared only where it is set (`if record.w then record.w = nil end`), and a new
--- record is made of the fields given: Lua keeps a slot for a key set to nil, so a new
--- conversation's table filled with such slots and was grown again and again on its way to
--- its first assignment (about 800 instructions each time).
+-- record holds the fields given, with a slot named for each one it gets before its first
+-- decision (see `new`): Lua keeps a slot for a key set to nil, so a new conversation's table
+-- filled with such slots and was grown again and again on its way to its first assignment
+-- (about 800 instructions each time).
 --
 -- Written as JSON, or as MessagePack in store layout 2 (LAYOUT): a third smaller,
 -- with the versions as integers rather than 16 digits of text, but unreadable by a release
