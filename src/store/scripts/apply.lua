@@ -104,7 +104,10 @@ local function find_records(keys, args, events)
       found_records[digests[i]] = current[i]
       found_in_current[digests[i]] = true
     else
-      local time = tonumber(args[i * EVENT_ARG_COUNT + TIME_ARG])
+      -- ('' when it has none; else written by the worker as a number, which `+ 0` parses
+      -- once where `tonumber` parses it twice.)
+      local time_text = args[i * EVENT_ARG_COUNT + TIME_ARG]
+      local time = time_text ~= '' and time_text + 0 or nil
       times[i] = time
       if not time or time < GENERATION_START + CLOCK_SKEW_US then older[#older + 1] = digests[i] end
     end

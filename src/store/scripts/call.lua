@@ -221,6 +221,13 @@ do
     return seed
   end
 
+  -- The number a text of the shared ARGV holds. Those that change seldom (the closed
+  -- retention, the next midnight, the generation's start) are parsed once per text and kept
+  -- (see Core.kept_by_text): `tonumber` parses a text twice, a 16-digit one with two strtods
+  -- of about 600 instructions each, and a call of one event paid that for each of them.
+  -- (A function of its own: the library's top level may not name `tonumber`.)
+  local seldom_changing = Core.kept_by_text(16, function(text) return text + 0 end)
+
   -- Binds KEYS and the shared ARGV for one call (a batch of one project's events).
   function Call.bind(keys, args)
     if keys_bound_for ~= keys[1] then
@@ -233,18 +240,21 @@ do
     end
     -- The generation keys change name every generation: bound on every call.
     K.events, K.previous_events = keys[KEY_AT.events], keys[KEY_AT.previous_events]
-    NOW, NOW_TEXT = tonumber(args[ARGV_AT.now]), args[ARGV_AT.now]
-    CLOSED_RETENTION = tonumber(args[ARGV_AT.closed_retention])
+    -- (The worker writes every one of them as a number: `+ 0` parses a text once, where
+    -- `tonumber` parses it twice.)
+    NOW_TEXT = args[ARGV_AT.now]
+    NOW = NOW_TEXT + 0
+    CLOSED_RETENTION = seldom_changing(args[ARGV_AT.closed_retention])
     ASSUMED_TIMEZONE = args[ARGV_AT.timezone]
     TODAY = args[ARGV_AT.today]
-    NEXT_MIDNIGHT = tonumber(args[ARGV_AT.next_midnight])
+    NEXT_MIDNIGHT = seldom_changing(args[ARGV_AT.next_midnight])
     GENERATION = args[ARGV_AT.generation]
-    GENERATION_START = tonumber(args[ARGV_AT.generation_start])
+    GENERATION_START = seldom_changing(args[ARGV_AT.generation_start])
     GENERATION_TTL_TEXT = args[ARGV_AT.generation_ttl]
     LAYOUT = args[ARGV_AT.store_layout]
     -- What the call does before its first event (placing every agent again once, when the
     -- project switches layout) draws from the call's own seed, not the last call's.
-    call_seed = tonumber(args[ARGV_AT.seed])
+    call_seed = args[ARGV_AT.seed] + 0
     seed, seeded = call_seed, false
   end
 
