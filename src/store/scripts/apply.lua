@@ -206,7 +206,7 @@ local function write_records(meta_read)
     redis.call('EXPIRE', K.events, GENERATION_TTL_TEXT, 'NX')
   elseif Meta.get('events_generation') ~= GENERATION then
     redis.call('EXPIRE', K.events, GENERATION_TTL_TEXT)
-    Meta.set('events_generation', GENERATION)
+    Meta.note_generation(GENERATION)
   end
 end
 

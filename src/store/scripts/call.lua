@@ -156,14 +156,15 @@ do
   -- since it parses a score for each entry it passes, a hash from a few dozen, since it only
   -- compares their fields. The callers ask wherever such a key grows (an agent joins a pool,
   -- a day's first count of an agent, a configuration saved); once it is that large, once per
-  -- call. `kind`: 'hash' or 'zset'.
+  -- call. `kind`: 'hash' or 'zset'; `from`: the size from which it is kept so, when not
+  -- UNPACK_FROM[kind].
   local UNPACK_FROM = { zset = 4, hash = 32 }
   local SIZE_OF = { zset = 'ZCARD', hash = 'HLEN' }
   local unpacked, UNPACKING_ENTRY
   Call.on_call(function() unpacked = {} end)
-  function Call.keep_unpacked(key, kind)
+  function Call.keep_unpacked(key, kind, from)
     if unpacked[key] then return end
-    if redis.call(SIZE_OF[kind], key) < UNPACK_FROM[kind] then return end
+    if redis.call(SIZE_OF[kind], key) < (from or UNPACK_FROM[kind]) then return end
     unpacked[key] = true
     if redis.call('OBJECT', 'ENCODING', key) ~= 'listpack' then return end
     -- (Made on first use: the library's top level may not touch `string`.)
