@@ -17,6 +17,7 @@ use serde_json::Value;
 
 const PARTS: &str = concat!(
     "-- INTERFACE\n",
+    include_str!("scripts/standard.lua"),
     include_str!("scripts/modules.lua"),
     include_str!("scripts/core.lua"),
     include_str!("scripts/call.lua"),

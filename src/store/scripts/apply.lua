@@ -252,10 +252,12 @@ end
 
 -- `confirm`: the confirmed events' digests (marked as above) are ARGV, their generation KEYS[1].
 local function confirm(keys, args)
+  if not tonumber then bind_standard_library() end
   return drop_outputs(keys[1], args)
 end
 
 local function apply(keys, args)
+  if not tonumber then bind_standard_library() end
   local confirmed = tonumber(args[ARGV_AT.confirmed]) or 0
   local events = (#args - SHARED_ARG_COUNT - confirmed) / EVENT_ARG_COUNT
   if #keys < DECLARED_KEY_COUNT or events < 1 or events % 1 ~= 0 then
@@ -311,6 +313,7 @@ end
 -- flows, so that `/readyz` says whether an event could be applied now, not whether Redis
 -- answers.
 local function probe()
+  if not tonumber then bind_standard_library() end
   return 1
 end
 

@@ -111,6 +111,7 @@ do
   end
 
   local function explain(keys, args)
+    if not tonumber then bind_standard_library() end
     Call.bind(keys, args)
     Call.begin_call(redis.call('GET', K.settings))
     local what, arg = args[SHARED_ARG_COUNT + 1], args[SHARED_ARG_COUNT + 2]
