@@ -68,11 +68,12 @@ end
 
 -- For each event digest of the call: the record found (found_records; "" = seen, its outputs
 -- confirmed) and whether it was in the current generation; the digests handled in this call
--- (a second copy in the batch is a duplicate); the records to write when the call ends; the
--- digest of each event of the batch, in order, and the `time` of each one not found in the
--- current generation (every event that may be applied), as a number: a time is 16 digits,
--- which `tonumber` parses the slow way (a measurable share of a creation), so once.
-local found_records, found_in_current, handled, new_records, digests, times
+-- (a second copy in the batch is a duplicate); the records to write when the call ends, as
+-- HSET's arguments (digest, record, digest, record...: an event is recorded at most once) and
+-- how many; the digest of each event of the batch, in order, and the `time` of each one not
+-- found in the current generation (every event that may be applied), as a number: a time is 16
+-- digits, which `tonumber` parses the slow way (a measurable share of a creation), so once.
+local found_records, found_in_current, handled, new_records, new_record_count, digests, times
 
 -- The batch's `i`-th event's type is ARGV[i * EVENT_ARG_COUNT + TYPE_ARG], and so on: each is
 -- read once or twice per event, where a function call for each was a measurable share of a
@@ -94,9 +95,10 @@ local CLOCK_SKEW_US = 600000000
 -- its start, give or take the clocks' skew, or they have none), then in the records an earlier
 -- release kept for the redelivered ones. Returns how many were found.
 local function find_records(keys, args, events)
-  digests = {}
+  digests = list_of(events)
   for i = 1, events do digests[i] = args[i * EVENT_ARG_COUNT + DIGEST_ARG] end
-  found_records, found_in_current, handled, new_records, times = {}, {}, {}, {}, {}
+  found_records, found_in_current, handled = {}, {}, {}
+  new_records, new_record_count, times = list_of(2 * events), 0, list_of(events)
   local current = redis.call('HMGET', K.events, unpack(digests))
   local older = {}
   for i = 1, events do
@@ -132,6 +134,12 @@ local function find_records(keys, args, events)
   return found
 end
 
+-- Records the event (its digest) when the call ends.
+local function record_event(digest, record)
+  new_records[new_record_count + 1], new_records[new_record_count + 2] = digest, record
+  new_record_count = new_record_count + 2
+end
+
 -- The reply for an event recorded before, or handled earlier in this batch. A record whose
 -- outputs are not confirmed yet, found outside the current generation, is written there again,
 -- where the worker's `confirm` (which names the current generation) reaches it.
@@ -140,7 +148,7 @@ local function replay(digest)
   handled[digest] = true
   local record = found_records[digest]
   if record == '' then return { REPLY.duplicate, '' } end
-  if not found_in_current[digest] then new_records[digest] = record end
+  if not found_in_current[digest] then record_event(digest, record) end
   return { REPLY.replayed, record }
 end
 
@@ -174,7 +182,7 @@ local function apply_event(args, i, data)
   if outcome then
     -- Stale or a duplicate: the handler changed nothing. With a time, the versions that
     -- judged it will judge it so again; without, it is remembered as seen.
-    if not EVENT_TIME then new_records[digest] = '' end
+    if not EVENT_TIME then record_event(digest, '') end
     return { REPLY[outcome], '' }
   end
   Conversations.drain()
@@ -185,9 +193,9 @@ local function apply_event(args, i, data)
   local record = ''
   if #outputs > 0 or #timers > 0 then
     record = event_record(outputs, timers, keep_mark)
-    new_records[digest] = record
+    record_event(digest, record)
   elseif keep_mark then
-    new_records[digest] = ''
+    record_event(digest, '')
   end
   return { REPLY.applied, record }
 end
@@ -195,13 +203,8 @@ end
 -- Writes the call's new event records in one HSET. The first write to a generation's hash sets
 -- its expiry: `meta` notes the generation (when the call read it), else EXPIRE ... NX asks.
 local function write_records(meta_read)
-  local fields = {}
-  for digest, record in pairs(new_records) do
-    fields[#fields + 1] = digest
-    fields[#fields + 1] = record
-  end
-  if #fields == 0 then return end
-  redis.call('HSET', K.events, unpack(fields))
+  if new_record_count == 0 then return end
+  redis.call('HSET', K.events, unpack(new_records, 1, new_record_count))
   if not meta_read then
     redis.call('EXPIRE', K.events, GENERATION_TTL_TEXT, 'NX')
   elseif Meta.get('events_generation') ~= GENERATION then
@@ -272,7 +275,7 @@ local function apply(keys, args)
     local first = SHARED_ARG_COUNT + events * EVENT_ARG_COUNT + 1
     drop_outputs(K.events, { unpack(args, first, first + confirmed - 1) })
   end
-  local replies = {}
+  local replies = list_of(events)
   -- A batch of repeats costs a lookup, nothing more.
   if find_records(keys, args, events) == events then
     for i = 1, events do replies[i] = replay(digests[i]) end
@@ -284,7 +287,7 @@ local function apply(keys, args)
   if Load.move_to_agent_keys() then Pools.refresh_all() end
   Visitors.move_to_buckets()
   -- The conversations the batch's events name are read with one HMGET, not one HGET each.
-  local data, named = {}, {}
+  local data, named = list_of(events), list_of(events)
   for i = 1, events do
     if not found_records[digests[i]] then
       data[i] = cjson.decode(args[i * EVENT_ARG_COUNT + DATA_ARG])

@@ -69,7 +69,7 @@ do
 
   -- Reads these conversations' records with one HMGET (those not read yet in this call).
   function Records.prefetch(ids)
-    local missing = {}
+    local missing = list_of(#ids)
     for _, id in ipairs(ids) do
       if cache[id] == nil then missing[#missing + 1] = id end
     end
