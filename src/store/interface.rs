@@ -313,7 +313,8 @@ pub const EVENT_ARGS: &[(&str, &str)] = &[
     ),
 ];
 
-/// What `apply` answers for one event: `{code, text}`.
+/// What `apply` answers for one event: a code and a text, each event's two in turn in one flat
+/// list (`code, text, code, text...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i64)]
 pub enum ReplyCode {

@@ -458,6 +458,7 @@ impl Store {
             for record in &confirmed {
                 call.arg(record.confirmation().as_ref());
             }
+            // A flat list, code and text of each event in turn: redis-rs pairs them.
             let replies: Vec<(i64, String)> = self.call_library(&call).await.inspect_err(|_| {
                 // They may not have been written: they wait for the next call (writing one
                 // twice changes nothing).
