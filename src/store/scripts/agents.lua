@@ -2,13 +2,13 @@
 -- status, owned, daily, last_assigned, meta (assignment_seq) and no ARGV of its own.
 
 do
-  -- Agents' configurations (id -> table, false: none) and statuses (id -> status) read or
-  -- written in this call.
+  -- Agents' configurations (id -> table, false: none), statuses (id -> status) and last
+  -- assignments read or written in this call. (The last two NONE until first written: most
+  -- calls read neither; see NONE.)
   local configs, statuses, last_assignments
   Call.on_call(function()
     configs = {}
-    statuses = {}
-    last_assignments = {}
+    statuses, last_assignments = NONE, NONE
   end)
 
   -- The agent's configuration, or nil for an unknown agent. Only read: it may be shared with
@@ -79,6 +79,7 @@ do
     local status = statuses[agent_id]
     if status == nil then
       status = redis.call('HGET', K.status, agent_id) or 'offline'
+      if statuses == NONE then statuses = {} end
       statuses[agent_id] = status
     end
     return status
@@ -91,6 +92,7 @@ do
     else
       redis.call('HDEL', K.status, agent_id)
     end
+    if statuses == NONE then statuses = {} end
     statuses[agent_id] = status or 'offline'
   end
 
@@ -121,6 +123,7 @@ do
     local n = last_assignments[agent_id]
     if n == nil then
       n = tonumber(redis.call('HGET', K.last_assigned, agent_id)) or 0
+      if last_assignments == NONE then last_assignments = {} end
       last_assignments[agent_id] = n
     end
     return n
@@ -130,6 +133,7 @@ do
   function Agents.note_assignment(agent_id)
     local n = Meta.add('assignment_seq', 1)
     redis.call('HSET', K.last_assigned, agent_id, n)
+    if last_assignments == NONE then last_assignments = {} end
     last_assignments[agent_id] = n
   end
 
@@ -137,7 +141,7 @@ do
   function Agents.forget(agent_id)
     redis.call('HDEL', K.last_assigned, agent_id)
     redis.call('HDEL', K.missed, agent_id)
-    last_assignments[agent_id] = nil
+    if last_assignments ~= NONE then last_assignments[agent_id] = nil end
   end
 
   -- A new local day: every day's count starts again.

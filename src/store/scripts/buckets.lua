@@ -25,7 +25,7 @@ do
   -- The spread hashes used in this call, by meta field: {key, buckets, level, fields, swept,
   -- round_start, changed, names (of the buckets, by number)}.
   local spreads
-  Call.on_call(function() spreads = {} end)
+  Call.on_call(function() spreads = NONE end) -- (until the first: see NONE)
   Call.on_call_end(function()
     for field, spread in pairs(spreads) do
       if spread.changed then
@@ -51,6 +51,7 @@ do
         fields = tonumber(fields), swept = tonumber(swept), round_start = tonumber(round_start),
         changed = false, names = {},
       }
+      if spreads == NONE then spreads = {} end
       spreads[meta_field] = spread
     end
     return spread

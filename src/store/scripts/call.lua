@@ -35,7 +35,10 @@ local EVENT_TYPE, EVENT_TIME, EVENT_TIME_TEXT, EVENT_DIGEST
 -- cjson.null (the library's top level may not touch cjson: only calls can).
 local NULL
 -- An empty table that nothing writes to: a default that allocates nothing (every table a call
--- creates is garbage the Lua collector must later sweep, a measurable share of a call).
+-- creates is garbage the Lua collector must later sweep, a measurable share of a call; a cache
+-- most calls never fill is NONE until its first entry, made by the code that writes it). A
+-- write to it is a bug, and fails the event (see `Call.begin_call`), where it would otherwise
+-- leak into every later call.
 local NONE = {}
 -- A list that will hold `n` entries, made at that size at once. A table filled entry by entry
 -- is made again at 1, 2, 4, 8, 16... entries (about 700 instructions each time), and a call's
@@ -170,10 +173,11 @@ do
   local UNPACK_FROM = { zset = 4, hash = 32 }
   local SIZE_OF = { zset = 'ZCARD', hash = 'HLEN' }
   local unpacked, UNPACKING_ENTRY
-  Call.on_call(function() unpacked = {} end)
+  Call.on_call(function() unpacked = NONE end) -- (until the first: see NONE)
   function Call.keep_unpacked(key, kind, from)
     if unpacked[key] then return end
     if redis.call(SIZE_OF[kind], key) < (from or UNPACK_FROM[kind]) then return end
+    if unpacked == NONE then unpacked = {} end
     unpacked[key] = true
     if redis.call('OBJECT', 'ENCODING', key) ~= 'listpack' then return end
     -- (Made on first use: the library's top level may not touch `string`.)
@@ -270,8 +274,14 @@ do
 
   -- Resets every per-call cache, once `bind` is done and the call has events to apply;
   -- `stored_settings` is the settings key's value (false: none).
+  local none_guarded
   function Call.begin_call(stored_settings)
     NULL = cjson.null
+    if not none_guarded then
+      -- NONE refuses every write (each of its keys is absent, so each write asks __newindex).
+      setmetatable(NONE, { __newindex = function() error('NONE is written to') end })
+      none_guarded = true
+    end
     settings_text, settings_to_write = stored_settings, nil
     SETTINGS = effective_settings(stored_settings)
     for _, reset in ipairs(per_call_resets) do reset() end

@@ -11,9 +11,14 @@
 -- version, is applied in the order workers apply it. (The comparison itself is Core.judge.)
 
 do
-  -- Versions read or written in this call (field -> text, false: none).
+  -- Versions read or written in this call (field -> text, false: none; NONE until the first:
+  -- a conversation's versions are in its record).
   local cache
-  Call.on_call(function() cache = {} end)
+  Call.on_call(function() cache = NONE end)
+  local function keep(thing, text)
+    if cache == NONE then cache = {} end
+    cache[thing] = text
+  end
 
   -- How the current event stands against a version (its time and digest, nil when none).
   function Versions.judge(stored_time, stored_digest)
@@ -28,7 +33,7 @@ do
     end
     if #missing == 0 then return end
     local found = redis.call('HMGET', K.versions, unpack(missing))
-    for i, thing in ipairs(missing) do cache[thing] = found[i] or false end
+    for i, thing in ipairs(missing) do keep(thing, found[i] or false) end
   end
 
   -- The version of one thing: time and digest, or nil.
@@ -56,7 +61,7 @@ do
     for _, thing in ipairs(things) do
       local text = Core.advanced_version((Versions.of(thing)), EVENT_TIME, EVENT_TIME_TEXT,
         EVENT_DIGEST)
-      cache[thing] = text
+      keep(thing, text)
       args[#args + 1] = thing
       args[#args + 1] = text
     end
@@ -67,7 +72,7 @@ do
   -- Forgets these things' versions (an agent removed: its removal's version speaks for them).
   function Versions.forget(things)
     if #things == 0 then return end
-    for _, thing in ipairs(things) do cache[thing] = false end
+    for _, thing in ipairs(things) do keep(thing, false) end
     redis.call('HDEL', K.versions, unpack(things))
   end
 end

@@ -54,10 +54,18 @@ do
   end
   -- Requirements (pool id -> table, false: none) and families' tiers read in this call.
   local requirements, family_tiers
+  -- (NONE until the first: a project without requirement pools reads none; see NONE.)
   Call.on_call(function()
-    requirements = {}
-    family_tiers = {}
+    requirements, family_tiers = NONE, NONE
   end)
+  local function keep_requirement(id, req)
+    if requirements == NONE then requirements = {} end
+    requirements[id] = req
+  end
+  local function keep_tiers(family_id, tiers)
+    if family_tiers == NONE then family_tiers = {} end
+    family_tiers[family_id] = tiers
+  end
 
   local FAMILY_SUFFIX = '.levels'
   local function is_family(id)
@@ -74,7 +82,7 @@ do
   -- The requirement pools named in this call (id -> pool): placing an agent again after an
   -- assignment names each of its pools, and a pool's keys are seven strings to build.
   local requirement_pools
-  Call.on_call(function() requirement_pools = {} end)
+  Call.on_call(function() requirement_pools = NONE end)
 
   local function requirement_pool(id)
     local pool = requirement_pools[id]
@@ -85,6 +93,7 @@ do
       online = key .. 'online', waiting = key .. 'waiting', idle = key .. 'idle',
       family = is_family(id), pass_sets = {}, idle_sets = {},
     }
+    if requirement_pools == NONE then requirement_pools = {} end
     requirement_pools[id] = pool
     return pool
   end
@@ -96,7 +105,7 @@ do
     if req == nil then
       local raw = redis.call('HGET', K.pools, id)
       req = raw and Call.decoded(raw) or false
-      requirements[id] = req
+      keep_requirement(id, req)
     end
     return req or nil
   end
@@ -107,7 +116,7 @@ do
     if not tiers then
       local raw = redis.call('HGET', K.meta, 'tiers:' .. family_id)
       tiers = raw and Call.decoded(raw) or NONE
-      family_tiers[family_id] = tiers
+      keep_tiers(family_id, tiers)
     end
     return tiers
   end
@@ -379,7 +388,7 @@ do
     -- Read or registered in this call: it exists (pools are never removed).
     if requirements[id] then return false end
     if redis.call('HSETNX', K.pools, id, cjson.encode(req)) == 0 then return false end
-    requirements[id] = req
+    keep_requirement(id, req)
     Meta.add('pool_count', 1)
     if BASE.waiting == K.waiting then
       -- The first requirement pool: the base pool gets a queue of its own, which holds every
@@ -410,7 +419,7 @@ do
     if not register(id, req) then return end
     local tiers, added = Core.with_tier(tiers_of(family_id), sum)
     if added then
-      family_tiers[family_id] = tiers
+      keep_tiers(family_id, tiers)
       redis.call('HSET', K.meta, 'tiers:' .. family_id, cjson.encode(tiers))
     end
   end
@@ -429,7 +438,7 @@ do
       for i = 1, #pools, 2 do known[pools[i]] = true end
       for i = 1, #pools, 2 do
         local id, req = pools[i], Call.decoded(pools[i + 1])
-        requirements[id] = req
+        keep_requirement(id, req)
         if Core.qualifies(cfg, req) then
           ids[#ids + 1] = id
           old[id] = nil

@@ -19,11 +19,11 @@ do
   -- drain looks at the queues of the pools each event touched, and in a batch of creations
   -- that nobody waits behind, every look after the first would ask Redis again for nothing.
   local known_empty
-  Call.on_call(function() known_empty = {} end)
+  Call.on_call(function() known_empty = NONE end) -- (until the first: see NONE)
 
   -- A conversation joins the queue `key` (every write that adds to a waiting queue says so).
   function Queues.joined(key)
-    known_empty[key] = nil
+    if known_empty ~= NONE then known_empty[key] = nil end
   end
 
   local function add(pool_queue, score, member)
@@ -222,6 +222,7 @@ do
     if known_empty[key] then return nil end
     local head = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES')
     if not head[1] then
+      if known_empty == NONE then known_empty = {} end
       known_empty[key] = true
       return nil
     end

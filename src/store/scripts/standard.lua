@@ -13,16 +13,16 @@
 
 -- What the globals hold, read when called (declared before the locals of the same names).
 local function standard_library()
-  return tonumber, tostring, type, pairs, ipairs, next, unpack, error, pcall, string, table,
-    math, cjson, cmsgpack, redis
+  return tonumber, tostring, type, pairs, ipairs, next, unpack, error, pcall, setmetatable,
+    string, table, math, cjson, cmsgpack, redis
 end
 
 local redis = redis
-local tonumber, tostring, type, pairs, ipairs, next, unpack, error, pcall, string, table, math,
-  cjson, cmsgpack
+local tonumber, tostring, type, pairs, ipairs, next, unpack, error, pcall, setmetatable, string,
+  table, math, cjson, cmsgpack
 
 -- Called first thing by each function of the library while `tonumber` is not bound yet.
 local function bind_standard_library()
-  tonumber, tostring, type, pairs, ipairs, next, unpack, error, pcall, string, table, math,
-    cjson, cmsgpack, redis = standard_library()
+  tonumber, tostring, type, pairs, ipairs, next, unpack, error, pcall, setmetatable, string,
+    table, math, cjson, cmsgpack, redis = standard_library()
 end
