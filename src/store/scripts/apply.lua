@@ -118,8 +118,8 @@ local function find_records(keys, args, events)
   end
   if #older > 0 then
     local previous = redis.call('HMGET', K.previous_events, unpack(older))
-    for i, digest in ipairs(older) do
-      if previous[i] then found_records[digest] = previous[i] end
+    for i = 1, #older do
+      if previous[i] then found_records[older[i]] = previous[i] end
     end
   end
   local found = 0
@@ -230,8 +230,9 @@ end
 -- others' records go without being read first (a field already gone is left alone). Returns
 -- how many records changed.
 local function drop_outputs(key, digests)
-  local seen, gone = {}, {}
-  for _, digest in ipairs(digests) do
+  local seen, gone = {}, list_of(#digests)
+  for i = 1, #digests do
+    local digest = digests[i]
     if string.byte(digest, 1) == STAYS_SEEN_CONFIRMATION_BYTE then
       seen[#seen + 1] = string.sub(digest, 2)
     else
@@ -242,9 +243,9 @@ local function drop_outputs(key, digests)
   if #seen > 0 then
     local records = redis.call('HMGET', key, unpack(seen))
     local fields = {}
-    for i, digest in ipairs(seen) do
+    for i = 1, #seen do
       if records[i] and records[i] ~= '' then
-        fields[#fields + 1] = digest
+        fields[#fields + 1] = seen[i]
         fields[#fields + 1] = ''
       end
     end

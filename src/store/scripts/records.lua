@@ -70,12 +70,13 @@ do
   -- Reads these conversations' records with one HMGET (those not read yet in this call).
   function Records.prefetch(ids)
     local missing = list_of(#ids)
-    for _, id in ipairs(ids) do
+    for i = 1, #ids do
+      local id = ids[i]
       if cache[id] == nil then missing[#missing + 1] = id end
     end
     if #missing == 0 then return end
     local found = redis.call('HMGET', K.convs, unpack(missing))
-    for i, id in ipairs(missing) do cache[id] = found[i] or false end
+    for i = 1, #missing do cache[missing[i]] = found[i] or false end
   end
 
   -- A version as stored in layout 2, a number: most often the current event's time, already
