@@ -143,9 +143,8 @@ local function record_event(digest, record)
 end
 
 -- The reply (code, text) for an event recorded before, or handled earlier in this batch. A
--- record whose
--- outputs are not confirmed yet, found outside the current generation, is written there
--- again, where the worker's `confirm` (which names the current generation) reaches it.
+-- record whose outputs are not confirmed yet, found outside the current generation, is written
+-- there again, where the worker's `confirm` (which names the current generation) reaches it.
 local function replay(digest)
   if handled[digest] then return REPLY.duplicate, '' end
   handled[digest] = true
