@@ -48,7 +48,7 @@ do
   -- The counters USES was last derived from, in the order of `derive_uses`' checks (any
   -- project's and call's: the same counters say the same). Most calls find them unchanged,
   -- where deriving USES again cost a call of one event about 2.5 thousand instructions.
-  local derived_from = {}
+  local last_counters = {}
 
   -- Sets USES from the counters as this call holds them (a count is text, or a number once
   -- this call added to it; absent, false), compared as the modules compared them before.
@@ -56,12 +56,12 @@ do
     local owned, capacity, restricted, levels, pools, buckets, in_hash = values[OWNED_AT],
       values[CAPACITY_AT], values[RESTRICTED_AT], values[LEVELS_AT], values[POOLS_AT],
       values[BUCKETS_AT], values[IN_HASH_AT]
-    local last = derived_from
+    local last = last_counters
     if owned == last[1] and capacity == last[2] and restricted == last[3] and levels == last[4]
       and pools == last[5] and buckets == last[6] and in_hash == last[7] then
       return
     end
-    derived_from = { owned, capacity, restricted, levels, pools, buckets, in_hash }
+    last_counters = { owned, capacity, restricted, levels, pools, buckets, in_hash }
     USES.agent_load_keys = owned == '1'
     USES.channel_capacities = (tonumber(capacity) or 0) > 0
     USES.channel_pools = USES.channel_capacities or (tonumber(restricted) or 0) > 0
