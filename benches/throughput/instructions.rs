@@ -95,6 +95,13 @@ pub async fn instructions(report: &mut Report) {
         counted.commands,
         counted.calls
     ));
+    if let Some(us) = report.drain_redis_us {
+        let per_us = counted.total / 1000.0 / us;
+        report.line(format!(
+            "In (o)'s median drain of this run Redis spent {us:.1} µs of CPU per creation: about {per_us:.1} thousand of these instructions per µs on this host (the kernel's share of each call included), so 25 µs per creation (the README's target) is about {:.0} thousand instructions here. Hosts differ by up to 2× in this pace: compare counts, not µs, across hosts.\n",
+            25.0 * per_us
+        ));
+    }
     report.line(format!(
         "In store layout 2 (`SWITCHBOARD_STORE_LAYOUT=2`, another project on the same server): {:.1} thousand per creation ({:.2}× layout 1's).\n",
         counted.compact / 1000.0,

@@ -469,6 +469,7 @@ pub async fn outside(flags: &Flags, report: &mut Report) {
         })
         .collect();
     let (relay, worker, batched, worker4) = (&medians[0], &medians[1], &medians[2], &medians[3]);
+    report.drain_redis_us = Some(worker.cpu.redis);
     report.line(format!("A backlog of {events} `conversation.created` (each answered by one output), published by `{SCRIPTS}/publisher.py`; `receiver.py` times from the first event taken off the work queue to the last output in its output queue (polling both with passive declares every 2 ms), the same way for every handler. Prefetch 64, quorum queues, persistent messages. The handlers take turns, {rounds} round(s); median per handler. The worker runs with the default batch size ({}).\n", Config::default().batch_size));
     report.line("| | ev/s (median) | every round | worker's ratio to it |\n|---|---|---|---|");
     for (i, handler) in handlers.iter().enumerate() {

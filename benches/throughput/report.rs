@@ -10,6 +10,9 @@ const DIRECTORY: &str = "bench-results";
 pub struct Report {
     lines: Vec<String>,
     chart: Chart,
+    /// The Redis CPU per creation of the worker's median drain in part (o), µs, once (o) has
+    /// run: part (i), run after it, turns its instruction count into this host's pace with it.
+    pub drain_redis_us: Option<f64>,
 }
 
 impl Report {
@@ -17,6 +20,7 @@ impl Report {
         let mut report = Report {
             lines: vec![],
             chart: Chart::new(format!("Switchboard benchmark: {machine}")),
+            drain_redis_us: None,
         };
         report.line(format!("# Switchboard benchmark\n\nmachine: {machine}; RabbitMQ and Redis on loopback; {events} mixed events per drain\n"));
         report
