@@ -79,8 +79,7 @@ do
     local status = statuses[agent_id]
     if status == nil then
       status = redis.call('HGET', K.status, agent_id) or 'offline'
-      if statuses == NONE then statuses = {} end
-      statuses[agent_id] = status
+      statuses = with_entry(statuses, agent_id, status)
     end
     return status
   end
@@ -92,8 +91,7 @@ do
     else
       redis.call('HDEL', K.status, agent_id)
     end
-    if statuses == NONE then statuses = {} end
-    statuses[agent_id] = status or 'offline'
+    statuses = with_entry(statuses, agent_id, status or 'offline')
   end
 
   -- Whether its status lets it receive conversations, under the project's settings.
@@ -123,8 +121,7 @@ do
     local n = last_assignments[agent_id]
     if n == nil then
       n = tonumber(redis.call('HGET', K.last_assigned, agent_id)) or 0
-      if last_assignments == NONE then last_assignments = {} end
-      last_assignments[agent_id] = n
+      last_assignments = with_entry(last_assignments, agent_id, n)
     end
     return n
   end
@@ -133,8 +130,7 @@ do
   function Agents.note_assignment(agent_id)
     local n = Meta.add('assignment_seq', 1)
     redis.call('HSET', K.last_assigned, agent_id, n)
-    if last_assignments == NONE then last_assignments = {} end
-    last_assignments[agent_id] = n
+    last_assignments = with_entry(last_assignments, agent_id, n)
   end
 
   -- Forgets what only a present agent needs (its removal).

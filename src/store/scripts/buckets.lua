@@ -51,8 +51,7 @@ do
         fields = tonumber(fields), swept = tonumber(swept), round_start = tonumber(round_start),
         changed = false, names = {},
       }
-      if spreads == NONE then spreads = {} end
-      spreads[meta_field] = spread
+      spreads = with_entry(spreads, meta_field, spread)
     end
     return spread
   end

@@ -36,10 +36,17 @@ local EVENT_TYPE, EVENT_TIME, EVENT_TIME_TEXT, EVENT_DIGEST
 local NULL
 -- An empty table that nothing writes to: a default that allocates nothing (every table a call
 -- creates is garbage the Lua collector must later sweep, a measurable share of a call; a cache
--- most calls never fill is NONE until its first entry, made by the code that writes it). A
--- write to it is a bug, and fails the event (see `Call.begin_call`), where it would otherwise
--- leak into every later call.
+-- most calls never fill is NONE until its first entry, made by `with_entry`). A write to it is
+-- a bug, and fails the event (see `Call.begin_call`), where it would otherwise leak into every
+-- later call.
 local NONE = {}
+-- Sets `cache[key]` to `value` in a cache that may still be NONE, making the cache then, and
+-- returns the cache, which the caller keeps: `statuses = with_entry(statuses, id, status)`.
+local function with_entry(cache, key, value)
+  if cache == NONE then cache = {} end
+  cache[key] = value
+  return cache
+end
 -- A list that will hold `n` entries, made at that size at once. A table filled entry by entry
 -- is made again at 1, 2, 4, 8, 16... entries (about 700 instructions each time), and a call's
 -- lists of its events grow to the batch's size: a batch of 16 made each of them five times.
@@ -177,8 +184,7 @@ do
   function Call.keep_unpacked(key, kind, from)
     if unpacked[key] then return end
     if redis.call(SIZE_OF[kind], key) < (from or UNPACK_FROM[kind]) then return end
-    if unpacked == NONE then unpacked = {} end
-    unpacked[key] = true
+    unpacked = with_entry(unpacked, key, true)
     if redis.call('OBJECT', 'ENCODING', key) ~= 'listpack' then return end
     -- (Made on first use: the library's top level may not touch `string`.)
     UNPACKING_ENTRY = UNPACKING_ENTRY or string.rep('~', 1024)

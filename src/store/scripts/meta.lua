@@ -95,8 +95,7 @@ do
       values[position] = value
       if DERIVED_FROM[field] then derive_uses() end
     else
-      if others == NONE then others = {} end
-      others[field] = value
+      others = with_entry(others, field, value)
     end
   end
 

@@ -15,10 +15,6 @@ do
   -- a conversation's versions are in its record).
   local cache
   Call.on_call(function() cache = NONE end)
-  local function keep(thing, text)
-    if cache == NONE then cache = {} end
-    cache[thing] = text
-  end
 
   -- How the current event stands against a version (its time and digest, nil when none).
   function Versions.judge(stored_time, stored_digest)
@@ -33,7 +29,7 @@ do
     end
     if #missing == 0 then return end
     local found = redis.call('HMGET', K.versions, unpack(missing))
-    for i, thing in ipairs(missing) do keep(thing, found[i] or false) end
+    for i, thing in ipairs(missing) do cache = with_entry(cache, thing, found[i] or false) end
   end
 
   -- The version of one thing: time and digest, or nil.
@@ -61,7 +57,7 @@ do
     for _, thing in ipairs(things) do
       local text = Core.advanced_version((Versions.of(thing)), EVENT_TIME, EVENT_TIME_TEXT,
         EVENT_DIGEST)
-      keep(thing, text)
+      cache = with_entry(cache, thing, text)
       args[#args + 1] = thing
       args[#args + 1] = text
     end
@@ -72,7 +68,7 @@ do
   -- Forgets these things' versions (an agent removed: its removal's version speaks for them).
   function Versions.forget(things)
     if #things == 0 then return end
-    for _, thing in ipairs(things) do keep(thing, false) end
+    for _, thing in ipairs(things) do cache = with_entry(cache, thing, false) end
     redis.call('HDEL', K.versions, unpack(things))
   end
 end

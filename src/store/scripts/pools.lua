@@ -49,8 +49,7 @@ do
   -- (NONE until the event touches a pool: a creation, which only takes, touches none.)
   Call.on_event(function() touched = NONE end)
   local function touch(pool)
-    if touched == NONE then touched = {} end
-    touched[pool.id] = pool
+    touched = with_entry(touched, pool.id, pool)
   end
   -- Requirements (pool id -> table, false: none) and families' tiers read in this call.
   local requirements, family_tiers
@@ -58,14 +57,6 @@ do
   Call.on_call(function()
     requirements, family_tiers = NONE, NONE
   end)
-  local function keep_requirement(id, req)
-    if requirements == NONE then requirements = {} end
-    requirements[id] = req
-  end
-  local function keep_tiers(family_id, tiers)
-    if family_tiers == NONE then family_tiers = {} end
-    family_tiers[family_id] = tiers
-  end
 
   local FAMILY_SUFFIX = '.levels'
   local function is_family(id)
@@ -93,8 +84,7 @@ do
       online = key .. 'online', waiting = key .. 'waiting', idle = key .. 'idle',
       family = is_family(id), pass_sets = {}, idle_sets = {},
     }
-    if requirement_pools == NONE then requirement_pools = {} end
-    requirement_pools[id] = pool
+    requirement_pools = with_entry(requirement_pools, id, pool)
     return pool
   end
 
@@ -105,7 +95,7 @@ do
     if req == nil then
       local raw = redis.call('HGET', K.pools, id)
       req = raw and Call.decoded(raw) or false
-      keep_requirement(id, req)
+      requirements = with_entry(requirements, id, req)
     end
     return req or nil
   end
@@ -116,7 +106,7 @@ do
     if not tiers then
       local raw = redis.call('HGET', K.meta, 'tiers:' .. family_id)
       tiers = raw and Call.decoded(raw) or NONE
-      keep_tiers(family_id, tiers)
+      family_tiers = with_entry(family_tiers, family_id, tiers)
     end
     return tiers
   end
@@ -322,8 +312,7 @@ do
     local room = placing_rooms[req.ch]
     if room == nil then
       room = Load.channel_room(agent_id, cfg, req.ch)
-      if placing_rooms == NONE then placing_rooms = {} end
-      placing_rooms[req.ch] = room
+      placing_rooms = with_entry(placing_rooms, req.ch, room)
     end
     return room
   end
@@ -388,7 +377,7 @@ do
     -- Read or registered in this call: it exists (pools are never removed).
     if requirements[id] then return false end
     if redis.call('HSETNX', K.pools, id, cjson.encode(req)) == 0 then return false end
-    keep_requirement(id, req)
+    requirements = with_entry(requirements, id, req)
     Meta.add('pool_count', 1)
     if BASE.waiting == K.waiting then
       -- The first requirement pool: the base pool gets a queue of its own, which holds every
@@ -419,7 +408,7 @@ do
     if not register(id, req) then return end
     local tiers, added = Core.with_tier(tiers_of(family_id), sum)
     if added then
-      keep_tiers(family_id, tiers)
+      family_tiers = with_entry(family_tiers, family_id, tiers)
       redis.call('HSET', K.meta, 'tiers:' .. family_id, cjson.encode(tiers))
     end
   end
@@ -438,7 +427,7 @@ do
       for i = 1, #pools, 2 do known[pools[i]] = true end
       for i = 1, #pools, 2 do
         local id, req = pools[i], Call.decoded(pools[i + 1])
-        keep_requirement(id, req)
+        requirements = with_entry(requirements, id, req)
         if Core.qualifies(cfg, req) then
           ids[#ids + 1] = id
           old[id] = nil

@@ -222,8 +222,7 @@ do
     if known_empty[key] then return nil end
     local head = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES')
     if not head[1] then
-      if known_empty == NONE then known_empty = {} end
-      known_empty[key] = true
+      known_empty = with_entry(known_empty, key, true)
       return nil
     end
     return head[1], tonumber(head[2])
